@@ -1,0 +1,29 @@
+# patient-journeys: the two commands are `make run` and `make test`.
+.PHONY: run test install lint format typecheck bench clean help
+
+help:            ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run:             ## install what is missing, then run Temporal (+UI), worker and API
+	@scripts/run.sh
+
+test:            ## install what is missing, start a throwaway PostgreSQL, run every test
+	@scripts/test.sh
+
+install:         ## only install: .venv from uv.lock, the Temporal CLI into .tools/bin
+	@scripts/bootstrap.sh
+
+lint:            ## ruff lint + format check
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:          ## ruff format + autofix
+	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+typecheck:       ## mypy on the pure packages
+	@.venv/bin/mypy
+
+bench:           ## benchmarks (ratios measured in one run)
+	@scripts/bootstrap.sh && .venv/bin/python -m bench
+
+clean:           ## remove local state (.data); keeps installed tools
+	@scripts/pg-test.sh stop; rm -rf .data

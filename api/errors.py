@@ -1,0 +1,57 @@
+"""Error mapping: Temporal and DB errors -> HTTP, by type (never by message text)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+
+def field_error(e: ValidationError, prefix: tuple[str, ...] = ("body",)) -> HTTPException:
+    return HTTPException(
+        422,
+        detail=[{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                for err in e.errors()],
+    )
+
+
+def rejection(err: WorkflowUpdateFailedError) -> HTTPException:
+    """An update validator or handler raised ApplicationError: its `type` picks the status
+    (Conflict -> 409, Invalid -> 422, NotFound -> 404, Forbidden -> 403), its message is shown,
+    and its first detail (if a dict) is merged into the body for clients."""
+    cause = err.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        code = {"Conflict": 409, "Invalid": 422, "NotFound": 404, "Forbidden": 403}.get(
+            cause.type or "", 409)
+        extra = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        return HTTPException(code, detail={"message": cause.message, **extra})
+    return HTTPException(409, detail={"message": "the journey refused this request"})
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": "conflicts with existing data"})
+
+    @app.exception_handler(WorkflowUpdateFailedError)
+    async def _update_failed(_: Request, exc: WorkflowUpdateFailedError) -> JSONResponse:
+        http = rejection(exc)
+        return JSONResponse(status_code=http.status_code, content={"detail": http.detail})
+
+    @app.exception_handler(RPCError)
+    async def _rpc(_: Request, exc: RPCError) -> JSONResponse:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return JSONResponse(status_code=404, content={"detail": "journey not found"})
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return JSONResponse(status_code=503,
+                                content={"detail": "Temporal is unavailable; retry shortly"})
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            return JSONResponse(status_code=429, content={"detail": "too many requests in flight "
+                                                          "for this journey; retry shortly"})
+        return JSONResponse(status_code=502, content={"detail": "Temporal error"})

@@ -1,0 +1,151 @@
+"""Clinics, doctors, patients: the directory every journey refers to."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import ValidationError
+from sqlmodel import select
+
+from api.deps import ALL_STAFF, Roles, SessionDep
+from api.errors import field_error
+from models.core import (
+    Clinic,
+    ClinicCreate,
+    ClinicPublic,
+    ClinicUpdate,
+    Doctor,
+    DoctorCreate,
+    DoctorPublic,
+    Patient,
+    PatientCreate,
+    PatientPublic,
+    PolicyIn,
+    Role,
+)
+
+router = APIRouter(prefix="/v1", tags=["directory"])
+
+Manager = Roles(Role.admin, Role.director)
+Desk = Roles(Role.front_desk, Role.operator, Role.director, Role.doctor)
+Anyone = Roles(*ALL_STAFF)
+
+
+# ---------------------------------------------------------------- clinics
+@router.post("/clinics", response_model=ClinicPublic, status_code=status.HTTP_201_CREATED)
+async def create_clinic(body: ClinicCreate, session: SessionDep, _: Manager) -> Clinic:
+    clinic = Clinic(**body.model_dump(exclude={"policy"}), policy=body.policy.to_json())
+    session.add(clinic)
+    await session.commit()
+    return clinic
+
+
+@router.get("/clinics", response_model=list[ClinicPublic])
+async def list_clinics(session: SessionDep, _: Anyone) -> list[Clinic]:
+    return list((await session.exec(select(Clinic).order_by(Clinic.name))).all())
+
+
+@router.get("/clinics/{clinic_id}", response_model=ClinicPublic)
+async def get_clinic(clinic_id: str, session: SessionDep, _: Anyone) -> Clinic:
+    return await _get(session, Clinic, clinic_id, "clinic")
+
+
+@router.patch("/clinics/{clinic_id}", response_model=ClinicPublic)
+async def update_clinic(
+    clinic_id: str, body: ClinicUpdate, session: SessionDep, _: Manager
+) -> Clinic:
+    clinic = await _get(session, Clinic, clinic_id, "clinic")
+    changes = body.model_dump(exclude_unset=True)
+    if "policy" in changes:
+        try:
+            merged = PolicyIn.model_validate({**clinic.policy, **(changes.pop("policy") or {})})
+        except ValidationError as e:
+            raise field_error(e, prefix=("body", "policy")) from None
+        clinic.policy = merged.to_json()
+    for k, v in changes.items():
+        if v is None and k in ("name", "address", "phone", "timezone"):
+            raise HTTPException(422, f"{k} cannot be null")
+        setattr(clinic, k, v)
+    session.add(clinic)
+    await session.commit()
+    await session.refresh(clinic)
+    return clinic
+
+
+# ---------------------------------------------------------------- doctors
+@router.post("/doctors", response_model=DoctorPublic, status_code=status.HTTP_201_CREATED)
+async def create_doctor(body: DoctorCreate, session: SessionDep, _: Manager) -> Doctor:
+    await _must_exist(session, Clinic, body.clinic_id, "clinic_id")
+    doctor = Doctor(**body.model_dump())
+    session.add(doctor)
+    await session.commit()
+    return doctor
+
+
+@router.get("/doctors", response_model=list[DoctorPublic])
+async def list_doctors(
+    session: SessionDep, _: Anyone, clinic_id: str | None = Query(None)
+) -> list[Doctor]:
+    q = select(Doctor).order_by(Doctor.full_name)
+    if clinic_id:
+        q = q.where(Doctor.clinic_id == clinic_id)
+    return list((await session.exec(q)).all())
+
+
+@router.get("/doctors/{doctor_id}", response_model=DoctorPublic)
+async def get_doctor(doctor_id: str, session: SessionDep, _: Anyone) -> Doctor:
+    return await _get(session, Doctor, doctor_id, "doctor")
+
+
+# ---------------------------------------------------------------- patients
+@router.post("/patients", response_model=PatientPublic, status_code=status.HTTP_201_CREATED)
+async def create_patient(body: PatientCreate, session: SessionDep, _: Desk) -> Patient:
+    if body.guardian_id:
+        guardian = await _must_exist(session, Patient, body.guardian_id, "guardian_id")
+        if guardian.guardian_id:
+            raise HTTPException(422, detail=[_loc("guardian_id",
+                                "the guardian must be an adult record without a guardian")])
+    if body.clinic_id:
+        await _must_exist(session, Clinic, body.clinic_id, "clinic_id")
+    if body.preferred_channel == "telegram" and not body.telegram_chat_id and not body.guardian_id:
+        raise HTTPException(422, detail=[_loc("telegram_chat_id",
+                            "telegram_chat_id is required when preferred_channel is telegram")])
+    if not body.phone and not body.guardian_id and not body.telegram_chat_id:
+        raise HTTPException(422, detail=[_loc("phone",
+                            "a patient needs a phone, a telegram_chat_id or a guardian_id")])
+    patient = Patient(**body.model_dump())
+    session.add(patient)
+    await session.commit()
+    return patient
+
+
+@router.get("/patients", response_model=list[PatientPublic])
+async def list_patients(
+    session: SessionDep, _: Desk, limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)
+) -> list[Patient]:
+    q = select(Patient).order_by(Patient.created_at).offset(offset).limit(limit)
+    return list((await session.exec(q)).all())
+
+
+@router.get("/patients/{patient_id}", response_model=PatientPublic)
+async def get_patient(patient_id: str, session: SessionDep, _: Desk) -> Patient:
+    return await _get(session, Patient, patient_id, "patient")
+
+
+# ---------------------------------------------------------------- helpers
+def _loc(field: str, msg: str) -> dict:
+    return {"loc": ["body", field], "msg": msg, "type": "value_error"}
+
+
+async def _get(session, model, id_: str, what: str):  # type: ignore[no-untyped-def]
+    obj = await session.get(model, id_)
+    if obj is None:
+        raise HTTPException(404, f"{what} {id_} not found")
+    return obj
+
+
+async def _must_exist(session, model, id_: str, field: str):  # type: ignore[no-untyped-def]
+    """A reference in the body that points nowhere is the caller's input error: 422 on the field."""
+    obj = await session.get(model, id_)
+    if obj is None:
+        raise HTTPException(422, detail=[_loc(field, f"{field} {id_!r} does not exist")])
+    return obj

@@ -1,0 +1,84 @@
+"""The operator queue: tasks journeys raise for people (FHIR Task-like)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+from sqlmodel import col, select
+
+from api.deps import ALL_STAFF, Roles, SessionDep
+from models.core import OperatorTask, OperatorTaskPublic, Role, TaskState
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+Staff = Roles(*ALL_STAFF)
+
+_STATE_ALIASES = {"open": (TaskState.requested, TaskState.in_progress),
+                  "closed": (TaskState.completed, TaskState.cancelled)}
+
+
+class TaskComplete(BaseModel):
+    outcome: str | None = Field(None, max_length=1000)
+
+
+@router.get("", response_model=list[OperatorTaskPublic])
+async def list_tasks(
+    session: SessionDep,
+    user: Staff,
+    state: str = Query("open", description="open, closed, or a FHIR Task.status"),
+    kind: str | None = None,
+    clinic_id: str | None = None,
+    subject_id: str | None = None,
+    assigned_role: Role | None = None,
+    limit: int = Query(100, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> list[OperatorTask]:
+    if state in _STATE_ALIASES:
+        states = _STATE_ALIASES[state]
+    else:
+        try:
+            states = (TaskState(state),)
+        except ValueError:
+            allowed = ", ".join(["open", "closed", *[s.value for s in TaskState]])
+            raise HTTPException(422, detail=[{"loc": ["query", "state"],
+                                "msg": f"unknown state {state!r}; use one of {allowed}",
+                                "type": "value_error"}]) from None
+    q = select(OperatorTask).where(col(OperatorTask.state).in_(states))
+    if kind:
+        q = q.where(OperatorTask.kind == kind)
+    if clinic_id:
+        q = q.where(OperatorTask.clinic_id == clinic_id)
+    if subject_id:
+        q = q.where(OperatorTask.subject_id == subject_id)
+    if assigned_role:
+        q = q.where(OperatorTask.assigned_role == assigned_role)
+    q = q.order_by(col(OperatorTask.due_at).asc().nulls_first(), OperatorTask.created_at)
+    return list((await session.exec(q.offset(offset).limit(limit))).all())
+
+
+@router.get("/{task_id}", response_model=OperatorTaskPublic)
+async def get_task(task_id: str, session: SessionDep, _: Staff) -> OperatorTask:
+    task = await session.get(OperatorTask, task_id)
+    if task is None:
+        raise HTTPException(404, f"task {task_id} not found")
+    return task
+
+
+@router.post("/{task_id}/complete", response_model=OperatorTaskPublic)
+async def complete_task(
+    task_id: str, session: SessionDep, user: Staff, body: TaskComplete | None = None
+) -> OperatorTask:
+    task = await session.get(OperatorTask, task_id)
+    if task is None:
+        raise HTTPException(404, f"task {task_id} not found")
+    if task.state in (TaskState.completed, TaskState.cancelled):
+        raise HTTPException(409, f"task is already {task.state.value}")
+    task.state = TaskState.completed
+    task.completed_at = datetime.now(UTC)
+    task.completed_by = user.id
+    task.outcome = body.outcome if body else None
+    session.add(task)
+    await session.commit()
+    await session.refresh(task)
+    return task

@@ -1,0 +1,154 @@
+"""`journeys`: the console command for ops and newcomers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+from sqlmodel import select
+
+from core.settings import get_settings
+
+app = typer.Typer(help="patient-journeys: clinic patient journeys on Temporal.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every database migration (SQLite or PostgreSQL, from DATABASE_URL)."""
+    from core.db import migrate as run
+
+    run(get_settings().database_url)
+    typer.echo("database is up to date")
+
+
+@app.command("create-user")
+def create_user(
+    username: str = typer.Option(..., "--username", "-u", help="login name"),
+    password: str = typer.Option(..., "--password", "-p", help="at least 8 characters"),
+    role: str = typer.Option(..., "--role", "-r", help="front_desk, operator, doctor, accountant, "
+                             "deputy_director, director, ops or admin"),
+    email: str = typer.Option(None, "--email", help="for e-mailed notifications and reports"),
+    full_name: str = typer.Option(None, "--full-name"),
+    update: bool = typer.Option(False, "--update", help="change password/role if the user exists"),
+) -> None:
+    """Create a staff user (or with --update, reset one)."""
+    from models.core import Role
+
+    try:
+        role_v = Role(role)
+    except ValueError:
+        raise typer.BadParameter(f"unknown role {role!r}; one of: "
+                                 + ", ".join(r.value for r in Role), param_hint="--role") from None
+    if len(password) < 8:
+        raise typer.BadParameter("password must have at least 8 characters",
+                                 param_hint="--password")
+    created = asyncio.run(_create_user(get_settings().database_url, username, password, role_v, email, full_name, update))
+    typer.echo(f"{'created' if created else 'updated'} user {username!r} with role {role_v.value}")
+
+
+async def _create_user(database_url, username, password, role, email, full_name, update) -> bool:  # type: ignore[no-untyped-def]
+    from core.db import make_engine, session_factory
+    from core.security import hash_password
+    from models.core import StaffUser
+
+    engine = make_engine(database_url)
+    try:
+        async with session_factory(engine)() as s:
+            user = (await s.exec(select(StaffUser).where(StaffUser.username == username))).first()
+            if user and not update:
+                typer.echo(f"user {username!r} already exists (use --update to change it)", err=True)
+                raise typer.Exit(1)
+            created = user is None
+            user = user or StaffUser(username=username, password_hash="", role=role)
+            user.password_hash = hash_password(password)
+            user.role = role
+            user.email = email or user.email
+            user.full_name = full_name or user.full_name
+            s.add(user)
+            await s.commit()
+            return created
+    finally:
+        await engine.dispose()
+
+
+@app.command("ensure-admin")
+def ensure_admin() -> None:
+    """First run: create user `admin` with a random password kept in DATA_DIR/admin-password."""
+    import secrets as _secrets
+
+    from models.core import Role
+
+    settings = get_settings()
+    path = settings.data_dir / "admin-password"
+    if path.exists():
+        return
+    password = _secrets.token_urlsafe(12)
+    try:
+        asyncio.run(_create_user(settings.database_url, "admin", password, Role.admin, None, "Administrator", False))
+    except typer.Exit:
+        return  # someone already made an admin by hand
+    path.write_text(password + "\n")
+    path.chmod(0o600)
+    typer.echo(f"created user 'admin'; its password is in {path}")
+
+
+@app.command("codec-secret")
+def codec_secret() -> None:
+    """Print the codec secret the Temporal UI uses to reach /codec (local runs)."""
+    typer.echo(get_settings().codec_secret)
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (uvicorn) on API_HOST:API_PORT."""
+    from api.main import main
+
+    main()
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker on TEMPORAL_TASK_QUEUE."""
+    from worker import main
+
+    main()
+
+
+@app.command("search-attributes")
+def search_attributes() -> None:
+    """Print the dev-server flags that register our custom search attributes."""
+    from core.search_attributes import cli_args
+
+    typer.echo(" ".join(cli_args()))
+
+
+@app.command("register-search-attributes")
+def register_search_attributes() -> None:
+    """Register our search attributes on a running Temporal cluster (idempotent)."""
+
+    async def _run() -> None:
+        from temporalio.api.operatorservice.v1 import (
+            AddSearchAttributesRequest,
+            ListSearchAttributesRequest,
+        )
+
+        from core.search_attributes import ALL
+        from core.temporal import connect
+
+        s = get_settings()
+        client = await connect(s)
+        have = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=s.temporal_namespace))
+        missing = {k.name: k.indexed_value_type for k in ALL if k.name not in have.custom_attributes}
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=s.temporal_namespace,
+                                           search_attributes=missing))
+        typer.echo(f"registered: {sorted(missing) or 'nothing new'}")
+
+    asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    app()

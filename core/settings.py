@@ -1,0 +1,167 @@
+"""One settings object for every process (API, worker, CLI, tests).
+
+The environment names are a contract with ops scripts and tests; keep them exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    data_dir: Path = Field(default=PROJECT_ROOT / ".data", alias="DATA_DIR")
+    database_url: str = Field(default="", alias="DATABASE_URL")
+
+    temporal_address: str = Field(default="127.0.0.1:7233", alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: str = Field(default="journeys", alias="TEMPORAL_TASK_QUEUE")
+    temporal_tls: bool = Field(default=False, alias="TEMPORAL_TLS")
+    temporal_api_key: str = Field(default="", alias="TEMPORAL_API_KEY")
+    temporal_ui_url: str = Field(default="http://127.0.0.1:8233", alias="TEMPORAL_UI_URL")
+
+    api_host: str = Field(default="127.0.0.1", alias="API_HOST")
+    api_port: int = Field(default=8000, alias="API_PORT")
+    public_base_url: str = Field(default="", alias="PUBLIC_BASE_URL")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"],
+        alias="CORS_ORIGINS",
+    )
+
+    jwt_secret: str = Field(default="", alias="JWT_SECRET")
+    jwt_ttl_seconds: int = Field(default=8 * 3600, alias="JWT_TTL_SECONDS")
+    # key id -> base64 (urlsafe or standard) 128/192/256-bit AES key; the first one encrypts.
+    payload_encryption_keys: str = Field(default="", alias="PAYLOAD_ENCRYPTION_KEYS")
+    # Lets the Temporal UI call /codec/* without a staff JWT (sent as the X-Codec-Secret header
+    # or "Authorization: Bearer <secret>"). Unset: a random one is kept in DATA_DIR/codec-secret.
+    codec_secret: str = Field(default="", alias="CODEC_SECRET")
+
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    log_json: bool = Field(default=True, alias="LOG_JSON")
+
+    # Outbound providers (empty credentials -> built-in sandbox provider).
+    whatsapp_api_url: str = Field(default="https://graph.facebook.com/v21.0", alias="WHATSAPP_API_URL")
+    whatsapp_phone_number_id: str = Field(default="", alias="WHATSAPP_PHONE_NUMBER_ID")
+    whatsapp_access_token: str = Field(default="", alias="WHATSAPP_ACCESS_TOKEN")
+    whatsapp_app_secret: str = Field(default="", alias="WHATSAPP_APP_SECRET")
+    whatsapp_verify_token: str = Field(default="", alias="WHATSAPP_VERIFY_TOKEN")
+    telegram_api_url: str = Field(default="https://api.telegram.org", alias="TELEGRAM_API_URL")
+    telegram_bot_token: str = Field(default="", alias="TELEGRAM_BOT_TOKEN")
+    telegram_webhook_secret: str = Field(default="", alias="TELEGRAM_WEBHOOK_SECRET")
+    twilio_api_url: str = Field(default="https://api.twilio.com", alias="TWILIO_API_URL")
+    twilio_account_sid: str = Field(default="", alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN")
+    twilio_from_number: str = Field(default="", alias="TWILIO_FROM_NUMBER")
+
+    smtp_host: str = Field(default="", alias="SMTP_HOST")
+    smtp_port: int = Field(default=25, alias="SMTP_PORT")
+    smtp_from: str = Field(default="journeys@localhost", alias="SMTP_FROM")
+    smtp_username: str = Field(default="", alias="SMTP_USERNAME")
+    smtp_password: str = Field(default="", alias="SMTP_PASSWORD")
+    smtp_starttls: bool = Field(default=False, alias="SMTP_STARTTLS")
+
+    network_timezone: str = Field(default="Europe/Kyiv", alias="NETWORK_TIMEZONE")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip().startswith("["):
+            return [o.strip() for o in v.split(",") if o.strip()]
+        return v
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _check_address(cls, v: str) -> str:
+        if ":" not in v:
+            raise ValueError("TEMPORAL_ADDRESS must be host:port, e.g. 127.0.0.1:7233")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults_from_data_dir(self) -> Settings:
+        self.data_dir = Path(self.data_dir).resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'journeys.db'}"
+        if not self.public_base_url:
+            self.public_base_url = f"http://{self.api_host}:{self.api_port}"
+        if not self.jwt_secret:
+            self.jwt_secret = _local_secret(self.data_dir, "jwt-secret", lambda: secrets.token_urlsafe(48))
+        if not self.payload_encryption_keys:
+            self.payload_encryption_keys = _local_secret(
+                self.data_dir,
+                "payload-keys.json",
+                lambda: json.dumps({"local-1": base64.b64encode(secrets.token_bytes(32)).decode()}),
+            )
+        if not self.codec_secret:
+            self.codec_secret = _local_secret(self.data_dir, "codec-secret", lambda: secrets.token_urlsafe(32))
+        # Parse eagerly so a malformed value fails at start-up, not at the first payload.
+        self.encryption_keys()
+        return self
+
+    def encryption_keys(self) -> list[tuple[str, bytes]]:
+        """Ordered (key id, key bytes); the first encrypts, all decrypt."""
+        raw = self.payload_encryption_keys.strip()
+        pairs: list[tuple[str, str]]
+        if raw.startswith("{"):
+            pairs = list(json.loads(raw).items())
+        else:
+            pairs = []
+            for part in raw.split(","):
+                if not part.strip():
+                    continue
+                kid, sep, val = part.partition(":")
+                if not sep:
+                    raise ValueError("PAYLOAD_ENCRYPTION_KEYS entries look like key_id:base64key")
+                pairs.append((kid.strip(), val.strip()))
+        if not pairs:
+            raise ValueError("PAYLOAD_ENCRYPTION_KEYS holds no key")
+        out = []
+        for kid, val in pairs:
+            key = _b64(val)
+            if len(key) not in (16, 24, 32):
+                raise ValueError(f"PAYLOAD_ENCRYPTION_KEYS[{kid}] must decode to 16, 24 or 32 bytes")
+            out.append((kid, key))
+        return out
+
+    @property
+    def sandbox_providers(self) -> bool:
+        """No provider credentials at all -> messages go to the built-in sandbox."""
+        return not (self.whatsapp_access_token or self.telegram_bot_token or self.twilio_auth_token)
+
+
+def _b64(val: str) -> bytes:
+    padded = val + "=" * (-len(val) % 4)
+    try:
+        return base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
+    except Exception as e:  # noqa: BLE001
+        raise ValueError("encryption key is not valid base64") from e
+
+
+def _local_secret(data_dir: Path, name: str, make) -> str:  # type: ignore[no-untyped-def]
+    """A secret generated once per local data folder, so a dev run needs no configuration
+    and survives restarts. Production sets the environment variable instead."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

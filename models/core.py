@@ -1,0 +1,359 @@
+"""Foundation tables (clinics, doctors, patients, staff, operator tasks, message log) and
+their API schemas: `XBase` shared fields, `XCreate` input, `XPublic` output, `X` table."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field as PField, field_validator
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+from models.policy import JourneyPolicy, QuietHours
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def TZ(**kw: Any) -> Any:  # noqa: N802 - a column factory
+    """A timezone-aware timestamp column (SQLite stores it as text, Postgres as timestamptz)."""
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+def EnumField(enum_cls: type[enum.Enum], default: Any = None, index: bool = False,  # noqa: N802
+              nullable: bool = False) -> Any:
+    """Enums stored as plain VARCHAR (no native DB enum type: migrations stay portable)."""
+    col = Column(SAEnum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e]),
+                 index=index, nullable=nullable)
+    return Field(default=default, sa_column=col)
+
+
+# ---------------------------------------------------------------------------- enums
+class Role(enum.StrEnum):
+    front_desk = "front_desk"
+    operator = "operator"
+    doctor = "doctor"
+    accountant = "accountant"
+    deputy_director = "deputy_director"
+    director = "director"
+    ops = "ops"
+    admin = "admin"
+
+
+class Channel(enum.StrEnum):
+    whatsapp = "whatsapp"
+    telegram = "telegram"
+    sms = "sms"
+    voice = "voice"
+
+
+class TaskState(enum.StrEnum):
+    """FHIR R4 Task.status subset used by the operator queue."""
+
+    requested = "requested"
+    in_progress = "in-progress"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+# ---------------------------------------------------------------------------- validators
+def normalize_phone(v: str | None) -> str | None:
+    if v is None or v == "":
+        return None
+    try:
+        num = phonenumbers.parse(v, None)
+    except phonenumbers.NumberParseException as e:
+        raise ValueError("phone must be in E.164 form, e.g. +380671234567") from e
+    if not phonenumbers.is_valid_number(num):
+        raise ValueError("phone is not a valid number; use E.164 form, e.g. +380671234567")
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"{v!r} is not an IANA timezone (e.g. Europe/Kyiv)") from e
+    return v
+
+
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+# ---------------------------------------------------------------------------- policy (API)
+class QuietHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: str = PField("21:00", pattern=_HHMM)
+    end: str = PField("08:00", pattern=_HHMM)
+
+
+class PolicyIn(BaseModel):
+    """Durations accept ISO-8601 (`PT24H`, `P3D`) or seconds (`86400`, `1.5`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reminder_lead: timedelta = timedelta(hours=24)
+    reask_interval: timedelta = timedelta(hours=2)
+    reask_count: int = PField(3, ge=0, le=10)
+    voice_call_after: timedelta = timedelta(hours=1)
+    voice_call_attempts: int = PField(1, ge=0, le=5)
+    confirm_deadline: timedelta = timedelta(minutes=30)
+    no_show_grace: timedelta = timedelta(minutes=1)
+    require_check_in: bool = False
+    feedback_delay: timedelta = timedelta(hours=1)
+    survey_timeout: timedelta = timedelta(days=3)
+    quiet_hours: QuietHoursIn | None = PField(default_factory=QuietHoursIn)
+    callback_hour: str = PField("09:00", pattern=_HHMM)
+    lab_results_after: timedelta = timedelta(days=7)
+    max_history_events: int = PField(8000, ge=100, le=40000)
+
+    @field_validator(
+        "reminder_lead", "reask_interval", "voice_call_after", "confirm_deadline",
+        "no_show_grace", "feedback_delay", "survey_timeout", "lab_results_after",
+    )
+    @classmethod
+    def _non_negative(cls, v: timedelta) -> timedelta:
+        if v.total_seconds() < 0:
+            raise ValueError("duration must not be negative")
+        return v
+
+    def to_policy(self) -> JourneyPolicy:
+        d = self.model_dump()
+        qh = d.pop("quiet_hours")
+        kw = {k: (v.total_seconds() if isinstance(v, timedelta) else v) for k, v in d.items()}
+        return JourneyPolicy(**kw, quiet_hours=QuietHours(**qh) if qh else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def policy_from_json(data: dict[str, Any] | None) -> JourneyPolicy:
+    return PolicyIn.model_validate(data or {}).to_policy()
+
+
+# ---------------------------------------------------------------------------- clinics
+class ClinicBase(SQLModel):
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(min_length=1, max_length=500)
+    phone: str = Field(max_length=32)
+    timezone: str = Field(default="Europe/Kyiv", max_length=64)
+    review_url: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        out = normalize_phone(v)
+        if out is None:
+            raise ValueError("phone is required")
+        return out
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+
+class Clinic(ClinicBase, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = TZ(nullable=False, default=utcnow)
+
+
+class ClinicCreate(ClinicBase):
+    policy: PolicyIn = PField(default_factory=PolicyIn)
+
+
+class ClinicUpdate(SQLModel):
+    name: str | None = None
+    address: str | None = None
+    phone: str | None = None
+    timezone: str | None = None
+    review_url: str | None = None
+    policy: dict[str, Any] | None = None  # merged into the current policy, then validated
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalize_phone(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return check_timezone(v) if v is not None else v
+
+
+class ClinicPublic(ClinicBase):
+    id: str
+    policy: dict[str, Any]
+    created_at: datetime
+
+
+# ---------------------------------------------------------------------------- doctors
+class DoctorBase(SQLModel):
+    clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=32)
+    full_name: str = Field(min_length=1, max_length=200)
+    specialty: str = Field(min_length=1, max_length=100)
+
+
+class Doctor(DoctorBase, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    created_at: datetime = TZ(nullable=False, default=utcnow)
+
+
+class DoctorCreate(DoctorBase):
+    pass
+
+
+class DoctorPublic(DoctorBase):
+    id: str
+    created_at: datetime
+
+
+# ---------------------------------------------------------------------------- patients
+class PatientBase(SQLModel):
+    full_name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=32, index=True)
+    email: str | None = Field(default=None, max_length=320)
+    birth_date: date | None = None
+    preferred_channel: Channel = EnumField(Channel, default=Channel.sms)
+    telegram_chat_id: str | None = Field(default=None, max_length=64, index=True)
+    guardian_id: str | None = Field(default=None, foreign_key="patient.id", max_length=32)
+    clinic_id: str | None = Field(default=None, foreign_key="clinic.id", max_length=32)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalize_phone(v)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _birth(cls, v: date | None) -> date | None:
+        if v is not None and v > date.today():
+            raise ValueError("birth_date is in the future")
+        return v
+
+
+class Patient(PatientBase, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    opted_out: bool = Field(default=False)  # STOP received; START clears it
+    opted_out_at: datetime | None = TZ(nullable=True)
+    loyalty_points: int = Field(default=0)
+    created_at: datetime = TZ(nullable=False, default=utcnow)
+
+
+class PatientCreate(PatientBase):
+    pass
+
+
+class PatientPublic(PatientBase):
+    id: str
+    opted_out: bool
+    created_at: datetime
+
+
+# ---------------------------------------------------------------------------- staff
+class StaffUser(SQLModel, table=True):
+    __tablename__ = "staff_user"
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    username: str = Field(index=True, unique=True, max_length=100)
+    password_hash: str = Field(max_length=255)
+    role: Role = EnumField(Role)
+    full_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    clinic_id: str | None = Field(default=None, foreign_key="clinic.id", max_length=32)
+    active: bool = Field(default=True)
+    created_at: datetime = TZ(nullable=False, default=utcnow)
+
+
+class StaffPublic(SQLModel):
+    id: str
+    username: str
+    role: Role
+    full_name: str | None
+    email: str | None
+    clinic_id: str | None
+
+
+# ---------------------------------------------------------------------------- operator tasks
+class OperatorTask(SQLModel, table=True):
+    """A to-do for a person (call-centre operator, director...), FHIR Task-like.
+
+    `dedup_key` makes creation idempotent: an activity retried or replayed creates one task.
+    """
+
+    __tablename__ = "operator_task"
+    __table_args__ = (UniqueConstraint("dedup_key", name="uq_operator_task_dedup_key"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    dedup_key: str = Field(max_length=255)
+    kind: str = Field(index=True, max_length=64)
+    state: TaskState = EnumField(TaskState, default=TaskState.requested, index=True)
+    assigned_role: Role = EnumField(Role, default=Role.operator)
+    clinic_id: str | None = Field(default=None, index=True, max_length=32)
+    patient_id: str | None = Field(default=None, index=True, max_length=32)
+    subject_type: str | None = Field(default=None, max_length=32)  # appointment, plan, invoice
+    subject_id: str | None = Field(default=None, index=True, max_length=64)
+    workflow_id: str | None = Field(default=None, max_length=255)
+    title: str = Field(max_length=300)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    due_at: datetime | None = TZ(nullable=True)
+    created_at: datetime = TZ(nullable=False, default=utcnow)
+    completed_at: datetime | None = TZ(nullable=True)
+    completed_by: str | None = Field(default=None, max_length=32)
+    outcome: str | None = Field(default=None, max_length=1000)
+
+
+class OperatorTaskPublic(SQLModel):
+    id: str
+    kind: str
+    state: TaskState
+    assigned_role: Role
+    clinic_id: str | None
+    patient_id: str | None
+    subject_type: str | None
+    subject_id: str | None
+    workflow_id: str | None
+    title: str
+    details: dict[str, Any]
+    due_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+    completed_by: str | None
+    outcome: str | None
+
+
+# ---------------------------------------------------------------------------- message log
+class MessageLog(SQLModel, table=True):
+    """Every message in or out. Outbound rows are written *before* the provider call under a
+    unique idempotency key (workflow id + appointment version + step), so a retried or replayed
+    activity never sends twice. Inbound rows dedup provider redeliveries (wamid, update_id,
+    MessageSid, CallSid+status) on the same unique key."""
+
+    __tablename__ = "message_log"
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_message_log_idempotency_key"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    idempotency_key: str = Field(max_length=255)
+    direction: str = Field(max_length=8)  # out | in
+    channel: Channel = EnumField(Channel)
+    kind: str = Field(max_length=64)  # booking_notice, reminder, reask, voice_call, reply, ...
+    status: str = Field(default="pending", max_length=32)  # pending, sent, delivered, failed...
+    patient_id: str | None = Field(default=None, index=True, max_length=32)
+    recipient_id: str | None = Field(default=None, max_length=32)  # guardian for a child
+    clinic_id: str | None = Field(default=None, index=True, max_length=32)
+    subject_id: str | None = Field(default=None, index=True, max_length=64)
+    workflow_id: str | None = Field(default=None, max_length=255)
+    provider_message_id: str | None = Field(default=None, index=True, max_length=255)
+    body: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = TZ(nullable=False, default=utcnow)
+    updated_at: datetime | None = TZ(nullable=True)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for the data-layer tests, on loopback only.
+#   scripts/pg-test.sh start   -> installs Debian's postgresql if missing, starts, prints the URL
+#   scripts/pg-test.sh stop
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PGPORT=${PGTEST_PORT:-55432}
+DIR=$PWD/.data/pgtest
+URL="postgresql://journeys@127.0.0.1:$PGPORT/journeys_test"
+
+pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+case "${1:-start}" in
+start)
+  if [ -z "$(pgbin)" ]; then
+    echo "==> installing PostgreSQL from Debian packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq postgresql >&2
+  fi
+  BIN=$(pgbin)
+  mkdir -p "$DIR"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$DIR"
+  if [ ! -f "$DIR/PG_VERSION" ]; then
+    as_pg "$BIN/initdb" -D "$DIR" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  if ! as_pg "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
+    as_pg "$BIN/pg_ctl" -D "$DIR" -w -l "$DIR/server.log" \
+      -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k /tmp -c fsync=off -c max_connections=200" start >/dev/null
+  fi
+  as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qtAc \
+    "SELECT 1 FROM pg_roles WHERE rolname='journeys'" | grep -q 1 \
+    || as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE ROLE journeys LOGIN SUPERUSER" >/dev/null
+  as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qtAc \
+    "SELECT 1 FROM pg_database WHERE datname='journeys_test'" | grep -q 1 \
+    || as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE DATABASE journeys_test OWNER journeys" >/dev/null
+  echo "$URL"
+  ;;
+stop)
+  BIN=$(pgbin)
+  [ -n "$BIN" ] && [ -f "$DIR/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$DIR" -m fast stop >/dev/null 2>&1 || true
+  ;;
+*) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make test`: install, start a throwaway PostgreSQL on loopback, run every test against
+# real Temporal (the dev server binary in .tools/bin) and real PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+TEST_DATABASE_URL=$(scripts/pg-test.sh start)
+export TEST_DATABASE_URL
+trap 'scripts/pg-test.sh stop' EXIT
+set +e
+.venv/bin/pytest "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+  echo "pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+exit "$rc"
