@@ -21,15 +21,29 @@ SENSITIVE_KEYS = frozenset(
         "phone", "phone_number", "to", "from", "from_", "wa_id", "email", "address",
         "text", "body", "message", "comment", "birth_date", "password", "token",
         "access_token", "authorization", "telegram_chat_id", "chat_id", "contact",
+        # free text may hold anything a person typed
+        "note", "notes", "description", "reason", "outcome", "title", "caption", "reply",
     }
 )
-# Sequences that look like phone numbers: +380 67 123 45 67, 89161234567, (067) 123-45-67 ...
-_PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{7,}\d(?![\w])")
+# Convention: the event (first argument) is a constant sentence; data goes in keys, where the
+# keys above are masked and every remaining string is scrubbed of phone numbers and e-mails.
+# Candidates that may be phone numbers: +380 67 123 45 67, 89161234567, (067) 123-45-67 ...
+_PHONE_CANDIDATE = re.compile(r"(?<![\w.:/-])\+?\(?\d[\d\s().-]{6,}\d(?![\w])")
+# ...that are not addresses, dates or times (127.0.0.1, 2026-11-23 23:04:09).
+_NOT_PHONE = re.compile(r"^(\d{1,3}\.){3}\d{1,3}|^\d{4}-\d{2}-\d{2}|^\d{1,2}:\d{2}")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
 
+def _phone_sub(m: re.Match[str]) -> str:
+    s = m.group(0)
+    digits = sum(c.isdigit() for c in s)
+    if 9 <= digits <= 15 and not _NOT_PHONE.match(s):
+        return REDACTED
+    return s
+
+
 def redact_text(s: str) -> str:
-    return _EMAIL.sub(REDACTED, _PHONE.sub(REDACTED, s))
+    return _EMAIL.sub(REDACTED, _PHONE_CANDIDATE.sub(_phone_sub, s))
 
 
 def _redact(value: Any, key: str | None = None) -> Any:

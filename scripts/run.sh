@@ -20,12 +20,15 @@ $J ensure-admin
 
 pids=()
 cleanup() {
+  local rc=$?
   trap - INT TERM EXIT
   echo; echo "==> stopping" >&2
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  exit "$rc"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'exit 0' INT TERM   # Ctrl-C is the normal way to stop: not an error
 
 wait_port() {  # host port name seconds
   for _ in $(seq 1 $(( $4 * 10 ))); do
