@@ -1,0 +1,230 @@
+"""Messages to patients: `send_patient_message` and `place_voice_call`.
+
+Exactly-once is impossible over providers without idempotency keys, so every send is
+*at most once* per idempotency key, enforced by the MessageLog row written first:
+
+    pending  --(about to call the provider)-->  sending  --(provider said ok)-->  sent
+       ^                                           |
+       +----(provider said no / never reached)-----+
+
+* key unknown            -> write the row (`pending`), then send.
+* row `sent`             -> duplicate: return the first result, send nothing.
+* row `pending`          -> an earlier attempt stopped before calling the provider (or the
+                            provider refused / was unreachable): send now.
+* row `sending`          -> an earlier attempt died *while* the provider call was in flight
+                            (worker killed, timeout, lost answer). WhatsApp, Telegram and
+                            Twilio offer no idempotency key on send, so we cannot ask "did it
+                            arrive?". We do NOT resend: the row becomes `unconfirmed` and the
+                            result reports `sent`. Trade-off: in that narrow window a message
+                            may be lost (the journey's re-asks and voice call cover it); it is
+                            never duplicated.
+
+Channel order: the patient's messenger (preferred_channel) then SMS; a voice call only by
+`place_voice_call`. A child's messages go to the guardian. Opted-out patients get nothing.
+Provider 4xx (not 429) moves on to the next channel; 5xx/429/network errors are retried by
+Temporal (a retryable ApplicationError).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import Deps
+from activities.providers import ProviderRejected, ProviderUnavailable, Sent
+from activities.providers.sandbox import SandboxClient
+from activities.providers.telegram import TelegramClient
+from activities.providers.twilio import TwilioClient
+from activities.providers.whatsapp import WhatsAppClient
+from core.logging import get_logger
+from models.core import Channel, MessageLog, Patient
+from models.journeys import Button, OutboundMessage, SendResult, VoiceCall
+
+log = get_logger("activities.messaging")
+
+WHATSAPP_WINDOW = timedelta(hours=24)
+# Leave a margin: a message queued at 23:59:59 would land outside the window.
+WINDOW_MARGIN = timedelta(minutes=5)
+DONE_SENT = ("sent", "delivered", "read", "unconfirmed")
+DONE_OTHER = ("opted_out", "no_channel", "failed")
+
+
+def as_utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class MessagingActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        s = deps.settings
+        self.whatsapp = WhatsAppClient(s, deps.http)
+        self.telegram = TelegramClient(s, deps.http)
+        self.twilio = TwilioClient(s, deps.http)
+        self.sandbox = SandboxClient()
+
+    # ------------------------------------------------------------------ activities
+    @activity.defn(name="send_patient_message")
+    async def send_patient_message(self, msg: OutboundMessage) -> SendResult:
+        return await self._deliver(
+            key=msg.idempotency_key, patient_id=msg.patient_id, clinic_id=msg.clinic_id,
+            kind=msg.kind, text=msg.text, subject_id=msg.subject_id, workflow_id=msg.workflow_id,
+            buttons=list(msg.buttons), template=msg.template, voice=False)
+
+    @activity.defn(name="place_voice_call")
+    async def place_voice_call(self, call: VoiceCall) -> SendResult:
+        return await self._deliver(
+            key=call.idempotency_key, patient_id=call.patient_id, clinic_id=call.clinic_id,
+            kind="voice_call", text=call.prompt, subject_id=call.subject_id,
+            workflow_id=call.workflow_id, buttons=[], template=None, voice=True)
+
+    # ------------------------------------------------------------------ planning
+    def channels_for(self, recipient: Patient, voice: bool) -> list[Channel]:
+        sandbox = self.deps.settings.sandbox_providers
+        if voice:
+            ok = recipient.phone and (sandbox or self.twilio.configured)
+            return [Channel.voice] if ok else []
+        order: list[Channel] = []
+        pref = recipient.preferred_channel
+        if pref == Channel.whatsapp and recipient.phone and (sandbox or self.whatsapp.configured):
+            order.append(Channel.whatsapp)
+        if pref == Channel.telegram and recipient.telegram_chat_id and (
+                sandbox or self.telegram.configured):
+            order.append(Channel.telegram)
+        if recipient.phone and (sandbox or self.twilio.configured):
+            order.append(Channel.sms)
+        return order
+
+    async def whatsapp_window_open(self, recipient_id: str) -> bool:
+        """The patient wrote to us on WhatsApp within the last 24 hours."""
+        async with self.deps.sessions() as s:
+            q = (select(MessageLog.created_at)
+                 .where(MessageLog.patient_id == recipient_id, MessageLog.direction == "in",
+                        MessageLog.channel == Channel.whatsapp)
+                 .order_by(col(MessageLog.created_at).desc()).limit(1))
+            last = as_utc((await s.exec(q)).first())
+        return last is not None and datetime.now(UTC) - last < WHATSAPP_WINDOW - WINDOW_MARGIN
+
+    # ------------------------------------------------------------------ the send
+    async def _claim(self, row: MessageLog) -> MessageLog:
+        """Insert the row under its unique key, or return the row an earlier attempt wrote."""
+        async with self.deps.sessions() as s:
+            s.add(row)
+            try:
+                await s.commit()
+                return row
+            except IntegrityError:
+                await s.rollback()
+        async with self.deps.sessions() as s:
+            q = select(MessageLog).where(MessageLog.idempotency_key == row.idempotency_key)
+            found = (await s.exec(q)).first()
+        assert found is not None
+        return found
+
+    async def _save(self, row: MessageLog, **changes: object) -> None:
+        for k, v in changes.items():
+            setattr(row, k, v)
+        row.updated_at = datetime.now(UTC)
+        async with self.deps.sessions() as s:
+            s.add(row)
+            await s.commit()
+
+    async def _deliver(self, *, key: str, patient_id: str, clinic_id: str, kind: str, text: str,
+                       subject_id: str | None, workflow_id: str | None, buttons: list[Button],
+                       template: str | None, voice: bool) -> SendResult:
+        async with self.deps.sessions() as s:
+            patient = await s.get(Patient, patient_id)
+            guardian = None
+            if patient is not None and patient.guardian_id:
+                guardian = await s.get(Patient, patient.guardian_id)
+        if patient is None:
+            raise ApplicationError(f"patient {patient_id} not found", type="NotFound",
+                                   non_retryable=True)
+        recipient = guardian or patient
+        planned = self.channels_for(recipient, voice)
+        row = await self._claim(MessageLog(
+            idempotency_key=key, direction="out",
+            channel=planned[0] if planned else (Channel.voice if voice else
+                                               recipient.preferred_channel),
+            kind=kind, status="pending", patient_id=patient.id, recipient_id=recipient.id,
+            clinic_id=clinic_id, subject_id=subject_id, workflow_id=workflow_id, body=text,
+            payload={"buttons": [asdict(b) for b in buttons], "template": template,
+                     "attempts": []},
+        ))
+        ctx = {"idempotency_key": key, "kind": kind, "subject_id": subject_id}
+        if row.status in DONE_SENT:
+            return SendResult("sent", row.channel.value, row.provider_message_id, duplicate=True)
+        if row.status in DONE_OTHER:
+            return SendResult(row.status, row.channel.value, None, duplicate=True)
+        if row.status == "sending":
+            # An earlier attempt died mid-call: at most once, do not resend (module docstring).
+            await self._save(row, status="unconfirmed",
+                             error="attempt lost during the provider call; not resent")
+            log.warning("send outcome unknown; not resending", channel=row.channel.value, **ctx)
+            return SendResult("sent", row.channel.value, row.provider_message_id, duplicate=True)
+
+        if patient.opted_out or recipient.opted_out:
+            await self._save(row, status="opted_out")
+            log.info("not sent: patient opted out", **ctx)
+            return SendResult("opted_out")
+
+        failed = {a["channel"] for a in row.payload.get("attempts", [])}
+        todo = [c for c in planned if c.value not in failed]
+        if not todo:
+            status = "failed" if failed else "no_channel"
+            await self._save(row, status=status)
+            log.warning("message not sent", status=status, **ctx)
+            return SendResult(status)
+
+        for channel in todo:
+            await self._save(row, status="sending", channel=channel)
+            try:
+                sent = await self._call(channel, recipient, row, buttons, template)
+            except ProviderRejected as e:
+                attempts = [*row.payload.get("attempts", []),
+                            {"channel": channel.value, "status": e.status, "error": str(e)[:300]}]
+                await self._save(row, status="pending", payload={**row.payload,
+                                                                  "attempts": attempts},
+                                 error=str(e)[:1000])
+                log.warning("provider refused; trying the next channel",
+                            channel=channel.value, http_status=e.status, **ctx)
+                continue
+            except ProviderUnavailable as e:
+                if not e.maybe_sent:
+                    await self._save(row, status="pending", error=str(e)[:1000])
+                log.warning("provider unavailable; will retry", channel=channel.value,
+                            http_status=e.status, maybe_sent=e.maybe_sent, **ctx)
+                raise ApplicationError(str(e), type="ProviderUnavailable") from e
+            await self._save(row, status="sent", provider_message_id=sent.provider_message_id,
+                             payload={**row.payload, **sent.raw}, error=None)
+            log.info("message sent", channel=channel.value, provider_message_id=
+                     sent.provider_message_id, recipient_is_guardian=recipient.id != patient.id,
+                     **ctx)
+            return SendResult("sent", channel.value, sent.provider_message_id)
+
+        await self._save(row, status="failed")
+        log.warning("message not sent: every channel refused", **ctx)
+        return SendResult("failed", row.channel.value)
+
+    async def _call(self, channel: Channel, recipient: Patient, row: MessageLog,
+                    buttons: list[Button], template: str | None) -> Sent:
+        text = row.body or ""
+        if self.deps.settings.sandbox_providers:
+            return await self.sandbox.send(channel.value)
+        if channel == Channel.whatsapp:
+            assert recipient.phone
+            in_window = await self.whatsapp_window_open(recipient.id)
+            return await self.whatsapp.send(recipient.phone, text, buttons, template, in_window)
+        if channel == Channel.telegram:
+            assert recipient.telegram_chat_id
+            return await self.telegram.send(recipient.telegram_chat_id, text, buttons)
+        assert recipient.phone
+        if channel == Channel.voice:
+            return await self.twilio.place_call(recipient.phone, row.id)
+        return await self.twilio.send_sms(recipient.phone, text)

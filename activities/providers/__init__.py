@@ -1,0 +1,70 @@
+"""Provider clients (WhatsApp Cloud API, Telegram Bot API, Twilio, the built-in sandbox).
+
+Each client turns one outbound message into one HTTP request on the shared
+`httpx.AsyncClient` and classifies failures so the messaging activity can decide:
+
+* `ProviderRejected` - the provider said no for good (4xx other than 429): try the next
+  channel, never retry this one.
+* `ProviderUnavailable` - 5xx, 429, network trouble: retry later. `maybe_sent` tells whether
+  the request may have reached the provider (response lost) - then a blind retry could
+  duplicate the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+class ProviderError(Exception):
+    def __init__(self, channel: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{channel}: {message}")
+        self.channel = channel
+        self.status = status
+
+
+class ProviderRejected(ProviderError):
+    """4xx (not 429): the request is wrong for this recipient/channel; do not retry it."""
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx / 429 / network: retry. `maybe_sent` = the provider may have accepted it."""
+
+    def __init__(self, channel: str, message: str, status: int | None = None,
+                 maybe_sent: bool = False) -> None:
+        super().__init__(channel, message, status)
+        self.maybe_sent = maybe_sent
+
+
+@dataclass
+class Sent:
+    provider_message_id: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+async def post(channel: str, http: httpx.AsyncClient, url: str, **kw: Any) -> dict[str, Any]:
+    """POST and classify the outcome; returns the JSON body of a 2xx answer."""
+    try:
+        r = await http.post(url, **kw)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+        # The request never left: safe to retry as if nothing happened.
+        raise ProviderUnavailable(channel, f"cannot reach provider ({type(e).__name__})") from e
+    except httpx.TransportError as e:
+        # Sent, but the answer was lost (read timeout, connection reset): outcome unknown.
+        raise ProviderUnavailable(channel, f"no answer from provider ({type(e).__name__})",
+                                  maybe_sent=True) from e
+    if r.status_code == 429 or r.status_code >= 500:
+        raise ProviderUnavailable(channel, f"HTTP {r.status_code}: {_short(r.text)}", r.status_code)
+    if r.status_code >= 400:
+        raise ProviderRejected(channel, f"HTTP {r.status_code}: {_short(r.text)}", r.status_code)
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {"result": body}
