@@ -99,6 +99,13 @@ def codec_secret() -> None:
     typer.echo(get_settings().codec_secret)
 
 
+@app.command("migrate-and-register")
+def migrate_and_register() -> None:
+    """Deployment one-shot: apply migrations and register search attributes."""
+    migrate()
+    register_search_attributes()
+
+
 @app.command()
 def api() -> None:
     """Run the HTTP API (uvicorn) on API_HOST:API_PORT."""
@@ -113,6 +120,34 @@ def worker() -> None:
     from worker import main
 
     main()
+
+
+@app.command()
+def health() -> None:
+    """Check the database, Temporal and a worker on our task queue; exit 1 naming what is
+    missing (container healthchecks use this)."""
+
+    async def _run() -> list[str]:
+        from core.db import make_engine
+        from core.health import missing
+        from core.temporal import connect
+
+        s = get_settings()
+        engine = make_engine(s.database_url)
+        try:
+            client = await asyncio.wait_for(connect(s), timeout=5)
+        except Exception:  # noqa: BLE001
+            client = None
+        try:
+            return await missing(s, engine, client)
+        finally:
+            await engine.dispose()
+
+    problems = asyncio.run(_run())
+    if problems:
+        typer.echo("unhealthy: " + "; ".join(problems), err=True)
+        raise typer.Exit(1)
+    typer.echo("ok")
 
 
 @app.command("search-attributes")

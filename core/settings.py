@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import secrets
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,11 +75,28 @@ class Settings(BaseSettings):
     network_timezone: str = Field(default="Europe/Kyiv", alias="NETWORK_TIMEZONE")
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")
 
+    # Supplier invoices (SPEC §5): a step waiting this long reminds its owner, then escalates
+    # to the director. ISO-8601 (`P2D`, `PT4H`) or seconds.
+    invoice_remind_after: timedelta = Field(default=timedelta(days=2), alias="INVOICE_REMIND_AFTER")
+    invoice_escalate_after: timedelta = Field(default=timedelta(days=5),
+                                              alias="INVOICE_ESCALATE_AFTER")
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, v: object) -> object:
         if isinstance(v, str) and not v.strip().startswith("["):
             return [o.strip() for o in v.split(",") if o.strip()]
+        return v
+
+    @field_validator("invoice_remind_after", "invoice_escalate_after", mode="before")
+    @classmethod
+    def _seconds(cls, v: object) -> object:
+        # Env values arrive as strings: "90" or "1.5" mean seconds, anything else is ISO-8601.
+        if isinstance(v, str):
+            try:
+                return timedelta(seconds=float(v))
+            except ValueError:
+                return v
         return v
 
     @field_validator("temporal_address")

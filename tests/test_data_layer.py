@@ -65,9 +65,10 @@ def test_migrations_match_the_models(db_url: str) -> None:
     import importlib
     import pkgutil
 
-    import models
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
+
+    import models
 
     for mod in pkgutil.iter_modules(models.__path__):
         importlib.import_module(f"models.{mod.name}")
