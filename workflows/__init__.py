@@ -5,4 +5,12 @@ Workflow modules are pure and deterministic: no sqlmodel, httpx or structlog imp
 
 from __future__ import annotations
 
-WORKFLOWS: list[type] = []
+from workflows.appointment import AppointmentJourney
+
+WORKFLOWS: list[type] = [AppointmentJourney]
+
+# Supplier invoices (SPEC §5) and the monthly spending report.
+from workflows.invoice import InvoiceApproval  # noqa: E402
+from workflows.monthly_report import MonthlyExpenseReport  # noqa: E402
+
+WORKFLOWS += [InvoiceApproval, MonthlyExpenseReport]

@@ -1,0 +1,389 @@
+"""Appointments: book (starts the journey), read live state, and move it along.
+
+Bookings write the row first and start the workflow second; if the start fails the row is
+removed again, so nothing half-written stays behind. Every change after booking is a
+workflow *update* whose validator rejects a request that does not fit the stage (409)
+before anything is written.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryRejectedError,
+)
+from temporalio.common import (
+    QueryRejectCondition,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import Roles, SessionDep, SettingsDep, TemporalDep
+from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
+from core.settings import Settings
+from models.appointment import Appointment
+from models.core import Clinic, Doctor, Patient, Role, policy_from_json
+from models.journeys import (
+    APPOINTMENT_STATE_QUERY,
+    APPOINTMENT_WORKFLOW,
+    FHIR_STATUS,
+    OPEN_STAGES,
+    STAGES,
+    AppointmentInput,
+    appointment_workflow_id,
+)
+from workflows.appointment import (
+    AppointmentView,
+    CancelRequest,
+    RescheduleRequest,
+    StaffAction,
+)
+
+router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
+
+Desk = Roles(Role.front_desk, Role.operator)
+Reader = Roles(Role.front_desk, Role.operator, Role.doctor, Role.director, Role.ops)
+Arrival = Roles(Role.front_desk, Role.doctor)
+Doctoring = Roles(Role.doctor, Role.front_desk)
+
+
+# ---------------------------------------------------------------- schemas
+def _aware(v: datetime) -> datetime:
+    if v.tzinfo is None:
+        raise ValueError("starts_at needs a UTC offset, e.g. 2026-05-04T10:30:00+03:00")
+    return v.astimezone(UTC)
+
+
+class AppointmentCreate(BaseModel):
+    patient_id: str = Field(min_length=1, max_length=32)
+    clinic_id: str = Field(min_length=1, max_length=32)
+    doctor_id: str = Field(min_length=1, max_length=32)
+    starts_at: datetime
+    duration_minutes: int = Field(ge=5, le=12 * 60)
+    service: str = Field(min_length=1, max_length=200)
+    plan_id: str | None = Field(default=None, max_length=32)
+
+    _tz = field_validator("starts_at")(_aware)
+
+
+class RescheduleIn(BaseModel):
+    starts_at: datetime
+    duration_minutes: int | None = Field(default=None, ge=5, le=12 * 60)
+
+    _tz = field_validator("starts_at")(_aware)
+
+
+class CancelIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class NoteIn(BaseModel):
+    note: str | None = Field(default=None, max_length=500)
+
+
+class HistoryOut(BaseModel):
+    at: datetime
+    event: str
+    stage: str
+
+
+class AppointmentOut(BaseModel):
+    id: str
+    workflow_id: str
+    stage: str
+    fhir_status: str
+    clinic_id: str
+    doctor_id: str
+    patient_id: str
+    service: str
+    plan_id: str | None
+    starts_at: datetime
+    ends_at: datetime
+    duration_minutes: int
+    version: int
+    asks_sent: int
+    voice_calls: int
+    nps: int | None
+    history: list[HistoryOut]
+    live: bool = Field(description="true: answered by the running journey; false: from the DB")
+
+
+def _from_row(a: Appointment) -> AppointmentOut:
+    return AppointmentOut(
+        id=a.id, workflow_id=a.workflow_id, stage=a.stage, fhir_status=FHIR_STATUS[a.stage],
+        clinic_id=a.clinic_id, doctor_id=a.doctor_id, patient_id=a.patient_id,
+        service=a.service, plan_id=a.plan_id, starts_at=_utc(a.starts_at),
+        ends_at=_utc(a.ends_at), duration_minutes=a.duration_minutes, version=a.version,
+        asks_sent=a.asks_sent, voice_calls=a.voice_calls, nps=a.nps,
+        history=[HistoryOut(**h) for h in a.history], live=False)
+
+
+def _from_view(v: AppointmentView) -> AppointmentOut:
+    return AppointmentOut(
+        id=v.id, workflow_id=v.workflow_id, stage=v.stage, fhir_status=v.fhir_status,
+        clinic_id=v.clinic_id, doctor_id=v.doctor_id, patient_id=v.patient_id,
+        service=v.service, plan_id=v.plan_id, starts_at=v.starts_at, ends_at=v.ends_at,
+        duration_minutes=v.duration_minutes, version=v.version, asks_sent=v.asks_sent,
+        voice_calls=v.voice_calls, nps=v.nps,
+        history=[HistoryOut(at=h.at, event=h.event, stage=h.stage) for h in v.history],
+        live=True)
+
+
+def _utc(d: datetime) -> datetime:
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+def _field(name: str, msg: str) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["body", name], "msg": msg, "type": "value_error"}])
+
+
+# ---------------------------------------------------------------- booking
+@router.post("", response_model=AppointmentOut, status_code=status.HTTP_201_CREATED)
+async def book(
+    body: AppointmentCreate, session: SessionDep, temporal: TemporalDep, settings: SettingsDep,
+    _: Desk, response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> AppointmentOut:
+    if idempotency_key:
+        q = select(Appointment).where(Appointment.idempotency_key == idempotency_key)
+        existing = (await session.exec(q)).first()
+        if existing is not None:
+            return await _replay(existing, body, temporal, settings, session)
+
+    clinic = await session.get(Clinic, body.clinic_id)
+    if clinic is None:
+        raise _field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
+    doctor = await session.get(Doctor, body.doctor_id)
+    if doctor is None:
+        raise _field("doctor_id", f"doctor_id {body.doctor_id!r} does not exist")
+    if doctor.clinic_id != clinic.id:
+        raise _field("doctor_id", "this doctor does not work at this clinic")
+    if await session.get(Patient, body.patient_id) is None:
+        raise _field("patient_id", f"patient_id {body.patient_id!r} does not exist")
+    if body.starts_at <= datetime.now(UTC):
+        raise _field("starts_at", "starts_at is in the past")
+    ends_at = body.starts_at + timedelta(minutes=body.duration_minutes)
+    await _check_slot_free(session, body.doctor_id, body.starts_at, ends_at)
+
+    appt = Appointment(clinic_id=clinic.id, doctor_id=doctor.id, patient_id=body.patient_id,
+                       service=body.service, starts_at=body.starts_at, ends_at=ends_at,
+                       duration_minutes=body.duration_minutes, plan_id=body.plan_id,
+                       idempotency_key=idempotency_key, workflow_id="")
+    appt.workflow_id = appointment_workflow_id(appt.id)
+    appt.history = [{"at": datetime.now(UTC).isoformat(), "event": "booked", "stage": "booked"}]
+    session.add(appt)
+    try:
+        await session.commit()
+    except IntegrityError:  # the same Idempotency-Key raced us: answer with its booking
+        await session.rollback()
+        q = select(Appointment).where(Appointment.idempotency_key == idempotency_key)
+        existing = (await session.exec(q)).first()
+        if existing is None:
+            raise
+        return await _replay(existing, body, temporal, settings, session)
+
+    inp = AppointmentInput(
+        appointment_id=appt.id, clinic_id=clinic.id, patient_id=body.patient_id,
+        doctor_id=doctor.id, starts_at=body.starts_at, duration_minutes=body.duration_minutes,
+        service=body.service, timezone=clinic.timezone, policy=policy_from_json(clinic.policy),
+        plan_id=body.plan_id, booked_at=appt.created_at)
+    try:
+        await _start(temporal, settings, inp)
+    except Exception:
+        # Nothing half-written: no row without its journey. A retry with the same key books anew.
+        await session.delete(appt)
+        await session.commit()
+        raise
+    return _from_row(appt)
+
+
+async def _start(temporal: Client, settings: Settings, inp: AppointmentInput) -> None:
+    try:
+        await temporal.start_workflow(
+            APPOINTMENT_WORKFLOW, inp, id=appointment_workflow_id(inp.appointment_id),
+            task_queue=settings.temporal_task_queue,
+            # A retried start joins the running journey; a finished one is never restarted.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes([
+                CLINIC_ID.value_set(inp.clinic_id), APPOINTMENT_STAGE.value_set("booked"),
+                APPOINTMENT_START.value_set(inp.starts_at)]),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran and finished already: the booking exists
+
+
+async def _replay(existing: Appointment, body: AppointmentCreate, temporal: Client,
+                  settings: Settings, session: SessionDep) -> AppointmentOut:
+    """The same Idempotency-Key again: the same appointment, and no second journey."""
+    same = (existing.patient_id == body.patient_id and existing.doctor_id == body.doctor_id
+            and _utc(existing.starts_at) == body.starts_at)
+    if not same and existing.version == 1:
+        raise HTTPException(409, detail={"message": "this Idempotency-Key was already used for "
+                                         "a different booking", "appointment_id": existing.id})
+    clinic = await session.get(Clinic, existing.clinic_id)
+    assert clinic is not None
+    # Make sure the journey runs (a first attempt may have died between row and start).
+    await _start(temporal, settings, AppointmentInput(
+        appointment_id=existing.id, clinic_id=existing.clinic_id,
+        patient_id=existing.patient_id, doctor_id=existing.doctor_id,
+        starts_at=_utc(existing.starts_at), duration_minutes=existing.duration_minutes,
+        service=existing.service, timezone=clinic.timezone,
+        policy=policy_from_json(clinic.policy), plan_id=existing.plan_id,
+        booked_at=_utc(existing.created_at)))
+    return _from_row(existing)
+
+
+async def _check_slot_free(session: SessionDep, doctor_id: str, starts_at: datetime,
+                           ends_at: datetime, exclude: str | None = None) -> None:
+    q = select(Appointment).where(
+        Appointment.doctor_id == doctor_id, col(Appointment.stage).in_(OPEN_STAGES),
+        col(Appointment.starts_at) < ends_at, col(Appointment.ends_at) > starts_at)
+    if exclude:
+        q = q.where(Appointment.id != exclude)
+    clash = (await session.exec(q)).first()
+    if clash is not None:
+        raise HTTPException(409, detail={
+            "message": "the doctor already has an appointment in this slot",
+            "conflicting_appointment_id": clash.id,
+            "conflicting_starts_at": _utc(clash.starts_at).isoformat(),
+            "conflicting_ends_at": _utc(clash.ends_at).isoformat()})
+
+
+# ---------------------------------------------------------------- reading
+@router.get("", response_model=list[AppointmentOut])
+async def list_appointments(
+    session: SessionDep, _: Reader,
+    clinic_id: str | None = None,
+    date_: Annotated[date | None, Query(alias="date", description="local date of the clinic")]
+    = None,
+    stage: str | None = None,
+    doctor_id: str | None = None,
+    patient_id: str | None = None,
+    limit: int = Query(100, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> list[AppointmentOut]:
+    q = select(Appointment)
+    if stage is not None:
+        if stage not in STAGES:
+            raise HTTPException(422, detail=[{"loc": ["query", "stage"], "msg":
+                                f"unknown stage {stage!r}; one of {', '.join(STAGES)}",
+                                "type": "value_error"}])
+        q = q.where(Appointment.stage == stage)
+    if clinic_id:
+        q = q.where(Appointment.clinic_id == clinic_id)
+    if doctor_id:
+        q = q.where(Appointment.doctor_id == doctor_id)
+    if patient_id:
+        q = q.where(Appointment.patient_id == patient_id)
+    if date_ is not None:
+        tz = ZoneInfo("UTC")
+        if clinic_id and (clinic := await session.get(Clinic, clinic_id)) is not None:
+            tz = ZoneInfo(clinic.timezone)
+        day = datetime(date_.year, date_.month, date_.day, tzinfo=tz)
+        q = q.where(col(Appointment.starts_at) >= day.astimezone(UTC),
+                    col(Appointment.starts_at) < (day + timedelta(days=1)).astimezone(UTC))
+    q = q.order_by(Appointment.starts_at).offset(offset).limit(limit)
+    return [_from_row(a) for a in (await session.exec(q)).all()]
+
+
+@router.get("/{appointment_id}", response_model=AppointmentOut)
+async def get_appointment(appointment_id: str, session: SessionDep, temporal: TemporalDep,
+                          _: Reader) -> AppointmentOut:
+    appt = await _row(session, appointment_id)
+    try:
+        view = await _handle(temporal, appt).query(
+            APPOINTMENT_STATE_QUERY, result_type=AppointmentView,
+            reject_condition=QueryRejectCondition.NOT_OPEN)
+    except WorkflowQueryRejectedError:
+        return _from_row(appt)  # the journey has ended: the row holds its final state
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return _from_row(appt)
+    return _from_view(view)
+
+
+# ---------------------------------------------------------------- changes (updates)
+@router.post("/{appointment_id}/reschedule", response_model=AppointmentOut)
+async def reschedule(appointment_id: str, body: RescheduleIn, session: SessionDep,
+                     temporal: TemporalDep, _: Desk) -> AppointmentOut:
+    appt = await _row(session, appointment_id)
+    _must_be_open(appt, "reschedule")
+    if body.starts_at <= datetime.now(UTC):
+        raise _field("starts_at", "starts_at is in the past")
+    duration = body.duration_minutes or appt.duration_minutes
+    await _check_slot_free(session, appt.doctor_id, body.starts_at,
+                           body.starts_at + timedelta(minutes=duration), exclude=appt.id)
+    return await _update(temporal, appt, "reschedule",
+                         RescheduleRequest(body.starts_at, body.duration_minutes))
+
+
+@router.post("/{appointment_id}/cancel", response_model=AppointmentOut)
+async def cancel(appointment_id: str, body: CancelIn, session: SessionDep,
+                 temporal: TemporalDep, _: Desk) -> AppointmentOut:
+    appt = await _row(session, appointment_id)
+    _must_be_open(appt, "cancel")
+    return await _update(temporal, appt, "cancel", CancelRequest(body.reason))
+
+
+@router.post("/{appointment_id}/confirm", response_model=AppointmentOut)
+async def confirm(appointment_id: str, session: SessionDep, temporal: TemporalDep,
+                  user: Desk, body: NoteIn | None = None) -> AppointmentOut:
+    appt = await _row(session, appointment_id)
+    _must_be_open(appt, "confirm")
+    return await _update(temporal, appt, "confirm",
+                         StaffAction(by=user.id, note=body.note if body else None))
+
+
+@router.post("/{appointment_id}/check-in", response_model=AppointmentOut)
+async def check_in(appointment_id: str, session: SessionDep, temporal: TemporalDep,
+                   user: Arrival) -> AppointmentOut:
+    appt = await _row(session, appointment_id)
+    _must_be_open(appt, "check-in")
+    return await _update(temporal, appt, "check_in", StaffAction(by=user.id))
+
+
+@router.post("/{appointment_id}/finish", response_model=AppointmentOut)
+async def finish(appointment_id: str, session: SessionDep, temporal: TemporalDep,
+                 user: Doctoring) -> AppointmentOut:
+    appt = await _row(session, appointment_id)
+    _must_be_open(appt, "finish")
+    return await _update(temporal, appt, "finish", StaffAction(by=user.id))
+
+
+# ---------------------------------------------------------------- helpers
+async def _row(session: SessionDep, appointment_id: str) -> Appointment:
+    appt = await session.get(Appointment, appointment_id)
+    if appt is None:
+        raise HTTPException(404, f"appointment {appointment_id} not found")
+    return appt
+
+
+def _must_be_open(appt: Appointment, action: str) -> None:
+    # Ended journeys cannot take updates; say why in the same shape as the validators.
+    if appt.stage in ("cancelled", "no_show", "finished"):
+        raise HTTPException(409, detail={
+            "message": f"cannot {action} an appointment in stage {appt.stage!r}",
+            "stage": appt.stage})
+
+
+def _handle(temporal: Client, appt: Appointment) -> WorkflowHandle[Any, Any]:
+    return temporal.get_workflow_handle(appt.workflow_id)
+
+
+async def _update(temporal: Client, appt: Appointment, name: str, arg: object) -> AppointmentOut:
+    view = await _handle(temporal, appt).execute_update(name, arg, result_type=AppointmentView)
+    return _from_view(view)

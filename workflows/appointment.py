@@ -1,0 +1,748 @@
+"""The appointment journey (SPEC §3): one workflow per appointment, from booking to feedback.
+
+    booked ──ask / re-asks / voice call──▶ confirmed ──check-in──▶ checked_in ──▶ finished
+      │  └─ "no" ─▶ needs_clarification (+ task)              (end of visit / doctor says so)
+      └─ deadline without an answer ─▶ needs_clarification (+ task)
+    start + grace, not confirmed (or required check-in missing) ─▶ no_show (+ task)
+    cancel (any time before the visit) ─▶ cancelled
+    finished ─▶ after-care memo ─▶ NPS survey ─▶ review link / thanks / director task ─▶ end
+
+One main loop recomputes "what is due next" from the state each time something changes
+(a reply, an update, a timer). Reschedule only changes the state (new time, version + 1);
+the loop re-plans, and every send's idempotency key carries the version, so nothing planned
+for the old time can go out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from zoneinfo import ZoneInfo
+
+    from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
+    from models.journeys import (
+        APPOINTMENT_REPLY_SIGNAL,
+        APPOINTMENT_STATE_QUERY,
+        APPOINTMENT_WORKFLOW,
+        FHIR_STATUS,
+        OPEN_STAGES,
+        AppointmentInput,
+        AppointmentOutcome,
+        Button,
+        OutboundMessage,
+        PatientReply,
+        SendResult,
+        VoiceCall,
+        button_id,
+        parse_button_id,
+    )
+    from models.payloads import CancelTasks, TaskRef, TaskRequest
+    from workflows.replies import classify, parse_score
+
+# ------------------------------------------------------------------ stages and rules
+TERMINAL = ("no_show", "cancelled")  # "finished" still runs the after-visit part
+BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
+CAN = {  # which update fits which stage
+    "reschedule": BEFORE_VISIT,
+    "cancel": BEFORE_VISIT,
+    "confirm": ("booked", "needs_clarification"),
+    "check_in": BEFORE_VISIT,
+    "finish": ("checked_in", "confirmed"),
+}
+HISTORY_LIMIT = 300  # entries kept in state (the oldest are dropped beyond this)
+
+# Care memos by service keyword: (before the visit, after the visit). The seed clinic keeps
+# 17 templates; these are the common ones, matched on the service name.
+CARE_MEMOS: dict[str, tuple[str | None, str | None]] = {
+    "implant": ("Before implantation: eat a light meal, no alcohol for 24 h, take your usual "
+                "medicines unless the doctor said otherwise.",
+                "After implantation: cold compress 15 min on/off for the first hours, no hot "
+                "food or drinks today, do not rinse vigorously, call us if bleeding persists."),
+    "extraction": (None,
+                   "After extraction: keep the gauze for 30 min, do not eat for 2 h, no rinsing "
+                   "or hot drinks today, do not touch the socket."),
+    "anaesthesia": ("Before anaesthesia: nothing to eat for 6 h, come with an adult who can take "
+                    "you home.", "After anaesthesia: rest today, do not drive for 24 h."),
+    "sedation": ("Before sedation: nothing to eat for 6 h, come with an adult who can take you "
+                 "home.", "After sedation: rest today, do not drive for 24 h."),
+    "whitening": (None, "After whitening: for 48 h avoid coffee, tea, red wine and smoking."),
+    "hygiene": (None, "After professional hygiene: avoid coloured food and drinks for 2 h."),
+    "filling": (None, "After a filling: do not eat until the numbness wears off."),
+    "root canal": (None, "After root canal treatment: avoid chewing on that side until the "
+                   "crown/filling is finished; mild pain for 2–3 days is normal."),
+}
+
+# Activities: named, explicit timeouts, bounded retries; business errors are non-retryable.
+SEND_TIMEOUT = timedelta(seconds=30)
+DB_TIMEOUT = timedelta(seconds=20)
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=30),
+                    non_retryable_error_types=["Invalid", "NotFound", "Conflict"])
+
+
+# ------------------------------------------------------------------ payloads
+@dataclass
+class HistoryEntry:
+    at: datetime
+    event: str
+    stage: str
+
+
+@dataclass
+class AppointmentContext:
+    """What the messages need to say, loaded once by an activity (no patient data)."""
+
+    clinic_name: str = ""
+    clinic_address: str = ""
+    clinic_phone: str = ""
+    review_url: str | None = None
+    doctor_name: str = ""
+    feedback_url: str = ""
+    link: str = ""
+
+
+@dataclass
+class JourneyState:
+    """Everything the journey knows; carried over continue-as-new unchanged."""
+
+    stage: str = "booked"
+    version: int = 1
+    starts_at: datetime | None = None
+    duration_minutes: int = 30
+    asks_sent: int = 0  # this version: the day-before ask + its re-asks
+    voice_calls: int = 0  # this version
+    last_contact_at: datetime | None = None  # last ask or call of this version
+    asks_stopped: bool = False  # confirmed/declined/deadline/opt-out: no automatic asks
+    channel_dead: bool = False  # messenger and SMS failed for good: go to the voice call
+    opted_out: bool = False
+    notice_version: int = 0  # the version whose booking notice went out
+    checked_in: bool = False
+    finished_at: datetime | None = None
+    post_memo_done: bool = False
+    survey_sent_at: datetime | None = None
+    nps: int | None = None
+    nps_answered: bool = False
+    closed: bool = False
+    cancel_reason: str | None = None
+    replies: int = 0  # counts every reply (task dedup keys)
+    seen_message_ids: list[str] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+    context: AppointmentContext | None = None
+    synced_revision: int = 0
+    revision: int = 0
+
+
+@dataclass
+class AppointmentView:
+    """The `state` query answer and every update's result (what the API returns)."""
+
+    id: str
+    workflow_id: str
+    stage: str
+    fhir_status: str
+    starts_at: datetime
+    ends_at: datetime
+    duration_minutes: int
+    version: int
+    asks_sent: int
+    voice_calls: int
+    nps: int | None
+    clinic_id: str
+    doctor_id: str
+    patient_id: str
+    service: str
+    plan_id: str | None
+    history: list[HistoryEntry]
+
+
+@dataclass
+class AppointmentSnapshot:
+    """`sync_appointment` input: the row as the journey sees it (idempotent upsert)."""
+
+    appointment_id: str
+    workflow_id: str
+    clinic_id: str
+    doctor_id: str
+    patient_id: str
+    service: str
+    plan_id: str | None
+    stage: str
+    version: int
+    starts_at: datetime
+    ends_at: datetime
+    duration_minutes: int
+    asks_sent: int
+    voice_calls: int
+    nps: int | None
+    cancel_reason: str | None
+    history: list[HistoryEntry]
+
+
+@dataclass
+class ContextRequest:
+    appointment_id: str
+    clinic_id: str
+    doctor_id: str
+
+
+@dataclass
+class RescheduleRequest:
+    starts_at: datetime
+    duration_minutes: int | None = None
+
+
+@dataclass
+class CancelRequest:
+    reason: str = ""
+
+
+@dataclass
+class StaffAction:
+    """confirm / check_in / finish: who did it (a staff id, never patient data)."""
+
+    by: str | None = None
+    note: str | None = None
+
+
+# ------------------------------------------------------------------ the workflow
+@workflow.defn(name=APPOINTMENT_WORKFLOW)
+class AppointmentJourney:
+    @workflow.init
+    def __init__(self, inp: AppointmentInput, carried: JourneyState | None = None) -> None:
+        self.inp = inp
+        self.p = inp.policy
+        self.wid = workflow.info().workflow_id
+        if carried is not None:
+            self.s = carried
+        else:
+            self.s = JourneyState(version=inp.version, starts_at=inp.starts_at,
+                                  duration_minutes=inp.duration_minutes)
+            self._record("booked")
+        self._changes = 0  # bumped by every signal/update: wakes the main loop
+        self._effects: list[tuple[str, object]] = []  # side effects asked for by handlers
+
+    # ---------------------------------------------------------------- main loop
+    @workflow.run
+    async def run(self, inp: AppointmentInput, carried: JourneyState | None = None
+                  ) -> AppointmentOutcome:
+        if carried is None:
+            self._upsert_search_attributes(start=True)
+        if self.s.context is None:
+            self.s.context = await workflow.execute_activity(
+                "load_appointment_context",
+                ContextRequest(inp.appointment_id, inp.clinic_id, inp.doctor_id),
+                result_type=AppointmentContext, start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=RETRY)
+        while not self._ended():
+            await self._drain_effects()
+            await self._sync()
+            now = workflow.now()
+            due, step = self._next_step(now)
+            if step is not None and due is not None and due <= now:
+                await step()
+                continue
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._drain_effects()
+                await self._sync()
+                workflow.continue_as_new(args=[self.inp, self.s])
+            seen = self._changes
+            timeout = (due - now) if due is not None else None
+            try:
+                await workflow.wait_condition(
+                    lambda seen=seen: self._changes != seen or bool(self._effects),
+                    timeout=timeout)
+            except TimeoutError:
+                pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._drain_effects()
+        await self._sync()
+        return AppointmentOutcome(appointment_id=inp.appointment_id,
+                                  stage=self.s.stage, nps=self.s.nps,
+                                  reason=self.s.cancel_reason)
+
+    def _ended(self) -> bool:
+        return self.s.stage in TERMINAL or (self.s.stage == "finished" and self.s.closed)
+
+    def _next_step(self, now: datetime):  # type: ignore[no-untyped-def]
+        """The earliest due step from the state: (when, coroutine function) or (None, None)."""
+        s, p = self.s, self.p
+        start = self._start()
+        plan: list[tuple[datetime, object]] = []
+        if s.stage in BEFORE_VISIT or s.stage == "checked_in":
+            if s.notice_version != s.version and s.stage in BEFORE_VISIT:
+                plan.append((self._quiet(now, critical_by=start), self._send_notice))
+            deadline = start - p.td("confirm_deadline")
+            if s.stage == "booked" and not s.asks_stopped:
+                plan.append((deadline, self._deadline_passed))
+                contact = self._next_contact(now, deadline)
+                if contact is not None:
+                    plan.append(contact)
+            if s.stage in ("booked", "needs_clarification") or (
+                    s.stage == "confirmed" and p.require_check_in):
+                plan.append((start + p.td("no_show_grace"), self._no_show))
+            if s.stage in ("confirmed", "checked_in"):
+                plan.append((self._ends(), self._visit_over))
+        elif s.stage == "finished":
+            assert s.finished_at is not None
+            if not s.post_memo_done:
+                plan.append((self._quiet(s.finished_at), self._send_post_memo))
+            elif s.survey_sent_at is None:
+                plan.append((self._quiet(s.finished_at + p.td("feedback_delay")),
+                             self._send_survey))
+            elif s.nps_answered:
+                plan.append((now, self._answer_feedback))
+            else:
+                plan.append((s.survey_sent_at + p.td("survey_timeout"), self._survey_timed_out))
+        if not plan:
+            return None, None
+        due, step = min(plan, key=lambda x: x[0])
+        return due, step
+
+    def _next_contact(self, now: datetime, deadline: datetime):  # type: ignore[no-untyped-def]
+        """The next automatic ask or voice call of this version, if one still fits before
+        the confirmation deadline."""
+        s, p = self.s, self.p
+        if s.opted_out:
+            return None
+        calls_left = s.voice_calls < p.voice_call_attempts
+        if s.channel_dead:
+            if not calls_left:
+                return None
+            at = now if s.last_contact_at is None or s.voice_calls == 0 \
+                else s.last_contact_at + p.td("voice_call_after")
+            step = self._voice_call
+        elif s.asks_sent == 0:
+            at = max(self._start() - p.td("reminder_lead"), self._booked_at())
+            step = self._ask
+        elif s.asks_sent <= p.reask_count:
+            assert s.last_contact_at is not None
+            at = s.last_contact_at + p.td("reask_interval")
+            step = self._ask
+        elif calls_left:
+            assert s.last_contact_at is not None
+            at = s.last_contact_at + p.td("voice_call_after")
+            step = self._voice_call
+        else:
+            return None
+        at = self._quiet(at, critical_by=deadline)
+        if at >= deadline:
+            return None  # too late to ask: the deadline hands it to an operator
+        return at, step
+
+    # ---------------------------------------------------------------- steps
+    async def _send_notice(self) -> None:
+        s, c = self.s, self._ctx()
+        first = s.version == self.inp.version
+        what = "You are booked" if first else "Your visit has been moved"
+        text = (f"{what}: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
+                f" at {c.clinic_name}, {c.clinic_address} (tel. {c.clinic_phone}). {c.link}")
+        pre = _memo(self.inp.service)[0]
+        if pre and first:
+            text += f"\n\n{pre}"
+        s.notice_version = s.version
+        await self._send("booking_notice" if first else "reschedule_notice", text, "notice")
+        self._record("notice_sent" if first else "reschedule_notice_sent")
+
+    async def _ask(self) -> None:
+        s = self.s
+        first = s.asks_sent == 0
+        c = self._ctx()
+        text = (f"Reminder: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
+                f", {c.clinic_name}. Will you come? Reply YES to confirm or NO if you cannot.")
+        buttons = [Button(id=button_id("confirm", self.inp.appointment_id), title="Confirm"),
+                   Button(id=button_id("decline", self.inp.appointment_id), title="Can't come")]
+        step = "ask" if first else f"reask-{s.asks_sent}"
+        result = await self._send("reminder" if first else "reask", text, step, buttons)
+        s.last_contact_at = workflow.now()
+        if result.status == "sent":
+            s.asks_sent += 1
+            self._record("ask_sent" if first else "reask_sent")
+        elif result.status == "opted_out":
+            s.opted_out = True
+            self._record("opted_out")
+        else:  # no_channel / failed for good: try the phone at once
+            s.channel_dead = True
+            self._record(f"ask_{result.status}")
+
+    async def _voice_call(self) -> None:
+        s, c = self.s, self._ctx()
+        prompt = (f"Hello, this is {c.clinic_name}. You have a visit on "
+                  f"{self._local(self._start())}. Press 1 to confirm, press 2 if you cannot come.")
+        result = await workflow.execute_activity(
+            "place_voice_call",
+            VoiceCall(idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
+                      patient_id=self.inp.patient_id, clinic_id=self.inp.clinic_id,
+                      prompt=prompt, subject_id=self.inp.appointment_id, workflow_id=self.wid),
+            result_type=SendResult, start_to_close_timeout=SEND_TIMEOUT, retry_policy=RETRY)
+        s.voice_calls += 1  # an attempt counts, whatever its result
+        s.last_contact_at = workflow.now()
+        self._record("voice_call" if result.status == "sent" else f"voice_call_{result.status}")
+
+    async def _deadline_passed(self) -> None:
+        self.s.asks_stopped = True
+        self._set_stage("needs_clarification", "deadline_unconfirmed")
+        await self._task("unconfirmed", "Patient has not confirmed the visit: call them",
+                         "unconfirmed")
+
+    async def _no_show(self) -> None:
+        await self._cancel_tasks(["unconfirmed", "declined", "unread_message"], "no-show")
+        self._set_stage("no_show", "no_show")
+        await self._task("no_show_rebook", "Patient did not come: offer a new time",
+                         "no_show")
+
+    async def _visit_over(self) -> None:
+        self._finish("visit_ended")
+
+    async def _send_post_memo(self) -> None:
+        post = _memo(self.inp.service)[1]
+        self.s.post_memo_done = True
+        if post:
+            await self._send("care_memo", post, "post-memo")
+            self._record("care_memo_sent")
+
+    async def _send_survey(self) -> None:
+        c = self._ctx()
+        aid = self.inp.appointment_id
+        text = (f"Thank you for visiting {c.clinic_name}! How likely are you to recommend us "
+                f"to a friend? Reply with a number from 0 to 10.")
+        buttons = [Button(id=button_id("nps", aid, "10"), title="10 – excellent"),
+                   Button(id=button_id("nps", aid, "8"), title="8 – good"),
+                   Button(id=button_id("nps", aid, "4"), title="4 – poor")]
+        await self._send("survey", text, "survey", buttons)
+        self.s.survey_sent_at = workflow.now()
+        self._record("survey_sent")
+
+    async def _answer_feedback(self) -> None:
+        s, c = self.s, self._ctx()
+        nps = s.nps if s.nps is not None else 0
+        if nps >= 9:
+            text = "Thank you! It would help us a lot if you shared it: " + (c.review_url or "")
+            await self._send("review_link", text, "feedback-answer")
+        elif nps >= 7:
+            await self._send("thanks", "Thank you for your feedback!", "feedback-answer")
+        else:
+            await self._send("feedback_form", "We are sorry it was not perfect. Please tell us "
+                             f"what went wrong, the clinic director reads every answer: "
+                             f"{c.feedback_url}", "feedback-answer")
+            await self._task("detractor_feedback", f"Negative feedback (NPS {nps}): "
+                             "contact the patient", "detractor", assigned_role="director",
+                             details={"nps": nps})
+        s.closed = True
+        self._record("journey_closed")
+
+    async def _survey_timed_out(self) -> None:
+        self.s.closed = True
+        self._record("survey_unanswered")
+
+    # ---------------------------------------------------------------- signals
+    @workflow.signal(name=APPOINTMENT_REPLY_SIGNAL)
+    def patient_reply(self, reply: PatientReply) -> None:
+        s = self.s
+        if reply.provider_message_id:
+            if reply.provider_message_id in s.seen_message_ids:
+                return  # a provider redelivery
+            s.seen_message_ids = [*s.seen_message_ids[-49:], reply.provider_message_id]
+        if self._ended():
+            return
+        s.replies += 1
+        self._changes += 1
+        if s.stage == "finished":
+            self._survey_reply(reply)
+            return
+        meaning = self._meaning(reply)
+        if meaning == "call_status":
+            self._record(f"call_{reply.call_status or 'ended'}")
+            return
+        if meaning == "confirm":
+            if s.stage in ("booked", "needs_clarification"):
+                was = s.stage
+                s.asks_stopped = True
+                self._set_stage("confirmed", "patient_confirmed")
+                if was == "needs_clarification":
+                    self._effects.append(("cancel_tasks", (["unconfirmed", "declined"],
+                                                           "patient confirmed")))
+            else:
+                self._record("patient_confirmed_again")
+            return
+        if meaning == "decline":
+            if s.stage in ("booked", "confirmed", "needs_clarification"):
+                s.asks_stopped = True
+                self._set_stage("needs_clarification", "patient_declined")
+                self._effects.append(("task", ("declined", "Patient cannot come: reschedule or "
+                                               "cancel", f"declined-{s.replies}")))
+            return
+        self._record("patient_message")
+        self._effects.append(("task", ("unread_message", "Patient wrote a message: read and "
+                                       "answer", f"message-{s.replies}")))
+
+    def _meaning(self, reply: PatientReply) -> str:
+        if reply.kind == "call_status":
+            return "call_status"
+        if reply.kind == "digit":
+            return {"1": "confirm", "2": "decline"}.get((reply.digit or "").strip(), "other")
+        if reply.kind == "button" and reply.button_id:
+            parsed = parse_button_id(reply.button_id)
+            if parsed and parsed[0] in ("confirm", "decline"):
+                return parsed[0]
+        return classify(reply.text)
+
+    def _survey_reply(self, reply: PatientReply) -> None:
+        s = self.s
+        score = None
+        if reply.kind == "button" and reply.button_id:
+            parsed = parse_button_id(reply.button_id)
+            if parsed and parsed[0] == "nps" and parsed[2] is not None:
+                score = parse_score(parsed[2])
+        elif reply.kind in ("text", "digit"):
+            score = parse_score(reply.text if reply.kind == "text" else reply.digit)
+        if score is not None and s.survey_sent_at is not None and not s.nps_answered:
+            s.nps, s.nps_answered = score, True
+            self._record(f"nps_{score}")
+        else:
+            self._record("patient_message")
+            self._effects.append(("task", ("unread_message", "Patient wrote a message: read and "
+                                           "answer", f"message-{s.replies}")))
+
+    # ---------------------------------------------------------------- updates
+    @workflow.update
+    def reschedule(self, req: RescheduleRequest) -> AppointmentView:
+        s = self.s
+        s.version += 1
+        s.starts_at = req.starts_at
+        if req.duration_minutes:
+            s.duration_minutes = req.duration_minutes
+        s.asks_sent = s.voice_calls = 0
+        s.last_contact_at = None
+        s.asks_stopped = s.channel_dead = False
+        # A new time needs a new confirmation; open asks/declines about the old time are moot.
+        self._set_stage("booked", f"rescheduled_v{s.version}")
+        self._effects.append(("cancel_tasks", (["unconfirmed", "declined"], "rescheduled")))
+        self._upsert_search_attributes(start=True)
+        self._changes += 1
+        return self.view()
+
+    @reschedule.validator
+    def _check_reschedule(self, req: RescheduleRequest) -> None:
+        self._require("reschedule")
+        if req.starts_at.tzinfo is None:
+            raise ApplicationError("starts_at needs a timezone offset", {"field": "starts_at"},
+                                   type="Invalid", non_retryable=True)
+        if req.starts_at <= workflow.now():
+            raise ApplicationError("the new start is in the past", {"field": "starts_at"},
+                                   type="Invalid", non_retryable=True)
+        if req.duration_minutes is not None and not 1 <= req.duration_minutes <= 24 * 60:
+            raise ApplicationError("duration_minutes must be 1..1440",
+                                   {"field": "duration_minutes"}, type="Invalid",
+                                   non_retryable=True)
+
+    @workflow.update
+    def cancel(self, req: CancelRequest) -> AppointmentView:
+        self.s.cancel_reason = (req.reason or "")[:500] or None
+        self.s.asks_stopped = True
+        self._effects.append(("cancel_tasks", ([], "appointment cancelled")))
+        self._set_stage("cancelled", "cancelled")
+        self._changes += 1
+        return self.view()
+
+    @cancel.validator
+    def _check_cancel(self, req: CancelRequest) -> None:
+        self._require("cancel")
+
+    @workflow.update
+    def confirm(self, req: StaffAction) -> AppointmentView:
+        # The operator reached the patient by phone: stop asks and calls at once.
+        self.s.asks_stopped = True
+        self._effects.append(("cancel_tasks", ([], "confirmed by phone")))
+        self._set_stage("confirmed", "confirmed_by_operator")
+        self._changes += 1
+        return self.view()
+
+    @confirm.validator
+    def _check_confirm(self, req: StaffAction) -> None:
+        self._require("confirm")
+
+    @workflow.update
+    def check_in(self, req: StaffAction) -> AppointmentView:
+        self.s.asks_stopped = True
+        self.s.checked_in = True
+        self._effects.append(("cancel_tasks", (["unconfirmed", "declined"], "patient arrived")))
+        self._set_stage("checked_in", "checked_in")
+        self._changes += 1
+        return self.view()
+
+    @check_in.validator
+    def _check_check_in(self, req: StaffAction) -> None:
+        self._require("check_in")
+
+    @workflow.update
+    def finish(self, req: StaffAction) -> AppointmentView:
+        self._finish("finished_by_doctor")
+        self._changes += 1
+        return self.view()
+
+    @finish.validator
+    def _check_finish(self, req: StaffAction) -> None:
+        self._require("finish")
+
+    def _require(self, action: str) -> None:
+        stage = self.s.stage
+        if stage not in CAN[action]:
+            raise ApplicationError(
+                f"cannot {action.replace('_', '-')} an appointment in stage {stage!r}",
+                {"stage": stage, "allowed_stages": list(CAN[action])},
+                type="Conflict", non_retryable=True)
+
+    # ---------------------------------------------------------------- query
+    @workflow.query(name=APPOINTMENT_STATE_QUERY)
+    def view(self) -> AppointmentView:
+        s, i = self.s, self.inp
+        return AppointmentView(
+            id=i.appointment_id, workflow_id=self.wid, stage=s.stage,
+            fhir_status=FHIR_STATUS[s.stage], starts_at=self._start(), ends_at=self._ends(),
+            duration_minutes=s.duration_minutes, version=s.version, asks_sent=s.asks_sent,
+            voice_calls=s.voice_calls, nps=s.nps, clinic_id=i.clinic_id, doctor_id=i.doctor_id,
+            patient_id=i.patient_id, service=i.service, plan_id=i.plan_id,
+            history=list(s.history))
+
+    # ---------------------------------------------------------------- helpers
+    def _start(self) -> datetime:
+        assert self.s.starts_at is not None
+        return self.s.starts_at
+
+    def _ends(self) -> datetime:
+        return self._start() + timedelta(minutes=self.s.duration_minutes)
+
+    def _booked_at(self) -> datetime:
+        return self.inp.booked_at or workflow.info().start_time
+
+    def _ctx(self) -> AppointmentContext:
+        return self.s.context or AppointmentContext()
+
+    def _key(self, step: str) -> str:
+        return f"{self.wid}:v{self.s.version}:{step}"
+
+    def _record(self, event: str) -> None:
+        self.s.history.append(HistoryEntry(at=workflow.now(), event=event, stage=self.s.stage))
+        if len(self.s.history) > HISTORY_LIMIT:
+            self.s.history = self.s.history[-HISTORY_LIMIT:]
+        self.s.revision += 1
+
+    def _set_stage(self, stage: str, event: str) -> None:
+        changed = stage != self.s.stage
+        self.s.stage = stage
+        self._record(event)
+        if changed:
+            self._upsert_search_attributes()
+
+    def _finish(self, event: str) -> None:
+        self.s.finished_at = workflow.now()
+        self._set_stage("finished", event)
+
+    def _upsert_search_attributes(self, start: bool = False) -> None:
+        updates = [APPOINTMENT_STAGE.value_set(self.s.stage)]
+        if start:
+            updates += [CLINIC_ID.value_set(self.inp.clinic_id),
+                        APPOINTMENT_START.value_set(self._start())]
+        workflow.upsert_search_attributes(updates)
+
+    def _local(self, t: datetime) -> str:
+        return t.astimezone(ZoneInfo(self.inp.timezone)).strftime("%d.%m.%Y %H:%M")
+
+    def _quiet(self, at: datetime, critical_by: datetime | None = None) -> datetime:
+        """Move a planned send out of the clinic's quiet hours (to the window's end). A send
+        that would then come too late (after `critical_by`) is same-day-critical: it keeps
+        its time."""
+        qh = self.p.quiet_hours
+        if qh is None:
+            return at
+        tz = ZoneInfo(self.inp.timezone)
+        local = at.astimezone(tz)
+        sh, sm = (int(x) for x in qh.start.split(":"))
+        eh, em = (int(x) for x in qh.end.split(":"))
+        start_t, end_t, t = sh * 60 + sm, eh * 60 + em, local.hour * 60 + local.minute
+        if start_t == end_t:
+            return at
+        inside = (start_t <= t < end_t) if start_t < end_t else (t >= start_t or t < end_t)
+        if not inside:
+            return at
+        end_local = local.replace(hour=eh, minute=em, second=0, microsecond=0)
+        if end_local <= local:
+            end_local = (local + timedelta(days=1)).replace(hour=eh, minute=em, second=0,
+                                                            microsecond=0)
+        moved = end_local.astimezone(at.tzinfo)
+        if critical_by is not None and moved >= critical_by:
+            return at
+        return moved
+
+    async def _send(self, kind: str, text: str, step: str,
+                    buttons: list[Button] | None = None) -> SendResult:
+        return await workflow.execute_activity(
+            "send_patient_message",
+            OutboundMessage(idempotency_key=self._key(step), patient_id=self.inp.patient_id,
+                            clinic_id=self.inp.clinic_id, kind=kind, text=text,
+                            subject_id=self.inp.appointment_id, workflow_id=self.wid,
+                            buttons=buttons or []),
+            result_type=SendResult, start_to_close_timeout=SEND_TIMEOUT, retry_policy=RETRY)
+
+    async def _task(self, kind: str, title: str, step: str, assigned_role: str = "operator",
+                    details: dict | None = None) -> None:
+        await workflow.execute_activity(
+            "create_operator_task",
+            TaskRequest(dedup_key=self._key(step), kind=kind, title=title,
+                        assigned_role=assigned_role, clinic_id=self.inp.clinic_id,
+                        patient_id=self.inp.patient_id, subject_type="appointment",
+                        subject_id=self.inp.appointment_id, workflow_id=self.wid,
+                        details={"stage": self.s.stage, "starts_at": self._start().isoformat(),
+                                 **(details or {})}),
+            result_type=TaskRef, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+
+    async def _cancel_tasks(self, kinds: list[str], reason: str) -> None:
+        await workflow.execute_activity(
+            "cancel_operator_tasks",
+            CancelTasks(subject_id=self.inp.appointment_id, kinds=kinds, reason=reason),
+            result_type=int, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+
+    async def _drain_effects(self) -> None:
+        while self._effects:
+            kind, args = self._effects.pop(0)
+            if kind == "task":
+                task_kind, title, step = args  # type: ignore[misc]
+                await self._task(task_kind, title, step)
+            elif kind == "cancel_tasks":
+                kinds, reason = args  # type: ignore[misc]
+                await self._cancel_tasks(kinds, reason)
+
+    async def _sync(self) -> None:
+        s, i = self.s, self.inp
+        if s.synced_revision == s.revision:
+            return
+        revision = s.revision
+        await workflow.execute_activity(
+            "sync_appointment",
+            AppointmentSnapshot(
+                appointment_id=i.appointment_id, workflow_id=self.wid, clinic_id=i.clinic_id,
+                doctor_id=i.doctor_id, patient_id=i.patient_id, service=i.service,
+                plan_id=i.plan_id, stage=s.stage, version=s.version, starts_at=self._start(),
+                ends_at=self._ends(), duration_minutes=s.duration_minutes,
+                asks_sent=s.asks_sent, voice_calls=s.voice_calls, nps=s.nps,
+                cancel_reason=s.cancel_reason, history=list(s.history)),
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+        s.synced_revision = revision
+
+
+def _memo(service: str) -> tuple[str | None, str | None]:
+    low = service.lower()
+    for key, memos in CARE_MEMOS.items():
+        if key in low:
+            return memos
+    return None, None
+
+
+__all__ = ["AppointmentJourney", "AppointmentView", "JourneyState", "OPEN_STAGES"]

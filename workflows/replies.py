@@ -1,0 +1,79 @@
+"""What a patient's free-text reply means for an appointment: confirm, decline or other.
+
+Pure and deterministic (used inside the appointment workflow and by webhooks). Carrier
+opt-out words (STOP, CANCEL, UNSUBSCRIBE, ...) are deliberately NOT appointment keywords:
+the carrier acts on them, and reading "cancel" as "decline" would cancel on an opt-out.
+Anything we do not recognise goes to a person ("other").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Meaning = Literal["confirm", "decline", "other"]
+
+CONFIRM_WORDS = frozenset({
+    # ru
+    "да", "ага", "буду", "подтверждаю", "подтвердить", "приду", "хорошо", "ок", "конечно",
+    "да буду", "да приду", "да, буду", "да, приду",
+    # uk
+    "так", "підтверджую", "прийду", "добре", "так буду", "так прийду",
+    # en
+    "yes", "y", "yep", "yeah", "ok", "okay", "confirm", "confirmed", "sure",
+    # symbols / digits
+    "1", "+", "👍", "✅",
+})
+DECLINE_WORDS = frozenset({
+    # ru
+    "нет", "не приду", "не смогу", "не буду", "отмена", "отменить", "отмените",
+    "нет не приду", "нет, не приду", "нет не смогу", "нет, не смогу",
+    # uk
+    "ні", "не прийду", "не зможу", "скасувати", "ні не прийду", "ні, не прийду",
+    # en
+    "no", "n", "nope", "decline", "can't come", "cannot come", "not coming",
+    # symbols / digits
+    "2", "-", "👎", "❌",
+})
+# Carrier opt-out words: never appointment keywords (see module docstring).
+OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke",
+                           "optout"})
+
+_TRIM = re.compile(r"^[\s.!,;:()\"'«»]+|[\s.!,;:()\"'«»]+$")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    t = _SPACES.sub(" ", text.strip().lower().replace("ё", "е"))
+    return _TRIM.sub("", t) or t.strip()
+
+
+def classify(text: str | None) -> Meaning:
+    """Free text or a button id ("confirm:<id>", "decline:<id>") -> confirm/decline/other."""
+    if not text:
+        return "other"
+    raw = text.strip()
+    low = raw.lower()
+    if low.startswith("confirm:"):
+        return "confirm"
+    if low.startswith("decline:"):
+        return "decline"
+    t = normalize(raw)
+    if t in OPT_OUT_WORDS:
+        return "other"
+    if t in CONFIRM_WORDS:
+        return "confirm"
+    if t in DECLINE_WORDS:
+        return "decline"
+    return "other"
+
+
+def parse_score(text: str | None) -> int | None:
+    """An NPS answer: "10", "8/10", " 7 " -> int 0..10; anything else -> None."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d{1,2})(?:\s*/\s*10)?\s*[.!]?\s*", text)
+    if not m:
+        return None
+    n = int(m.group(1))
+    return n if 0 <= n <= 10 else None
