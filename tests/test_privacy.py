@@ -152,3 +152,22 @@ def test_logs_never_carry_names_or_phones() -> None:
     assert lines[0]["patient_id"] == "p1" and lines[0]["full_name"] == "[redacted]"
     assert "127.0.0.1:8000" in out and "2026-11-23 10:00:00" in out
     assert all("timestamp" in line and "level" in line for line in lines)
+
+
+async def test_activity_log_lines_carry_workflow_and_activity_ids() -> None:
+    from temporalio.testing import ActivityEnvironment
+
+    buf = io.StringIO()
+    configure_logging("INFO", json_output=True)
+    logging.getLogger().handlers[0].stream = buf  # type: ignore[attr-defined]
+
+    @activity.defn(name="log_probe")
+    async def log_probe() -> None:
+        get_logger("activities.test").info("reminder sent", channel="sms", to=PHONE)
+
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, workflow_id="appointment-abc123", activity_id="7")
+    await env.run(log_probe)
+    [line] = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert line["workflow_id"] == "appointment-abc123" and line["activity_id"] == "7"
+    assert line["activity_type"] and line["to"] == "[redacted]"
