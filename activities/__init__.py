@@ -21,7 +21,15 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
         *_appointments(deps),
         messaging.send_patient_message,
         messaging.place_voice_call,
+        *_treatment(deps),
     ]
+
+
+def _treatment(deps: Deps) -> list[Callable[..., Any]]:
+    from activities.treatment import TreatmentActivities
+
+    t = TreatmentActivities(deps)
+    return [t.book_plan_appointment, t.sync_treatment_plan]
 
 
 def _appointments(deps: Deps) -> list[Callable[..., Any]]:

@@ -14,3 +14,8 @@ from workflows.invoice import InvoiceApproval  # noqa: E402
 from workflows.monthly_report import MonthlyExpenseReport  # noqa: E402
 
 WORKFLOWS += [InvoiceApproval, MonthlyExpenseReport]
+
+# Treatment plans (SPEC §4): long-lived plan journeys with child appointment journeys.
+from workflows.treatment_plan import TreatmentPlanJourney  # noqa: E402
+
+WORKFLOWS += [TreatmentPlanJourney]

@@ -1,0 +1,121 @@
+"""Treatment-plan activities: book a plan's visit (the appointment row a child journey runs
+for) and mirror the plan into the database for the operators' list. Both idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import Deps
+from core.logging import get_logger
+from models.appointment import Appointment
+from models.core import Doctor, Patient
+from models.journeys import OPEN_STAGES, appointment_workflow_id
+from models.treatment import TreatmentPlan, TreatmentPlanItem
+from workflows.treatment_plan import BookedAppointment, PlanBooking, PlanSnapshot
+
+log = get_logger("activities.treatment")
+
+
+async def upsert_plan(s: AsyncSession, snap: PlanSnapshot) -> bool:
+    """Insert the plan (with its items) or move it forward; an older snapshot never
+    overwrites a newer one. Returns whether anything changed. The caller commits."""
+    row = await s.get(TreatmentPlan, snap.plan_id)
+    now = datetime.now(UTC)
+    if row is None:
+        p = snap.pricing
+        s.add(TreatmentPlan(
+            id=snap.plan_id, clinic_id=snap.clinic_id, patient_id=snap.patient_id,
+            direction=snap.direction, stage=snap.stage, status=snap.status,
+            next_due_at=snap.next_due_at, workflow_id=snap.workflow_id,
+            subtotal=Decimal(p.subtotal), discount_percent=Decimal(p.discount_percent),
+            discount_amount=Decimal(p.discount_amount), bonus_points=p.bonus_points,
+            total=Decimal(p.total), sync_version=snap.version, updated_at=now))
+        await s.flush()  # the plan row before its items (foreign key)
+        for n, it in enumerate(snap.items):
+            s.add(TreatmentPlanItem(
+                id=f"{snap.plan_id[:28]}{n:04d}", plan_id=snap.plan_id, position=n,
+                service=it.service, tooth=it.tooth, unit_price=Decimal(it.unit_price),
+                quantity=it.quantity, line_total=Decimal(it.line_total)))
+        return True
+    if row.sync_version >= snap.version:
+        return False
+    row.stage, row.status, row.next_due_at = snap.stage, snap.status, snap.next_due_at
+    row.sync_version, row.updated_at = snap.version, now
+    s.add(row)
+    return True
+
+
+class TreatmentActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    @activity.defn(name="sync_treatment_plan")
+    async def sync_treatment_plan(self, snap: PlanSnapshot) -> bool:
+        async with self.deps.sessions() as s:
+            changed = await upsert_plan(s, snap)
+            try:
+                await s.commit()
+            except IntegrityError:  # the API inserted the same plan a moment ago: retry
+                await s.rollback()
+                raise
+        return changed
+
+    @activity.defn(name="book_plan_appointment")
+    async def book_plan_appointment(self, b: PlanBooking) -> BookedAppointment:
+        wf_id = appointment_workflow_id(b.appointment_id)
+        async with self.deps.sessions() as s:
+            existing = await s.get(Appointment, b.appointment_id)
+            if existing is not None:  # a retried attempt: the row is already there
+                return BookedAppointment(b.appointment_id, existing.workflow_id, created=False)
+            doctor = await s.get(Doctor, b.doctor_id)
+            if doctor is None or doctor.clinic_id != b.clinic_id:
+                raise ApplicationError(f"doctor {b.doctor_id} does not work at this clinic",
+                                       {"field": "appointment.doctor_id"}, type="NotFound",
+                                       non_retryable=True)
+            if await s.get(Patient, b.patient_id) is None:
+                raise ApplicationError(f"patient {b.patient_id} does not exist",
+                                       type="NotFound", non_retryable=True)
+            ends_at = b.starts_at + timedelta(minutes=b.duration_minutes)
+            clash = await _overlap(s, b.doctor_id, b.starts_at, ends_at)
+            if clash is not None:
+                raise ApplicationError(
+                    "the doctor already has a visit at that time "
+                    f"({clash.starts_at.isoformat()}–{clash.ends_at.isoformat()})",
+                    {"field": "appointment.starts_at", "conflicting_appointment_id": clash.id},
+                    type="Conflict", non_retryable=True)
+            s.add(Appointment(
+                id=b.appointment_id, clinic_id=b.clinic_id, doctor_id=b.doctor_id,
+                patient_id=b.patient_id, service=b.service, starts_at=b.starts_at,
+                ends_at=ends_at, duration_minutes=b.duration_minutes, stage="booked",
+                workflow_id=wf_id, idempotency_key=b.idempotency_key, plan_id=b.plan_id,
+                history=[]))
+            try:
+                await s.commit()
+            except IntegrityError:  # a concurrent attempt won: same row, same effect
+                await s.rollback()
+                return BookedAppointment(b.appointment_id, wf_id, created=False)
+        log.info("plan visit booked", appointment_id=b.appointment_id, plan_id=b.plan_id)
+        return BookedAppointment(b.appointment_id, wf_id, created=True)
+
+
+def _utc(d: datetime) -> datetime:
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+async def _overlap(s: AsyncSession, doctor_id: str, start: datetime,
+                   end: datetime) -> Appointment | None:
+    """An open visit of the same doctor that intersects [start, end). Compared in Python:
+    SQLite keeps timestamps as text."""
+    q = select(Appointment).where(Appointment.doctor_id == doctor_id,
+                                  col(Appointment.stage).in_(OPEN_STAGES))
+    for a in (await s.exec(q)).all():
+        if _utc(a.starts_at) < _utc(end) and _utc(a.ends_at) > _utc(start):
+            return a
+    return None

@@ -1,0 +1,246 @@
+"""Treatment plans (SPEC §4): create (starts the plan journey), read its live state, move it
+along the direction's stage graph, cancel it; operators list plans from the database.
+
+Moves are workflow *updates*: their validators reject a move the graph does not allow
+(409, naming the allowed stages) before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlmodel import col, select
+from temporalio.client import Client, WorkflowQueryRejectedError
+from temporalio.common import TypedSearchAttributes
+from temporalio.service import RPCError
+
+from activities.treatment import upsert_plan
+from api.deps import Roles, SessionDep, SettingsDep, TemporalDep
+from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
+from models.core import Clinic, Patient, Role, new_id, policy_from_json
+from models.journeys import APPOINTMENT_STATE_QUERY
+from models.treatment import (
+    AdvanceIn,
+    CancelIn,
+    PlanCreate,
+    PlanRow,
+    PricingError,
+    TreatmentPlan,
+    price_plan,
+)
+from models.treatment_directions import DIRECTIONS, callback_moment, default_callback_date
+from workflows.treatment_plan import (
+    ADVANCE_UPDATE,
+    CANCEL_UPDATE,
+    STATE_QUERY,
+    TREATMENT_PLAN_WORKFLOW,
+    Actor,
+    AdvanceRequest,
+    AppointmentRequest,
+    CancelRequest,
+    PlanInput,
+    PlanItem,
+    PlanSnapshot,
+    PlanState,
+    PlanView,
+    Pricing,
+    VisitObservation,
+    plan_workflow_id,
+)
+
+router = APIRouter(prefix="/v1/treatment-plans", tags=["treatment plans"])
+
+Planner = Roles(Role.doctor, Role.front_desk)
+Mover = Roles(Role.doctor, Role.front_desk, Role.operator)
+Reader = Roles(Role.doctor, Role.front_desk, Role.operator, Role.director, Role.ops)
+Lister = Roles(Role.operator, Role.director)
+CHILD_QUERY_TIMEOUT = timedelta(seconds=3)
+
+
+def _field(name: str, msg: str) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["body", *name.split(".")], "msg": msg,
+                                       "type": "value_error"}])
+
+
+def _actor(user: Any) -> Actor:
+    return Actor(user_id=user.id, role=user.role.value)
+
+
+# ---------------------------------------------------------------- create
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalDep,
+                      settings: SettingsDep, user: Planner) -> dict[str, Any]:
+    clinic = await session.get(Clinic, body.clinic_id)
+    if clinic is None:
+        raise _field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
+    if await session.get(Patient, body.patient_id) is None:
+        raise _field("patient_id", f"patient_id {body.patient_id!r} does not exist")
+    try:
+        price = price_plan(body.items, body.discount_percent, body.bonus_points)
+    except PricingError as e:
+        raise _field(e.field, str(e)) from None
+    d = DIRECTIONS[body.direction]
+    plan_id = new_id()
+    items = [PlanItem(service=ln.service, tooth=ln.tooth, unit_price=str(ln.unit_price),
+                      quantity=ln.quantity, line_total=str(ln.line_total)) for ln in price.lines]
+    pricing = Pricing(subtotal=str(price.subtotal), discount_percent=str(price.discount_percent),
+                      discount_amount=str(price.discount_amount),
+                      bonus_points=price.bonus_points, total=str(price.total))
+    state = PlanState(plan_id=plan_id, clinic_id=clinic.id, patient_id=body.patient_id,
+                      direction=d.key, timezone=clinic.timezone, stage=d.first.key, items=items,
+                      pricing=pricing, policy=policy_from_json(clinic.policy),
+                      created_by=_actor(user))
+    wf_id = plan_workflow_id(plan_id)
+    await temporal.start_workflow(
+        TREATMENT_PLAN_WORKFLOW, PlanInput(state=state), id=wf_id,
+        task_queue=settings.temporal_task_queue,
+        search_attributes=TypedSearchAttributes([
+            CLINIC_ID.value_set(clinic.id), TREATMENT_DIRECTION.value_set(d.key),
+            TREATMENT_STAGE.value_set(d.first.key)]))
+    # Mirror at once so the list shows the plan now; the journey's own sync (version 1+)
+    # supersedes this row and never the other way round.
+    try:
+        await upsert_plan(session, PlanSnapshot(
+            plan_id=plan_id, workflow_id=wf_id, clinic_id=clinic.id, patient_id=body.patient_id,
+            direction=d.key, stage=d.first.key, status="active", next_due_at=None,
+            pricing=pricing, items=items, version=0))
+        await session.commit()
+    except Exception:  # noqa: BLE001 - the journey's first sync writes the same row
+        await session.rollback()
+    return {
+        "id": plan_id, "workflow_id": wf_id, "direction": d.key, "stage": d.first.key,
+        "stage_title": d.first.title, "allowed_next": list(d.first.next),
+        **dataclasses.asdict(pricing), "items": [dataclasses.asdict(i) for i in items],
+    }
+
+
+# ---------------------------------------------------------------- read
+@router.get("")
+async def list_plans(
+    session: SessionDep, _: Lister,
+    clinic_id: str | None = None, direction: str | None = None, stage: str | None = None,
+    status_: str | None = Query(None, alias="status"), patient_id: str | None = None,
+    due_before: datetime | date | None = Query(None, description="date or timestamp"),
+    limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0),
+) -> list[PlanRow]:
+    if direction is not None and direction not in DIRECTIONS:
+        raise HTTPException(422, detail=[{"loc": ["query", "direction"], "type": "value_error",
+                                          "msg": f"unknown direction; one of: {', '.join(DIRECTIONS)}"}])
+    q = select(TreatmentPlan)
+    if clinic_id:
+        q = q.where(TreatmentPlan.clinic_id == clinic_id)
+    if direction:
+        q = q.where(TreatmentPlan.direction == direction)
+    if stage:
+        q = q.where(TreatmentPlan.stage == stage)
+    if status_:
+        q = q.where(TreatmentPlan.status == status_)
+    if patient_id:
+        q = q.where(TreatmentPlan.patient_id == patient_id)
+    q = q.order_by(col(TreatmentPlan.next_due_at).asc().nulls_last(), TreatmentPlan.created_at)
+    rows = list((await session.exec(q)).all())
+    if due_before is not None:
+        limit_at = due_before if isinstance(due_before, datetime) else \
+            datetime.combine(due_before, datetime.min.time(), tzinfo=UTC)
+        if limit_at.tzinfo is None:
+            limit_at = limit_at.replace(tzinfo=UTC)
+        rows = [r for r in rows if r.next_due_at is not None and _utc(r.next_due_at) < limit_at]
+    return [PlanRow.model_validate(r, from_attributes=True) for r in rows[offset:offset + limit]]
+
+
+@router.get("/{plan_id}")
+async def get_plan(plan_id: str, session: SessionDep, temporal: TemporalDep,
+                   _: Reader) -> dict[str, Any]:
+    row = await _row(session, plan_id)
+    view = await _view(temporal, row)
+    live = await _child_stages(temporal, view)
+    out = dataclasses.asdict(view)
+    for a in out["appointments"]:
+        a["journey_stage"] = live.get(a["appointment_id"], a["stage"])
+    return out
+
+
+# ---------------------------------------------------------------- changes (updates)
+@router.post("/{plan_id}/advance")
+async def advance(plan_id: str, body: AdvanceIn, session: SessionDep, temporal: TemporalDep,
+                  user: Mover) -> dict[str, Any]:
+    row = await _row(session, plan_id)
+    clinic = await session.get(Clinic, row.clinic_id)
+    assert clinic is not None
+    policy = policy_from_json(clinic.policy)
+    today = datetime.now(ZoneInfo(clinic.timezone)).date()
+    d = DIRECTIONS[row.direction]
+    callback_on = body.callback_on
+    if callback_on is not None and callback_on < today:
+        raise _field("callback_on", f"callback_on is in the past (clinic date is {today})")
+    if callback_on is None and body.appointment is None and d.has(body.to_stage):
+        stage = d.stage(body.to_stage)
+        if stage.kind == "wait" and not stage.asks_lab_results:
+            callback_on = default_callback_date(stage, today)
+    appointment = None
+    if body.appointment is not None:
+        a = body.appointment
+        if a.starts_at <= datetime.now(UTC):
+            raise _field("appointment.starts_at", "starts_at is in the past")
+        appointment = AppointmentRequest(doctor_id=a.doctor_id, starts_at=_utc(a.starts_at),
+                                         duration_minutes=a.duration_minutes, service=a.service)
+    handle = temporal.get_workflow_handle(row.workflow_id)
+    view = await handle.query(STATE_QUERY, result_type=PlanView)
+    observed = [VisitObservation(k, v) for k, v in (await _child_stages(temporal, view)).items()]
+    req = AdvanceRequest(
+        to_stage=body.to_stage, actor=_actor(user), appointment=appointment,
+        callback_at=callback_moment(callback_on, policy.callback_hour, clinic.timezone)
+        if callback_on else None,
+        note=body.note, policy=policy, observed=observed)
+    out = await handle.execute_update(ADVANCE_UPDATE, req, result_type=PlanView)
+    return dataclasses.asdict(out)
+
+
+@router.post("/{plan_id}/cancel")
+async def cancel(plan_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep,
+                 user: Planner) -> dict[str, Any]:
+    row = await _row(session, plan_id)
+    out = await temporal.get_workflow_handle(row.workflow_id).execute_update(
+        CANCEL_UPDATE, CancelRequest(reason=body.reason, actor=_actor(user)),
+        result_type=PlanView)
+    return dataclasses.asdict(out)
+
+
+# ---------------------------------------------------------------- helpers
+def _utc(d: datetime) -> datetime:
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+
+
+async def _row(session: SessionDep, plan_id: str) -> TreatmentPlan:
+    row = await session.get(TreatmentPlan, plan_id)
+    if row is None:
+        raise HTTPException(404, f"treatment plan {plan_id} not found")
+    return row
+
+
+async def _view(temporal: Client, row: TreatmentPlan) -> PlanView:
+    return await temporal.get_workflow_handle(row.workflow_id).query(STATE_QUERY,
+                                                                     result_type=PlanView)
+
+
+async def _child_stages(temporal: Client, view: PlanView) -> dict[str, str]:
+    """Live stages of the plan's running child journeys (their own `state` query)."""
+
+    async def one(appointment_id: str, wf_id: str) -> tuple[str, str | None]:
+        try:
+            v = await asyncio.wait_for(
+                temporal.get_workflow_handle(wf_id).query(APPOINTMENT_STATE_QUERY),
+                CHILD_QUERY_TIMEOUT.total_seconds())
+        except (RPCError, WorkflowQueryRejectedError, TimeoutError):
+            return appointment_id, None
+        return appointment_id, v.get("stage") if isinstance(v, dict) else None
+
+    pairs = await asyncio.gather(*[one(a.appointment_id, a.workflow_id)
+                                   for a in view.appointments if a.running])
+    return {k: v for k, v in pairs if v}
+

@@ -1,0 +1,609 @@
+"""Treatment-plan journey (SPEC §4): one long-lived workflow per plan, months to years.
+
+Reading guide
+* The plan walks its direction's stage graph (models/treatment_directions.py). Staff move it
+  with the `advance` update; its validator rejects a move the graph does not allow, naming
+  the allowed ones, before anything is written.
+* A visit stage books a visit: a **child appointment journey** ("AppointmentJourney", the
+  SPEC §3 journey) whose outcome flows back — finished: the plan may move on; no_show: an
+  operator task to re-book (`plan_rebook`); cancelled: the plan waits for a new date.
+  While a child runs, the plan cannot be moved by hand (the visit must end first).
+* A call-back date becomes an operator task (`plan_callback`) at the clinic's
+  `callback_hour` on that date; the journey sleeps on a durable timer until then.
+  A lab-tests stage asks the patient after `lab_results_after` whether results are ready.
+* Timers are data (`PlanState.timers`), so they survive continue-as-new unchanged.
+
+Continue-as-new: when Temporal suggests it or history exceeds `policy.max_history_events`,
+the plan continues as new carrying `PlanState` — but only at a quiet moment: every update
+handler finished and **no child appointment running**. Children are started with
+ParentClosePolicy.ABANDON (closing a plan run never kills a booked visit), and a plan never
+continues-as-new while it awaits one, so no child result is ever lost. A waiting plan's
+history barely grows (timers and queries add few events), so deferring is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from core.search_attributes import TREATMENT_STAGE
+    from models.journeys import (
+        APPOINTMENT_WORKFLOW,
+        AppointmentInput,
+        AppointmentOutcome,
+        OutboundMessage,
+        SendResult,
+        appointment_workflow_id,
+    )
+    from models.payloads import CancelTasks, TaskRef, TaskRequest
+    from models.policy import JourneyPolicy
+    from models.treatment_directions import CANCELLED, COMPLETED, Direction, direction
+
+TREATMENT_PLAN_WORKFLOW = "TreatmentPlanJourney"
+STATE_QUERY = "state"
+ADVANCE_UPDATE = "advance"
+CANCEL_UPDATE = "cancel"
+PLAN_TASK_KINDS = ["plan_callback", "plan_rebook"]
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
+                    non_retryable_error_types=["Conflict", "Invalid", "NotFound"])
+# A changed lab-results question (v2 names what to do next). Plans already past that point
+# replay the v1 wording; new ones ask with v2.
+LAB_ASK_V2 = "lab-ask-wording-v2"
+
+
+def plan_workflow_id(plan_id: str) -> str:
+    return f"treatment-plan-{plan_id}"
+
+
+# ----------------------------------------------------------------------------- contracts
+@dataclass
+class Actor:
+    user_id: str | None = None
+    role: str | None = None  # front_desk, doctor, ... or "journey" for automatic steps
+
+
+@dataclass
+class PlanItem:
+    service: str
+    unit_price: str  # exact decimal as text
+    quantity: int
+    line_total: str
+    tooth: int | None = None
+
+
+@dataclass
+class Pricing:
+    subtotal: str
+    discount_percent: str
+    discount_amount: str
+    bonus_points: int
+    total: str
+
+
+@dataclass
+class HistoryEntry:
+    at: datetime
+    action: str  # created, advanced, appointment_booked, appointment_<stage>, callback_task, ...
+    by_user: str | None = None
+    by_role: str | None = None
+    from_stage: str | None = None
+    to_stage: str | None = None
+    appointment_id: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class LinkedAppointment:
+    appointment_id: str
+    workflow_id: str
+    plan_stage: str
+    doctor_id: str
+    starts_at: datetime
+    duration_minutes: int
+    service: str
+    stage: str = "booked"  # the appointment journey's stage; final once it ends
+    running: bool = True
+    reason: str | None = None
+
+
+@dataclass
+class PendingTimer:
+    id: int
+    kind: str  # callback | lab_ask
+    fire_at: datetime
+    stage: str
+
+
+@dataclass
+class PlanState:
+    plan_id: str
+    clinic_id: str
+    patient_id: str
+    direction: str
+    timezone: str
+    stage: str
+    items: list[PlanItem]
+    pricing: Pricing
+    policy: JourneyPolicy = field(default_factory=JourneyPolicy)
+    status: str = "active"  # active, completed, cancelled
+    history: list[HistoryEntry] = field(default_factory=list)
+    appointments: list[LinkedAppointment] = field(default_factory=list)
+    timers: list[PendingTimer] = field(default_factory=list)
+    seq: int = 0  # ids for bookings and timers; stable across continue-as-new
+    sync_version: int = 0
+    runs: int = 1  # how many runs (continue-as-new generations) this plan has had
+    created_by: Actor = field(default_factory=Actor)
+
+
+@dataclass
+class PlanInput:
+    state: PlanState
+    started: bool = False  # False only for the very first run (writes the "created" entry)
+
+
+@dataclass
+class AppointmentRequest:
+    doctor_id: str
+    starts_at: datetime
+    duration_minutes: int
+    service: str | None = None
+
+
+@dataclass
+class VisitObservation:
+    appointment_id: str
+    stage: str
+
+
+@dataclass
+class AdvanceRequest:
+    to_stage: str
+    actor: Actor = field(default_factory=Actor)
+    appointment: AppointmentRequest | None = None
+    callback_at: datetime | None = None  # the call-back moment (callback_hour, clinic time)
+    note: str | None = None
+    policy: JourneyPolicy | None = None  # the clinic's current policy for a booked visit
+    # Live stages of running child journeys as the API just read them (their `state` query).
+    # A visit the doctor finished counts as done at once: the child journey itself only ends
+    # after the after-care memo and the feedback survey, which need not hold the plan up.
+    observed: list[VisitObservation] = field(default_factory=list)
+
+
+@dataclass
+class CancelRequest:
+    reason: str
+    actor: Actor = field(default_factory=Actor)
+
+
+@dataclass
+class PlanView:
+    plan_id: str
+    workflow_id: str
+    clinic_id: str
+    patient_id: str
+    direction: str
+    stage: str
+    stage_title: str
+    stage_kind: str
+    status: str
+    waiting_for: str | None
+    next_due_at: datetime | None
+    allowed_next: list[str]
+    appointments: list[LinkedAppointment]
+    history: list[HistoryEntry]
+    items: list[PlanItem]
+    pricing: Pricing
+    runs: int
+
+
+# Activity inputs (the activities live in activities/treatment.py)
+@dataclass
+class PlanSnapshot:
+    plan_id: str
+    workflow_id: str
+    clinic_id: str
+    patient_id: str
+    direction: str
+    stage: str
+    status: str
+    next_due_at: datetime | None
+    pricing: Pricing
+    items: list[PlanItem]
+    version: int
+
+
+@dataclass
+class PlanBooking:
+    appointment_id: str
+    idempotency_key: str
+    plan_id: str
+    clinic_id: str
+    patient_id: str
+    doctor_id: str
+    starts_at: datetime
+    duration_minutes: int
+    service: str
+
+
+@dataclass
+class BookedAppointment:
+    appointment_id: str
+    workflow_id: str
+    created: bool
+
+
+# ----------------------------------------------------------------------------- workflow
+@workflow.defn(name=TREATMENT_PLAN_WORKFLOW)
+class TreatmentPlanJourney:
+    @workflow.init
+    def __init__(self, inp: PlanInput) -> None:
+        self.s = inp.state
+        self.d: Direction = direction(self.s.direction)
+        self._lock = asyncio.Lock()  # one state change at a time (updates, timers, children)
+        self._wake = False
+        self._watching = 0
+
+    # ------------------------------------------------------------------ main loop
+    @workflow.run
+    async def run(self, inp: PlanInput) -> PlanView:
+        if not inp.started:
+            self._record("created", by=self.s.created_by, to_stage=self.s.stage)
+            await self._sync()
+        while self.s.status == "active":
+            try:
+                await workflow.wait_condition(
+                    lambda: self._wake or self.s.status != "active" or self._should_rest(),
+                    timeout=self._until_next_timer(),
+                )
+            except TimeoutError:
+                pass
+            self._wake = False
+            if self.s.status != "active":
+                break
+            async with self._lock:
+                await self._fire_due_timers()
+            if self._should_rest():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._should_rest():  # a handler may have started a child meanwhile
+                    self.s.runs += 1
+                    workflow.logger.info("plan continues as new", extra={"runs": self.s.runs})
+                    workflow.continue_as_new(PlanInput(state=self.s, started=True))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._view()
+
+    def _should_rest(self) -> bool:
+        """Time to continue-as-new: history is large, and nothing is in flight."""
+        info = workflow.info()
+        big = (info.is_continue_as_new_suggested()
+               or info.get_current_history_length() > self.s.policy.max_history_events)
+        return (big and self.s.status == "active" and not self._lock.locked()
+                and self._watching == 0 and not any(a.running for a in self.s.appointments))
+
+    def _until_next_timer(self) -> timedelta | None:
+        if not self.s.timers:
+            return None
+        nearest = min(t.fire_at for t in self.s.timers)
+        return max(nearest - workflow.now(), timedelta(0)) or timedelta(milliseconds=1)
+
+    # ------------------------------------------------------------------ query
+    @workflow.query(name=STATE_QUERY)
+    def state(self) -> PlanView:
+        return self._view()
+
+    # ------------------------------------------------------------------ advance
+    @workflow.update(name=ADVANCE_UPDATE)
+    async def advance(self, req: AdvanceRequest) -> PlanView:
+        async with self._lock:
+            self._check_advance(req)  # the state may have moved since the validator ran
+            for a in self.s.appointments:  # visits finished while their journeys run on
+                if a.running and self._observed(req.observed, a) == "finished":
+                    a.stage = "finished"
+                    self._record("appointment_finished", by=req.actor,
+                                 appointment_id=a.appointment_id)
+            linked = await self._book(req) if req.appointment else None
+            from_stage, to = self.s.stage, self.d.stage(req.to_stage)
+            self.s.stage = to.key
+            self.s.timers = []  # the previous stage's call-backs no longer apply
+            if req.callback_at is not None:
+                self.s.timers.append(self._timer("callback", req.callback_at))
+            if to.asks_lab_results:
+                after = workflow.now() + self.s.policy.td("lab_results_after")
+                self.s.timers.append(self._timer("lab_ask", after))
+            self._record("advanced", by=req.actor, from_stage=from_stage, to_stage=to.key,
+                         note=req.note,
+                         appointment_id=linked.appointment_id if linked else None)
+            if to.kind == "done":
+                self.s.status = "completed"
+            await workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(self._sa_stage())])
+            await self._close_plan_tasks("the plan moved to " + to.key)
+            await self._sync()
+            self._wake = True
+            return self._view()
+
+    @advance.validator
+    def _validate_advance(self, req: AdvanceRequest) -> None:
+        self._check_advance(req)
+
+    def _check_advance(self, req: AdvanceRequest) -> None:
+        if self.s.status != "active":
+            raise ApplicationError(f"the plan is {self.s.status}; it cannot move",
+                                   {"allowed": [], "current_stage": self.s.stage},
+                                   type="Conflict", non_retryable=True)
+        running = self._blocking(req.observed)
+        if running:
+            a = running[0]
+            raise ApplicationError(
+                f"the visit for stage {a.plan_stage!r} (appointment {a.appointment_id}) is still "
+                f"running; the plan moves when that visit is finished, missed or cancelled",
+                {"allowed": [], "current_stage": self.s.stage,
+                 "running_appointment_id": a.appointment_id},
+                type="Conflict", non_retryable=True)
+        allowed = self._allowed(req.observed)
+        if req.to_stage not in allowed:
+            raise ApplicationError(
+                f"a plan at {self.s.stage!r} cannot move to {req.to_stage!r}; allowed: "
+                + (", ".join(allowed) or "nothing"),
+                {"allowed": allowed, "current_stage": self.s.stage},
+                type="Conflict", non_retryable=True)
+        to = self.d.stage(req.to_stage)
+        if to.is_visit and req.appointment is None and req.callback_at is None:
+            raise ApplicationError(
+                f"stage {to.key!r} is done at a visit: send an appointment to book, or a "
+                "callback_on date for an operator to call the patient",
+                {"field": "appointment"}, type="Invalid", non_retryable=True)
+        if not to.is_visit and req.appointment is not None:
+            raise ApplicationError(f"stage {to.key!r} is not a visit; it books no appointment",
+                                   {"field": "appointment"}, type="Invalid", non_retryable=True)
+        if req.appointment is not None and req.appointment.starts_at <= workflow.now():
+            raise ApplicationError("the appointment must start in the future",
+                                   {"field": "appointment.starts_at"}, type="Invalid",
+                                   non_retryable=True)
+
+    @staticmethod
+    def _observed(observed: list[VisitObservation], a: LinkedAppointment) -> str:
+        for o in observed:
+            if o.appointment_id == a.appointment_id:
+                return o.stage
+        return a.stage
+
+    def _blocking(self, observed: list[VisitObservation] | None = None) -> list[LinkedAppointment]:
+        """Child journeys whose visit has not ended yet: the plan waits for them."""
+        return [a for a in self.s.appointments
+                if a.running and self._observed(observed or [], a) != "finished"]
+
+    def _allowed(self, observed: list[VisitObservation] | None = None) -> list[str]:
+        """The graph's next stages, plus the current visit stage again while its visit has
+        not happened yet (book it after a call-back, or re-book after a no-show/cancel)."""
+        cur = self.d.stage(self.s.stage)
+        allowed = list(cur.next)
+        visited = any(a.plan_stage == cur.key and self._observed(observed or [], a) == "finished"
+                      for a in self.s.appointments)
+        if cur.is_visit and not visited and cur.key not in allowed:
+            allowed.insert(0, cur.key)
+        return allowed
+
+    # ------------------------------------------------------------------ cancel
+    @workflow.update(name=CANCEL_UPDATE)
+    async def cancel(self, req: CancelRequest) -> PlanView:
+        async with self._lock:
+            self._check_cancel()
+            from_stage = self.s.stage
+            self.s.status = "cancelled"
+            self.s.timers = []
+            self._record("cancelled", by=req.actor, from_stage=from_stage, to_stage=CANCELLED,
+                         note=req.reason)
+            await workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(CANCELLED)])
+            await self._close_plan_tasks("the plan was cancelled")
+            await self._sync()
+            return self._view()
+
+    @cancel.validator
+    def _validate_cancel(self, req: CancelRequest) -> None:
+        self._check_cancel()
+
+    def _check_cancel(self) -> None:
+        if self.s.status != "active":
+            raise ApplicationError(f"the plan is already {self.s.status}",
+                                   {"current_stage": self.s.stage}, type="Conflict",
+                                   non_retryable=True)
+
+    # ------------------------------------------------------------------ child appointments
+    async def _book(self, req: AdvanceRequest) -> LinkedAppointment:
+        assert req.appointment is not None
+        ap, stage = req.appointment, self.d.stage(req.to_stage)
+        self.s.seq += 1
+        wf_id = workflow.info().workflow_id
+        # Deterministic: the same plan and booking step always name the same appointment.
+        appointment_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{wf_id}/booking/{self.s.seq}").hex
+        service = ap.service or stage.service or stage.title
+        try:
+            booked = await workflow.execute_activity(
+                "book_plan_appointment",
+                PlanBooking(appointment_id=appointment_id,
+                            idempotency_key=f"{wf_id}:booking:{self.s.seq}",
+                            plan_id=self.s.plan_id, clinic_id=self.s.clinic_id,
+                            patient_id=self.s.patient_id, doctor_id=ap.doctor_id,
+                            starts_at=ap.starts_at, duration_minutes=ap.duration_minutes,
+                            service=service),
+                result_type=BookedAppointment,
+                start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+        except ActivityError as e:
+            cause = e.cause
+            if isinstance(cause, ApplicationError):  # doctor unknown, slot taken: the caller's
+                raise ApplicationError(cause.message, *cause.details, type=cause.type,
+                                       non_retryable=True) from None
+            raise
+        policy = req.policy or self.s.policy
+        handle = await workflow.start_child_workflow(
+            APPOINTMENT_WORKFLOW,
+            AppointmentInput(appointment_id=booked.appointment_id, clinic_id=self.s.clinic_id,
+                             patient_id=self.s.patient_id, doctor_id=ap.doctor_id,
+                             starts_at=ap.starts_at, duration_minutes=ap.duration_minutes,
+                             service=service, timezone=self.s.timezone, policy=policy,
+                             plan_id=self.s.plan_id, booked_at=workflow.now()),
+            id=appointment_workflow_id(booked.appointment_id),
+            task_queue=workflow.info().task_queue,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            result_type=AppointmentOutcome,
+        )
+        linked = LinkedAppointment(
+            appointment_id=booked.appointment_id, workflow_id=handle.id, plan_stage=stage.key,
+            doctor_id=ap.doctor_id, starts_at=ap.starts_at,
+            duration_minutes=ap.duration_minutes, service=service)
+        self.s.appointments.append(linked)
+        self._watching += 1
+        # Workflow tasks run on Temporal's deterministic event loop.
+        asyncio.create_task(self._watch(handle, linked))
+        return linked
+
+    async def _watch(self, handle: workflow.ChildWorkflowHandle, linked: LinkedAppointment) -> None:
+        try:
+            try:
+                outcome: AppointmentOutcome = await handle
+            except ChildWorkflowError:
+                outcome = AppointmentOutcome(linked.appointment_id, "cancelled",
+                                             reason="the appointment journey failed")
+            async with self._lock:
+                await self._on_visit_outcome(linked, outcome)
+        finally:
+            self._watching -= 1
+            self._wake = True
+
+    async def _on_visit_outcome(self, linked: LinkedAppointment, out: AppointmentOutcome) -> None:
+        linked.stage, linked.running, linked.reason = out.stage, False, out.reason
+        self._record(f"appointment_{out.stage}", by=Actor(role="journey"),
+                     appointment_id=linked.appointment_id, note=out.reason)
+        if out.stage == "no_show" and self.s.status == "active":
+            await self._task(
+                f"rebook:{linked.appointment_id}", "plan_rebook",
+                f"Patient missed the visit for '{self.d.stage(linked.plan_stage).title}': "
+                "call to re-book", due_at=workflow.now())
+        await self._sync()
+
+    # ------------------------------------------------------------------ timers
+    def _timer(self, kind: str, at: datetime) -> PendingTimer:
+        self.s.seq += 1
+        return PendingTimer(id=self.s.seq, kind=kind, fire_at=at, stage=self.s.stage)
+
+    async def _fire_due_timers(self) -> None:
+        now = workflow.now()
+        due = [t for t in self.s.timers if t.fire_at <= now]
+        for t in due:
+            if t.kind == "callback":
+                await self._task(
+                    f"callback:{t.id}", "plan_callback",
+                    f"Call the patient to book the next stage "
+                    f"(now: {self.d.stage(t.stage).title})", due_at=t.fire_at)
+                self._record("callback_task", by=Actor(role="journey"), note=t.stage)
+            elif t.kind == "lab_ask":
+                await self._ask_lab_results(t)
+            self.s.timers.remove(t)
+        if due:
+            await self._sync()
+
+    async def _ask_lab_results(self, t: PendingTimer) -> None:
+        if workflow.patched(LAB_ASK_V2):
+            text = ("Are your lab test results ready? Reply YES when they are, and we will "
+                    "book your next visit.")
+        else:
+            text = "Are your lab test results ready?"
+        wf_id = workflow.info().workflow_id
+        result: SendResult = await workflow.execute_activity(
+            "send_patient_message",
+            OutboundMessage(idempotency_key=f"{wf_id}:lab-ask:{t.id}",
+                            patient_id=self.s.patient_id, clinic_id=self.s.clinic_id,
+                            kind="lab_results_ask", text=text, subject_id=self.s.plan_id,
+                            workflow_id=wf_id),
+            result_type=SendResult, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+        self._record("lab_results_asked", by=Actor(role="journey"), note=result.status)
+        if result.status != "sent":  # no messenger, opted out, failed: a person calls instead
+            await self._task(f"lab-call:{t.id}", "plan_callback",
+                             "Ask the patient whether lab test results are ready",
+                             due_at=workflow.now())
+
+    # ------------------------------------------------------------------ side effects
+    async def _task(self, step: str, kind: str, title: str, due_at: datetime | None) -> None:
+        wf_id = workflow.info().workflow_id
+        await workflow.execute_activity(
+            "create_operator_task",
+            TaskRequest(dedup_key=f"{wf_id}:{step}", kind=kind, title=title,
+                        clinic_id=self.s.clinic_id, patient_id=self.s.patient_id,
+                        subject_type="treatment_plan", subject_id=self.s.plan_id,
+                        workflow_id=wf_id, due_at=due_at,
+                        details={"direction": self.s.direction, "stage": self.s.stage}),
+            result_type=TaskRef, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+
+    async def _close_plan_tasks(self, reason: str) -> None:
+        await workflow.execute_activity(
+            "cancel_operator_tasks",
+            CancelTasks(subject_id=self.s.plan_id, kinds=PLAN_TASK_KINDS, reason=reason),
+            result_type=int, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+
+    async def _sync(self) -> None:
+        self.s.sync_version += 1
+        await workflow.execute_activity(
+            "sync_treatment_plan",
+            PlanSnapshot(plan_id=self.s.plan_id, workflow_id=workflow.info().workflow_id,
+                         clinic_id=self.s.clinic_id, patient_id=self.s.patient_id,
+                         direction=self.s.direction, stage=self._sa_stage(),
+                         status=self.s.status, next_due_at=self._next_due(),
+                         pricing=self.s.pricing, items=self.s.items,
+                         version=self.s.sync_version),
+            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+
+    # ------------------------------------------------------------------ helpers
+    def _record(self, action: str, by: Actor, from_stage: str | None = None,
+                to_stage: str | None = None, appointment_id: str | None = None,
+                note: str | None = None) -> None:
+        self.s.history.append(HistoryEntry(
+            at=workflow.now(), action=action, by_user=by.user_id, by_role=by.role,
+            from_stage=from_stage, to_stage=to_stage, appointment_id=appointment_id, note=note))
+
+    def _sa_stage(self) -> str:
+        return CANCELLED if self.s.status == "cancelled" else self.s.stage
+
+    def _next_due(self) -> datetime | None:
+        when = [t.fire_at for t in self.s.timers]
+        when += [a.starts_at for a in self._blocking()]
+        return min(when) if when else None
+
+    def _waiting_for(self) -> str | None:
+        if self.s.status != "active":
+            return None
+        if self._blocking():
+            return "visit"
+        mine = [a for a in self.s.appointments if a.plan_stage == self.s.stage]
+        if mine and mine[-1].stage == "no_show":
+            return "rebooking"
+        if mine and mine[-1].stage == "cancelled":
+            return "new_date"
+        if any(t.kind == "lab_ask" for t in self.s.timers):
+            return "lab_results"
+        if self.s.timers:
+            return "callback"
+        return "staff"
+
+    def _view(self) -> PlanView:
+        cur = self.d.stage(self.s.stage)
+        return PlanView(
+            plan_id=self.s.plan_id, workflow_id=workflow.info().workflow_id,
+            clinic_id=self.s.clinic_id, patient_id=self.s.patient_id,
+            direction=self.s.direction, stage=self._sa_stage(), stage_title=cur.title,
+            stage_kind=cur.kind, status=self.s.status, waiting_for=self._waiting_for(),
+            next_due_at=self._next_due(),
+            allowed_next=self._allowed() if self.s.status == "active" and not self._blocking()
+            else [],
+            appointments=self.s.appointments, history=self.s.history, items=self.s.items,
+            pricing=self.s.pricing, runs=self.s.runs)
+
+
+__all__ = ["COMPLETED", "TreatmentPlanJourney"]
