@@ -1,0 +1,323 @@
+"""Supplier invoices (SPEC §5): suppliers, payer entities, the invoice workflow's actions and
+the registry. Every action is a Temporal update on `invoice-<id>`: the role is checked here
+(403), the state and the person by the workflow's validators (409 naming the state / 403),
+a missing choice by either (422)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import func, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from api.deps import ALL_STAFF, Roles, SessionDep, SettingsDep, TemporalDep
+from api.routers.files import FINANCE_ROLES
+from core.search_attributes import EXPENSE_CATEGORY, INVOICE_STATE
+from models.core import Role, StaffUser
+from models.files import StoredFile
+from models.invoice import (
+    FINAL_STATES,
+    INVOICE_STATE_QUERY,
+    INVOICE_WORKFLOW,
+    STEP_OWNER,
+    ApproveIn,
+    ClosingDocumentsIn,
+    CommentIn,
+    Invoice,
+    InvoiceAction,
+    InvoiceCommand,
+    InvoiceCreate,
+    InvoiceInput,
+    InvoicePage,
+    InvoicePolicy,
+    InvoicePublic,
+    InvoiceSnapshot,
+    InvoiceState,
+    PartyPublic,
+    PayerEntity,
+    PayerEntityCreate,
+    PayIn,
+    ResubmitIn,
+    Supplier,
+    SupplierCreate,
+    invoice_workflow_id,
+)
+
+router = APIRouter(prefix="/v1", tags=["invoices"])
+Staff = Roles(*ALL_STAFF)
+Finance = Roles(Role.deputy_director, Role.accountant, Role.director)
+Deputy = Roles(Role.deputy_director)
+Accountant = Roles(Role.accountant)
+
+
+# ---------------------------------------------------------------- counterparties
+@router.post("/suppliers", response_model=PartyPublic, status_code=status.HTTP_201_CREATED)
+async def create_supplier(body: SupplierCreate, session: SessionDep, _: Finance) -> Supplier:
+    row = Supplier(**body.model_dump())
+    session.add(row)
+    await session.commit()
+    return row
+
+
+@router.get("/suppliers", response_model=list[PartyPublic])
+async def list_suppliers(session: SessionDep, _: Staff) -> list[Supplier]:
+    return list((await session.exec(select(Supplier).order_by(Supplier.name))).all())
+
+
+@router.post("/payer-entities", response_model=PartyPublic, status_code=status.HTTP_201_CREATED)
+async def create_payer(body: PayerEntityCreate, session: SessionDep, _: Finance) -> PayerEntity:
+    row = PayerEntity(**body.model_dump())
+    session.add(row)
+    await session.commit()
+    return row
+
+
+@router.get("/payer-entities", response_model=list[PartyPublic])
+async def list_payers(session: SessionDep, _: Staff) -> list[PayerEntity]:
+    return list((await session.exec(select(PayerEntity).order_by(PayerEntity.name))).all())
+
+
+# ---------------------------------------------------------------- submit
+@router.post("/invoices", response_model=InvoicePublic, status_code=status.HTTP_201_CREATED)
+async def submit_invoice(body: InvoiceCreate, session: SessionDep, settings: SettingsDep,
+                         temporal: TemporalDep, user: Staff) -> InvoicePublic:
+    await _files_exist(session, [body.invoice_file_id], "invoice_file_id", user)
+    inp = InvoiceInput(
+        invoice_id=_new_id(), initiator_id=user.id, initiator_role=user.role.value,
+        category=body.category, expense_type=body.expense_type, amount=body.amount,
+        currency=body.currency, invoice_file_id=body.invoice_file_id, comment=body.comment,
+        policy=InvoicePolicy.of(settings.invoice_remind_after, settings.invoice_escalate_after))
+    wid = invoice_workflow_id(inp.invoice_id)
+    row = Invoice(id=inp.invoice_id, workflow_id=wid, state=InvoiceState.submitted, version=0,
+                  initiator_id=user.id, category=inp.category, expense_type=inp.expense_type,
+                  amount=Decimal(inp.amount), currency=inp.currency,
+                  invoice_file_id=inp.invoice_file_id, comment=inp.comment)
+    session.add(row)
+    await session.commit()
+    try:
+        handle = await temporal.start_workflow(
+            INVOICE_WORKFLOW, inp, id=wid, task_queue=settings.temporal_task_queue,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(INVOICE_STATE, InvoiceState.submitted.value),
+                SearchAttributePair(EXPENSE_CATEGORY, inp.category)]))
+    except BaseException:
+        await session.delete(row)  # nothing half-written: no row without its journey
+        await session.commit()
+        raise
+    snap = await handle.query(INVOICE_STATE_QUERY, result_type=InvoiceSnapshot)
+    return _from_snapshot(snap)
+
+
+def _new_id() -> str:
+    from models.core import new_id
+
+    return new_id()
+
+
+# ---------------------------------------------------------------- read
+@router.get("/invoices", response_model=InvoicePage)
+async def registry(
+    session: SessionDep,
+    user: Staff,
+    paid_from: date | None = None,
+    paid_to: date | None = None,
+    expense_type: str | None = None,
+    category: str | None = None,
+    supplier_id: str | None = None,
+    amount_min: Decimal | None = None,
+    amount_max: Decimal | None = None,
+    payer_entity_id: str | None = None,
+    initiator: str | None = Query(None, description="staff id or username"),
+    state: InvoiceState | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> InvoicePage:
+    """Every invoice, paid or not; filter by supplier_id for a counterparty's history.
+    Staff outside finance see only the invoices they submitted."""
+    conds: list[Any] = []
+    if paid_from:
+        conds.append(col(Invoice.paid_on) >= paid_from)
+    if paid_to:
+        conds.append(col(Invoice.paid_on) <= paid_to)
+    for column, value in ((Invoice.expense_type, expense_type), (Invoice.category, category),
+                          (Invoice.supplier_id, supplier_id),
+                          (Invoice.payer_entity_id, payer_entity_id), (Invoice.state, state)):
+        if value is not None:
+            conds.append(column == value)
+    if amount_min is not None:
+        conds.append(col(Invoice.amount) >= amount_min)
+    if amount_max is not None:
+        conds.append(col(Invoice.amount) <= amount_max)
+    if initiator:
+        ids = select(StaffUser.id).where(or_(StaffUser.id == initiator,
+                                             StaffUser.username == initiator))
+        conds.append(col(Invoice.initiator_id).in_(ids))
+    if user.role not in FINANCE_ROLES:
+        conds.append(Invoice.initiator_id == user.id)
+    total, amount = (await session.exec(
+        select(func.count(), func.coalesce(func.sum(Invoice.amount), 0)).where(*conds)  # type: ignore[call-overload]
+    )).one()
+    q = (select(Invoice).where(*conds)
+         .order_by(col(Invoice.created_at).desc(), Invoice.id).offset(offset).limit(limit))
+    rows = (await session.exec(q)).all()
+    return InvoicePage(items=[_from_row(r) for r in rows], total=total, limit=limit,
+                       offset=offset, total_amount=str(Decimal(str(amount)).quantize(Decimal("0.01"))))
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoicePublic)
+async def get_invoice(invoice_id: str, session: SessionDep, temporal: TemporalDep,
+                      user: Staff) -> InvoicePublic:
+    row = await _load(session, invoice_id, user)
+    try:  # the journey itself is the truth; the row may trail it by a moment
+        snap = await temporal.get_workflow_handle(row.workflow_id).query(
+            INVOICE_STATE_QUERY, result_type=InvoiceSnapshot)
+    except RPCError:
+        return _from_row(row)
+    out = _from_snapshot(snap)
+    out.created_at = row.created_at
+    return out
+
+
+# ---------------------------------------------------------------- actions
+@router.post("/invoices/{invoice_id}/approve", response_model=InvoicePublic)
+async def approve(invoice_id: str, body: ApproveIn, session: SessionDep, temporal: TemporalDep,
+                  user: Deputy) -> InvoicePublic:
+    if body.payer_entity_id and await session.get(PayerEntity, body.payer_entity_id) is None:
+        raise _invalid("payer_entity_id", f"payer entity {body.payer_entity_id!r} does not exist")
+    return await _act(session, temporal, user, invoice_id, "approve",
+                      payer_entity_id=body.payer_entity_id, comment=body.comment)
+
+
+@router.post("/invoices/{invoice_id}/reject", response_model=InvoicePublic)
+async def reject(invoice_id: str, body: CommentIn, session: SessionDep, temporal: TemporalDep,
+                 user: Deputy) -> InvoicePublic:
+    return await _act(session, temporal, user, invoice_id, "reject", comment=body.comment)
+
+
+@router.post("/invoices/{invoice_id}/return", response_model=InvoicePublic)
+async def return_for_rework(invoice_id: str, body: CommentIn, session: SessionDep,
+                            temporal: TemporalDep, user: Deputy) -> InvoicePublic:
+    return await _act(session, temporal, user, invoice_id, "return", comment=body.comment)
+
+
+@router.post("/invoices/{invoice_id}/resubmit", response_model=InvoicePublic)
+async def resubmit(invoice_id: str, body: ResubmitIn, session: SessionDep,
+                   temporal: TemporalDep, user: Staff) -> InvoicePublic:
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "invoice_file_id" in changes:
+        await _files_exist(session, [changes["invoice_file_id"]], "invoice_file_id", user)
+    # The comment goes with the action; a new comment also replaces the invoice's comment.
+    return await _act(session, temporal, user, invoice_id, "resubmit",
+                      comment=body.comment, changes=changes)
+
+
+@router.post("/invoices/{invoice_id}/pay", response_model=InvoicePublic)
+async def pay(invoice_id: str, body: PayIn, session: SessionDep, temporal: TemporalDep,
+              user: Accountant) -> InvoicePublic:
+    if body.supplier_id and await session.get(Supplier, body.supplier_id) is None:
+        raise _invalid("supplier_id", f"supplier {body.supplier_id!r} does not exist")
+    if body.paid_on and body.paid_on > date.today():
+        raise _invalid("paid_on", "paid_on is in the future")
+    return await _act(session, temporal, user, invoice_id, "pay", supplier_id=body.supplier_id,
+                      paid_on=body.paid_on.isoformat() if body.paid_on else None,
+                      comment=body.comment)
+
+
+@router.post("/invoices/{invoice_id}/closing-documents", response_model=InvoicePublic)
+async def closing_documents(invoice_id: str, body: ClosingDocumentsIn, session: SessionDep,
+                            temporal: TemporalDep, user: Staff) -> InvoicePublic:
+    await _files_exist(session, body.file_ids, "file_ids", user)
+    return await _act(session, temporal, user, invoice_id, "closing_documents",
+                      file_ids=list(dict.fromkeys(body.file_ids)), comment=body.comment)
+
+
+@router.post("/invoices/{invoice_id}/verify", response_model=InvoicePublic)
+async def verify(invoice_id: str, session: SessionDep, temporal: TemporalDep, user: Accountant,
+                 body: CommentIn | None = None) -> InvoicePublic:
+    return await _act(session, temporal, user, invoice_id, "verify",
+                      comment=body.comment if body else None)
+
+
+@router.post("/invoices/{invoice_id}/return-documents", response_model=InvoicePublic)
+async def return_documents(invoice_id: str, body: CommentIn, session: SessionDep,
+                           temporal: TemporalDep, user: Accountant) -> InvoicePublic:
+    return await _act(session, temporal, user, invoice_id, "return_documents",
+                      comment=body.comment)
+
+
+# ---------------------------------------------------------------- helpers
+async def _act(session: AsyncSession, temporal: Any, user: StaffUser, invoice_id: str,
+               action: str, **fields: Any) -> InvoicePublic:
+    row = await session.get(Invoice, invoice_id)
+    if row is None:
+        raise HTTPException(404, f"invoice {invoice_id} not found")
+    if row.state in FINAL_STATES:  # the journey has ended: nothing to send it
+        raise HTTPException(409, detail={"message": f"invoice is {row.state.value}; "
+                                         "no further steps", "state": row.state.value})
+    cmd = InvoiceCommand(actor_id=user.id, actor_role=user.role.value, **fields)
+    snap = await temporal.get_workflow_handle(row.workflow_id).execute_update(
+        action, cmd, result_type=InvoiceSnapshot)
+    return _from_snapshot(snap)
+
+
+async def _load(session: AsyncSession, invoice_id: str, user: StaffUser) -> Invoice:
+    row = await session.get(Invoice, invoice_id)
+    if row is None:
+        raise HTTPException(404, f"invoice {invoice_id} not found")
+    if user.role not in FINANCE_ROLES and row.initiator_id != user.id:
+        raise HTTPException(403, "only the initiator and finance roles may see this invoice")
+    return row
+
+
+async def _files_exist(session: AsyncSession, ids: list[str], field: str,
+                       user: StaffUser) -> None:
+    if not ids:
+        return
+    found = (await session.exec(select(StoredFile).where(col(StoredFile.id).in_(ids)))).all()
+    missing = set(ids) - {f.id for f in found}
+    if missing:
+        raise _invalid(field, f"no uploaded file {sorted(missing)[0]!r}; upload it at "
+                       "POST /v1/files first")
+    if user.role not in FINANCE_ROLES and any(f.uploaded_by != user.id for f in found):
+        raise _invalid(field, "attach files you uploaded yourself")
+
+
+def _invalid(field: str, msg: str) -> HTTPException:
+    return HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
+
+
+def _owner(state: str) -> str | None:
+    return STEP_OWNER.get(state)
+
+
+def _action_dict(a: InvoiceAction | dict) -> dict[str, Any]:
+    return asdict(a) if isinstance(a, InvoiceAction) else dict(a)
+
+
+def _from_snapshot(s: InvoiceSnapshot) -> InvoicePublic:
+    return InvoicePublic(
+        id=s.id, state=s.state, category=s.category, expense_type=s.expense_type,
+        amount=s.amount, currency=s.currency, invoice_file_id=s.invoice_file_id,
+        comment=s.comment, initiator_id=s.initiator_id, payer_entity_id=s.payer_entity_id,
+        supplier_id=s.supplier_id, paid_on=date.fromisoformat(s.paid_on) if s.paid_on else None,
+        closing_file_ids=s.closing_file_ids, workflow_id=s.workflow_id,
+        next_step_owner=_owner(s.state), actions=[_action_dict(a) for a in s.actions],
+        created_at=s.submitted_at, updated_at=s.updated_at)
+
+
+def _from_row(r: Invoice) -> InvoicePublic:
+    return InvoicePublic(
+        id=r.id, state=r.state.value, category=r.category, expense_type=r.expense_type,
+        amount=str(Decimal(r.amount).quantize(Decimal("0.01"))), currency=r.currency,
+        invoice_file_id=r.invoice_file_id, comment=r.comment, initiator_id=r.initiator_id,
+        payer_entity_id=r.payer_entity_id, supplier_id=r.supplier_id, paid_on=r.paid_on,
+        closing_file_ids=r.closing_file_ids, workflow_id=r.workflow_id,
+        next_step_owner=_owner(r.state.value), actions=r.actions, created_at=r.created_at,
+        updated_at=r.updated_at)
