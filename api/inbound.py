@@ -1,0 +1,325 @@
+"""One inbound path for every patient message: WhatsApp, Telegram, Twilio SMS/voice webhooks
+and the sandbox all end in `route_inbound`.
+
+1. **Dedup**: an inbound MessageLog row under the provider's own id (`in:whatsapp:<wamid>`,
+   `in:telegram:<update_id>`, `in:sms:<MessageSid>`, `in:voice:<CallSid>:<status>`) is
+   written first; a redelivery finds it and has no effect. A row left `received` by a
+   crashed request is processed again after `STALE_CLAIM`.
+2. **Sender**: by phone / Telegram chat id (or the patient id the sandbox names). Unknown ->
+   operator task `unknown_sender`; logged without the number.
+3. **Opt-out**: STOP words (carrier list incl. CANCEL, ru/uk) set `Patient.opted_out`;
+   START/UNSTOP clear it. Never forwarded as an appointment reply.
+4. **Target**: a button naming an appointment (`confirm:<id>`) wins; otherwise the nearest
+   upcoming open appointment of the sender or of a child they are guardian of.
+5. **Signal** the appointment journey (`patient_reply`) and return: webhooks do not wait on
+   the journey. No open appointment (or the journey has ended) -> operator task
+   `unread_message`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.logging import get_logger
+from models.appointment import Appointment
+from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
+from models.journeys import (
+    APPOINTMENT_REPLY_SIGNAL,
+    OPEN_STAGES,
+    PatientReply,
+    appointment_workflow_id,
+    parse_button_id,
+)
+
+log = get_logger("api.inbound")
+
+# Carrier opt-out vocabulary (CTIA / Twilio) plus Russian and Ukrainian. CANCEL is here on
+# purpose: it is an opt-out word, never an appointment keyword.
+STOP_WORDS = frozenset({"stop", "unsubscribe", "end", "quit", "stopall", "revoke", "optout",
+                        "cancel", "стоп", "отписаться", "відписатися"})
+START_WORDS = frozenset({"start", "unstop", "старт"})
+STALE_CLAIM = timedelta(seconds=10)
+DEDUP_RETENTION = timedelta(days=30)  # providers redeliver for up to ~7 days
+PURGE_EVERY = timedelta(hours=1)
+# A visit that started a little while ago is still "the" appointment a reply is about.
+RECENT_START = timedelta(hours=3)
+
+_last_purge: datetime | None = None
+
+
+@dataclass
+class Inbound:
+    channel: Channel
+    source: str  # whatsapp, telegram, sms, voice, sandbox
+    dedup_key: str
+    kind: str  # text, button, digit, call_status
+    phone: str | None = None
+    telegram_chat_id: str | None = None
+    patient_id: str | None = None  # the sender, when known without a lookup (sandbox, calls)
+    text: str | None = None
+    button_id: str | None = None
+    digit: str | None = None
+    call_status: str | None = None
+    provider_message_id: str | None = None
+    appointment_hint: str | None = None  # the appointment a voice call was about
+    received_at: datetime = field(default_factory=utcnow)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Routed:
+    # duplicate, unknown_sender, opted_out, opted_in, signalled, unread
+    outcome: str
+    appointment_id: str | None = None
+    patient_id: str | None = None
+    message_id: str | None = None
+
+
+def opt_word(text: str | None) -> str | None:
+    if not text:
+        return None
+    word = re.sub(r"[\s.!,;:/]+", " ", text).strip().lower()
+    if word in STOP_WORDS:
+        return "stop"
+    if word in START_WORDS:
+        return "start"
+    return None
+
+
+def as_utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str,
+                     **kw: Any) -> None:
+    """Idempotent on dedup_key (a unique row), like the create_operator_task activity."""
+    exists = (await s.exec(select(OperatorTask.id).where(OperatorTask.dedup_key == dedup_key))
+              ).first()
+    if exists:
+        return
+    s.add(OperatorTask(dedup_key=dedup_key, kind=kind, title=title, **kw))
+    try:
+        await s.commit()
+    except IntegrityError:
+        await s.rollback()
+
+
+async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:
+    """The dedup row; None when this delivery was already handled (or is being handled)."""
+    row = MessageLog(
+        idempotency_key=msg.dedup_key, direction="in", channel=msg.channel,
+        kind="call_status" if msg.kind == "call_status" else "reply", status="received",
+        provider_message_id=msg.provider_message_id,
+        body=msg.text if msg.text is not None else (msg.digit or msg.button_id),
+        payload={"kind": msg.kind, "source": msg.source, "button_id": msg.button_id,
+                 "digit": msg.digit, "call_status": msg.call_status, **msg.extra},
+    )
+    s.add(row)
+    try:
+        await s.commit()
+        return row
+    except IntegrityError:
+        await s.rollback()
+    found = (await s.exec(select(MessageLog).where(
+        MessageLog.idempotency_key == msg.dedup_key))).first()
+    if found is None or found.status != "received":
+        return None
+    touched = as_utc(found.updated_at or found.created_at) or utcnow()
+    if utcnow() - touched < STALE_CLAIM:
+        return None  # a concurrent delivery is on it
+    found.updated_at = utcnow()
+    s.add(found)
+    await s.commit()
+    return found
+
+
+async def _senders(s: AsyncSession, msg: Inbound) -> list[Patient]:
+    if msg.patient_id:
+        p = await s.get(Patient, msg.patient_id)
+        return [p] if p else []
+    if msg.phone:
+        q = select(Patient).where(Patient.phone == msg.phone)
+    elif msg.telegram_chat_id:
+        q = select(Patient).where(Patient.telegram_chat_id == msg.telegram_chat_id)
+    else:
+        return []
+    # Oldest first: with a shared family number, the earliest record is usually the adult.
+    return list((await s.exec(q.order_by(col(Patient.created_at)))).all())
+
+
+async def _target(s: AsyncSession, family: list[str], msg: Inbound) -> Appointment | None:
+    wanted = msg.appointment_hint
+    if msg.button_id and (parsed := parse_button_id(msg.button_id)):
+        wanted = parsed[1]
+    if wanted:
+        appt = await s.get(Appointment, wanted)
+        if appt is not None and appt.patient_id in family:
+            return appt
+    q = select(Appointment).where(col(Appointment.patient_id).in_(family),
+                                  col(Appointment.stage).in_(OPEN_STAGES))
+    appts = list((await s.exec(q)).all())
+    if not appts:
+        return None
+    cutoff = utcnow() - RECENT_START
+    upcoming = [a for a in appts if (as_utc(a.starts_at) or cutoff) >= cutoff]
+    if upcoming:
+        return min(upcoming, key=lambda a: as_utc(a.starts_at) or cutoff)
+    return max(appts, key=lambda a: as_utc(a.starts_at) or cutoff)
+
+
+async def _finish(s: AsyncSession, row: MessageLog, status: str, **kw: Any) -> None:
+    row.status = status
+    row.updated_at = utcnow()
+    for k, v in kw.items():
+        setattr(row, k, v)
+    s.add(row)
+    await s.commit()
+
+
+async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Client | None,
+                        msg: Inbound) -> Routed:
+    await _maybe_purge(sessions)
+    async with sessions() as s:
+        row = await _claim(s, msg)
+        if row is None:
+            log.info("inbound duplicate ignored", channel=msg.channel.value,
+                     dedup_key=msg.dedup_key)
+            return Routed("duplicate")
+        senders = await _senders(s, msg)
+        if not senders:
+            await raise_task(
+                s, f"unknown_sender:{msg.dedup_key}", "unknown_sender",
+                f"Message from an unknown {msg.channel.value} sender",
+                details={"channel": msg.channel.value, "from": msg.phone or msg.telegram_chat_id,
+                         "text": msg.text, "button_id": msg.button_id, "digit": msg.digit})
+            await _finish(s, row, "unknown_sender")
+            # The sender's number goes to the task (the DB), never to the log.
+            log.warning("inbound from unknown sender", channel=msg.channel.value,
+                        dedup_key=msg.dedup_key)
+            return Routed("unknown_sender", message_id=row.id)
+        sender = senders[0]
+        row.patient_id = sender.id
+
+        if msg.kind == "text" and (word := opt_word(msg.text)):
+            for p in senders:
+                p.opted_out = word == "stop"
+                p.opted_out_at = utcnow() if word == "stop" else None
+                s.add(p)
+            outcome = "opted_out" if word == "stop" else "opted_in"
+            await _finish(s, row, outcome)
+            log.info("patient messaging preference changed", outcome=outcome,
+                     patient_id=sender.id, channel=msg.channel.value)
+            return Routed(outcome, patient_id=sender.id, message_id=row.id)
+
+        ids = [p.id for p in senders]
+        children = (await s.exec(select(Patient.id).where(
+            col(Patient.guardian_id).in_(ids)))).all()
+        family = [*ids, *children]
+        appt = await _target(s, family, msg)
+        clinic_id = appt.clinic_id if appt else sender.clinic_id
+        if appt is not None:
+            wf_id = appointment_workflow_id(appt.id)
+            reply = PatientReply(
+                source=msg.source, kind=msg.kind, text=msg.text, button_id=msg.button_id,
+                digit=msg.digit, call_status=msg.call_status,
+                provider_message_id=msg.provider_message_id, received_at=msg.received_at)
+            if temporal is None:
+                raise RuntimeError("Temporal is not connected yet")
+            try:
+                await temporal.get_workflow_handle(wf_id).signal(APPOINTMENT_REPLY_SIGNAL, reply)
+            except RPCError as e:
+                if e.status != RPCStatusCode.NOT_FOUND:
+                    raise  # row stays `received`: the provider's retry processes it again
+                log.info("appointment journey not running; reply goes to an operator",
+                         appointment_id=appt.id)
+            else:
+                await _finish(s, row, "signalled", subject_id=appt.id, workflow_id=wf_id,
+                              clinic_id=clinic_id)
+                log.info("patient reply signalled", channel=msg.channel.value, kind=msg.kind,
+                         appointment_id=appt.id, workflow_id=wf_id, patient_id=sender.id)
+                return Routed("signalled", appointment_id=appt.id, patient_id=sender.id,
+                              message_id=row.id)
+        if msg.kind == "call_status":  # a robot call nobody is waiting for any more
+            await _finish(s, row, "recorded", subject_id=appt.id if appt else None)
+            return Routed("recorded", patient_id=sender.id, message_id=row.id)
+        await raise_task(
+            s, f"unread_message:{msg.dedup_key}", "unread_message",
+            f"Unread {msg.channel.value} message from a patient",
+            patient_id=sender.id, clinic_id=clinic_id,
+            subject_type="appointment" if appt else None, subject_id=appt.id if appt else None,
+            details={"channel": msg.channel.value, "text": msg.text, "button_id": msg.button_id,
+                     "digit": msg.digit, "call_status": msg.call_status,
+                     "message_log_id": row.id})
+        await _finish(s, row, "unread", clinic_id=clinic_id,
+                      subject_id=appt.id if appt else None)
+        log.info("patient message without an open appointment: operator task",
+                 channel=msg.channel.value, patient_id=sender.id)
+        return Routed("unread", patient_id=sender.id, message_id=row.id)
+
+
+# Provider statuses only ever move a sent message forward.
+_STATUS_RANK = {"delivered": 3, "read": 4, "undelivered": 5, "failed": 5}
+_CURRENT_RANK = {"sent": 2, "unconfirmed": 2, "delivered": 3, "read": 4, "undelivered": 5,
+                 "failed": 5}
+
+
+async def record_status(sessions: async_sessionmaker[AsyncSession], provider_message_id: str,
+                        status: str, error: str | None = None) -> bool:
+    """A delivery receipt (WhatsApp statuses, Twilio MessageStatus). Idempotent."""
+    rank = _STATUS_RANK.get(status)
+    if rank is None:
+        return False
+    async with sessions() as s:
+        rows = (await s.exec(select(MessageLog).where(
+            MessageLog.provider_message_id == provider_message_id,
+            MessageLog.direction == "out"))).all()
+        changed = False
+        for row in rows:
+            if rank > _CURRENT_RANK.get(row.status, 0):
+                row.status = status
+                row.updated_at = utcnow()
+                if error:
+                    row.error = error[:1000]
+                s.add(row)
+                changed = True
+        await s.commit()
+    return changed
+
+
+async def purge_dedup_rows(sessions: async_sessionmaker[AsyncSession],
+                           older_than: timedelta = DEDUP_RETENTION) -> int:
+    """Inbound rows past every provider's redelivery horizon (the reply itself lives on in
+    the journey's history and the operator tasks)."""
+    async with sessions() as s:
+        res = await s.exec(delete(MessageLog).where(  # type: ignore[call-overload]
+            MessageLog.direction == "in",
+            col(MessageLog.created_at) < utcnow() - older_than))
+        await s.commit()
+        return int(res.rowcount or 0)
+
+
+async def _maybe_purge(sessions: async_sessionmaker[AsyncSession]) -> None:
+    global _last_purge
+    now = utcnow()
+    if _last_purge is not None and now - _last_purge < PURGE_EVERY:
+        return
+    _last_purge = now
+    try:
+        n = await purge_dedup_rows(sessions)
+        if n:
+            log.info("old inbound dedup rows purged", rows=n)
+    except Exception as e:  # noqa: BLE001 - housekeeping must never fail a webhook
+        log.warning("dedup purge failed", error=type(e).__name__)
