@@ -14,3 +14,8 @@ ROUTERS = [
 from api.routers import treatment_plans  # noqa: E402
 
 ROUTERS += [treatment_plans.router]
+
+# Messaging (issue 3): provider webhooks and the sandbox provider's window.
+from api.routers import sandbox, webhooks  # noqa: E402
+
+ROUTERS += [webhooks.router, sandbox.router]
