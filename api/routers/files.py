@@ -54,7 +54,7 @@ async def upload(file: UploadFile, session: SessionDep, settings: SettingsDep,
             while chunk := await file.read(CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    raise HTTPException(413,
                                         f"file is larger than the {limit} byte limit")
                 if len(head) < 16:
                     head += chunk[: 16 - len(head)]
