@@ -307,7 +307,10 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def provider_rig(settings: Settings, deps: Deps, client: Client) -> AsyncIterator[Rig]:
+async def provider_rig(settings: Settings, deps: Deps, client: Client,
+                       task_queue: str | None = None) -> AsyncIterator[Rig]:
+    """`task_queue`: the queue the rig's API starts journeys on (run a worker with
+    `rig.deps` there for journeys that send through the fake providers)."""
     from api.main import create_app
 
     fake = FakeProviders()
@@ -316,7 +319,9 @@ async def provider_rig(settings: Settings, deps: Deps, client: Client) -> AsyncI
         fake.url = fake_url
         real = settings.model_copy(update={**fake.settings_update(),
                                            "public_base_url": f"http://127.0.0.1:{app_port}",
-                                           "api_port": app_port})
+                                           "api_port": app_port,
+                                           "temporal_task_queue": task_queue
+                                           or settings.temporal_task_queue})
         assert not real.sandbox_providers
         real_deps = Deps(settings=real, engine=deps.engine, sessions=deps.sessions,
                          http=deps.http)
