@@ -5,12 +5,14 @@ deputy directors as an .xlsx. Run by the Temporal Schedule `monthly-expense-repo
 from __future__ import annotations
 
 from datetime import date, timedelta
-from zoneinfo import ZoneInfo
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    # Passed through: the sandbox's proxied ZoneInfo is not a tzinfo for astimezone().
+    from zoneinfo import ZoneInfo
+
     from models.invoice import (
         MONTHLY_REPORT_SCHEDULE_ID,
         MONTHLY_REPORT_WORKFLOW,
