@@ -18,7 +18,7 @@ from models.appointment import Appointment
 from models.core import Doctor, Patient
 from models.journeys import OPEN_STAGES, appointment_workflow_id
 from models.treatment import TreatmentPlan, TreatmentPlanItem
-from workflows.treatment_plan import BookedAppointment, PlanBooking, PlanSnapshot
+from models.treatment_directions import BookedAppointment, PlanBooking, PlanSnapshot
 
 log = get_logger("activities.treatment")
 
@@ -58,14 +58,15 @@ class TreatmentActivities:
 
     @activity.defn(name="sync_treatment_plan")
     async def sync_treatment_plan(self, snap: PlanSnapshot) -> bool:
-        async with self.deps.sessions() as s:
-            changed = await upsert_plan(s, snap)
-            try:
-                await s.commit()
-            except IntegrityError:  # the API inserted the same plan a moment ago: retry
-                await s.rollback()
-                raise
-        return changed
+        for _ in range(2):
+            async with self.deps.sessions() as s:
+                changed = await upsert_plan(s, snap)
+                try:
+                    await s.commit()
+                    return changed
+                except IntegrityError:  # the API inserted the same plan a moment ago
+                    await s.rollback()
+        raise RuntimeError("treatment plan row kept conflicting; retrying")
 
     @activity.defn(name="book_plan_appointment")
     async def book_plan_appointment(self, b: PlanBooking) -> BookedAppointment:

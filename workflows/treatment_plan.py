@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -43,8 +42,26 @@ with workflow.unsafe.imports_passed_through():
         appointment_workflow_id,
     )
     from models.payloads import CancelTasks, TaskRef, TaskRequest
-    from models.policy import JourneyPolicy
-    from models.treatment_directions import CANCELLED, COMPLETED, Direction, direction
+
+    # The plan's contracts live in a passed-through module: their datetime fields must be
+    # the host's datetime class for the payload converter (the sandbox proxies `datetime`).
+    from models.treatment_directions import (
+        CANCELLED,
+        Actor,
+        AdvanceRequest,
+        BookedAppointment,
+        CancelRequest,
+        Direction,
+        HistoryEntry,
+        LinkedAppointment,
+        PendingTimer,
+        PlanBooking,
+        PlanInput,
+        PlanSnapshot,
+        PlanView,
+        VisitObservation,
+        direction,
+    )
 
 TREATMENT_PLAN_WORKFLOW = "TreatmentPlanJourney"
 STATE_QUERY = "state"
@@ -62,183 +79,6 @@ LAB_ASK_V2 = "lab-ask-wording-v2"
 
 def plan_workflow_id(plan_id: str) -> str:
     return f"treatment-plan-{plan_id}"
-
-
-# ----------------------------------------------------------------------------- contracts
-@dataclass
-class Actor:
-    user_id: str | None = None
-    role: str | None = None  # front_desk, doctor, ... or "journey" for automatic steps
-
-
-@dataclass
-class PlanItem:
-    service: str
-    unit_price: str  # exact decimal as text
-    quantity: int
-    line_total: str
-    tooth: int | None = None
-
-
-@dataclass
-class Pricing:
-    subtotal: str
-    discount_percent: str
-    discount_amount: str
-    bonus_points: int
-    total: str
-
-
-@dataclass
-class HistoryEntry:
-    at: datetime
-    action: str  # created, advanced, appointment_booked, appointment_<stage>, callback_task, ...
-    by_user: str | None = None
-    by_role: str | None = None
-    from_stage: str | None = None
-    to_stage: str | None = None
-    appointment_id: str | None = None
-    note: str | None = None
-
-
-@dataclass
-class LinkedAppointment:
-    appointment_id: str
-    workflow_id: str
-    plan_stage: str
-    doctor_id: str
-    starts_at: datetime
-    duration_minutes: int
-    service: str
-    stage: str = "booked"  # the appointment journey's stage; final once it ends
-    running: bool = True
-    reason: str | None = None
-
-
-@dataclass
-class PendingTimer:
-    id: int
-    kind: str  # callback | lab_ask
-    fire_at: datetime
-    stage: str
-
-
-@dataclass
-class PlanState:
-    plan_id: str
-    clinic_id: str
-    patient_id: str
-    direction: str
-    timezone: str
-    stage: str
-    items: list[PlanItem]
-    pricing: Pricing
-    policy: JourneyPolicy = field(default_factory=JourneyPolicy)
-    status: str = "active"  # active, completed, cancelled
-    history: list[HistoryEntry] = field(default_factory=list)
-    appointments: list[LinkedAppointment] = field(default_factory=list)
-    timers: list[PendingTimer] = field(default_factory=list)
-    seq: int = 0  # ids for bookings and timers; stable across continue-as-new
-    sync_version: int = 0
-    runs: int = 1  # how many runs (continue-as-new generations) this plan has had
-    created_by: Actor = field(default_factory=Actor)
-
-
-@dataclass
-class PlanInput:
-    state: PlanState
-    started: bool = False  # False only for the very first run (writes the "created" entry)
-
-
-@dataclass
-class AppointmentRequest:
-    doctor_id: str
-    starts_at: datetime
-    duration_minutes: int
-    service: str | None = None
-
-
-@dataclass
-class VisitObservation:
-    appointment_id: str
-    stage: str
-
-
-@dataclass
-class AdvanceRequest:
-    to_stage: str
-    actor: Actor = field(default_factory=Actor)
-    appointment: AppointmentRequest | None = None
-    callback_at: datetime | None = None  # the call-back moment (callback_hour, clinic time)
-    note: str | None = None
-    policy: JourneyPolicy | None = None  # the clinic's current policy for a booked visit
-    # Live stages of running child journeys as the API just read them (their `state` query).
-    # A visit the doctor finished counts as done at once: the child journey itself only ends
-    # after the after-care memo and the feedback survey, which need not hold the plan up.
-    observed: list[VisitObservation] = field(default_factory=list)
-
-
-@dataclass
-class CancelRequest:
-    reason: str
-    actor: Actor = field(default_factory=Actor)
-
-
-@dataclass
-class PlanView:
-    plan_id: str
-    workflow_id: str
-    clinic_id: str
-    patient_id: str
-    direction: str
-    stage: str
-    stage_title: str
-    stage_kind: str
-    status: str
-    waiting_for: str | None
-    next_due_at: datetime | None
-    allowed_next: list[str]
-    appointments: list[LinkedAppointment]
-    history: list[HistoryEntry]
-    items: list[PlanItem]
-    pricing: Pricing
-    runs: int
-
-
-# Activity inputs (the activities live in activities/treatment.py)
-@dataclass
-class PlanSnapshot:
-    plan_id: str
-    workflow_id: str
-    clinic_id: str
-    patient_id: str
-    direction: str
-    stage: str
-    status: str
-    next_due_at: datetime | None
-    pricing: Pricing
-    items: list[PlanItem]
-    version: int
-
-
-@dataclass
-class PlanBooking:
-    appointment_id: str
-    idempotency_key: str
-    plan_id: str
-    clinic_id: str
-    patient_id: str
-    doctor_id: str
-    starts_at: datetime
-    duration_minutes: int
-    service: str
-
-
-@dataclass
-class BookedAppointment:
-    appointment_id: str
-    workflow_id: str
-    created: bool
 
 
 # ----------------------------------------------------------------------------- workflow
@@ -387,7 +227,9 @@ class TreatmentPlanJourney:
         allowed = list(cur.next)
         visited = any(a.plan_stage == cur.key and self._observed(observed or [], a) == "finished"
                       for a in self.s.appointments)
-        if cur.is_visit and not visited and cur.key not in allowed:
+        # The plan is born at its first stage (the consultation happened): nothing to book.
+        rebook = cur.is_visit and not visited and cur.key != self.d.first.key
+        if rebook and cur.key not in allowed:
             allowed.insert(0, cur.key)
         return allowed
 
@@ -606,4 +448,4 @@ class TreatmentPlanJourney:
             pricing=self.s.pricing, runs=self.s.runs)
 
 
-__all__ = ["COMPLETED", "TreatmentPlanJourney"]
+__all__ = ["TreatmentPlanJourney"]  # contracts: models.treatment_directions

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowQueryRejectedError
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from activities.treatment import upsert_plan
@@ -33,12 +33,8 @@ from models.treatment import (
     TreatmentPlan,
     price_plan,
 )
-from models.treatment_directions import DIRECTIONS, callback_moment, default_callback_date
-from workflows.treatment_plan import (
-    ADVANCE_UPDATE,
-    CANCEL_UPDATE,
-    STATE_QUERY,
-    TREATMENT_PLAN_WORKFLOW,
+from models.treatment_directions import (
+    DIRECTIONS,
     Actor,
     AdvanceRequest,
     AppointmentRequest,
@@ -50,6 +46,14 @@ from workflows.treatment_plan import (
     PlanView,
     Pricing,
     VisitObservation,
+    callback_moment,
+    default_callback_date,
+)
+from workflows.treatment_plan import (
+    ADVANCE_UPDATE,
+    CANCEL_UPDATE,
+    STATE_QUERY,
+    TREATMENT_PLAN_WORKFLOW,
     plan_workflow_id,
 )
 
@@ -100,8 +104,8 @@ async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalD
         TREATMENT_PLAN_WORKFLOW, PlanInput(state=state), id=wf_id,
         task_queue=settings.temporal_task_queue,
         search_attributes=TypedSearchAttributes([
-            CLINIC_ID.value_set(clinic.id), TREATMENT_DIRECTION.value_set(d.key),
-            TREATMENT_STAGE.value_set(d.first.key)]))
+            SearchAttributePair(CLINIC_ID, clinic.id), SearchAttributePair(TREATMENT_DIRECTION, d.key),
+            SearchAttributePair(TREATMENT_STAGE, d.first.key)]))
     # Mirror at once so the list shows the plan now; the journey's own sync (version 1+)
     # supersedes this row and never the other way round.
     try:
