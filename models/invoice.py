@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
@@ -71,6 +72,12 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "return_documents": ((InvoiceState.documents_submitted,),
                          InvoiceState.awaiting_closing_documents, "accountant"),
 }
+
+
+def local_date(moment: datetime, timezone: str) -> date:
+    """The calendar date of `moment` in `timezone`. Lives here, outside the workflow sandbox,
+    whose proxied ZoneInfo is not accepted by astimezone()."""
+    return moment.astimezone(ZoneInfo(timezone)).date()
 
 
 def parse_amount(v: Any) -> Decimal:

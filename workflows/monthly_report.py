@@ -10,9 +10,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    # Passed through: the sandbox's proxied ZoneInfo is not a tzinfo for astimezone().
-    from zoneinfo import ZoneInfo
-
     from models.invoice import (
         MONTHLY_REPORT_SCHEDULE_ID,
         MONTHLY_REPORT_WORKFLOW,
@@ -20,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         EmailRequest,
         MonthlyReportInput,
         ReportFile,
+        local_date,
     )
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -40,7 +38,7 @@ class MonthlyExpenseReport:
     async def run(self, inp: MonthlyReportInput) -> ReportFile:
         # "Last month" is judged on the network's calendar at the moment this run was
         # scheduled (workflow.now() is the run's start, deterministic on replay).
-        month = inp.month or previous_month(workflow.now().astimezone(ZoneInfo(inp.timezone)).date())
+        month = inp.month or previous_month(local_date(workflow.now(), inp.timezone))
         report = await workflow.execute_activity(
             "build_expense_report", MonthlyReportInput(timezone=inp.timezone, month=month),
             result_type=ReportFile, start_to_close_timeout=REPORT_TIMEOUT, retry_policy=RETRY)
