@@ -185,5 +185,21 @@ def register_search_attributes() -> None:
     asyncio.run(_run())
 
 
+@app.command()
+def schedules() -> None:
+    """Create or update the Temporal Schedules (idempotent): the monthly spending report,
+    07:00 on the 1st in NETWORK_TIMEZONE, e-mailed to the deputy directors."""
+
+    async def _run() -> None:
+        from core.temporal import connect
+        from workflows.monthly_report import ensure_schedule
+
+        s = get_settings()
+        handle = await ensure_schedule(await connect(s), s)
+        typer.echo(f"schedule {handle.id!r} is up to date ({s.network_timezone})")
+
+    asyncio.run(_run())
+
+
 if __name__ == "__main__":
     app()

@@ -19,3 +19,8 @@ ROUTERS += [treatment_plans.router]
 from api.routers import sandbox, webhooks  # noqa: E402
 
 ROUTERS += [webhooks.router, sandbox.router]
+
+# Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.
+from api.routers import files, invoices, reports  # noqa: E402
+
+ROUTERS += [files.router, invoices.router, reports.router]
