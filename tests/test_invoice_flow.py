@@ -152,6 +152,14 @@ async def test_happy_path_with_emails(api: Api, smtp: Inbox, users: dict[Role, s
     assert desc.typed_search_attributes.get(EXPENSE_CATEGORY) == "Materials"
     # Each e-mail exactly once, however often activities ran.
     assert len(smtp.about(inv["id"])) == 2
+    # The finished history replays against today's workflow code (no non-determinism).
+    from temporalio.worker import Replayer
+
+    from workflows.invoice import InvoiceApproval
+
+    history = await client.get_workflow_handle(f"invoice-{inv['id']}").fetch_history()
+    await Replayer(workflows=[InvoiceApproval],
+                   data_converter=client.data_converter).replay_workflow(history)
 
 
 async def test_rework_twice_then_approve(api: Api) -> None:
