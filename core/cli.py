@@ -101,9 +101,10 @@ def codec_secret() -> None:
 
 @app.command("migrate-and-register")
 def migrate_and_register() -> None:
-    """Deployment one-shot: apply migrations and register search attributes."""
+    """Deployment one-shot: apply migrations, register search attributes, ensure schedules."""
     migrate()
     register_search_attributes()
+    schedules()
 
 
 @app.command()

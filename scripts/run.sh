@@ -50,6 +50,7 @@ if [ "${EXTERNAL_TEMPORAL:-0}" != 1 ]; then
   wait_port "$TEMPORAL_HOST" "$TEMPORAL_PORT" "Temporal" 60
   $J register-search-attributes >/dev/null
 fi
+$J schedules >/dev/null   # the monthly spending report (idempotent)
 
 $J worker &
 pids+=($!)

@@ -54,6 +54,13 @@ def test_app_services_use_our_settings_and_cli() -> None:
     assert "8000:8000" in SERVICES["api"]["ports"]
     assert SERVICES["worker"]["healthcheck"]["test"][1:] == ["journeys", "health"]
     assert "health" in commands and "migrate-and-register" in commands
+    assert SERVICES["migrate"]["command"] == ["migrate-and-register"]
+    import inspect
+
+    from core import cli as cli_module
+
+    src = inspect.getsource(cli_module.migrate_and_register)
+    assert "register_search_attributes()" in src and "schedules()" in src
 
 
 def test_ui_decodes_payloads_through_our_codec_endpoint() -> None:
