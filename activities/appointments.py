@@ -11,8 +11,9 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from core.logging import get_logger
 from models.appointment import Appointment
+from models.appointment_journey import AppointmentContext
 from models.core import Clinic, Doctor
-from workflows.appointment import AppointmentContext, AppointmentSnapshot, ContextRequest
+from workflows.appointment import AppointmentSnapshot, ContextRequest
 
 log = get_logger("activities.appointments")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from models.appointment_journey import JourneyState
 from models.policy import JourneyPolicy
 
 # ------------------------------------------------------------------ appointment journey
@@ -50,6 +51,7 @@ class AppointmentInput:
     version: int = 1  # bumps on every reschedule; part of every send's idempotency key
     plan_id: str | None = None  # set when a treatment plan booked this visit
     booked_at: datetime | None = None
+    carried: JourneyState | None = None  # continue-as-new: the journey's state so far
 
 
 @dataclass

@@ -15,17 +15,27 @@ for the old time can go out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+import dataclasses
+from datetime import datetime, timedelta, tzinfo
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from zoneinfo import ZoneInfo
-
     from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
+    from models.appointment_journey import (
+        AppointmentContext,
+        AppointmentSnapshot,
+        AppointmentView,
+        CancelRequest,
+        ContextRequest,
+        HistoryEntry,
+        JourneyState,
+        RescheduleRequest,
+        StaffAction,
+        clinic_zone,
+    )
     from models.journeys import (
         APPOINTMENT_REPLY_SIGNAL,
         APPOINTMENT_STATE_QUERY,
@@ -43,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         parse_button_id,
     )
     from models.payloads import CancelTasks, TaskRef, TaskRequest
+    from models.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves nested hints
     from workflows.replies import classify, parse_score
 
 # ------------------------------------------------------------------ stages and rules
@@ -86,140 +97,19 @@ RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2
                     non_retryable_error_types=["Invalid", "NotFound", "Conflict"])
 
 
-# ------------------------------------------------------------------ payloads
-@dataclass
-class HistoryEntry:
-    at: datetime
-    event: str
-    stage: str
-
-
-@dataclass
-class AppointmentContext:
-    """What the messages need to say, loaded once by an activity (no patient data)."""
-
-    clinic_name: str = ""
-    clinic_address: str = ""
-    clinic_phone: str = ""
-    review_url: str | None = None
-    doctor_name: str = ""
-    feedback_url: str = ""
-    link: str = ""
-
-
-@dataclass
-class JourneyState:
-    """Everything the journey knows; carried over continue-as-new unchanged."""
-
-    stage: str = "booked"
-    version: int = 1
-    starts_at: datetime | None = None
-    duration_minutes: int = 30
-    asks_sent: int = 0  # this version: the day-before ask + its re-asks
-    voice_calls: int = 0  # this version
-    last_contact_at: datetime | None = None  # last ask or call of this version
-    asks_stopped: bool = False  # confirmed/declined/deadline/opt-out: no automatic asks
-    channel_dead: bool = False  # messenger and SMS failed for good: go to the voice call
-    opted_out: bool = False
-    notice_version: int = 0  # the version whose booking notice went out
-    checked_in: bool = False
-    finished_at: datetime | None = None
-    post_memo_done: bool = False
-    survey_sent_at: datetime | None = None
-    nps: int | None = None
-    nps_answered: bool = False
-    closed: bool = False
-    cancel_reason: str | None = None
-    replies: int = 0  # counts every reply (task dedup keys)
-    seen_message_ids: list[str] = field(default_factory=list)
-    history: list[HistoryEntry] = field(default_factory=list)
-    context: AppointmentContext | None = None
-    synced_revision: int = 0
-    revision: int = 0
-
-
-@dataclass
-class AppointmentView:
-    """The `state` query answer and every update's result (what the API returns)."""
-
-    id: str
-    workflow_id: str
-    stage: str
-    fhir_status: str
-    starts_at: datetime
-    ends_at: datetime
-    duration_minutes: int
-    version: int
-    asks_sent: int
-    voice_calls: int
-    nps: int | None
-    clinic_id: str
-    doctor_id: str
-    patient_id: str
-    service: str
-    plan_id: str | None
-    history: list[HistoryEntry]
-
-
-@dataclass
-class AppointmentSnapshot:
-    """`sync_appointment` input: the row as the journey sees it (idempotent upsert)."""
-
-    appointment_id: str
-    workflow_id: str
-    clinic_id: str
-    doctor_id: str
-    patient_id: str
-    service: str
-    plan_id: str | None
-    stage: str
-    version: int
-    starts_at: datetime
-    ends_at: datetime
-    duration_minutes: int
-    asks_sent: int
-    voice_calls: int
-    nps: int | None
-    cancel_reason: str | None
-    history: list[HistoryEntry]
-
-
-@dataclass
-class ContextRequest:
-    appointment_id: str
-    clinic_id: str
-    doctor_id: str
-
-
-@dataclass
-class RescheduleRequest:
-    starts_at: datetime
-    duration_minutes: int | None = None
-
-
-@dataclass
-class CancelRequest:
-    reason: str = ""
-
-
-@dataclass
-class StaffAction:
-    """confirm / check_in / finish: who did it (a staff id, never patient data)."""
-
-    by: str | None = None
-    note: str | None = None
-
+# Payload dataclasses live in models/appointment_journey.py (passed through the sandbox,
+# so their datetime fields convert).
 
 # ------------------------------------------------------------------ the workflow
 @workflow.defn(name=APPOINTMENT_WORKFLOW)
 class AppointmentJourney:
     @workflow.init
-    def __init__(self, inp: AppointmentInput, carried: JourneyState | None = None) -> None:
+    def __init__(self, inp: AppointmentInput) -> None:
         self.inp = inp
         self.p = inp.policy
         self.wid = workflow.info().workflow_id
-        if carried is not None:
-            self.s = carried
+        if inp.carried is not None:
+            self.s = inp.carried
         else:
             self.s = JourneyState(version=inp.version, starts_at=inp.starts_at,
                                   duration_minutes=inp.duration_minutes)
@@ -229,9 +119,8 @@ class AppointmentJourney:
 
     # ---------------------------------------------------------------- main loop
     @workflow.run
-    async def run(self, inp: AppointmentInput, carried: JourneyState | None = None
-                  ) -> AppointmentOutcome:
-        if carried is None:
+    async def run(self, inp: AppointmentInput) -> AppointmentOutcome:
+        if inp.carried is None:
             self._upsert_search_attributes(start=True)
         if self.s.context is None:
             self.s.context = await workflow.execute_activity(
@@ -251,7 +140,7 @@ class AppointmentJourney:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._drain_effects()
                 await self._sync()
-                workflow.continue_as_new(args=[self.inp, self.s])
+                workflow.continue_as_new(dataclasses.replace(self.inp, carried=self.s))
             seen = self._changes
             timeout = (due - now) if due is not None else None
             try:
@@ -277,7 +166,8 @@ class AppointmentJourney:
         plan: list[tuple[datetime, object]] = []
         if s.stage in BEFORE_VISIT or s.stage == "checked_in":
             if s.notice_version != s.version and s.stage in BEFORE_VISIT:
-                plan.append((self._quiet(now, critical_by=start), self._send_notice))
+                # The booking notice goes first: an ask never precedes it.
+                return self._quiet(now, critical_by=start), self._send_notice
             deadline = start - p.td("confirm_deadline")
             if s.stage == "booked" and not s.asks_stopped:
                 plan.append((deadline, self._deadline_passed))
@@ -652,8 +542,11 @@ class AppointmentJourney:
                         APPOINTMENT_START.value_set(self._start())]
         workflow.upsert_search_attributes(updates)
 
+    def _tz(self) -> tzinfo:
+        return clinic_zone(self.inp.timezone)
+
     def _local(self, t: datetime) -> str:
-        return t.astimezone(ZoneInfo(self.inp.timezone)).strftime("%d.%m.%Y %H:%M")
+        return t.astimezone(self._tz()).strftime("%d.%m.%Y %H:%M")
 
     def _quiet(self, at: datetime, critical_by: datetime | None = None) -> datetime:
         """Move a planned send out of the clinic's quiet hours (to the window's end). A send
@@ -662,8 +555,7 @@ class AppointmentJourney:
         qh = self.p.quiet_hours
         if qh is None:
             return at
-        tz = ZoneInfo(self.inp.timezone)
-        local = at.astimezone(tz)
+        local = at.astimezone(self._tz())
         sh, sm = (int(x) for x in qh.start.split(":"))
         eh, em = (int(x) for x in qh.end.split(":"))
         start_t, end_t, t = sh * 60 + sm, eh * 60 + em, local.hour * 60 + local.minute

@@ -24,3 +24,8 @@ ROUTERS += [webhooks.router, sandbox.router]
 from api.routers import files, invoices, reports  # noqa: E402
 
 ROUTERS += [files.router, invoices.router, reports.router]
+
+# Appointment journey (SPEC §3): booking, live state, reschedule/cancel/confirm/check-in/finish.
+from api.routers import appointments  # noqa: E402
+
+ROUTERS += [appointments.router]

@@ -23,6 +23,7 @@ from temporalio.client import (
 )
 from temporalio.common import (
     QueryRejectCondition,
+    SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
@@ -34,6 +35,12 @@ from api.deps import Roles, SessionDep, SettingsDep, TemporalDep
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.settings import Settings
 from models.appointment import Appointment
+from models.appointment_journey import (
+    AppointmentView,
+    CancelRequest,
+    RescheduleRequest,
+    StaffAction,
+)
 from models.core import Clinic, Doctor, Patient, Role, policy_from_json
 from models.journeys import (
     APPOINTMENT_STATE_QUERY,
@@ -43,12 +50,6 @@ from models.journeys import (
     STAGES,
     AppointmentInput,
     appointment_workflow_id,
-)
-from workflows.appointment import (
-    AppointmentView,
-    CancelRequest,
-    RescheduleRequest,
-    StaffAction,
 )
 
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
@@ -218,8 +219,9 @@ async def _start(temporal: Client, settings: Settings, inp: AppointmentInput) ->
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=TypedSearchAttributes([
-                CLINIC_ID.value_set(inp.clinic_id), APPOINTMENT_STAGE.value_set("booked"),
-                APPOINTMENT_START.value_set(inp.starts_at)]),
+                SearchAttributePair(CLINIC_ID, inp.clinic_id),
+                SearchAttributePair(APPOINTMENT_STAGE, "booked"),
+                SearchAttributePair(APPOINTMENT_START, inp.starts_at)]),
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran and finished already: the booking exists

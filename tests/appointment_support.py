@@ -1,0 +1,97 @@
+"""Helpers shared by the appointment journey tests: a clinic with a compressed policy,
+booking through the live API, reading what the sandbox provider "sent", replying as the
+patient."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, select
+from temporalio.client import Client
+
+from activities.deps import Deps
+from models.core import MessageLog, Role
+from models.journeys import APPOINTMENT_REPLY_SIGNAL, PatientReply, appointment_workflow_id
+from tests.conftest import Api
+
+FAST = {  # seconds instead of hours: a journey moves within a test
+    "reminder_lead": 300, "reask_interval": 1.5, "reask_count": 3, "voice_call_after": 1.5,
+    "voice_call_attempts": 1, "confirm_deadline": 5, "no_show_grace": 1,
+    "feedback_delay": 1, "survey_timeout": 30, "quiet_hours": None,
+}
+
+
+def phone() -> str:
+    return f"+38067{random.randint(1000000, 9999999)}"
+
+
+async def make_clinic(api: Api, **policy: Any) -> dict[str, Any]:
+    admin = api.as_(Role.admin)
+    r = await admin.post("/v1/clinics", json={
+        "name": f"Smile {uuid.uuid4().hex[:4]}", "address": "1 Khreshchatyk St, Kyiv",
+        "phone": "+380441234567", "timezone": "Europe/Kyiv",
+        "review_url": "https://reviews.example/smile", "policy": {**FAST, **policy}})
+    assert r.status_code == 201, r.text
+    clinic = r.json()
+    r = await admin.post("/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr Shevchenko",
+                                              "specialty": "implantology"})
+    assert r.status_code == 201, r.text
+    clinic["doctor_id"] = r.json()["id"]
+    r = await admin.post("/v1/patients", json={"full_name": "Olena Test", "phone": phone(),
+                                               "preferred_channel": "sms",
+                                               "clinic_id": clinic["id"]})
+    assert r.status_code == 201, r.text
+    clinic["patient_id"] = r.json()["id"]
+    return clinic
+
+
+def at(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+async def book(api: Api, clinic: dict[str, Any], in_seconds: float = 40, service: str = "Check-up",
+               minutes: int = 30, **kw: Any) -> dict[str, Any]:
+    r = await api.as_(Role.front_desk).post("/v1/appointments", json={
+        "patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"], "starts_at": at(in_seconds),
+        "duration_minutes": minutes, "service": service}, **kw)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def state(api: Api, appointment_id: str) -> dict[str, Any]:
+    r = await api.as_(Role.front_desk).get(f"/v1/appointments/{appointment_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def sent(deps: Deps, appointment_id: str) -> list[MessageLog]:
+    """Outbound messages (and calls) the journey sent, oldest first."""
+    async with deps.sessions() as s:
+        q = (select(MessageLog)
+             .where(MessageLog.subject_id == appointment_id, MessageLog.direction == "out")
+             .order_by(col(MessageLog.created_at)))
+        return list((await s.exec(q)).all())
+
+
+async def reply(client: Client, appointment_id: str, text: str | None = None,
+                kind: str = "text", **kw: Any) -> None:
+    """The patient answers (as the webhook would signal it)."""
+    await client.get_workflow_handle(appointment_workflow_id(appointment_id)).signal(
+        APPOINTMENT_REPLY_SIGNAL,
+        PatientReply(source="sandbox", kind=kind, text=text,
+                     provider_message_id=f"sandbox-in-{uuid.uuid4().hex[:12]}", **kw))
+
+
+async def tasks(api: Api, appointment_id: str, state_: str = "open") -> list[dict[str, Any]]:
+    r = await api.as_(Role.operator).get("/v1/tasks", params={"subject_id": appointment_id,
+                                                              "state": state_})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def events(view: dict[str, Any]) -> list[str]:
+    return [h["event"] for h in view["history"]]

@@ -1,0 +1,113 @@
+"""Booking edges: idempotency, double booking, input errors, stage conflicts (live API)."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import Client
+
+from models.appointment import Appointment
+from models.core import Role
+from tests.appointment_support import at, book, make_clinic
+from tests.conftest import Api
+
+
+def _fields(r) -> set[str]:  # type: ignore[no-untyped-def]
+    return {str(e["loc"][-1]) for e in r.json()["detail"]}
+
+
+async def test_same_idempotency_key_books_once(api: Api, client: Client, deps) -> None:  # type: ignore[no-untyped-def]
+    clinic = await make_clinic(api)
+    key = f"desk-{uuid.uuid4().hex}"
+    body = {"patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"], "starts_at": at(3600), "duration_minutes": 30,
+            "service": "Consultation"}
+    desk = api.as_(Role.front_desk)
+    first = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
+    again = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 201 and again.status_code == 201, again.text
+    assert first.json()["id"] == again.json()["id"]
+    assert first.json()["stage"] == "booked"
+    from sqlmodel import select
+    async with deps.sessions() as s:
+        rows = (await s.exec(select(Appointment).where(Appointment.idempotency_key == key))).all()
+    assert len(rows) == 1
+    runs = [w async for w in client.list_workflows(f"WorkflowId = '{first.json()['workflow_id']}'")]
+    assert len(runs) == 1
+    # The same key for a different booking is refused, not silently answered.
+    other = await desk.post("/v1/appointments", json={**body, "starts_at": at(7200)},
+                            headers={"Idempotency-Key": key})
+    assert other.status_code == 409
+    await desk.post(f"/v1/appointments/{first.json()['id']}/cancel", json={"reason": "test"})
+
+
+async def test_doctor_double_booking_is_409(api: Api) -> None:
+    clinic = await make_clinic(api)
+    a = await book(api, clinic, in_seconds=3600, minutes=60)
+    desk = api.as_(Role.front_desk)
+    r = await desk.post("/v1/appointments", json={
+        "patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"], "starts_at": at(3600 + 30 * 60),
+        "duration_minutes": 30, "service": "Consultation"})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"]["conflicting_appointment_id"] == a["id"]
+    # Back to back is fine; moving the second one onto the first is not.
+    b = await book(api, clinic, in_seconds=3600 + 60 * 60 + 1, minutes=30)
+    r = await desk.post(f"/v1/appointments/{b['id']}/reschedule",
+                        json={"starts_at": at(3600 + 10 * 60)})
+    assert r.status_code == 409, r.text
+    # A cancelled visit frees its slot.
+    r = await desk.post(f"/v1/appointments/{a['id']}/cancel", json={"reason": "freed"})
+    assert r.status_code == 200
+
+    async def slot_free() -> None:
+        r = await desk.post(f"/v1/appointments/{b['id']}/reschedule",
+                            json={"starts_at": at(3600 + 10 * 60)})
+        assert r.status_code == 200, r.text
+    from tests.support.live import eventually
+    await eventually(slot_free)
+    await desk.post(f"/v1/appointments/{b['id']}/cancel", json={"reason": "test"})
+
+
+async def test_bad_input_is_422_naming_the_field(api: Api) -> None:
+    clinic = await make_clinic(api)
+    desk = api.as_(Role.front_desk)
+    base = {"patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"], "starts_at": at(3600), "duration_minutes": 30,
+            "service": "Consultation"}
+    r = await desk.post("/v1/appointments", json={**base, "starts_at": at(-60)})
+    assert r.status_code == 422 and _fields(r) == {"starts_at"}, r.text
+    r = await desk.post("/v1/appointments", json={**base, "starts_at": "2030-01-01T10:00:00"})
+    assert r.status_code == 422 and "starts_at" in _fields(r)
+    for name in ("patient_id", "doctor_id", "clinic_id"):
+        r = await desk.post("/v1/appointments", json={**base, name: "nope"})
+        assert r.status_code == 422 and _fields(r) == {name}, r.text
+    r = await desk.post("/v1/appointments", json={**base, "duration_minutes": 0})
+    assert r.status_code == 422 and _fields(r) == {"duration_minutes"}
+    # Wrong role.
+    r = await api.as_(Role.accountant).post("/v1/appointments", json=base)
+    assert r.status_code == 403
+
+
+async def test_requests_not_fitting_the_stage_are_409(api: Api) -> None:
+    clinic = await make_clinic(api)
+    a = await book(api, clinic, in_seconds=3600)
+    desk = api.as_(Role.front_desk)
+    r = await api.as_(Role.doctor).post(f"/v1/appointments/{a['id']}/finish")
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"]["stage"] == "booked" and "booked" in r.json()["detail"]["message"]
+    r = await desk.post(f"/v1/appointments/{a['id']}/reschedule", json={"starts_at": at(-10)})
+    assert r.status_code == 422 and "starts_at" in r.text
+    r = await desk.post(f"/v1/appointments/{a['id']}/check-in")
+    assert r.status_code == 200 and r.json()["stage"] == "checked_in"
+    assert r.json()["fhir_status"] == "checked-in"
+    r = await desk.post(f"/v1/appointments/{a['id']}/cancel", json={"reason": "x"})
+    assert r.status_code == 409 and r.json()["detail"]["stage"] == "checked_in"
+    r = await api.as_(Role.doctor).post(f"/v1/appointments/{a['id']}/finish")
+    assert r.status_code == 200 and r.json()["stage"] == "finished"
+    assert (await desk.get("/v1/appointments/nope")).status_code == 404
+    r = await desk.get("/v1/appointments", params={"clinic_id": clinic["id"],
+                                                   "date": a["starts_at"][:10]})
+    assert r.status_code == 200
+    r = await desk.get("/v1/appointments", params={"stage": "bogus"})
+    assert r.status_code == 422
