@@ -163,7 +163,7 @@ class TreatmentPlanJourney:
                          appointment_id=linked.appointment_id if linked else None)
             if to.kind == "done":
                 self.s.status = "completed"
-            await workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(self._sa_stage())])
+            workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(self._sa_stage())])
             await self._close_plan_tasks("the plan moved to " + to.key)
             await self._sync()
             self._wake = True
@@ -243,7 +243,7 @@ class TreatmentPlanJourney:
             self.s.timers = []
             self._record("cancelled", by=req.actor, from_stage=from_stage, to_stage=CANCELLED,
                          note=req.reason)
-            await workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(CANCELLED)])
+            workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(CANCELLED)])
             await self._close_plan_tasks("the plan was cancelled")
             await self._sync()
             return self._view()
