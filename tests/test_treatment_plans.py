@@ -302,15 +302,17 @@ async def test_child_no_show_reaches_the_plan(api: Api, worker: None) -> None:
                        appointment=_visit(doctor, 3600))
     assert r.status_code == 200, r.text
     assert r.json()["appointments"][1]["appointment_id"] != appt
+    rebooked = r.json()["appointments"][1]
     r = await api.as_(Role.operator).get(f"/v1/tasks/{task['id']}")
     assert r.json()["state"] == "cancelled"
-    # A clashing slot for the same doctor is refused by the booking activity (409).
     r2 = await api.as_(Role.doctor).post(f"/v1/treatment-plans/{pid}/cancel",
                                          json={"reason": "patient moved abroad"})
     assert r2.status_code == 200 and r2.json()["stage"] == "cancelled"
+    # The cancelled plan's visit stays booked (ABANDON): a clashing slot for the same doctor
+    # is refused by the booking activity (409).
     other = await _plan(api, clinic, patient)
     r = await _advance(api, other["id"], "implant_placement_booked", appointment={
-        **_visit(doctor, 0), "starts_at": r.json()["appointments"][1]["starts_at"]})
+        **_visit(doctor, 0), "starts_at": rebooked["starts_at"]})
     assert r.status_code == 409 and "already has a visit" in r.text, r.text
 
 
@@ -369,6 +371,12 @@ async def test_no_continue_as_new_while_a_child_runs(api: Api, worker: None, cli
         search_attributes=TypedSearchAttributes([
             SearchAttributePair(CLINIC_ID, clinic["id"]), SearchAttributePair(TREATMENT_DIRECTION, d.key),
             SearchAttributePair(TREATMENT_STAGE, d.first.key)]))
+
+    async def mirrored() -> None:  # the journey's first sync writes the row
+        r = await api.as_(Role.operator).get(f"/v1/treatment-plans/{pid}")
+        assert r.status_code == 200, r.text
+
+    await eventually(mirrored)
     r = await _advance(api, pid, "implant_placement_booked", appointment=_visit(doctor, 4))
     assert r.status_code == 200, r.text
     assert r.json()["runs"] == 1
