@@ -54,6 +54,9 @@ DEDUP_RETENTION = timedelta(days=30)  # providers redeliver for up to ~7 days
 PURGE_EVERY = timedelta(hours=1)
 # A visit that started a little while ago is still "the" appointment a reply is about.
 RECENT_START = timedelta(hours=3)
+# After the visit the journey still waits for the feedback survey (NPS): a reply within this
+# long after a finished visit goes to that journey; a closed journey sends it to an operator.
+SURVEY_HORIZON = timedelta(days=14)
 
 _last_purge: datetime | None = None
 
@@ -172,7 +175,12 @@ async def _target(s: AsyncSession, family: list[str], msg: Inbound) -> Appointme
                                   col(Appointment.stage).in_(OPEN_STAGES))
     appts = list((await s.exec(q)).all())
     if not appts:
-        return None
+        # No visit ahead: the most recent finished visit may still be waiting for its survey.
+        q = select(Appointment).where(col(Appointment.patient_id).in_(family),
+                                      Appointment.stage == "finished",
+                                      col(Appointment.ends_at) >= utcnow() - SURVEY_HORIZON)
+        finished = list((await s.exec(q)).all())
+        return max(finished, key=lambda a: as_utc(a.ends_at) or utcnow(), default=None)
     cutoff = utcnow() - RECENT_START
     upcoming = [a for a in appts if (as_utc(a.starts_at) or cutoff) >= cutoff]
     if upcoming:
