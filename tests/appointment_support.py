@@ -77,13 +77,22 @@ async def sent(deps: Deps, appointment_id: str) -> list[MessageLog]:
         return list((await s.exec(q)).all())
 
 
-async def reply(client: Client, appointment_id: str, text: str | None = None,
-                kind: str = "text", **kw: Any) -> None:
-    """The patient answers (as the webhook would signal it)."""
+async def reply(api: Api, clinic: dict[str, Any], text: str | None = None,
+                digit: str | None = None, button_id: str | None = None) -> dict[str, Any]:
+    """The patient answers through the sandbox provider (the real inbound routing: the same
+    path a webhook takes to the journey's `patient_reply` signal)."""
+    r = await api.as_(Role.operator).post("/v1/sandbox/reply", json={
+        "patient_id": clinic["patient_id"], "text": text, "digit": digit,
+        "button_id": button_id})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def signal_reply(client: Client, appointment_id: str, **kw: Any) -> None:
+    """Straight to the signal (for replies no provider sends as such, e.g. call status)."""
     await client.get_workflow_handle(appointment_workflow_id(appointment_id)).signal(
         APPOINTMENT_REPLY_SIGNAL,
-        PatientReply(source="sandbox", kind=kind, text=text,
-                     provider_message_id=f"sandbox-in-{uuid.uuid4().hex[:12]}", **kw))
+        PatientReply(source="sandbox", provider_message_id=f"t-{uuid.uuid4().hex[:12]}", **kw))
 
 
 async def tasks(api: Api, appointment_id: str, state_: str = "open") -> list[dict[str, Any]]:

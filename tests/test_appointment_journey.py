@@ -10,7 +10,16 @@ from temporalio.client import Client
 from activities.deps import Deps
 from models.core import Role
 from models.journeys import AppointmentOutcome, appointment_workflow_id
-from tests.appointment_support import book, events, make_clinic, reply, sent, state, tasks
+from tests.appointment_support import (
+    book,
+    events,
+    make_clinic,
+    reply,
+    sent,
+    signal_reply,
+    state,
+    tasks,
+)
 from tests.conftest import Api
 from tests.support.live import eventually
 
@@ -32,7 +41,7 @@ async def test_confirm_at_first_ask(api: Api, client: Client, deps: Deps) -> Non
     kinds = [m.kind for m in await sent(deps, appt["id"])]
     assert kinds[:2] == ["booking_notice", "reminder"]
 
-    await reply(client, appt["id"], "Да, буду")
+    await reply(api, clinic, "Да, буду")
 
     async def confirmed() -> None:
         v = await state(api, appt["id"])
@@ -50,7 +59,7 @@ async def test_confirm_after_two_reasks(api: Api, client: Client, deps: Deps) ->
     async def three_asks() -> None:
         assert (await state(api, appt["id"]))["asks_sent"] == 3
     await eventually(three_asks, interval=0.05)
-    await reply(client, appt["id"], "yes")
+    await reply(api, clinic, "yes")
     await eventually(lambda: _stage(api, appt["id"], "confirmed"))
     await asyncio.sleep(2.5)  # past the next re-ask time: nothing more goes out
     v = await state(api, appt["id"])
@@ -70,7 +79,7 @@ async def test_silence_reasks_then_voice_call_then_digit_1(api: Api, client: Cli
     await eventually(called)
     kinds = [m.kind for m in await sent(deps, appt["id"])]
     assert kinds == ["booking_notice", "reminder", "reask", "reask", "reask", "voice_call"]
-    await reply(client, appt["id"], kind="digit", digit="1")
+    await reply(api, clinic, digit="1")
     await eventually(lambda: _stage(api, appt["id"], "confirmed"))
     await _cancel(api, appt["id"])
 
@@ -79,19 +88,21 @@ async def test_decline_raises_task(api: Api, client: Client) -> None:
     clinic = await make_clinic(api, reask_interval=30)
     appt = await book(api, clinic)
     await eventually(lambda: _asks_sent(api, appt["id"], 1))
-    await reply(client, appt["id"], "Не смогу")
+    await reply(api, clinic, "Не смогу")
 
     async def declined() -> None:
         v = await state(api, appt["id"])
         assert v["stage"] == "needs_clarification" and "patient_declined" in events(v)
         assert [t["kind"] for t in await tasks(api, appt["id"])] == ["declined"]
     await eventually(declined)
-    # "cancel" is a carrier opt-out word, never a decline: it becomes a message to read.
-    await reply(client, appt["id"], "CANCEL")
+    # "cancel" is a carrier opt-out word, never a decline: the journey reads it as a message
+    # to a person (and the inbound routing treats it as an opt-out before it even gets here).
+    await signal_reply(client, appt["id"], kind="text", text="cancel")
 
     async def unread() -> None:
         kinds = sorted(t["kind"] for t in await tasks(api, appt["id"]))
         assert kinds == ["declined", "unread_message"]
+        assert (await state(api, appt["id"]))["stage"] == "needs_clarification"
     await eventually(unread)
     await _cancel(api, appt["id"])
     # Cancelling closes the appointment's open tasks.
@@ -126,7 +137,7 @@ async def test_operator_confirm_stops_asks_and_calls(api: Api, client: Client,
     clinic = await make_clinic(api, reask_interval=1.0, voice_call_after=1.0)
     appt = await book(api, clinic)
     await eventually(lambda: _asks_sent(api, appt["id"], 1))
-    await reply(client, appt["id"], "what time is it again?")
+    await reply(api, clinic, "what time is it again?")
     await eventually(lambda: _task_kinds(api, appt["id"], ["unread_message"]))
     r = await api.as_(Role.operator).post(f"/v1/appointments/{appt['id']}/confirm")
     assert r.status_code == 200, r.text
@@ -203,13 +214,14 @@ async def test_nps_10_gets_the_review_link(api: Api, client: Client, deps: Deps)
     async def surveyed() -> None:
         assert "survey" in [m.kind for m in await sent(deps, appt["id"])]
     await eventually(surveyed)
-    await reply(client, appt["id"], "10")
+    await reply(api, clinic, "10")
     out = await client.get_workflow_handle(appt["workflow_id"], result_type=AppointmentOutcome).result()
     assert out.stage == "finished" and out.nps == 10
     msgs = await sent(deps, appt["id"])
     kinds = [m.kind for m in msgs]
     assert "care_memo" in kinds  # after implantation
-    assert msgs[0].kind == "booking_notice" and "Before implantation" in msgs[0].body  # the booking notice carried the pre-memo
+    # The booking notice carried the before-procedure memo.
+    assert msgs[0].kind == "booking_notice" and "Before implantation" in msgs[0].body
     review = [m for m in msgs if m.kind == "review_link"]
     assert len(review) == 1 and "https://reviews.example/smile" in review[0].body
     assert await tasks(api, appt["id"]) == []
@@ -223,7 +235,7 @@ async def test_nps_3_goes_to_the_director(api: Api, client: Client, deps: Deps) 
     async def surveyed() -> None:
         assert "survey" in [m.kind for m in await sent(deps, appt["id"])]
     await eventually(surveyed)
-    await reply(client, appt["id"], kind="button", button_id=f"nps:{appt['id']}:3")
+    await reply(api, clinic, button_id=f"nps:{appt['id']}:3")
     out = await client.get_workflow_handle(appt["workflow_id"], result_type=AppointmentOutcome).result()
     assert out.nps == 3
     open_ = await tasks(api, appt["id"])

@@ -305,8 +305,9 @@ class AppointmentJourney:
         buttons = [Button(id=button_id("nps", aid, "10"), title="10 – excellent"),
                    Button(id=button_id("nps", aid, "8"), title="8 – good"),
                    Button(id=button_id("nps", aid, "4"), title="4 – poor")]
-        await self._send("survey", text, "survey", buttons)
+        # Marked before the send: an answer may overtake the activity's completion.
         self.s.survey_sent_at = workflow.now()
+        await self._send("survey", text, "survey", buttons)
         self._record("survey_sent")
 
     async def _answer_feedback(self) -> None:
