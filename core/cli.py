@@ -202,5 +202,62 @@ def schedules() -> None:
     asyncio.run(_run())
 
 
+@app.command()
+def demo(
+    api_url: str = typer.Option(None, "--api-url", help="default: PUBLIC_BASE_URL"),
+    minutes: float = typer.Option(3.0, "--minutes", help="first visit starts this far ahead"),
+) -> None:
+    """Book a few appointment journeys on a clinic with a compressed policy (seconds), through
+    the running API, so you can watch them move in the Temporal UI within minutes."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import httpx
+
+    s = get_settings()
+    url = (api_url or s.public_base_url).rstrip("/")
+    pw_file = s.data_dir / "admin-password"
+    if not pw_file.exists():
+        raise typer.BadParameter(f"{pw_file} is missing: run `journeys ensure-admin` first")
+    with httpx.Client(base_url=url, timeout=30) as h:
+        tok = h.post("/v1/auth/token", data={"username": "admin",
+                                             "password": pw_file.read_text().strip()})
+        tok.raise_for_status()
+        h.headers["Authorization"] = f"Bearer {tok.json()['access_token']}"
+
+        def post(path: str, body: dict) -> dict:
+            r = h.post(path, json=body)
+            if r.status_code >= 400:
+                raise typer.BadParameter(f"{path}: {r.status_code} {r.text}")
+            return r.json()
+
+        clinic = post("/v1/clinics", {
+            "name": f"Demo clinic {uuid.uuid4().hex[:4]}", "address": "1 Khreshchatyk St, Kyiv",
+            "phone": "+380441234567", "timezone": "Europe/Kyiv",
+            "review_url": "https://example.org/reviews/demo",
+            "policy": {"reminder_lead": 120, "reask_interval": 20, "reask_count": 3,
+                       "voice_call_after": 20, "confirm_deadline": 45, "no_show_grace": 30,
+                       "feedback_delay": 30, "survey_timeout": 300, "quiet_hours": None}})
+        start = datetime.now(UTC) + timedelta(minutes=minutes)
+        for i, (name, service) in enumerate([("Demo Patient A", "Implant placement"),
+                                             ("Demo Patient B", "Hygiene"),
+                                             ("Demo Patient C", "Extraction")]):
+            doctor = post("/v1/doctors", {"clinic_id": clinic["id"],
+                                          "full_name": f"Dr Demo {i + 1}", "specialty": "therapy"})
+            patient = post("/v1/patients", {"full_name": name, "clinic_id": clinic["id"],
+                                            "phone": f"+38067{uuid.uuid4().int % 10**7:07d}"})
+            appt = post("/v1/appointments", {
+                "patient_id": patient["id"], "clinic_id": clinic["id"], "doctor_id": doctor["id"],
+                "starts_at": (start + timedelta(minutes=i)).isoformat(), "duration_minutes": 5,
+                "service": service})
+            typer.echo(f"booked {appt['id']} ({service}) for patient {patient['id']} "
+                       f"at {appt['starts_at']}")
+    typer.echo(f"\nclinic {clinic['id']}. Watch: {s.temporal_ui_url}/namespaces/"
+               f"{s.temporal_namespace}/workflows?query=ClinicId%3D%22{clinic['id']}%22\n"
+               f"Answer as a patient: POST {url}/v1/sandbox/reply "
+               "{\"patient_id\": \"...\", \"text\": \"да\"}; "
+               f"see messages at GET {url}/v1/sandbox/messages")
+
+
 if __name__ == "__main__":
     app()

@@ -111,3 +111,31 @@ async def test_requests_not_fitting_the_stage_are_409(api: Api) -> None:
     assert r.status_code == 200
     r = await desk.get("/v1/appointments", params={"stage": "bogus"})
     assert r.status_code == 422
+
+
+async def test_demo_command_books_journeys(api: Api, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    import core.cli as cli
+
+    pw = "demo-admin-pw-123"
+    try:
+        await cli._create_user(settings.database_url, "admin", pw, Role.admin, None, None, False)
+    except BaseException:  # noqa: BLE001 - typer.Exit: the admin already exists
+        await cli._create_user(settings.database_url, "admin", pw, Role.admin, None, None, True)
+    (settings.data_dir / "admin-password").write_text(pw)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    result = await asyncio.to_thread(CliRunner().invoke, cli.app,
+                                     ["demo", "--api-url", str(api.http.base_url)])
+    assert result.exit_code == 0, result.output
+    booked = [ln for ln in result.output.splitlines() if ln.startswith("booked ")]
+    assert len(booked) == 3, result.output
+    clinic_id = next(ln for ln in result.output.splitlines() if ln.startswith("clinic "))
+    clinic_id = clinic_id.split()[1].rstrip(".")
+    r = await api.as_(Role.front_desk).get("/v1/appointments", params={"clinic_id": clinic_id})
+    assert len(r.json()) == 3
+    for a in r.json():
+        await api.as_(Role.front_desk).post(f"/v1/appointments/{a['id']}/cancel",
+                                            json={"reason": "demo over"})
