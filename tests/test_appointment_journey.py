@@ -275,3 +275,25 @@ async def _cancel(api: Api, aid: str) -> None:
     r = await api.as_(Role.front_desk).post(f"/v1/appointments/{aid}/cancel",
                                             json={"reason": "test over"})
     assert r.status_code in (200, 409), r.text
+
+
+async def test_long_history_continues_as_new_with_its_state(api: Api, client: Client) -> None:
+    clinic = await make_clinic(api, reask_interval=30, max_history_events=100)
+    appt = await book(api, clinic, in_seconds=120)
+    await eventually(lambda: _asks_sent(api, appt["id"], 1))
+    handle = client.get_workflow_handle(appt["workflow_id"])
+    first_run = (await handle.describe()).run_id
+    for i in range(12):  # each message: a signal, an operator task and a DB sync
+        await signal_reply(client, appt["id"], kind="text", text=f"question {i}")
+
+    async def continued() -> None:
+        d = await client.get_workflow_handle(appt["workflow_id"]).describe()
+        assert d.run_id != first_run
+        v = await state(api, appt["id"])
+        assert v["asks_sent"] == 1 and v["stage"] == "booked"
+        assert events(v).count("patient_message") == 12
+        assert len(await tasks(api, appt["id"])) == 12
+    await eventually(continued)
+    r = await api.as_(Role.operator).post(f"/v1/appointments/{appt['id']}/confirm")
+    assert r.status_code == 200 and r.json()["asks_sent"] == 1
+    await _cancel(api, appt["id"])

@@ -136,7 +136,8 @@ class AppointmentJourney:
             if step is not None and due is not None and due <= now:
                 await step()
                 continue
-            if workflow.info().is_continue_as_new_suggested():
+            if self._history_too_long():
+                # A chatty patient or many reschedules: start a fresh run with the same state.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._drain_effects()
                 await self._sync()
@@ -155,6 +156,11 @@ class AppointmentJourney:
         return AppointmentOutcome(appointment_id=inp.appointment_id,
                                   stage=self.s.stage, nps=self.s.nps,
                                   reason=self.s.cancel_reason)
+
+    def _history_too_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > self.p.max_history_events)
 
     def _ended(self) -> bool:
         return self.s.stage in TERMINAL or (self.s.stage == "finished" and self.s.closed)
