@@ -297,3 +297,58 @@ async def test_long_history_continues_as_new_with_its_state(api: Api, client: Cl
     r = await api.as_(Role.operator).post(f"/v1/appointments/{appt['id']}/confirm")
     assert r.status_code == 200 and r.json()["asks_sent"] == 1
     await _cancel(api, appt["id"])
+
+
+async def test_quiet_hours_defer_sends_but_not_same_day_critical_ones(api: Api,
+                                                                       deps: Deps) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo("Europe/Kyiv"))
+    window = {"start": (now - timedelta(hours=1)).strftime("%H:%M"),
+              "end": (now + timedelta(hours=1)).strftime("%H:%M")}
+    clinic = await make_clinic(api, quiet_hours=window, reminder_lead=6 * 3600)
+    later = await book(api, clinic, in_seconds=3 * 3600)  # ask + notice wait for the morning
+    soon_clinic = await make_clinic(api, quiet_hours=window)
+    soon = await book(api, soon_clinic, in_seconds=40)  # deferring would be too late
+
+    async def soon_noticed() -> None:
+        assert [m.kind for m in await sent(deps, soon["id"])][:2] == ["booking_notice",
+                                                                     "reminder"]
+    await eventually(soon_noticed)
+    await asyncio.sleep(1)
+    assert await sent(deps, later["id"]) == []
+    assert events(await state(api, later["id"])) == ["booked"]
+    await _cancel(api, later["id"])
+    await _cancel(api, soon["id"])
+
+
+async def test_required_check_in_missing_is_a_no_show(api: Api, client: Client) -> None:
+    clinic = await make_clinic(api, require_check_in=True, confirm_deadline=3, no_show_grace=1)
+    appt = await book(api, clinic, in_seconds=8)
+    await eventually(lambda: _asks_sent(api, appt["id"], 1))
+    await reply(api, clinic, "ok")
+    await eventually(lambda: _stage(api, appt["id"], "confirmed"))
+
+    async def no_show() -> None:
+        assert [t["kind"] for t in await tasks(api, appt["id"])] == ["no_show_rebook"]
+    await eventually(no_show, timeout=20)
+    await eventually(lambda: _stage(api, appt["id"], "no_show", live=False))
+
+
+async def test_search_attributes_follow_the_stage(api: Api, client: Client) -> None:
+    clinic = await make_clinic(api, reask_interval=30)
+    appt = await book(api, clinic)
+    r = await api.as_(Role.operator).post(f"/v1/appointments/{appt['id']}/confirm")
+    assert r.status_code == 200
+
+    async def visible() -> None:
+        q = f"ClinicId = '{clinic['id']}' AND AppointmentStage = 'confirmed'"
+        ids = [w.id async for w in client.list_workflows(q)]
+        assert ids == [appt["workflow_id"]]
+    await eventually(visible)
+    d = await client.get_workflow_handle(appt["workflow_id"]).describe()
+    sa = {k.name: v for k, v in d.typed_search_attributes}  # type: ignore[attr-defined]
+    assert set(sa) >= {"ClinicId", "AppointmentStage", "AppointmentStart"}
+    assert clinic["patient_id"] not in str(sa)
+    await _cancel(api, appt["id"])
