@@ -139,3 +139,31 @@ async def test_demo_command_books_journeys(api: Api, settings, monkeypatch) -> N
     for a in r.json():
         await api.as_(Role.front_desk).post(f"/v1/appointments/{a['id']}/cancel",
                                             json={"reason": "demo over"})
+
+
+async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sqlmodel import select
+    from temporalio.service import RPCError, RPCStatusCode
+
+    import api.routers.appointments as appointments
+
+    clinic = await make_clinic(api)
+    key = f"desk-{uuid.uuid4().hex}"
+    body = {"patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"], "starts_at": at(3600), "duration_minutes": 30,
+            "service": "Consultation"}
+    real_start = appointments._start
+
+    async def down(*_a, **_k) -> None:  # type: ignore[no-untyped-def]
+        raise RPCError("temporal is down", RPCStatusCode.UNAVAILABLE, b"")
+    monkeypatch.setattr(appointments, "_start", down)
+    desk = api.as_(Role.front_desk)
+    r = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
+    assert r.status_code == 503, r.text
+    async with deps.sessions() as s:
+        q = select(Appointment).where(Appointment.clinic_id == clinic["id"])
+        assert (await s.exec(q)).all() == []
+    monkeypatch.setattr(appointments, "_start", real_start)
+    r = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
+    assert r.status_code == 201, r.text
+    await desk.post(f"/v1/appointments/{r.json()['id']}/cancel", json={"reason": "test"})
