@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -115,7 +117,7 @@ class AppointmentJourney:
                                   duration_minutes=inp.duration_minutes)
             self._record("booked")
         self._changes = 0  # bumped by every signal/update: wakes the main loop
-        self._effects: list[tuple[str, object]] = []  # side effects asked for by handlers
+        self._effects: list[tuple[str, Any]] = []  # side effects asked for by handlers
 
     # ---------------------------------------------------------------- main loop
     @workflow.run
@@ -145,9 +147,7 @@ class AppointmentJourney:
             seen = self._changes
             timeout = (due - now) if due is not None else None
             try:
-                await workflow.wait_condition(
-                    lambda seen=seen: self._changes != seen or bool(self._effects),
-                    timeout=timeout)
+                await workflow.wait_condition(partial(self._woken, seen), timeout=timeout)
             except TimeoutError:
                 pass
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -156,6 +156,9 @@ class AppointmentJourney:
         return AppointmentOutcome(appointment_id=inp.appointment_id,
                                   stage=self.s.stage, nps=self.s.nps,
                                   reason=self.s.cancel_reason)
+
+    def _woken(self, seen: int) -> bool:
+        return self._changes != seen or bool(self._effects)
 
     def _history_too_long(self) -> bool:
         info = workflow.info()
@@ -543,7 +546,7 @@ class AppointmentJourney:
         self._set_stage("finished", event)
 
     def _upsert_search_attributes(self, start: bool = False) -> None:
-        updates = [APPOINTMENT_STAGE.value_set(self.s.stage)]
+        updates: list[SearchAttributeUpdate[Any]] = [APPOINTMENT_STAGE.value_set(self.s.stage)]
         if start:
             updates += [CLINIC_ID.value_set(self.inp.clinic_id),
                         APPOINTMENT_START.value_set(self._start())]
@@ -612,10 +615,10 @@ class AppointmentJourney:
         while self._effects:
             kind, args = self._effects.pop(0)
             if kind == "task":
-                task_kind, title, step = args  # type: ignore[misc]
+                task_kind, title, step = args
                 await self._task(task_kind, title, step)
             elif kind == "cancel_tasks":
-                kinds, reason = args  # type: ignore[misc]
+                kinds, reason = args
                 await self._cancel_tasks(kinds, reason)
 
     async def _sync(self) -> None:
