@@ -59,6 +59,7 @@ class JourneyState:
     context: AppointmentContext | None = None
     synced_revision: int = 0
     revision: int = 0
+    version_booked_at: datetime | None = None  # when this version's time was set
 
 
 

@@ -352,3 +352,17 @@ async def test_search_attributes_follow_the_stage(api: Api, client: Client) -> N
     assert set(sa) >= {"ClinicId", "AppointmentStage", "AppointmentStart"}
     assert clinic["patient_id"] not in str(sa)
     await _cancel(api, appt["id"])
+
+
+async def test_booked_inside_the_deadline_window_is_not_asked(api: Api, deps: Deps) -> None:
+    clinic = await make_clinic(api, confirm_deadline=60)
+    appt = await book(api, clinic, in_seconds=30)  # e.g. booked by phone for right now
+
+    async def noticed() -> None:
+        assert [m.kind for m in await sent(deps, appt["id"])] == ["booking_notice"]
+    await eventually(noticed)
+    await asyncio.sleep(1.5)
+    v = await state(api, appt["id"])
+    assert v["stage"] == "booked" and v["asks_sent"] == 0
+    assert await tasks(api, appt["id"]) == []
+    await _cancel(api, appt["id"])

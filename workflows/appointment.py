@@ -115,6 +115,7 @@ class AppointmentJourney:
         else:
             self.s = JourneyState(version=inp.version, starts_at=inp.starts_at,
                                   duration_minutes=inp.duration_minutes)
+            self.s.version_booked_at = self._booked_at()
             self._record("booked")
         self._changes = 0  # bumped by every signal/update: wakes the main loop
         self._effects: list[tuple[str, Any]] = []  # side effects asked for by handlers
@@ -178,7 +179,9 @@ class AppointmentJourney:
                 # The booking notice goes first: an ask never precedes it.
                 return self._quiet(now, critical_by=start), self._send_notice
             deadline = start - p.td("confirm_deadline")
-            if s.stage == "booked" and not s.asks_stopped:
+            booked_late = s.version_booked_at is not None and s.version_booked_at >= deadline
+            if s.stage == "booked" and not s.asks_stopped and not booked_late:
+                # (Booked inside the deadline window, e.g. by phone for today: nobody to ask.)
                 plan.append((deadline, self._deadline_passed))
                 contact = self._next_contact(now, deadline)
                 if contact is not None:
@@ -415,6 +418,7 @@ class AppointmentJourney:
     def reschedule(self, req: RescheduleRequest) -> AppointmentView:
         s = self.s
         s.version += 1
+        s.version_booked_at = workflow.now()
         s.starts_at = req.starts_at
         if req.duration_minutes:
             s.duration_minutes = req.duration_minutes
