@@ -261,7 +261,10 @@ class AppointmentJourney:
         buttons = [Button(id=button_id("confirm", self.inp.appointment_id), title="Confirm"),
                    Button(id=button_id("decline", self.inp.appointment_id), title="Can't come")]
         step = "ask" if first else f"reask-{s.asks_sent}"
+        version = s.version
         result = await self._send("reminder" if first else "reask", text, step, buttons)
+        if s.version != version:
+            return  # rescheduled meanwhile: this ask was about the old time
         s.last_contact_at = workflow.now()
         if result.status == "sent":
             s.asks_sent += 1
@@ -277,12 +280,15 @@ class AppointmentJourney:
         s, c = self.s, self._ctx()
         prompt = (f"Hello, this is {c.clinic_name}. You have a visit on "
                   f"{self._local(self._start())}. Press 1 to confirm, press 2 if you cannot come.")
+        version = s.version
         result = await workflow.execute_activity(
             "place_voice_call",
             VoiceCall(idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
                       patient_id=self.inp.patient_id, clinic_id=self.inp.clinic_id,
                       prompt=prompt, subject_id=self.inp.appointment_id, workflow_id=self.wid),
             result_type=SendResult, start_to_close_timeout=SEND_TIMEOUT, retry_policy=RETRY)
+        if s.version != version:
+            return  # rescheduled meanwhile: this call was about the old time
         s.voice_calls += 1  # an attempt counts, whatever its result
         s.last_contact_at = workflow.now()
         self._record("voice_call" if result.status == "sent" else f"voice_call_{result.status}")
@@ -294,8 +300,9 @@ class AppointmentJourney:
                          "unconfirmed")
 
     async def _no_show(self) -> None:
-        await self._cancel_tasks(["unconfirmed", "declined", "unread_message"], "no-show")
+        # Stage first: a check-in arriving while the activities run is then refused (409).
         self._set_stage("no_show", "no_show")
+        await self._cancel_tasks(["unconfirmed", "declined", "unread_message"], "no-show")
         await self._task("no_show_rebook", "Patient did not come: offer a new time",
                          "no_show")
 
@@ -380,6 +387,8 @@ class AppointmentJourney:
                 self._set_stage("needs_clarification", "patient_declined")
                 self._effects.append(("task", ("declined", "Patient cannot come: reschedule or "
                                                "cancel", f"declined-{s.replies}")))
+            else:
+                self._record("patient_declined_late")
             return
         self._record("patient_message")
         self._effects.append(("task", ("unread_message", "Patient wrote a message: read and "
