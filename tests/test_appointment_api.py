@@ -167,3 +167,28 @@ async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monk
     r = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
     assert r.status_code == 201, r.text
     await desk.post(f"/v1/appointments/{r.json()['id']}/cancel", json={"reason": "test"})
+
+
+async def test_get_falls_back_to_the_row_when_no_worker_answers(api: Api, client: Client,
+                                                                deps) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from models.journeys import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+
+    clinic = await make_clinic(api)
+    start = datetime.now(UTC) + timedelta(hours=1)
+    row = Appointment(clinic_id=clinic["id"], doctor_id=clinic["doctor_id"],
+                      patient_id=clinic["patient_id"], service="X", starts_at=start,
+                      ends_at=start + timedelta(minutes=30), duration_minutes=30, workflow_id="")
+    row.workflow_id = appointment_workflow_id(row.id)
+    async with deps.sessions() as s:
+        s.add(row)
+        await s.commit()
+    handle = await client.start_workflow(APPOINTMENT_WORKFLOW, AppointmentInput(
+        appointment_id=row.id, clinic_id=clinic["id"], patient_id=clinic["patient_id"],
+        doctor_id=clinic["doctor_id"], starts_at=start, duration_minutes=30, service="X",
+        timezone="Europe/Kyiv"), id=row.workflow_id, task_queue=f"nobody-{uuid.uuid4().hex}")
+    r = await api.as_(Role.front_desk).get(f"/v1/appointments/{row.id}")
+    assert r.status_code == 200, r.text
+    assert r.json()["live"] is False and r.json()["stage"] == "booked"
+    await handle.terminate("test over")

@@ -3,7 +3,7 @@ would break running journeys (non-determinism) fails here, before it ships.
 
 Histories are recorded with a fixed test-only key, so they decrypt in any session. To record
 them again (after an intended, `workflow.patched`-guarded change, keep the old files too):
-    REGENERATE_HISTORIES=1 .venv/bin/pytest tests/test_appointment_replay.py
+    REGENERATE_HISTORIES=1 .venv/bin/pytest tests/test_appointment_replay.py -k record
 """
 
 from __future__ import annotations

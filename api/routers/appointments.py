@@ -53,6 +53,7 @@ from models.journeys import (
 )
 
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
+QUERY_TIMEOUT = timedelta(seconds=5)  # a live answer, or the DB's copy when no worker answers
 
 Desk = Roles(Role.front_desk, Role.operator)
 Reader = Roles(Role.front_desk, Role.operator, Role.doctor, Role.director, Role.ops)
@@ -308,11 +309,14 @@ async def get_appointment(appointment_id: str, session: SessionDep, temporal: Te
     try:
         view = await _handle(temporal, appt).query(
             APPOINTMENT_STATE_QUERY, result_type=AppointmentView,
-            reject_condition=QueryRejectCondition.NOT_OPEN)
+            reject_condition=QueryRejectCondition.NOT_OPEN, rpc_timeout=QUERY_TIMEOUT)
     except WorkflowQueryRejectedError:
         return _from_row(appt)  # the journey has ended: the row holds its final state
     except RPCError as e:
-        if e.status != RPCStatusCode.NOT_FOUND:
+        # Not found (not started yet / retention passed) or no worker answering in time:
+        # the row is the last state the journey wrote (`live: false` says so).
+        if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED,
+                            RPCStatusCode.CANCELLED):
             raise
         return _from_row(appt)
     return _from_view(view)
