@@ -1,4 +1,4 @@
-"""Workflow registry: every journey module adds its workflow class to WORKFLOWS.
+"""Workflow registry: every journey the worker runs.
 
 Workflow modules are pure and deterministic: no sqlmodel, httpx or structlog imports.
 """
@@ -6,16 +6,13 @@ Workflow modules are pure and deterministic: no sqlmodel, httpx or structlog imp
 from __future__ import annotations
 
 from workflows.appointment import AppointmentJourney
+from workflows.invoice import InvoiceApproval
+from workflows.monthly_report import MonthlyExpenseReport
+from workflows.treatment_plan import TreatmentPlanJourney
 
-WORKFLOWS: list[type] = [AppointmentJourney]
-
-# Supplier invoices (SPEC §5) and the monthly spending report.
-from workflows.invoice import InvoiceApproval  # noqa: E402
-from workflows.monthly_report import MonthlyExpenseReport  # noqa: E402
-
-WORKFLOWS += [InvoiceApproval, MonthlyExpenseReport]
-
-# Treatment plans (SPEC §4): long-lived plan journeys with child appointment journeys.
-from workflows.treatment_plan import TreatmentPlanJourney  # noqa: E402
-
-WORKFLOWS += [TreatmentPlanJourney]
+WORKFLOWS: list[type] = [
+    AppointmentJourney,  # SPEC §3
+    TreatmentPlanJourney,  # SPEC §4, books visits as child AppointmentJourneys
+    InvoiceApproval,  # SPEC §5
+    MonthlyExpenseReport,  # SPEC §5.7, started by the monthly Schedule
+]

@@ -1,6 +1,19 @@
 """Every router of the API, in one list. A journey adds its router here."""
 
-from api.routers import auth, codec, directory, health, tasks
+from api.routers import (
+    appointments,
+    auth,
+    codec,
+    directory,
+    files,
+    health,
+    invoices,
+    reports,
+    sandbox,
+    tasks,
+    treatment_plans,
+    webhooks,
+)
 
 ROUTERS = [
     health.router,
@@ -8,24 +21,15 @@ ROUTERS = [
     directory.router,
     tasks.router,
     codec.router,
+    # Appointments (SPEC §3): booking, live state, reschedule/cancel/confirm/check-in/finish.
+    appointments.router,
+    # Patients' replies: provider webhooks, and the sandbox provider's window.
+    webhooks.router,
+    sandbox.router,
+    # Treatment plans (SPEC §4).
+    treatment_plans.router,
+    # Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.
+    files.router,
+    invoices.router,
+    reports.router,
 ]
-
-# Treatment plans (SPEC §4): create, live state, advance along the stage graph, cancel, list.
-from api.routers import treatment_plans  # noqa: E402
-
-ROUTERS += [treatment_plans.router]
-
-# Messaging (issue 3): provider webhooks and the sandbox provider's window.
-from api.routers import sandbox, webhooks  # noqa: E402
-
-ROUTERS += [webhooks.router, sandbox.router]
-
-# Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.
-from api.routers import files, invoices, reports  # noqa: E402
-
-ROUTERS += [files.router, invoices.router, reports.router]
-
-# Appointment journey (SPEC §3): booking, live state, reschedule/cancel/confirm/check-in/finish.
-from api.routers import appointments  # noqa: E402
-
-ROUTERS += [appointments.router]
