@@ -31,3 +31,14 @@ def test_everything_else_goes_to_a_person(text: str | None) -> None:
                                              ("11", None), ("nice", None), ("-1", None)])
 def test_scores(text: str, score: int | None) -> None:
     assert parse_score(text) == score
+
+
+@pytest.mark.parametrize(("text", "meaning"), [
+    ("Так, буду", "confirm"), ("да, приду!", "confirm"), ("Ok 👍", "confirm"),
+    ("Нет, не смогу.", "decline"), ("не буду", "decline"), ("ні, не прийду", "decline"),
+    # mixed or anything more: a person reads it
+    ("да не приду", "other"), ("буду в 10", "other"), ("cancel please", "other"),
+    ("Yes, but later", "other"),
+])
+def test_phrases_with_punctuation(text: str, meaning: str) -> None:
+    assert classify(text) == meaning

@@ -41,6 +41,15 @@ OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "q
 
 _TRIM = re.compile(r"^[\s.!,;:()\"'«»]+|[\s.!,;:()\"'«»]+$")
 _SPACES = re.compile(r"\s+")
+_INNER_PUNCT = re.compile(r"[.!?,;:()\"'«»]+")
+# Single words that, alone or together, still mean the same ("Так, буду", "Ok 👍", "Нет, не
+# приду"). A reply mixing both kinds ("да не приду") or holding any other word ("буду в 10")
+# goes to a person.
+_CONFIRM_TOKENS = frozenset(w for w in CONFIRM_WORDS if " " not in w and "," not in w)
+_DECLINE_TOKENS = frozenset(
+    {w for w in DECLINE_WORDS if " " not in w and "," not in w}
+    | {"не", "приду", "прийду", "смогу", "зможу", "буду", "come", "can't", "cannot", "not", "coming"}
+)
 
 
 def normalize(text: str) -> str:
@@ -64,6 +73,14 @@ def classify(text: str | None) -> Meaning:
     if t in CONFIRM_WORDS:
         return "confirm"
     if t in DECLINE_WORDS:
+        return "decline"
+    tokens = _INNER_PUNCT.sub(" ", t).split()
+    if not tokens or any(tok in OPT_OUT_WORDS for tok in tokens):
+        return "other"
+    if all(tok in _CONFIRM_TOKENS for tok in tokens):
+        return "confirm"
+    negated = any(tok in ("не", "ні", "нет", "no", "not", "can't", "cannot") for tok in tokens)
+    if negated and all(tok in _DECLINE_TOKENS for tok in tokens):
         return "decline"
     return "other"
 
