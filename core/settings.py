@@ -12,9 +12,10 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +36,8 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", alias="API_HOST")
     api_port: int = Field(default=8000, alias="API_PORT")
     public_base_url: str = Field(default="", alias="PUBLIC_BASE_URL")
-    cors_origins: list[str] = Field(
+    # Comma-separated in the environment (NoDecode: not parsed as JSON first).
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"],
         alias="CORS_ORIGINS",
     )

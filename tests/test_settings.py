@@ -1,0 +1,44 @@
+"""Settings from the environment, as ops set them."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from core.settings import Settings
+
+
+def test_environment_names_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in list(os.environ):
+        if k.startswith(("DATABASE_URL", "TEMPORAL_", "API_", "CORS_")):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CORS_ORIGINS", "http://ui.example:8080, http://localhost:8233")
+    monkeypatch.setenv("API_PORT", "9000")
+    s = Settings()
+    assert s.database_url == f"sqlite:///{tmp_path / 'journeys.db'}"
+    assert s.temporal_address == "127.0.0.1:7233"
+    assert s.temporal_namespace == "default" and s.temporal_task_queue == "journeys"
+    assert s.cors_origins == ["http://ui.example:8080", "http://localhost:8233"]
+    assert s.api_port == 9000 and s.public_base_url == "http://127.0.0.1:9000"
+    # Local secrets are generated once into the data folder and reused.
+    assert (tmp_path / "jwt-secret").exists() and Settings().jwt_secret == s.jwt_secret
+    assert Settings().encryption_keys() == s.encryption_keys()
+
+
+def test_encryption_keys_forms_and_errors(tmp_path: Path) -> None:
+    k1, k2 = base64.b64encode(os.urandom(32)).decode(), base64.b64encode(os.urandom(16)).decode()
+    s = Settings(DATA_DIR=str(tmp_path), PAYLOAD_ENCRYPTION_KEYS=f"new:{k1},old:{k2}")
+    assert [kid for kid, _ in s.encryption_keys()] == ["new", "old"]
+    s = Settings(DATA_DIR=str(tmp_path), PAYLOAD_ENCRYPTION_KEYS=f'{{"a": "{k2}"}}')
+    assert s.encryption_keys()[0][0] == "a"
+    with pytest.raises(ValidationError, match="16, 24 or 32 bytes"):
+        Settings(DATA_DIR=str(tmp_path), PAYLOAD_ENCRYPTION_KEYS="x:" + base64.b64encode(b"short").decode())
+    with pytest.raises(ValidationError, match="key_id:base64key"):
+        Settings(DATA_DIR=str(tmp_path), PAYLOAD_ENCRYPTION_KEYS=k1)
+    with pytest.raises(ValidationError, match="host:port"):
+        Settings(DATA_DIR=str(tmp_path), TEMPORAL_ADDRESS="localhost")
