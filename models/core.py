@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -27,9 +27,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and read back timezone-aware, on SQLite (text, which would
+    otherwise drop the offset and compare wall-clock strings) and PostgreSQL (timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def TZ(**kw: Any) -> Any:  # noqa: N802 - a column factory
-    """A timezone-aware timestamp column (SQLite stores it as text, Postgres as timestamptz)."""
-    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+    """A timestamp column, always UTC and timezone-aware (see UTCDateTime)."""
+    return Field(sa_column=Column(UTCDateTime(), **kw))
 
 
 def EnumField(enum_cls: type[enum.Enum], default: Any = None, index: bool = False,  # noqa: N802

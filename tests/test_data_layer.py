@@ -135,3 +135,24 @@ async def test_task_activity_is_idempotent_and_cancellable(deps: Deps) -> None:
         states = {r.kind: r.state for r in
                   (await s.exec(select(OperatorTask).where(OperatorTask.subject_id == subject)))}
     assert states == {"unconfirmed": TaskState.cancelled, "declined": TaskState.requested}
+
+
+async def test_timestamps_are_stored_in_utc_and_compare_across_offsets(deps: Deps) -> None:
+    """A time given with +03:00 and one given in UTC compare as instants on both databases."""
+    from datetime import timedelta, timezone
+
+    from sqlmodel import col
+
+    kyiv = timezone(timedelta(hours=3))
+    subject = uuid.uuid4().hex
+    async with deps.sessions() as s:
+        for i, due in enumerate([datetime(2030, 5, 1, 12, 0, tzinfo=kyiv),  # 09:00 UTC
+                                 datetime(2030, 5, 1, 10, 0, tzinfo=UTC)]):
+            s.add(OperatorTask(dedup_key=f"{subject}:{i}", kind="k", title="t",
+                               subject_id=subject, due_at=due))
+        await s.commit()
+        q = select(OperatorTask).where(OperatorTask.subject_id == subject,
+                                       col(OperatorTask.due_at) < datetime(2030, 5, 1, 9, 30, tzinfo=UTC))
+        [early] = (await s.exec(q)).all()
+        assert early.due_at == datetime(2030, 5, 1, 9, 0, tzinfo=UTC)
+        assert early.due_at.tzinfo is not None
