@@ -43,7 +43,8 @@ def create_user(
     if len(password) < 8:
         raise typer.BadParameter("password must have at least 8 characters",
                                  param_hint="--password")
-    created = asyncio.run(_create_user(get_settings().database_url, username, password, role_v, email, full_name, update))
+    created = asyncio.run(_create_user(get_settings().database_url, username, password, role_v, email,
+                                       full_name, update))
     typer.echo(f"{'created' if created else 'updated'} user {username!r} with role {role_v.value}")
 
 
@@ -164,6 +165,7 @@ def register_search_attributes() -> None:
     """Register our search attributes on a running Temporal cluster (idempotent)."""
 
     async def _run() -> None:
+        from temporalio.api.enums.v1 import IndexedValueType
         from temporalio.api.operatorservice.v1 import (
             AddSearchAttributesRequest,
             ListSearchAttributesRequest,
@@ -176,7 +178,8 @@ def register_search_attributes() -> None:
         client = await connect(s)
         have = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=s.temporal_namespace))
-        missing = {k.name: k.indexed_value_type for k in ALL if k.name not in have.custom_attributes}
+        missing = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
+                   for k in ALL if k.name not in have.custom_attributes}
         if missing:
             await client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(namespace=s.temporal_namespace,

@@ -3,6 +3,8 @@ tests and workflow code. Only opaque ids, stages, dates and categories: no patie
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey
 
 CLINIC_ID = SearchAttributeKey.for_keyword("ClinicId")
@@ -13,7 +15,7 @@ TREATMENT_STAGE = SearchAttributeKey.for_keyword("TreatmentStage")
 INVOICE_STATE = SearchAttributeKey.for_keyword("InvoiceState")
 EXPENSE_CATEGORY = SearchAttributeKey.for_keyword("ExpenseCategory")
 
-ALL = [
+ALL: list[SearchAttributeKey[Any]] = [
     CLINIC_ID,
     APPOINTMENT_STAGE,
     APPOINTMENT_START,

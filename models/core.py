@@ -53,8 +53,8 @@ def TZ(**kw: Any) -> Any:  # noqa: N802 - a column factory
 def EnumField(enum_cls: type[enum.Enum], default: Any = None, index: bool = False,  # noqa: N802
               nullable: bool = False) -> Any:
     """Enums stored as plain VARCHAR (no native DB enum type: migrations stay portable)."""
-    col = Column(SAEnum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e]),
-                 index=index, nullable=nullable)
+    kind = SAEnum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+    col: Column[Any] = Column(kind, index=index, nullable=nullable)
     return Field(default=default, sa_column=col)
 
 
@@ -131,7 +131,7 @@ class PolicyIn(BaseModel):
     require_check_in: bool = False
     feedback_delay: timedelta = timedelta(hours=1)
     survey_timeout: timedelta = timedelta(days=3)
-    quiet_hours: QuietHoursIn | None = PField(default_factory=QuietHoursIn)
+    quiet_hours: QuietHoursIn | None = PField(default_factory=QuietHoursIn)  # type: ignore[arg-type]
     callback_hour: str = PField("09:00", pattern=_HHMM)
     lab_results_after: timedelta = timedelta(days=7)
     max_history_events: int = PField(8000, ge=100, le=40000)
@@ -149,7 +149,7 @@ class PolicyIn(BaseModel):
     def to_policy(self) -> JourneyPolicy:
         d = self.model_dump()
         qh = d.pop("quiet_hours")
-        kw = {k: (v.total_seconds() if isinstance(v, timedelta) else v) for k, v in d.items()}
+        kw: dict[str, Any] = {k: (v.total_seconds() if isinstance(v, timedelta) else v) for k, v in d.items()}
         return JourneyPolicy(**kw, quiet_hours=QuietHours(**qh) if qh else None)
 
     def to_json(self) -> dict[str, Any]:
@@ -189,7 +189,7 @@ class Clinic(ClinicBase, table=True):
 
 
 class ClinicCreate(ClinicBase):
-    policy: PolicyIn = PField(default_factory=PolicyIn)
+    policy: PolicyIn = PField(default_factory=PolicyIn)  # type: ignore[arg-type]
 
 
 class ClinicUpdate(SQLModel):

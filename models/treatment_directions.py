@@ -155,7 +155,8 @@ def direction(key: str) -> Direction:
 def callback_moment(on: date, hour: str, timezone: str) -> datetime:
     """The UTC instant of `hour` ("HH:MM" or "HH:MM:SS", clinic time) on the date `on`."""
     parts = [int(p) for p in hour.split(":")]
-    local = datetime.combine(on, time(*parts), tzinfo=ZoneInfo(timezone))
+    h, m, sec = (parts + [0, 0])[:3]
+    local = datetime.combine(on, time(h, m, sec), tzinfo=ZoneInfo(timezone))
     return local.astimezone(UTC)
 
 
