@@ -4,9 +4,7 @@
 #   scripts/pg-test.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PGPORT=${PGTEST_PORT:-55432}
 DIR=$PWD/.data/pgtest
-URL="postgresql://journeys@127.0.0.1:$PGPORT/journeys_test"
 
 pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -25,9 +23,15 @@ start)
     as_pg "$BIN/initdb" -D "$DIR" -U postgres --auth=trust -E UTF8 >/dev/null
   fi
   if ! as_pg "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
+    # 55432, or the next free port (another checkout's cluster may hold it); remembered below.
+    PGPORT=${PGTEST_PORT:-55432}
+    while (exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null; do PGPORT=$((PGPORT + 1)); done
+    echo "$PGPORT" > "$DIR/port"
     as_pg "$BIN/pg_ctl" -D "$DIR" -w -l "$DIR/server.log" \
       -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k /tmp -c fsync=off -c max_connections=200" start >/dev/null
   fi
+  PGPORT=$(cat "$DIR/port")
+  URL="postgresql://journeys@127.0.0.1:$PGPORT/journeys_test"
   as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qtAc \
     "SELECT 1 FROM pg_roles WHERE rolname='journeys'" | grep -q 1 \
     || as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE ROLE journeys LOGIN SUPERUSER" >/dev/null
