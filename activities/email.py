@@ -17,12 +17,12 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from sqlalchemy import or_
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from core.db import insert_once
 from core.logging import get_logger
 from core.settings import Settings
 from models.core import Role, StaffUser
@@ -70,20 +70,10 @@ class EmailActivities:
         return sorted(set(out))
 
     async def _row(self, req: EmailRequest, recipients: int) -> EmailLog:
+        row = EmailLog(idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
+                       subject=req.subject[:300], recipients=recipients)
         async with self.deps.sessions() as s:
-            q = select(EmailLog).where(EmailLog.idempotency_key == req.idempotency_key)
-            row = (await s.exec(q)).first()
-            if row:
-                return row
-            row = EmailLog(idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
-                           subject=req.subject[:300], recipients=recipients)
-            s.add(row)
-            try:
-                await s.commit()
-            except IntegrityError:  # a concurrent attempt made it first
-                await s.rollback()
-                return (await s.exec(q)).one()
-            return row
+            return (await insert_once(s, row, EmailLog.idempotency_key, req.idempotency_key))[0]
 
     async def _mark(self, row_id: str, status: str, error: str | None = None) -> None:
         async with self.deps.sessions() as s:

@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -41,6 +40,7 @@ from activities.providers.sandbox import SandboxClient
 from activities.providers.telegram import TelegramClient
 from activities.providers.twilio import TwilioClient
 from activities.providers.whatsapp import WhatsAppClient
+from core.db import insert_once
 from core.logging import get_logger
 from models.core import Channel, MessageLog, Patient
 from models.journeys import Button, OutboundMessage, SendResult, VoiceCall
@@ -115,17 +115,7 @@ class MessagingActivities:
     async def _claim(self, row: MessageLog) -> MessageLog:
         """Insert the row under its unique key, or return the row an earlier attempt wrote."""
         async with self.deps.sessions() as s:
-            s.add(row)
-            try:
-                await s.commit()
-                return row
-            except IntegrityError:
-                await s.rollback()
-        async with self.deps.sessions() as s:
-            q = select(MessageLog).where(MessageLog.idempotency_key == row.idempotency_key)
-            found = (await s.exec(q)).first()
-        assert found is not None
-        return found
+            return (await insert_once(s, row, MessageLog.idempotency_key, row.idempotency_key))[0]
 
     async def _save(self, row: MessageLog, **changes: object) -> None:
         for k, v in changes.items():

@@ -7,16 +7,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from core.logging import get_logger
-from models.appointment import Appointment
+from models.appointment import Appointment, doctor_clash
 from models.core import Doctor, Patient
-from models.journeys import OPEN_STAGES, appointment_workflow_id
+from models.journeys import appointment_workflow_id
 from models.treatment import TreatmentPlan, TreatmentPlanItem
 from models.treatment_directions import BookedAppointment, PlanBooking, PlanSnapshot
 
@@ -84,7 +83,7 @@ class TreatmentActivities:
                 raise ApplicationError(f"patient {b.patient_id} does not exist",
                                        type="NotFound", non_retryable=True)
             ends_at = b.starts_at + timedelta(minutes=b.duration_minutes)
-            clash = await _overlap(s, b.doctor_id, b.starts_at, ends_at)
+            clash = await doctor_clash(s, b.doctor_id, b.starts_at, ends_at)
             if clash is not None:
                 raise ApplicationError(
                     "the doctor already has a visit at that time "
@@ -108,15 +107,3 @@ class TreatmentActivities:
 
 def _utc(d: datetime) -> datetime:
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-
-
-async def _overlap(s: AsyncSession, doctor_id: str, start: datetime,
-                   end: datetime) -> Appointment | None:
-    """An open visit of the same doctor that intersects [start, end). Compared in Python:
-    SQLite keeps timestamps as text."""
-    q = select(Appointment).where(Appointment.doctor_id == doctor_id,
-                                  col(Appointment.stage).in_(OPEN_STAGES))
-    for a in (await s.exec(q)).all():
-        if _utc(a.starts_at) < _utc(end) and _utc(a.ends_at) > _utc(start):
-            return a
-    return None

@@ -24,13 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.db import insert_once
 from core.logging import get_logger
 from models.appointment import Appointment
 from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
@@ -109,15 +109,8 @@ def as_utc(dt: datetime | None) -> datetime | None:
 async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str,
                      **kw: Any) -> None:
     """Idempotent on dedup_key (a unique row), like the create_operator_task activity."""
-    exists = (await s.exec(select(OperatorTask.id).where(OperatorTask.dedup_key == dedup_key))
-              ).first()
-    if exists:
-        return
-    s.add(OperatorTask(dedup_key=dedup_key, kind=kind, title=title, **kw))
-    try:
-        await s.commit()
-    except IntegrityError:
-        await s.rollback()
+    await insert_once(s, OperatorTask(dedup_key=dedup_key, kind=kind, title=title, **kw),
+                      OperatorTask.dedup_key, dedup_key)
 
 
 async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:
@@ -130,15 +123,10 @@ async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:
         payload={"kind": msg.kind, "source": msg.source, "button_id": msg.button_id,
                  "digit": msg.digit, "call_status": msg.call_status, **msg.extra},
     )
-    s.add(row)
-    try:
-        await s.commit()
-        return row
-    except IntegrityError:
-        await s.rollback()
-    found = (await s.exec(select(MessageLog).where(
-        MessageLog.idempotency_key == msg.dedup_key))).first()
-    if found is None or found.status != "received":
+    found, inserted = await insert_once(s, row, MessageLog.idempotency_key, msg.dedup_key)
+    if inserted:
+        return found
+    if found.status != "received":
         return None
     touched = as_utc(found.updated_at or found.created_at) or utcnow()
     if utcnow() - touched < STALE_CLAIM:

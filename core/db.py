@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.settings import PROJECT_ROOT
@@ -45,6 +48,29 @@ def make_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+T = TypeVar("T", bound=SQLModel)
+
+
+async def insert_once(session: AsyncSession, row: T, key: Any, value: Any) -> tuple[T, bool]:
+    """Insert `row` unless a row with `key == value` (a UNIQUE column) exists.
+
+    Returns (the row now in the table, whether this call inserted it). The unique constraint
+    is the arbiter: a concurrent attempt that wins the race is found and returned, so retried
+    activities and redelivered webhooks have one effect.
+    """
+    q = select(type(row)).where(key == value)
+    existing = (await session.exec(q)).first()
+    if existing is not None:
+        return existing, False
+    session.add(row)
+    try:
+        await session.commit()
+        return row, True
+    except IntegrityError:
+        await session.rollback()
+        return (await session.exec(q)).one(), False
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,9 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.core import TZ, new_id, utcnow
+from models.journeys import OPEN_STAGES
 
 
 class Appointment(SQLModel, table=True):
@@ -35,3 +37,15 @@ class Appointment(SQLModel, table=True):
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = TZ(nullable=False, default=utcnow)
     updated_at: datetime | None = TZ(nullable=True)
+
+
+async def doctor_clash(session: AsyncSession, doctor_id: str, starts_at: datetime,
+                       ends_at: datetime, exclude: str | None = None) -> Appointment | None:
+    """An open visit of the same doctor that intersects [starts_at, ends_at), if any.
+    (Timestamps are stored in UTC on every database, so this compares in SQL.)"""
+    q = select(Appointment).where(
+        Appointment.doctor_id == doctor_id, col(Appointment.stage).in_(OPEN_STAGES),
+        col(Appointment.starts_at) < ends_at, col(Appointment.ends_at) > starts_at)
+    if exclude:
+        q = q.where(Appointment.id != exclude)
+    return (await session.exec(q)).first()

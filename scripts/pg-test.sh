@@ -23,14 +23,13 @@ start)
     as_pg "$BIN/initdb" -D "$DIR" -U postgres --auth=trust -E UTF8 >/dev/null
   fi
   if ! as_pg "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
-    # 55432, or the next free port (another checkout's cluster may hold it); remembered below.
+    # 55432, or the next free port (another checkout's cluster may hold it).
     PGPORT=${PGTEST_PORT:-55432}
     while (exec 3<>"/dev/tcp/127.0.0.1/$PGPORT") 2>/dev/null; do PGPORT=$((PGPORT + 1)); done
-    echo "$PGPORT" > "$DIR/port"
     as_pg "$BIN/pg_ctl" -D "$DIR" -w -l "$DIR/server.log" \
       -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k /tmp -c fsync=off -c max_connections=200" start >/dev/null
   fi
-  PGPORT=$(cat "$DIR/port")
+  PGPORT=$(sed -n 4p "$DIR/postmaster.pid")  # the running cluster's own record of its port
   URL="postgresql://journeys@127.0.0.1:$PGPORT/journeys_test"
   as_pg "$BIN/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qtAc \
     "SELECT 1 FROM pg_roles WHERE rolname='journeys'" | grep -q 1 \

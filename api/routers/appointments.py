@@ -34,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import Roles, SessionDep, SettingsDep, TemporalDep
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.settings import Settings
-from models.appointment import Appointment
+from models.appointment import Appointment, doctor_clash
 from models.appointment_journey import (
     AppointmentView,
     CancelRequest,
@@ -46,7 +46,6 @@ from models.journeys import (
     APPOINTMENT_STATE_QUERY,
     APPOINTMENT_WORKFLOW,
     FHIR_STATUS,
-    OPEN_STAGES,
     STAGES,
     AppointmentInput,
     appointment_workflow_id,
@@ -251,12 +250,7 @@ async def _replay(existing: Appointment, body: AppointmentCreate, temporal: Clie
 
 async def _check_slot_free(session: SessionDep, doctor_id: str, starts_at: datetime,
                            ends_at: datetime, exclude: str | None = None) -> None:
-    q = select(Appointment).where(
-        Appointment.doctor_id == doctor_id, col(Appointment.stage).in_(OPEN_STAGES),
-        col(Appointment.starts_at) < ends_at, col(Appointment.ends_at) > starts_at)
-    if exclude:
-        q = q.where(Appointment.id != exclude)
-    clash = (await session.exec(q)).first()
+    clash = await doctor_clash(session, doctor_id, starts_at, ends_at, exclude)
     if clash is not None:
         raise HTTPException(409, detail={
             "message": "the doctor already has an appointment in this slot",
