@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.core import TZ, new_id, utcnow
+from models.core import TZ, Doctor, new_id, utcnow
 from models.journeys import OPEN_STAGES
 
 
@@ -42,7 +42,12 @@ class Appointment(SQLModel, table=True):
 async def doctor_clash(session: AsyncSession, doctor_id: str, starts_at: datetime,
                        ends_at: datetime, exclude: str | None = None) -> Appointment | None:
     """An open visit of the same doctor that intersects [starts_at, ends_at), if any.
-    (Timestamps are stored in UTC on every database, so this compares in SQL.)"""
+    (Timestamps are stored in UTC on every database, so this compares in SQL.)
+
+    The doctor's row is locked first (SELECT ... FOR UPDATE) until the caller commits, so two
+    bookings for one doctor are checked one after the other on PostgreSQL and cannot both
+    take the slot. SQLite, the single-machine default, has no row locks."""
+    await session.exec(select(Doctor.id).where(Doctor.id == doctor_id).with_for_update())
     q = select(Appointment).where(
         Appointment.doctor_id == doctor_id, col(Appointment.stage).in_(OPEN_STAGES),
         col(Appointment.starts_at) < ends_at, col(Appointment.ends_at) > starts_at)

@@ -156,3 +156,51 @@ async def test_timestamps_are_stored_in_utc_and_compare_across_offsets(deps: Dep
         [early] = (await s.exec(q)).all()
         assert early.due_at == datetime(2030, 5, 1, 9, 0, tzinfo=UTC)
         assert early.due_at.tzinfo is not None
+
+
+@pytest.mark.postgres
+async def test_concurrent_bookings_of_one_slot_leave_one_visit(tmp_path: Path) -> None:
+    """Ten bookings of the same doctor and slot at once: the doctor row lock lets exactly one
+    through on PostgreSQL (the production database)."""
+    import asyncio
+    from datetime import timedelta
+
+    from models.appointment import Appointment, doctor_clash
+    from models.core import Doctor
+
+    server = _postgres_server_url()
+    name = f"jt_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.rsplit("/", 1)[0] + "/" + name
+    migrate(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    async with sessions() as s:
+        clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv")
+        patient = Patient(full_name="P", phone="+380671234567")
+        s.add_all([clinic, patient])
+        await s.commit()
+        doctor = Doctor(clinic_id=clinic.id, full_name="Dr", specialty="therapy")
+        s.add(doctor)
+        await s.commit()
+    start = datetime(2030, 6, 1, 9, 0, tzinfo=UTC)
+    end = start + timedelta(minutes=30)
+
+    async def book(i: int) -> bool:
+        async with sessions() as s:
+            if await doctor_clash(s, doctor.id, start + timedelta(minutes=i % 3), end):
+                await s.rollback()
+                return False
+            await asyncio.sleep(0.05)  # widen the window a racing check would slip through
+            s.add(Appointment(clinic_id=clinic.id, doctor_id=doctor.id, patient_id=patient.id,
+                              service="x", starts_at=start, ends_at=end, duration_minutes=30,
+                              workflow_id="w"))
+            await s.commit()
+            return True
+
+    results = await asyncio.gather(*[book(i) for i in range(10)])
+    assert results.count(True) == 1
+    async with sessions() as s:
+        assert len((await s.exec(select(Appointment).where(Appointment.doctor_id == doctor.id))).all()) == 1
+    await engine.dispose()
