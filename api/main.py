@@ -87,8 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         start = time.perf_counter()
         response = await call_next(request)
         response.headers["x-request-id"] = rid
-        # The path only (no query string): queries may carry names or numbers.
-        log.info("request", method=request.method, path=request.url.path,
+        # The route template, not the raw path: paths may carry a secret (/codec/k/{secret}) and
+        # query strings names or numbers. Unmatched paths are logged as such.
+        route = request.scope.get("route")
+        log.info("request", method=request.method, path=getattr(route, "path", "<unmatched>"),
                  status=response.status_code, ms=round((time.perf_counter() - start) * 1000, 1))
         return response
 

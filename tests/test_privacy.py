@@ -171,3 +171,18 @@ async def test_activity_log_lines_carry_workflow_and_activity_ids() -> None:
     [line] = [json.loads(x) for x in buf.getvalue().splitlines()]
     assert line["workflow_id"] == "appointment-abc123" and line["activity_id"] == "7"
     assert line["activity_type"] and line["to"] == "[redacted]"
+
+
+async def test_request_log_shows_route_templates_not_secrets(api: Api, settings: Settings) -> None:
+    buf = io.StringIO()
+    configure_logging("INFO", json_output=True)
+    logging.getLogger().handlers[0].stream = buf  # type: ignore[attr-defined]
+    body = await _encoded_body(settings)
+    r = await api.http.post(f"/codec/k/{settings.codec_secret}/decode", json=body)
+    assert r.status_code == 200
+    await api.as_(Role.front_desk).get("/v1/patients", params={"q": PHONE})
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    requests = [x for x in lines if x.get("event") == "request" and x.get("logger") == "api"]
+    assert {x["path"] for x in requests} >= {"/codec/k/{secret}/decode", "/v1/patients"}
+    assert all(x.get("request_id") for x in requests)
+    assert settings.codec_secret not in buf.getvalue() and PHONE not in buf.getvalue()
