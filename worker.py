@@ -15,7 +15,7 @@ from activities.deps import Deps
 from core.db import make_engine, session_factory
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, get_settings
-from core.temporal import connect
+from core.temporal import connect, exit_without_teardown
 from workflows import WORKFLOWS
 
 log = get_logger("worker")
@@ -73,6 +73,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     asyncio.run(run(settings))
+    exit_without_teardown(0)  # stopped cleanly; see core.temporal for why not a plain return
 
 
 if __name__ == "__main__":

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from sqlmodel import select
 
-from core.settings import get_settings
+from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 app = typer.Typer(help="patient-journeys: clinic patient journeys on Temporal.",
                   no_args_is_help=True, add_completion=False)
@@ -104,8 +109,7 @@ def codec_secret() -> None:
 def migrate_and_register() -> None:
     """Deployment one-shot: apply migrations, register search attributes, ensure schedules."""
     migrate()
-    register_search_attributes()
-    schedules()
+    _with_temporal(_register_search_attributes, _ensure_schedules)
 
 
 @app.command()
@@ -145,11 +149,14 @@ def health() -> None:
         finally:
             await engine.dispose()
 
+    from core.temporal import exit_without_teardown
+
     problems = asyncio.run(_run())
     if problems:
         typer.echo("unhealthy: " + "; ".join(problems), err=True)
-        raise typer.Exit(1)
+        exit_without_teardown(1)
     typer.echo("ok")
+    exit_without_teardown(0)
 
 
 @app.command("search-attributes")
@@ -163,46 +170,52 @@ def search_attributes() -> None:
 @app.command("register-search-attributes")
 def register_search_attributes() -> None:
     """Register our search attributes on a running Temporal cluster (idempotent)."""
-
-    async def _run() -> None:
-        from temporalio.api.enums.v1 import IndexedValueType
-        from temporalio.api.operatorservice.v1 import (
-            AddSearchAttributesRequest,
-            ListSearchAttributesRequest,
-        )
-
-        from core.search_attributes import ALL
-        from core.temporal import connect
-
-        s = get_settings()
-        client = await connect(s)
-        have = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=s.temporal_namespace))
-        missing = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
-                   for k in ALL if k.name not in have.custom_attributes}
-        if missing:
-            await client.operator_service.add_search_attributes(
-                AddSearchAttributesRequest(namespace=s.temporal_namespace,
-                                           search_attributes=missing))
-        typer.echo(f"registered: {sorted(missing) or 'nothing new'}")
-
-    asyncio.run(_run())
+    _with_temporal(_register_search_attributes)
 
 
 @app.command()
 def schedules() -> None:
     """Create or update the Temporal Schedules (idempotent): the monthly spending report,
     07:00 on the 1st in NETWORK_TIMEZONE, e-mailed to the deputy directors."""
+    _with_temporal(_ensure_schedules)
+
+
+def _with_temporal(*steps: Callable[[Client, Settings], Awaitable[None]]) -> NoReturn:
+    """Run steps that share one Temporal client, then end the process (see
+    core.temporal.exit_without_teardown for why this command does not return)."""
+    from core.temporal import connect, exit_without_teardown
 
     async def _run() -> None:
-        from core.temporal import connect
-        from workflows.monthly_report import ensure_schedule
-
         s = get_settings()
-        handle = await ensure_schedule(await connect(s), s)
-        typer.echo(f"schedule {handle.id!r} is up to date ({s.network_timezone})")
+        client = await connect(s)
+        for step in steps:
+            await step(client, s)
 
     asyncio.run(_run())
+    exit_without_teardown(0)
+
+
+async def _register_search_attributes(client: Client, s: Settings) -> None:
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    from core.search_attributes import ALL
+
+    have = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=s.temporal_namespace))
+    missing = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
+               for k in ALL if k.name not in have.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=s.temporal_namespace, search_attributes=missing))
+    typer.echo(f"registered: {sorted(missing) or 'nothing new'}")
+
+
+async def _ensure_schedules(client: Client, s: Settings) -> None:
+    from workflows.monthly_report import ensure_schedule
+
+    handle = await ensure_schedule(client, s)
+    typer.echo(f"schedule {handle.id!r} is up to date ({s.network_timezone})")
 
 
 @app.command()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import NoReturn
+
 from temporalio.client import Client
 
 from core.codec import data_converter
@@ -16,3 +20,16 @@ async def connect(settings: Settings) -> Client:
         tls=settings.temporal_tls,
         api_key=settings.temporal_api_key or None,
     )
+
+
+def exit_without_teardown(code: int = 0) -> NoReturn:
+    """End a process that used a Temporal client, once its work is done.
+
+    The client's native (Rust) threads can outlive the event loop and abort CPython's
+    finalisation ("Fatal Python error: PyGILState_Release", temporalio/sdk-python#300), which
+    turned a successful short command into exit 134 now and then. Nothing is left to clean up
+    at this point, so flush what was written and leave without interpreter teardown.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

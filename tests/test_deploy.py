@@ -60,7 +60,7 @@ def test_app_services_use_our_settings_and_cli() -> None:
     from core import cli as cli_module
 
     src = inspect.getsource(cli_module.migrate_and_register)
-    assert "register_search_attributes()" in src and "schedules()" in src
+    assert "_register_search_attributes" in src and "_ensure_schedules" in src
 
 
 def test_ui_decodes_payloads_through_our_codec_endpoint() -> None:
