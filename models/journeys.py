@@ -17,6 +17,9 @@ from models.policy import JourneyPolicy
 APPOINTMENT_WORKFLOW = "AppointmentJourney"
 APPOINTMENT_REPLY_SIGNAL = "patient_reply"
 APPOINTMENT_STATE_QUERY = "state"
+# Fire-and-forget cancel from another journey (a cancelled treatment plan); staff use the
+# validated `cancel` update instead. Ignored once the visit is past cancelling.
+APPOINTMENT_CANCEL_SIGNAL = "cancel_requested"
 
 
 def appointment_workflow_id(appointment_id: str) -> str:

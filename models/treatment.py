@@ -140,6 +140,9 @@ class AdvanceIn(BaseModel):
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = PField(min_length=1, max_length=500)
+    # True: booked visits of the plan that have not happened are cancelled too (no more
+    # reminders). False: they stay booked (e.g. the patient moves to another plan).
+    cancel_visits: bool = True
 
 
 # ----------------------------------------------------------------------------- tables

@@ -297,6 +297,7 @@ class AdvanceRequest:
 class CancelRequest:
     reason: str
     actor: Actor = field(default_factory=Actor)
+    cancel_visits: bool = True  # also cancel visits booked for the plan that have not happened
 
 
 @dataclass

@@ -306,14 +306,39 @@ async def test_child_no_show_reaches_the_plan(api: Api, worker: None) -> None:
     r = await api.as_(Role.operator).get(f"/v1/tasks/{task['id']}")
     assert r.json()["state"] == "cancelled"
     r2 = await api.as_(Role.doctor).post(f"/v1/treatment-plans/{pid}/cancel",
-                                         json={"reason": "patient moved abroad"})
+                                         json={"reason": "moves to a new plan", "cancel_visits": False})
     assert r2.status_code == 200 and r2.json()["stage"] == "cancelled"
-    # The cancelled plan's visit stays booked (ABANDON): a clashing slot for the same doctor
-    # is refused by the booking activity (409).
+    # Asked to keep its visits, the cancelled plan's visit stays booked: a clashing slot for
+    # the same doctor is refused by the booking activity (409).
     other = await _plan(api, clinic, patient)
     r = await _advance(api, other["id"], "implant_placement_booked", appointment={
         **_visit(doctor, 0), "starts_at": rebooked["starts_at"]})
     assert r.status_code == 409 and "already has a visit" in r.text, r.text
+
+
+async def test_cancelling_a_plan_cancels_its_booked_visit(api: Api, worker: None) -> None:
+    clinic = await _clinic(api)
+    doctor, patient = await _people(api, clinic)
+    plan = await _plan(api, clinic, patient)
+    r = await _advance(api, plan["id"], "implant_placement_booked", appointment=_visit(doctor, 3600))
+    assert r.status_code == 200, r.text
+    appt = r.json()["appointments"][0]["appointment_id"]
+    r = await api.as_(Role.doctor).post(f"/v1/treatment-plans/{plan['id']}/cancel",
+                                        json={"reason": "patient declined the treatment"})
+    assert r.status_code == 200 and r.json()["stage"] == "cancelled"
+
+    async def visit_cancelled() -> None:
+        view = (await api.as_(Role.front_desk).get(f"/v1/appointments/{appt}")).json()
+        assert view["stage"] == "cancelled", view
+    await eventually(visit_cancelled, timeout=30)
+    # The slot is free again for another plan (once the visit's row has caught up).
+    other = await _plan(api, clinic, patient)
+
+    async def slot_free() -> None:
+        r = await _advance(api, other["id"], "implant_placement_booked",
+                           appointment=_visit(doctor, 3600))
+        assert r.status_code == 200, r.text
+    await eventually(slot_free, timeout=30)
 
 
 # ----------------------------------------------------------------------------- continue-as-new

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         clinic_zone,
     )
     from models.journeys import (
+        APPOINTMENT_CANCEL_SIGNAL,
         APPOINTMENT_REPLY_SIGNAL,
         APPOINTMENT_STATE_QUERY,
         APPOINTMENT_WORKFLOW,
@@ -457,12 +458,22 @@ class AppointmentJourney:
 
     @workflow.update
     def cancel(self, req: CancelRequest) -> AppointmentView:
+        self._cancel(req)
+        return self.view()
+
+    @workflow.signal(name=APPOINTMENT_CANCEL_SIGNAL)
+    def cancel_requested(self, req: CancelRequest) -> None:
+        if self.s.stage in CAN["cancel"]:
+            self._cancel(req)
+        else:
+            workflow.logger.info("cancel request ignored in stage %s", self.s.stage)
+
+    def _cancel(self, req: CancelRequest) -> None:
         self.s.cancel_reason = (req.reason or "")[:500] or None
         self.s.asks_stopped = True
         self._effects.append(("cancel_tasks", ([], "appointment cancelled")))
         self._set_stage("cancelled", "cancelled")
         self._changes += 1
-        return self.view()
 
     @cancel.validator
     def _check_cancel(self, req: CancelRequest) -> None:

@@ -33,7 +33,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 with workflow.unsafe.imports_passed_through():
     from core.search_attributes import TREATMENT_STAGE
+    from models.appointment_journey import CancelRequest as AppointmentCancel
     from models.journeys import (
+        APPOINTMENT_CANCEL_SIGNAL,
         APPOINTMENT_WORKFLOW,
         AppointmentInput,
         AppointmentOutcome,
@@ -245,6 +247,13 @@ class TreatmentPlanJourney:
                          note=req.reason)
             workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(CANCELLED)])
             await self._close_plan_tasks("the plan was cancelled")
+            # Added after plans were running: older histories replay without it.
+            if req.cancel_visits and workflow.patched("plan-cancel-cancels-visits"):
+                for linked in self.s.appointments:
+                    if linked.running:
+                        await workflow.get_external_workflow_handle(linked.workflow_id).signal(
+                            APPOINTMENT_CANCEL_SIGNAL,
+                            AppointmentCancel(reason=f"treatment plan cancelled: {req.reason}"[:500]))
             await self._sync()
             return self._view()
 

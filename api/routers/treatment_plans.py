@@ -210,7 +210,8 @@ async def cancel(plan_id: str, body: CancelIn, session: SessionDep, temporal: Te
                  user: Planner) -> dict[str, Any]:
     row = await _row(session, plan_id)
     out = await temporal.get_workflow_handle(row.workflow_id).execute_update(
-        CANCEL_UPDATE, CancelRequest(reason=body.reason, actor=_actor(user)),
+        CANCEL_UPDATE, CancelRequest(reason=body.reason, actor=_actor(user),
+                                     cancel_visits=body.cancel_visits),
         result_type=PlanView)
     return dataclasses.asdict(out)
 
