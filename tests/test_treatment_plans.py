@@ -316,6 +316,28 @@ async def test_child_no_show_reaches_the_plan(api: Api, worker: None) -> None:
     assert r.status_code == 409 and "already has a visit" in r.text, r.text
 
 
+async def test_same_idempotency_key_creates_one_plan(api: Api, worker: None) -> None:
+    clinic = await _clinic(api)
+    _, patient = await _people(api, clinic)
+    body = {"patient_id": patient, "clinic_id": clinic["id"], "direction": "therapy",
+            "items": [{"service": "Filling", "tooth": 26, "unit_price": "1500.00", "quantity": 1}]}
+    key = {"Idempotency-Key": f"desk-{uuid.uuid4().hex[:6]}"}
+    desk = api.as_(Role.front_desk)
+    first = await desk.post("/v1/treatment-plans", json=body, headers=key)
+    again = await desk.post("/v1/treatment-plans", json=body, headers=key)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert first.json()["id"] == again.json()["id"]
+    listed = (await api.as_(Role.operator).get("/v1/treatment-plans",
+                                               params={"clinic_id": clinic["id"]})).json()
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert [p["id"] for p in items] == [first.json()["id"]]
+    other = await desk.post("/v1/treatment-plans", json={**body, "direction": "orthodontics"},
+                            headers=key)
+    assert other.status_code == 409 and "Idempotency-Key" in other.text
+    # Without a key, a second plan is a second plan.
+    assert (await desk.post("/v1/treatment-plans", json=body)).json()["id"] != first.json()["id"]
+
+
 async def test_cancelling_a_plan_cancels_its_booked_visit(api: Api, worker: None) -> None:
     clinic = await _clinic(api)
     doctor, patient = await _people(api, clinic)

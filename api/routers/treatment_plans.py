@@ -8,15 +8,23 @@ Moves are workflow *updates*: their validators reject a move the graph does not 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, status
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowQueryRejectedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.treatment import upsert_plan
@@ -57,6 +65,9 @@ from workflows.treatment_plan import (
     plan_workflow_id,
 )
 
+# Namespace for plan ids derived from an Idempotency-Key (fixed: the same key, the same id).
+PLAN_KEYS = uuid.UUID("6f1c2d0e-6a43-4d7b-9a53-2f4b8e1c7a10")
+
 router = APIRouter(prefix="/v1/treatment-plans", tags=["treatment plans"])
 
 Planner = Roles(Role.doctor, Role.front_desk)
@@ -78,7 +89,11 @@ def _actor(user: Any) -> Actor:
 # ---------------------------------------------------------------- create
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalDep,
-                      settings: SettingsDep, user: Planner) -> dict[str, Any]:
+                      settings: SettingsDep, user: Planner,
+                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None
+                      ) -> dict[str, Any]:
+    """201 with the computed total and the first stage. The same `Idempotency-Key` (per staff
+    user) again returns the same plan and starts no second journey."""
     clinic = await session.get(Clinic, body.clinic_id)
     if clinic is None:
         raise _field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
@@ -89,7 +104,13 @@ async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalD
     except PricingError as e:
         raise _field(e.field, str(e)) from None
     d = DIRECTIONS[body.direction]
-    plan_id = new_id()
+    # A retried request with the same key names the same plan (and so the same workflow id).
+    plan_id = (uuid.uuid5(PLAN_KEYS, f"{user.id}:{idempotency_key}").hex if idempotency_key
+               else new_id())
+    if idempotency_key and (existing := await session.get(TreatmentPlan, plan_id)) is not None:
+        if (existing.patient_id, existing.clinic_id, existing.direction) != (
+                body.patient_id, body.clinic_id, body.direction):
+            raise HTTPException(409, "this Idempotency-Key was used for a different plan")
     items = [PlanItem(service=ln.service, tooth=ln.tooth, unit_price=str(ln.unit_price),
                       quantity=ln.quantity, line_total=str(ln.line_total)) for ln in price.lines]
     pricing = Pricing(subtotal=str(price.subtotal), discount_percent=str(price.discount_percent),
@@ -100,12 +121,16 @@ async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalD
                       pricing=pricing, policy=policy_from_json(clinic.policy),
                       created_by=_actor(user))
     wf_id = plan_workflow_id(plan_id)
-    await temporal.start_workflow(
-        TREATMENT_PLAN_WORKFLOW, PlanInput(state=state), id=wf_id,
-        task_queue=settings.temporal_task_queue,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(CLINIC_ID, clinic.id), SearchAttributePair(TREATMENT_DIRECTION, d.key),
-            SearchAttributePair(TREATMENT_STAGE, d.first.key)]))
+    with contextlib.suppress(WorkflowAlreadyStartedError):  # that plan ran and finished already
+        await temporal.start_workflow(
+            TREATMENT_PLAN_WORKFLOW, PlanInput(state=state), id=wf_id,
+            task_queue=settings.temporal_task_queue,
+            # A retry joins the plan already started; a finished plan is never started again.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(CLINIC_ID, clinic.id), SearchAttributePair(TREATMENT_DIRECTION, d.key),
+                SearchAttributePair(TREATMENT_STAGE, d.first.key)]))
     # Mirror at once so the list shows the plan now; the journey's own sync (version 1+)
     # supersedes this row and never the other way round.
     try:
