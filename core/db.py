@@ -3,7 +3,6 @@ same URL. `DATABASE_URL` may be `sqlite:///path` or `postgresql://...`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,11 +74,6 @@ async def insert_once(session: AsyncSession, row: T, key: Any, value: Any) -> tu
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
-
-
-async def session_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    async with session_factory(engine)() as session:
-        yield session
 
 
 def migrate(url: str, revision: str = "heads") -> None:
