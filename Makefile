@@ -19,7 +19,7 @@ lint:            ## ruff lint + format check
 format:          ## ruff format + autofix
 	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-typecheck:       ## mypy on the pure packages
+typecheck:       ## mypy over the packages and modules listed in pyproject [tool.mypy]
 	@.venv/bin/mypy
 
 bench:           ## benchmarks (ratios measured in one run)

@@ -9,19 +9,20 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
 from activities.deps import Deps
 from core.logging import get_logger
-from models.invoice import Invoice, InvoiceSnapshot, InvoiceState
+from models.invoice import Invoice, InvoiceAction, InvoiceSnapshot, InvoiceState
 
 log = get_logger("activities.invoices")
 
 
-def _action_json(a: object) -> dict:
-    d = asdict(a) if not isinstance(a, dict) else dict(a)  # type: ignore[call-overload]
+def _action_json(a: InvoiceAction | dict[str, Any]) -> dict[str, Any]:
+    d = asdict(a) if not isinstance(a, dict) else dict(a)
     if isinstance(d.get("at"), datetime):
         d["at"] = d["at"].isoformat()
     return d

@@ -39,7 +39,7 @@ async def paid_in_month(session: AsyncSession, month: str) -> list[Invoice]:
     q = (select(Invoice)
          .where(col(Invoice.paid_on).is_not(None), col(Invoice.paid_on) >= start,
                 col(Invoice.paid_on) < end)
-         .order_by(Invoice.category, Invoice.expense_type, Invoice.paid_on))
+         .order_by(col(Invoice.category), col(Invoice.expense_type), col(Invoice.paid_on)))
     return list((await session.exec(q)).all())
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 import jwt
@@ -64,8 +64,11 @@ CurrentUser = Annotated[StaffUser, Depends(current_user)]
 ALL_STAFF = tuple(Role)
 
 
-def require_roles(*roles: Role) -> Callable[..., StaffUser]:
-    """Dependency: the user must hold one of `roles`; `admin` may do everything."""
+def require_roles(*roles: Role) -> Callable[[StaffUser], Awaitable[StaffUser]]:
+    """Dependency: the user must hold one of `roles`; `admin` may do everything.
+
+    Routers declare role aliases as `X = Annotated[StaffUser, Depends(require_roles(...))]`
+    (a literal alias, so type checkers see `StaffUser`)."""
     allowed = set(roles) | {Role.admin}
 
     async def _check(user: CurrentUser) -> StaffUser:
@@ -76,7 +79,3 @@ def require_roles(*roles: Role) -> Callable[..., StaffUser]:
         return user
 
     return _check
-
-
-def Roles(*roles: Role) -> type[StaffUser]:  # noqa: N802 - reads like a type in signatures
-    return Annotated[StaffUser, Depends(require_roles(*roles))]  # type: ignore[return-value]

@@ -23,9 +23,9 @@ def rejection(err: WorkflowUpdateFailedError) -> HTTPException:
     """An update validator or handler raised ApplicationError: its `type` picks the status
     (Conflict -> 409, Invalid -> 422, NotFound -> 404, Forbidden -> 403), its message is shown,
     and its first detail (if a dict) is merged into the body for clients."""
-    cause = err.cause
+    cause: BaseException | None = err.cause
     while cause is not None and not isinstance(cause, ApplicationError):
-        cause = cause.cause
+        cause = cause.__cause__  # what TemporalError.cause returns
     if isinstance(cause, ApplicationError):
         code = {"Conflict": 409, "Invalid": 422, "NotFound": 404, "Forbidden": 403}.get(
             cause.type or "", 409)

@@ -300,8 +300,8 @@ async def purge_dedup_rows(sessions: async_sessionmaker[AsyncSession],
     """Inbound rows past every provider's redelivery horizon (the reply itself lives on in
     the journey's history and the operator tasks)."""
     async with sessions() as s:
-        res = await s.exec(delete(MessageLog).where(  # type: ignore[call-overload]
-            MessageLog.direction == "in",
+        res = await s.exec(delete(MessageLog).where(
+            col(MessageLog.direction) == "in",
             col(MessageLog.created_at) < utcnow() - older_than))
         await s.commit()
         return int(res.rowcount or 0)

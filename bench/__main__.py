@@ -85,7 +85,7 @@ async def main(n: int, database_url: str | None = None) -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN),
                                                 search_attributes=sa.ALL)
     data = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
-    settings = Settings(DATA_DIR=str(data), TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+    settings = Settings(DATA_DIR=data, TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
                         TEMPORAL_TASK_QUEUE="bench", API_PORT=port, LOG_LEVEL="WARNING")
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})

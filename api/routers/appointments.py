@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -31,7 +31,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import Roles, SessionDep, SettingsDep, TemporalDep
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.settings import Settings
 from models.appointment import Appointment, doctor_clash
@@ -41,7 +41,7 @@ from models.appointment_journey import (
     RescheduleRequest,
     StaffAction,
 )
-from models.core import Clinic, Doctor, Patient, Role, policy_from_json
+from models.core import Clinic, Doctor, Patient, Role, StaffUser, policy_from_json
 from models.journeys import (
     APPOINTMENT_STATE_QUERY,
     APPOINTMENT_WORKFLOW,
@@ -54,10 +54,12 @@ from models.journeys import (
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
 QUERY_TIMEOUT = timedelta(seconds=5)  # a live answer, or the DB's copy when no worker answers
 
-Desk = Roles(Role.front_desk, Role.operator)
-Reader = Roles(Role.front_desk, Role.operator, Role.doctor, Role.director, Role.ops)
-Arrival = Roles(Role.front_desk, Role.doctor)
-Doctoring = Roles(Role.doctor, Role.front_desk)
+Desk = Annotated[StaffUser, Depends(require_roles(Role.front_desk, Role.operator))]
+Reader = Annotated[
+    StaffUser, Depends(require_roles(Role.front_desk, Role.operator, Role.doctor, Role.director, Role.ops))
+]
+Arrival = Annotated[StaffUser, Depends(require_roles(Role.front_desk, Role.doctor))]
+Doctoring = Annotated[StaffUser, Depends(require_roles(Role.doctor, Role.front_desk))]
 
 
 # ---------------------------------------------------------------- schemas
@@ -292,7 +294,7 @@ async def list_appointments(
         day = datetime(date_.year, date_.month, date_.day, tzinfo=tz)
         q = q.where(col(Appointment.starts_at) >= day.astimezone(UTC),
                     col(Appointment.starts_at) < (day + timedelta(days=1)).astimezone(UTC))
-    q = q.order_by(Appointment.starts_at).offset(offset).limit(limit)
+    q = q.order_by(col(Appointment.starts_at)).offset(offset).limit(limit)
     return [_from_row(a) for a in (await session.exec(q)).all()]
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import ValidationError
-from sqlmodel import select
+from typing import Annotated, TypeVar
 
-from api.deps import ALL_STAFF, Roles, SessionDep
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import ValidationError
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.deps import ALL_STAFF, SessionDep, require_roles
 from api.errors import field_error
 from models.core import (
     Clinic,
@@ -21,13 +24,14 @@ from models.core import (
     PatientPublic,
     PolicyIn,
     Role,
+    StaffUser,
 )
 
 router = APIRouter(prefix="/v1", tags=["directory"])
 
-Manager = Roles(Role.admin, Role.director)
-Desk = Roles(Role.front_desk, Role.operator, Role.director, Role.doctor)
-Anyone = Roles(*ALL_STAFF)
+Manager = Annotated[StaffUser, Depends(require_roles(Role.admin, Role.director))]
+Desk = Annotated[StaffUser, Depends(require_roles(Role.front_desk, Role.operator, Role.director, Role.doctor))]
+Anyone = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
 
 
 # ---------------------------------------------------------------- clinics
@@ -122,7 +126,7 @@ async def create_patient(body: PatientCreate, session: SessionDep, _: Desk) -> P
 async def list_patients(
     session: SessionDep, _: Desk, limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)
 ) -> list[Patient]:
-    q = select(Patient).order_by(Patient.created_at).offset(offset).limit(limit)
+    q = select(Patient).order_by(col(Patient.created_at)).offset(offset).limit(limit)
     return list((await session.exec(q)).all())
 
 
@@ -132,18 +136,21 @@ async def get_patient(patient_id: str, session: SessionDep, _: Desk) -> Patient:
 
 
 # ---------------------------------------------------------------- helpers
+_M = TypeVar("_M", bound=SQLModel)
+
+
 def _loc(field: str, msg: str) -> dict:
     return {"loc": ["body", field], "msg": msg, "type": "value_error"}
 
 
-async def _get(session, model, id_: str, what: str):  # type: ignore[no-untyped-def]
+async def _get(session: AsyncSession, model: type[_M], id_: str, what: str) -> _M:
     obj = await session.get(model, id_)
     if obj is None:
         raise HTTPException(404, f"{what} {id_} not found")
     return obj
 
 
-async def _must_exist(session, model, id_: str, field: str):  # type: ignore[no-untyped-def]
+async def _must_exist(session: AsyncSession, model: type[_M], id_: str, field: str) -> _M:
     """A reference in the body that points nowhere is the caller's input error: 422 on the field."""
     obj = await session.get(model, id_)
     if obj is None:

@@ -8,16 +8,17 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
 from fastapi.responses import FileResponse
 
-from api.deps import ALL_STAFF, Roles, SessionDep, SettingsDep
+from api.deps import ALL_STAFF, SessionDep, SettingsDep, require_roles
 from models.core import Role, StaffUser
 from models.files import StoredFile, StoredFilePublic, detect_kind
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
-Staff = Roles(*ALL_STAFF)
+Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
 # Besides the uploader, these roles see every file (they act on every invoice).
 FINANCE_ROLES = (Role.deputy_director, Role.accountant, Role.director, Role.admin)
 CHUNK = 1024 * 1024

@@ -8,16 +8,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from api.deps import ALL_STAFF, Roles, SessionDep, SettingsDep, TemporalDep
+from api.deps import ALL_STAFF, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.routers.files import FINANCE_ROLES
 from core.search_attributes import EXPENSE_CATEGORY, INVOICE_STATE
 from models.core import Role, StaffUser
@@ -51,10 +51,10 @@ from models.invoice import (
 )
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
-Staff = Roles(*ALL_STAFF)
-Finance = Roles(Role.deputy_director, Role.accountant, Role.director)
-Deputy = Roles(Role.deputy_director)
-Accountant = Roles(Role.accountant)
+Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
+Finance = Annotated[StaffUser, Depends(require_roles(Role.deputy_director, Role.accountant, Role.director))]
+Deputy = Annotated[StaffUser, Depends(require_roles(Role.deputy_director))]
+Accountant = Annotated[StaffUser, Depends(require_roles(Role.accountant))]
 
 
 # ---------------------------------------------------------------- counterparties
@@ -156,13 +156,13 @@ async def registry(
     if amount_max is not None:
         conds.append(col(Invoice.amount) <= amount_max)
     if initiator:
-        ids = select(StaffUser.id).where(or_(StaffUser.id == initiator,
-                                             StaffUser.username == initiator))
+        ids = select(StaffUser.id).where(or_(col(StaffUser.id) == initiator,
+                                             col(StaffUser.username) == initiator))
         conds.append(col(Invoice.initiator_id).in_(ids))
     if user.role not in FINANCE_ROLES:
         conds.append(Invoice.initiator_id == user.id)
     total, amount = (await session.exec(
-        select(func.count(), func.coalesce(func.sum(Invoice.amount), 0)).where(*conds)  # type: ignore[call-overload]
+        select(func.count(), func.coalesce(func.sum(Invoice.amount), 0)).where(*conds)
     )).one()
     q = (select(Invoice).where(*conds)
          .order_by(col(Invoice.created_at).desc(), Invoice.id).offset(offset).limit(limit))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from activities.reports import XLSX_TYPE, build_expense_workbook, month_bounds, paid_in_month
-from api.deps import Roles, SessionDep
-from models.core import Role
+from api.deps import SessionDep, require_roles
+from models.core import Role, StaffUser
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-Finance = Roles(Role.deputy_director, Role.accountant, Role.director)
+Finance = Annotated[StaffUser, Depends(require_roles(Role.deputy_director, Role.accountant, Role.director))]
 
 
 @router.get("/expenses", response_class=Response,

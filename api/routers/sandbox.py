@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from sqlmodel import col, or_, select
 
-from api.deps import ALL_STAFF, Roles, SessionDep
+from api.deps import ALL_STAFF, SessionDep, require_roles
 from api.inbound import Inbound, route_inbound
-from models.core import Channel, MessageLog, Patient
+from models.core import Channel, MessageLog, Patient, StaffUser
 
 
 def _sandbox_only(request: Request) -> None:
@@ -27,7 +27,7 @@ def _sandbox_only(request: Request) -> None:
 
 
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"], dependencies=[Depends(_sandbox_only)])
-Staff = Roles(*ALL_STAFF)
+Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
 
 
 class SandboxMessage(BaseModel):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from api.deps import ALL_STAFF, Roles, SessionDep
-from models.core import OperatorTask, OperatorTaskPublic, Role, TaskState
+from api.deps import ALL_STAFF, SessionDep, require_roles
+from models.core import OperatorTask, OperatorTaskPublic, Role, StaffUser, TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-Staff = Roles(*ALL_STAFF)
+Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
 
 _STATE_ALIASES = {"open": (TaskState.requested, TaskState.in_progress),
                   "closed": (TaskState.completed, TaskState.cancelled)}
@@ -34,6 +35,7 @@ async def list_tasks(
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> list[OperatorTask]:
+    states: tuple[TaskState, ...]
     if state in _STATE_ALIASES:
         states = _STATE_ALIASES[state]
     else:
@@ -53,7 +55,7 @@ async def list_tasks(
         q = q.where(OperatorTask.subject_id == subject_id)
     if assigned_role:
         q = q.where(OperatorTask.assigned_role == assigned_role)
-    q = q.order_by(col(OperatorTask.due_at).asc().nulls_first(), OperatorTask.created_at)
+    q = q.order_by(col(OperatorTask.due_at).asc().nulls_first(), col(OperatorTask.created_at))
     return list((await session.exec(q.offset(offset).limit(limit))).all())
 
 

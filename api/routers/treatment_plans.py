@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowQueryRejectedError
 from temporalio.common import (
@@ -28,9 +28,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.treatment import upsert_plan
-from api.deps import Roles, SessionDep, SettingsDep, TemporalDep
+from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
 from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
-from models.core import Clinic, Patient, Role, new_id, policy_from_json
+from models.core import Clinic, Patient, Role, StaffUser, new_id, policy_from_json
 from models.journeys import APPOINTMENT_STATE_QUERY
 from models.treatment import (
     AdvanceIn,
@@ -70,10 +70,12 @@ PLAN_KEYS = uuid.UUID("6f1c2d0e-6a43-4d7b-9a53-2f4b8e1c7a10")
 
 router = APIRouter(prefix="/v1/treatment-plans", tags=["treatment plans"])
 
-Planner = Roles(Role.doctor, Role.front_desk)
-Mover = Roles(Role.doctor, Role.front_desk, Role.operator)
-Reader = Roles(Role.doctor, Role.front_desk, Role.operator, Role.director, Role.ops)
-Lister = Roles(Role.operator, Role.director)
+Planner = Annotated[StaffUser, Depends(require_roles(Role.doctor, Role.front_desk))]
+Mover = Annotated[StaffUser, Depends(require_roles(Role.doctor, Role.front_desk, Role.operator))]
+Reader = Annotated[
+    StaffUser, Depends(require_roles(Role.doctor, Role.front_desk, Role.operator, Role.director, Role.ops))
+]
+Lister = Annotated[StaffUser, Depends(require_roles(Role.operator, Role.director))]
 CHILD_QUERY_TIMEOUT = timedelta(seconds=3)
 
 
@@ -171,7 +173,7 @@ async def list_plans(
         q = q.where(TreatmentPlan.status == status_)
     if patient_id:
         q = q.where(TreatmentPlan.patient_id == patient_id)
-    q = q.order_by(col(TreatmentPlan.next_due_at).asc().nulls_last(), TreatmentPlan.created_at)
+    q = q.order_by(col(TreatmentPlan.next_due_at).asc().nulls_last(), col(TreatmentPlan.created_at))
     rows = list((await session.exec(q)).all())
     if due_before is not None:
         limit_at = due_before if isinstance(due_before, datetime) else \
