@@ -42,7 +42,7 @@ from activities.providers.twilio import TwilioClient
 from activities.providers.whatsapp import WhatsAppClient
 from core.db import insert_once
 from core.logging import get_logger
-from models.core import Channel, MessageLog, Patient
+from models.core import Channel, MessageLog, Patient, as_utc
 from models.journeys import Button, OutboundMessage, SendResult, VoiceCall
 
 log = get_logger("activities.messaging")
@@ -52,12 +52,6 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 WINDOW_MARGIN = timedelta(minutes=5)
 DONE_SENT = ("sent", "delivered", "read", "unconfirmed")
 DONE_OTHER = ("opted_out", "no_channel", "failed")
-
-
-def as_utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 class MessagingActivities:

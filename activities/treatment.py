@@ -105,5 +105,3 @@ class TreatmentActivities:
         return BookedAppointment(b.appointment_id, wf_id, created=True)
 
 
-def _utc(d: datetime) -> datetime:
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)

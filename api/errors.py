@@ -19,6 +19,12 @@ def field_error(e: ValidationError, prefix: tuple[str, ...] = ("body",)) -> HTTP
     )
 
 
+def invalid_field(name: str, msg: str) -> HTTPException:
+    """422 naming the field (dotted for nested: "appointment.starts_at"), shaped like
+    FastAPI's own validation errors so clients handle both alike."""
+    return HTTPException(422, detail=[{"loc": ["body", *name.split(".")], "msg": msg, "type": "value_error"}])
+
+
 def rejection(err: WorkflowUpdateFailedError) -> HTTPException:
     """An update validator or handler raised ApplicationError: its `type` picks the status
     (Conflict -> 409, Invalid -> 422, NotFound -> 404, Forbidden -> 403), its message is shown,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
@@ -33,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.db import insert_once
 from core.logging import get_logger
 from models.appointment import Appointment
-from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
+from models.core import Channel, MessageLog, OperatorTask, Patient, as_utc, utcnow
 from models.journeys import (
     APPOINTMENT_REPLY_SIGNAL,
     OPEN_STAGES,
@@ -98,12 +98,6 @@ def opt_word(text: str | None) -> str | None:
     if word in START_WORDS:
         return "start"
     return None
-
-
-def as_utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str,

@@ -32,6 +32,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from api.errors import invalid_field
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.settings import Settings
 from models.appointment import Appointment, doctor_clash
@@ -41,7 +42,7 @@ from models.appointment_journey import (
     RescheduleRequest,
     StaffAction,
 )
-from models.core import Clinic, Doctor, Patient, Role, StaffUser, policy_from_json
+from models.core import Clinic, Doctor, Patient, Role, StaffUser, as_utc, policy_from_json
 from models.journeys import (
     APPOINTMENT_STATE_QUERY,
     APPOINTMENT_WORKFLOW,
@@ -127,8 +128,8 @@ def _from_row(a: Appointment) -> AppointmentOut:
     return AppointmentOut(
         id=a.id, workflow_id=a.workflow_id, stage=a.stage, fhir_status=FHIR_STATUS[a.stage],
         clinic_id=a.clinic_id, doctor_id=a.doctor_id, patient_id=a.patient_id,
-        service=a.service, plan_id=a.plan_id, starts_at=_utc(a.starts_at),
-        ends_at=_utc(a.ends_at), duration_minutes=a.duration_minutes, version=a.version,
+        service=a.service, plan_id=a.plan_id, starts_at=as_utc(a.starts_at),
+        ends_at=as_utc(a.ends_at), duration_minutes=a.duration_minutes, version=a.version,
         asks_sent=a.asks_sent, voice_calls=a.voice_calls, nps=a.nps,
         history=[HistoryOut(**h) for h in a.history], live=False)
 
@@ -142,14 +143,6 @@ def _from_view(v: AppointmentView) -> AppointmentOut:
         voice_calls=v.voice_calls, nps=v.nps,
         history=[HistoryOut(at=h.at, event=h.event, stage=h.stage) for h in v.history],
         live=True)
-
-
-def _utc(d: datetime) -> datetime:
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-
-
-def _field(name: str, msg: str) -> HTTPException:
-    return HTTPException(422, detail=[{"loc": ["body", name], "msg": msg, "type": "value_error"}])
 
 
 # ---------------------------------------------------------------- booking
@@ -167,16 +160,16 @@ async def book(
 
     clinic = await session.get(Clinic, body.clinic_id)
     if clinic is None:
-        raise _field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
+        raise invalid_field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
     doctor = await session.get(Doctor, body.doctor_id)
     if doctor is None:
-        raise _field("doctor_id", f"doctor_id {body.doctor_id!r} does not exist")
+        raise invalid_field("doctor_id", f"doctor_id {body.doctor_id!r} does not exist")
     if doctor.clinic_id != clinic.id:
-        raise _field("doctor_id", "this doctor does not work at this clinic")
+        raise invalid_field("doctor_id", "this doctor does not work at this clinic")
     if await session.get(Patient, body.patient_id) is None:
-        raise _field("patient_id", f"patient_id {body.patient_id!r} does not exist")
+        raise invalid_field("patient_id", f"patient_id {body.patient_id!r} does not exist")
     if body.starts_at <= datetime.now(UTC):
-        raise _field("starts_at", "starts_at is in the past")
+        raise invalid_field("starts_at", "starts_at is in the past")
     ends_at = body.starts_at + timedelta(minutes=body.duration_minutes)
     await _check_slot_free(session, body.doctor_id, body.starts_at, ends_at)
 
@@ -233,7 +226,7 @@ async def _replay(existing: Appointment, body: AppointmentCreate, temporal: Clie
                   settings: Settings, session: SessionDep) -> AppointmentOut:
     """The same Idempotency-Key again: the same appointment, and no second journey."""
     same = (existing.patient_id == body.patient_id and existing.doctor_id == body.doctor_id
-            and _utc(existing.starts_at) == body.starts_at)
+            and as_utc(existing.starts_at) == body.starts_at)
     if not same and existing.version == 1:
         raise HTTPException(409, detail={"message": "this Idempotency-Key was already used for "
                                          "a different booking", "appointment_id": existing.id})
@@ -243,10 +236,10 @@ async def _replay(existing: Appointment, body: AppointmentCreate, temporal: Clie
     await _start(temporal, settings, AppointmentInput(
         appointment_id=existing.id, clinic_id=existing.clinic_id,
         patient_id=existing.patient_id, doctor_id=existing.doctor_id,
-        starts_at=_utc(existing.starts_at), duration_minutes=existing.duration_minutes,
+        starts_at=as_utc(existing.starts_at), duration_minutes=existing.duration_minutes,
         service=existing.service, timezone=clinic.timezone,
         policy=policy_from_json(clinic.policy), plan_id=existing.plan_id,
-        booked_at=_utc(existing.created_at)))
+        booked_at=as_utc(existing.created_at)))
     return _from_row(existing)
 
 
@@ -257,8 +250,8 @@ async def _check_slot_free(session: SessionDep, doctor_id: str, starts_at: datet
         raise HTTPException(409, detail={
             "message": "the doctor already has an appointment in this slot",
             "conflicting_appointment_id": clash.id,
-            "conflicting_starts_at": _utc(clash.starts_at).isoformat(),
-            "conflicting_ends_at": _utc(clash.ends_at).isoformat()})
+            "conflicting_starts_at": as_utc(clash.starts_at).isoformat(),
+            "conflicting_ends_at": as_utc(clash.ends_at).isoformat()})
 
 
 # ---------------------------------------------------------------- reading
@@ -325,7 +318,7 @@ async def reschedule(appointment_id: str, body: RescheduleIn, session: SessionDe
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "reschedule")
     if body.starts_at <= datetime.now(UTC):
-        raise _field("starts_at", "starts_at is in the past")
+        raise invalid_field("starts_at", "starts_at is in the past")
     duration = body.duration_minutes or appt.duration_minutes
     await _check_slot_free(session, appt.doctor_id, body.starts_at,
                            body.starts_at + timedelta(minutes=duration), exclude=appt.id)

@@ -10,7 +10,7 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.deps import ALL_STAFF, SessionDep, require_roles
-from api.errors import field_error
+from api.errors import field_error, invalid_field
 from models.core import (
     Clinic,
     ClinicCreate,
@@ -106,16 +106,16 @@ async def create_patient(body: PatientCreate, session: SessionDep, _: Desk) -> P
     if body.guardian_id:
         guardian = await _must_exist(session, Patient, body.guardian_id, "guardian_id")
         if guardian.guardian_id:
-            raise HTTPException(422, detail=[_loc("guardian_id",
-                                "the guardian must be an adult record without a guardian")])
+            raise invalid_field("guardian_id",
+                                "the guardian must be an adult record without a guardian")
     if body.clinic_id:
         await _must_exist(session, Clinic, body.clinic_id, "clinic_id")
     if body.preferred_channel == "telegram" and not body.telegram_chat_id and not body.guardian_id:
-        raise HTTPException(422, detail=[_loc("telegram_chat_id",
-                            "telegram_chat_id is required when preferred_channel is telegram")])
+        raise invalid_field("telegram_chat_id",
+                            "telegram_chat_id is required when preferred_channel is telegram")
     if not body.phone and not body.guardian_id and not body.telegram_chat_id:
-        raise HTTPException(422, detail=[_loc("phone",
-                            "a patient needs a phone, a telegram_chat_id or a guardian_id")])
+        raise invalid_field("phone",
+                            "a patient needs a phone, a telegram_chat_id or a guardian_id")
     patient = Patient(**body.model_dump())
     session.add(patient)
     await session.commit()
@@ -139,10 +139,6 @@ async def get_patient(patient_id: str, session: SessionDep, _: Desk) -> Patient:
 _M = TypeVar("_M", bound=SQLModel)
 
 
-def _loc(field: str, msg: str) -> dict:
-    return {"loc": ["body", field], "msg": msg, "type": "value_error"}
-
-
 async def _get(session: AsyncSession, model: type[_M], id_: str, what: str) -> _M:
     obj = await session.get(model, id_)
     if obj is None:
@@ -154,5 +150,5 @@ async def _must_exist(session: AsyncSession, model: type[_M], id_: str, field: s
     """A reference in the body that points nowhere is the caller's input error: 422 on the field."""
     obj = await session.get(model, id_)
     if obj is None:
-        raise HTTPException(422, detail=[_loc(field, f"{field} {id_!r} does not exist")])
+        raise invalid_field(field, f"{field} {id_!r} does not exist")
     return obj

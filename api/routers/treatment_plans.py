@@ -29,8 +29,9 @@ from temporalio.service import RPCError
 
 from activities.treatment import upsert_plan
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from api.errors import invalid_field
 from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
-from models.core import Clinic, Patient, Role, StaffUser, new_id, policy_from_json
+from models.core import Clinic, Patient, Role, StaffUser, as_utc, new_id, policy_from_json
 from models.journeys import APPOINTMENT_STATE_QUERY
 from models.treatment import (
     AdvanceIn,
@@ -79,11 +80,6 @@ Lister = Annotated[StaffUser, Depends(require_roles(Role.operator, Role.director
 CHILD_QUERY_TIMEOUT = timedelta(seconds=3)
 
 
-def _field(name: str, msg: str) -> HTTPException:
-    return HTTPException(422, detail=[{"loc": ["body", *name.split(".")], "msg": msg,
-                                       "type": "value_error"}])
-
-
 def _actor(user: Any) -> Actor:
     return Actor(user_id=user.id, role=user.role.value)
 
@@ -98,13 +94,13 @@ async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalD
     user) again returns the same plan and starts no second journey."""
     clinic = await session.get(Clinic, body.clinic_id)
     if clinic is None:
-        raise _field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
+        raise invalid_field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
     if await session.get(Patient, body.patient_id) is None:
-        raise _field("patient_id", f"patient_id {body.patient_id!r} does not exist")
+        raise invalid_field("patient_id", f"patient_id {body.patient_id!r} does not exist")
     try:
         price = price_plan(body.items, body.discount_percent, body.bonus_points)
     except PricingError as e:
-        raise _field(e.field, str(e)) from None
+        raise invalid_field(e.field, str(e)) from None
     d = DIRECTIONS[body.direction]
     # A retried request with the same key names the same plan (and so the same workflow id).
     plan_id = (uuid.uuid5(PLAN_KEYS, f"{user.id}:{idempotency_key}").hex if idempotency_key
@@ -180,7 +176,7 @@ async def list_plans(
             datetime.combine(due_before, datetime.min.time(), tzinfo=UTC)
         if limit_at.tzinfo is None:
             limit_at = limit_at.replace(tzinfo=UTC)
-        rows = [r for r in rows if r.next_due_at is not None and _utc(r.next_due_at) < limit_at]
+        rows = [r for r in rows if r.next_due_at is not None and as_utc(r.next_due_at) < limit_at]
     return [PlanRow.model_validate(r, from_attributes=True) for r in rows[offset:offset + limit]]
 
 
@@ -208,7 +204,7 @@ async def advance(plan_id: str, body: AdvanceIn, session: SessionDep, temporal: 
     d = DIRECTIONS[row.direction]
     callback_on = body.callback_on
     if callback_on is not None and callback_on < today:
-        raise _field("callback_on", f"callback_on is in the past (clinic date is {today})")
+        raise invalid_field("callback_on", f"callback_on is in the past (clinic date is {today})")
     if callback_on is None and body.appointment is None and d.has(body.to_stage):
         stage = d.stage(body.to_stage)
         if stage.kind == "wait" and not stage.asks_lab_results:
@@ -217,8 +213,8 @@ async def advance(plan_id: str, body: AdvanceIn, session: SessionDep, temporal: 
     if body.appointment is not None:
         a = body.appointment
         if a.starts_at <= datetime.now(UTC):
-            raise _field("appointment.starts_at", "starts_at is in the past")
-        appointment = AppointmentRequest(doctor_id=a.doctor_id, starts_at=_utc(a.starts_at),
+            raise invalid_field("appointment.starts_at", "starts_at is in the past")
+        appointment = AppointmentRequest(doctor_id=a.doctor_id, starts_at=as_utc(a.starts_at),
                                          duration_minutes=a.duration_minutes, service=a.service)
     handle = temporal.get_workflow_handle(row.workflow_id)
     view = await handle.query(STATE_QUERY, result_type=PlanView)
@@ -244,8 +240,6 @@ async def cancel(plan_id: str, body: CancelIn, session: SessionDep, temporal: Te
 
 
 # ---------------------------------------------------------------- helpers
-def _utc(d: datetime) -> datetime:
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
 
 
 async def _row(session: SessionDep, plan_id: str) -> TreatmentPlan:
