@@ -50,8 +50,7 @@ async def run(settings: Settings) -> None:
         try:
             client = await connect(settings)
         except Exception as e:  # noqa: BLE001
-            log.warning("temporal not reachable yet", address=settings.temporal_address,
-                        error=type(e).__name__)
+            log.warning("temporal not reachable yet", address=settings.temporal_address, error=type(e).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
     deps = make_deps(settings)
@@ -60,8 +59,7 @@ async def run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started", task_queue=settings.temporal_task_queue,
-             workflows=[w.__name__ for w in WORKFLOWS])
+    log.info("worker started", task_queue=settings.temporal_task_queue, workflows=[w.__name__ for w in WORKFLOWS])
     async with worker:
         await stop.wait()
         log.info("worker stopping: finishing in-flight tasks")

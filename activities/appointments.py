@@ -28,28 +28,38 @@ class AppointmentActivities:
             clinic = await s.get(Clinic, req.clinic_id)
             doctor = await s.get(Doctor, req.doctor_id)
         if clinic is None or doctor is None:
-            raise ApplicationError("clinic or doctor of the appointment no longer exists",
-                                   type="NotFound", non_retryable=True)
+            raise ApplicationError(
+                "clinic or doctor of the appointment no longer exists", type="NotFound", non_retryable=True
+            )
         base = self.deps.settings.public_base_url.rstrip("/")
         return AppointmentContext(
-            clinic_name=clinic.name, clinic_address=clinic.address, clinic_phone=clinic.phone,
-            review_url=clinic.review_url, doctor_name=doctor.full_name,
+            clinic_name=clinic.name,
+            clinic_address=clinic.address,
+            clinic_phone=clinic.phone,
+            review_url=clinic.review_url,
+            doctor_name=doctor.full_name,
             feedback_url=f"{base}/feedback?appointment={req.appointment_id}",
             link=f"{base}/a/{req.appointment_id}",
         )
 
     @activity.defn(name="sync_appointment")
     async def sync_appointment(self, snap: AppointmentSnapshot) -> None:
-        history = [{"at": h.at.isoformat(), "event": h.event, "stage": h.stage}
-                   for h in snap.history]
+        history = [{"at": h.at.isoformat(), "event": h.event, "stage": h.stage} for h in snap.history]
         async with self.deps.sessions() as s:
             row = await s.get(Appointment, snap.appointment_id)
             if row is None:  # e.g. a treatment plan started the journey as a child
-                row = Appointment(id=snap.appointment_id, clinic_id=snap.clinic_id,
-                                  doctor_id=snap.doctor_id, patient_id=snap.patient_id,
-                                  service=snap.service, workflow_id=snap.workflow_id,
-                                  plan_id=snap.plan_id, starts_at=snap.starts_at,
-                                  ends_at=snap.ends_at, duration_minutes=snap.duration_minutes)
+                row = Appointment(
+                    id=snap.appointment_id,
+                    clinic_id=snap.clinic_id,
+                    doctor_id=snap.doctor_id,
+                    patient_id=snap.patient_id,
+                    service=snap.service,
+                    workflow_id=snap.workflow_id,
+                    plan_id=snap.plan_id,
+                    starts_at=snap.starts_at,
+                    ends_at=snap.ends_at,
+                    duration_minutes=snap.duration_minutes,
+                )
             row.stage = snap.stage
             row.version = snap.version
             row.starts_at = snap.starts_at
@@ -63,8 +73,7 @@ class AppointmentActivities:
             row.updated_at = datetime.now(UTC)
             s.add(row)
             await s.commit()
-        log.info("appointment synced", appointment_id=snap.appointment_id, stage=snap.stage,
-                 version=snap.version)
+        log.info("appointment synced", appointment_id=snap.appointment_id, stage=snap.stage, version=snap.version)
 
 
 __all__ = ["AppointmentActivities"]

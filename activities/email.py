@@ -36,12 +36,10 @@ def _send_blocking(settings: Settings, msg: EmailMessage, attachments: list[Atta
     for a in attachments:
         path = Path(a.path)
         if not path.is_file():
-            raise ApplicationError(f"attachment {a.filename} is missing", non_retryable=True,
-                                   type="AttachmentMissing")
+            raise ApplicationError(f"attachment {a.filename} is missing", non_retryable=True, type="AttachmentMissing")
         ctype = a.content_type or mimetypes.guess_type(a.filename)[0] or "application/octet-stream"
         maintype, _, subtype = ctype.partition("/")
-        msg.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype,
-                           filename=a.filename)
+        msg.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=a.filename)
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=SMTP_TIMEOUT) as smtp:
         if settings.smtp_starttls:
             smtp.starttls()
@@ -70,8 +68,12 @@ class EmailActivities:
         return sorted(set(out))
 
     async def _row(self, req: EmailRequest, recipients: int) -> EmailLog:
-        row = EmailLog(idempotency_key=req.idempotency_key, workflow_id=req.workflow_id,
-                       subject=req.subject[:300], recipients=recipients)
+        row = EmailLog(
+            idempotency_key=req.idempotency_key,
+            workflow_id=req.workflow_id,
+            subject=req.subject[:300],
+            recipients=recipients,
+        )
         async with self.deps.sessions() as s:
             return (await insert_once(s, row, EmailLog.idempotency_key, req.idempotency_key))[0]
 
@@ -94,8 +96,7 @@ class EmailActivities:
             return EmailResult(status="already_sent", recipients=row.recipients)
         if not recipients:
             await self._mark(row.id, "no_recipients")
-            log.warning("e-mail has no recipients", key=req.idempotency_key,
-                        workflow_id=req.workflow_id)
+            log.warning("e-mail has no recipients", key=req.idempotency_key, workflow_id=req.workflow_id)
             return EmailResult(status="no_recipients")
         if not settings.smtp_host:
             await self._mark(row.id, "no_smtp")
@@ -114,6 +115,11 @@ class EmailActivities:
             await self._mark(row.id, "failed", type(e).__name__)
             raise  # retried by the workflow's policy; the row stays unsent
         await self._mark(row.id, "sent")
-        log.info("e-mail sent", key=req.idempotency_key, workflow_id=req.workflow_id,
-                 recipients=len(recipients), attachments=len(req.attachments))
+        log.info(
+            "e-mail sent",
+            key=req.idempotency_key,
+            workflow_id=req.workflow_id,
+            recipients=len(recipients),
+            attachments=len(req.attachments),
+        )
         return EmailResult(status="sent", recipients=len(recipients))

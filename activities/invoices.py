@@ -59,11 +59,18 @@ class InvoiceActivities:
                 if row is not None and row.version >= snap.version:
                     return row.version
                 if row is None:
-                    row = Invoice(id=snap.id, created_at=snap.submitted_at or datetime.now(UTC),
-                                  workflow_id=snap.workflow_id, state=InvoiceState(snap.state),
-                                  initiator_id=snap.initiator_id, category=snap.category,
-                                  expense_type=snap.expense_type, amount=Decimal(snap.amount),
-                                  currency=snap.currency, invoice_file_id=snap.invoice_file_id)
+                    row = Invoice(
+                        id=snap.id,
+                        created_at=snap.submitted_at or datetime.now(UTC),
+                        workflow_id=snap.workflow_id,
+                        state=InvoiceState(snap.state),
+                        initiator_id=snap.initiator_id,
+                        category=snap.category,
+                        expense_type=snap.expense_type,
+                        amount=Decimal(snap.amount),
+                        currency=snap.currency,
+                        invoice_file_id=snap.invoice_file_id,
+                    )
                 self._apply(row, snap)
                 s.add(row)
                 try:
@@ -71,7 +78,12 @@ class InvoiceActivities:
                 except IntegrityError:
                     await s.rollback()
                     continue
-                log.info("invoice synced", invoice_id=snap.id, state=snap.state,
-                         version=snap.version, workflow_id=snap.workflow_id)
+                log.info(
+                    "invoice synced",
+                    invoice_id=snap.id,
+                    state=snap.state,
+                    version=snap.version,
+                    workflow_id=snap.workflow_id,
+                )
                 return snap.version
         raise RuntimeError("invoice row kept changing under us; retrying")

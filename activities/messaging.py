@@ -67,16 +67,32 @@ class MessagingActivities:
     @activity.defn(name="send_patient_message")
     async def send_patient_message(self, msg: OutboundMessage) -> SendResult:
         return await self._deliver(
-            key=msg.idempotency_key, patient_id=msg.patient_id, clinic_id=msg.clinic_id,
-            kind=msg.kind, text=msg.text, subject_id=msg.subject_id, workflow_id=msg.workflow_id,
-            buttons=list(msg.buttons), template=msg.template, voice=False)
+            key=msg.idempotency_key,
+            patient_id=msg.patient_id,
+            clinic_id=msg.clinic_id,
+            kind=msg.kind,
+            text=msg.text,
+            subject_id=msg.subject_id,
+            workflow_id=msg.workflow_id,
+            buttons=list(msg.buttons),
+            template=msg.template,
+            voice=False,
+        )
 
     @activity.defn(name="place_voice_call")
     async def place_voice_call(self, call: VoiceCall) -> SendResult:
         return await self._deliver(
-            key=call.idempotency_key, patient_id=call.patient_id, clinic_id=call.clinic_id,
-            kind="voice_call", text=call.prompt, subject_id=call.subject_id,
-            workflow_id=call.workflow_id, buttons=[], template=None, voice=True)
+            key=call.idempotency_key,
+            patient_id=call.patient_id,
+            clinic_id=call.clinic_id,
+            kind="voice_call",
+            text=call.prompt,
+            subject_id=call.subject_id,
+            workflow_id=call.workflow_id,
+            buttons=[],
+            template=None,
+            voice=True,
+        )
 
     # ------------------------------------------------------------------ planning
     def channels_for(self, recipient: Patient, voice: bool) -> list[Channel]:
@@ -88,8 +104,7 @@ class MessagingActivities:
         pref = recipient.preferred_channel
         if pref == Channel.whatsapp and recipient.phone and (sandbox or self.whatsapp.configured):
             order.append(Channel.whatsapp)
-        if pref == Channel.telegram and recipient.telegram_chat_id and (
-                sandbox or self.telegram.configured):
+        if pref == Channel.telegram and recipient.telegram_chat_id and (sandbox or self.telegram.configured):
             order.append(Channel.telegram)
         if recipient.phone and (sandbox or self.twilio.configured):
             order.append(Channel.sms)
@@ -98,10 +113,16 @@ class MessagingActivities:
     async def whatsapp_window_open(self, recipient_id: str) -> bool:
         """The patient wrote to us on WhatsApp within the last 24 hours."""
         async with self.deps.sessions() as s:
-            q = (select(MessageLog.created_at)
-                 .where(MessageLog.patient_id == recipient_id, MessageLog.direction == "in",
-                        MessageLog.channel == Channel.whatsapp)
-                 .order_by(col(MessageLog.created_at).desc()).limit(1))
+            q = (
+                select(MessageLog.created_at)
+                .where(
+                    MessageLog.patient_id == recipient_id,
+                    MessageLog.direction == "in",
+                    MessageLog.channel == Channel.whatsapp,
+                )
+                .order_by(col(MessageLog.created_at).desc())
+                .limit(1)
+            )
             last = as_utc((await s.exec(q)).first())
         return last is not None and datetime.now(UTC) - last < WHATSAPP_WINDOW - WINDOW_MARGIN
 
@@ -119,28 +140,45 @@ class MessagingActivities:
             s.add(row)
             await s.commit()
 
-    async def _deliver(self, *, key: str, patient_id: str, clinic_id: str, kind: str, text: str,
-                       subject_id: str | None, workflow_id: str | None, buttons: list[Button],
-                       template: str | None, voice: bool) -> SendResult:
+    async def _deliver(
+        self,
+        *,
+        key: str,
+        patient_id: str,
+        clinic_id: str,
+        kind: str,
+        text: str,
+        subject_id: str | None,
+        workflow_id: str | None,
+        buttons: list[Button],
+        template: str | None,
+        voice: bool,
+    ) -> SendResult:
         async with self.deps.sessions() as s:
             patient = await s.get(Patient, patient_id)
             guardian = None
             if patient is not None and patient.guardian_id:
                 guardian = await s.get(Patient, patient.guardian_id)
         if patient is None:
-            raise ApplicationError(f"patient {patient_id} not found", type="NotFound",
-                                   non_retryable=True)
+            raise ApplicationError(f"patient {patient_id} not found", type="NotFound", non_retryable=True)
         recipient = guardian or patient
         planned = self.channels_for(recipient, voice)
-        row = await self._claim(MessageLog(
-            idempotency_key=key, direction="out",
-            channel=planned[0] if planned else (Channel.voice if voice else
-                                               recipient.preferred_channel),
-            kind=kind, status="pending", patient_id=patient.id, recipient_id=recipient.id,
-            clinic_id=clinic_id, subject_id=subject_id, workflow_id=workflow_id, body=text,
-            payload={"buttons": [asdict(b) for b in buttons], "template": template,
-                     "attempts": []},
-        ))
+        row = await self._claim(
+            MessageLog(
+                idempotency_key=key,
+                direction="out",
+                channel=planned[0] if planned else (Channel.voice if voice else recipient.preferred_channel),
+                kind=kind,
+                status="pending",
+                patient_id=patient.id,
+                recipient_id=recipient.id,
+                clinic_id=clinic_id,
+                subject_id=subject_id,
+                workflow_id=workflow_id,
+                body=text,
+                payload={"buttons": [asdict(b) for b in buttons], "template": template, "attempts": []},
+            )
+        )
         ctx = {"idempotency_key": key, "kind": kind, "subject_id": subject_id}
         if row.status in DONE_SENT:
             return SendResult("sent", row.channel.value, row.provider_message_id, duplicate=True)
@@ -148,8 +186,7 @@ class MessagingActivities:
             return SendResult(row.status, row.channel.value, None, duplicate=True)
         if row.status == "sending":
             # An earlier attempt died mid-call: at most once, do not resend (module docstring).
-            await self._save(row, status="unconfirmed",
-                             error="attempt lost during the provider call; not resent")
+            await self._save(row, status="unconfirmed", error="attempt lost during the provider call; not resent")
             log.warning("send outcome unknown; not resending", channel=row.channel.value, **ctx)
             return SendResult("sent", row.channel.value, row.provider_message_id, duplicate=True)
 
@@ -171,33 +208,51 @@ class MessagingActivities:
             try:
                 sent = await self._call(channel, recipient, row, buttons, template)
             except ProviderRejected as e:
-                attempts = [*row.payload.get("attempts", []),
-                            {"channel": channel.value, "status": e.status, "error": str(e)[:300]}]
-                await self._save(row, status="pending", payload={**row.payload,
-                                                                  "attempts": attempts},
-                                 error=str(e)[:1000])
-                log.warning("provider refused; trying the next channel",
-                            channel=channel.value, http_status=e.status, **ctx)
+                attempts = [
+                    *row.payload.get("attempts", []),
+                    {"channel": channel.value, "status": e.status, "error": str(e)[:300]},
+                ]
+                await self._save(
+                    row, status="pending", payload={**row.payload, "attempts": attempts}, error=str(e)[:1000]
+                )
+                log.warning(
+                    "provider refused; trying the next channel", channel=channel.value, http_status=e.status, **ctx
+                )
                 continue
             except ProviderUnavailable as e:
                 if not e.maybe_sent:
                     await self._save(row, status="pending", error=str(e)[:1000])
-                log.warning("provider unavailable; will retry", channel=channel.value,
-                            http_status=e.status, maybe_sent=e.maybe_sent, **ctx)
+                log.warning(
+                    "provider unavailable; will retry",
+                    channel=channel.value,
+                    http_status=e.status,
+                    maybe_sent=e.maybe_sent,
+                    **ctx,
+                )
                 raise ApplicationError(str(e), type="ProviderUnavailable") from e
-            await self._save(row, status="sent", provider_message_id=sent.provider_message_id,
-                             payload={**row.payload, **sent.raw}, error=None)
-            log.info("message sent", channel=channel.value, provider_message_id=
-                     sent.provider_message_id, recipient_is_guardian=recipient.id != patient.id,
-                     **ctx)
+            await self._save(
+                row,
+                status="sent",
+                provider_message_id=sent.provider_message_id,
+                payload={**row.payload, **sent.raw},
+                error=None,
+            )
+            log.info(
+                "message sent",
+                channel=channel.value,
+                provider_message_id=sent.provider_message_id,
+                recipient_is_guardian=recipient.id != patient.id,
+                **ctx,
+            )
             return SendResult("sent", channel.value, sent.provider_message_id)
 
         await self._save(row, status="failed")
         log.warning("message not sent: every channel refused", **ctx)
         return SendResult("failed", row.channel.value)
 
-    async def _call(self, channel: Channel, recipient: Patient, row: MessageLog,
-                    buttons: list[Button], template: str | None) -> Sent:
+    async def _call(
+        self, channel: Channel, recipient: Patient, row: MessageLog, buttons: list[Button], template: str | None
+    ) -> Sent:
         text = row.body or ""
         if self.deps.settings.sandbox_providers:
             return await self.sandbox.send(channel.value)

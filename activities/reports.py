@@ -36,10 +36,11 @@ def month_bounds(month: str) -> tuple[date, date]:
 
 async def paid_in_month(session: AsyncSession, month: str) -> list[Invoice]:
     start, end = month_bounds(month)
-    q = (select(Invoice)
-         .where(col(Invoice.paid_on).is_not(None), col(Invoice.paid_on) >= start,
-                col(Invoice.paid_on) < end)
-         .order_by(col(Invoice.category), col(Invoice.expense_type), col(Invoice.paid_on)))
+    q = (
+        select(Invoice)
+        .where(col(Invoice.paid_on).is_not(None), col(Invoice.paid_on) >= start, col(Invoice.paid_on) < end)
+        .order_by(col(Invoice.category), col(Invoice.expense_type), col(Invoice.paid_on))
+    )
     return list((await session.exec(q)).all())
 
 
@@ -66,14 +67,13 @@ def build_expense_workbook(month: str, invoices: list[Invoice]) -> tuple[bytes, 
     ws.append(["Category", "Expense type", "Currency", "Payments", "Amount"])
     for c in ws[2]:
         c.font = bold
-    for (cat, cur) in sorted(by_cat):
+    for cat, cur in sorted(by_cat):
         ws.append([cat, None, cur, cat_count[(cat, cur)], cat_tot[(cat, cur)]])
         ws.cell(ws.max_row, 1).font = bold
         for et, amt in sorted(by_cat[(cat, cur)].items()):
             ws.append([None, et, cur, None, amt])
     for cur, amt in sorted(grand.items()):
-        ws.append(["Total", None, cur, sum(c for (_, k), c in cat_count.items() if k == cur),
-                   amt])
+        ws.append(["Total", None, cur, sum(c for (_, k), c in cat_count.items() if k == cur), amt])
         ws.cell(ws.max_row, 1).font = bold
     for row in ws.iter_rows(min_row=3, min_col=5, max_col=5):
         row[0].number_format = "#,##0.00"
@@ -81,13 +81,22 @@ def build_expense_workbook(month: str, invoices: list[Invoice]) -> tuple[bytes, 
     ws.column_dimensions["B"].width = 28
 
     pay = wb.create_sheet("Payments")
-    pay.append(["Paid on", "Invoice", "Category", "Expense type", "Supplier", "Payer",
-                "Currency", "Amount"])
+    pay.append(["Paid on", "Invoice", "Category", "Expense type", "Supplier", "Payer", "Currency", "Amount"])
     for c in pay[1]:
         c.font = bold
     for inv in invoices:
-        pay.append([inv.paid_on, inv.id, inv.category, inv.expense_type, inv.supplier_id,
-                    inv.payer_entity_id, inv.currency, Decimal(inv.amount)])
+        pay.append(
+            [
+                inv.paid_on,
+                inv.id,
+                inv.category,
+                inv.expense_type,
+                inv.supplier_id,
+                inv.payer_entity_id,
+                inv.currency,
+                Decimal(inv.amount),
+            ]
+        )
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue(), sum(grand.values(), Decimal("0"))
@@ -111,5 +120,4 @@ class ReportActivities:
         path = folder / f"expenses-{inp.month}-{digest}.xlsx"
         path.write_bytes(data)
         log.info("expense report built", month=inp.month, payments=len(invoices))
-        return ReportFile(month=inp.month, path=str(path), filename=filename, total=str(total),
-                          payments=len(invoices))
+        return ReportFile(month=inp.month, path=str(path), filename=filename, total=str(total), payments=len(invoices))

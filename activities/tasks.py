@@ -23,17 +23,29 @@ class TaskActivities:
     @activity.defn(name="create_operator_task")
     async def create_operator_task(self, req: TaskRequest) -> TaskRef:
         task = OperatorTask(
-            dedup_key=req.dedup_key, kind=req.kind, title=req.title,
-            assigned_role=Role(req.assigned_role), clinic_id=req.clinic_id,
-            patient_id=req.patient_id, subject_type=req.subject_type, subject_id=req.subject_id,
-            workflow_id=req.workflow_id, due_at=req.due_at, details=req.details,
+            dedup_key=req.dedup_key,
+            kind=req.kind,
+            title=req.title,
+            assigned_role=Role(req.assigned_role),
+            clinic_id=req.clinic_id,
+            patient_id=req.patient_id,
+            subject_type=req.subject_type,
+            subject_id=req.subject_id,
+            workflow_id=req.workflow_id,
+            due_at=req.due_at,
+            details=req.details,
         )
         async with self.deps.sessions() as s:
             task, created = await insert_once(s, task, OperatorTask.dedup_key, req.dedup_key)
         if not created:
             return TaskRef(task_id=task.id, created=False)
-        log.info("operator task raised", task_id=task.id, kind=req.kind,
-                 subject_id=req.subject_id, workflow_id=req.workflow_id)
+        log.info(
+            "operator task raised",
+            task_id=task.id,
+            kind=req.kind,
+            subject_id=req.subject_id,
+            workflow_id=req.workflow_id,
+        )
         return TaskRef(task_id=task.id, created=True)
 
     @activity.defn(name="cancel_operator_tasks")

@@ -29,19 +29,39 @@ async def upsert_plan(s: AsyncSession, snap: PlanSnapshot) -> bool:
     now = datetime.now(UTC)
     if row is None:
         p = snap.pricing
-        s.add(TreatmentPlan(
-            id=snap.plan_id, clinic_id=snap.clinic_id, patient_id=snap.patient_id,
-            direction=snap.direction, stage=snap.stage, status=snap.status,
-            next_due_at=snap.next_due_at, workflow_id=snap.workflow_id,
-            subtotal=Decimal(p.subtotal), discount_percent=Decimal(p.discount_percent),
-            discount_amount=Decimal(p.discount_amount), bonus_points=p.bonus_points,
-            total=Decimal(p.total), sync_version=snap.version, updated_at=now))
+        s.add(
+            TreatmentPlan(
+                id=snap.plan_id,
+                clinic_id=snap.clinic_id,
+                patient_id=snap.patient_id,
+                direction=snap.direction,
+                stage=snap.stage,
+                status=snap.status,
+                next_due_at=snap.next_due_at,
+                workflow_id=snap.workflow_id,
+                subtotal=Decimal(p.subtotal),
+                discount_percent=Decimal(p.discount_percent),
+                discount_amount=Decimal(p.discount_amount),
+                bonus_points=p.bonus_points,
+                total=Decimal(p.total),
+                sync_version=snap.version,
+                updated_at=now,
+            )
+        )
         await s.flush()  # the plan row before its items (foreign key)
         for n, it in enumerate(snap.items):
-            s.add(TreatmentPlanItem(
-                id=f"{snap.plan_id[:28]}{n:04d}", plan_id=snap.plan_id, position=n,
-                service=it.service, tooth=it.tooth, unit_price=Decimal(it.unit_price),
-                quantity=it.quantity, line_total=Decimal(it.line_total)))
+            s.add(
+                TreatmentPlanItem(
+                    id=f"{snap.plan_id[:28]}{n:04d}",
+                    plan_id=snap.plan_id,
+                    position=n,
+                    service=it.service,
+                    tooth=it.tooth,
+                    unit_price=Decimal(it.unit_price),
+                    quantity=it.quantity,
+                    line_total=Decimal(it.line_total),
+                )
+            )
         return True
     if row.sync_version >= snap.version:
         return False
@@ -76,12 +96,14 @@ class TreatmentActivities:
                 return BookedAppointment(b.appointment_id, existing.workflow_id, created=False)
             doctor = await s.get(Doctor, b.doctor_id)
             if doctor is None or doctor.clinic_id != b.clinic_id:
-                raise ApplicationError(f"doctor {b.doctor_id} does not work at this clinic",
-                                       {"field": "appointment.doctor_id"}, type="NotFound",
-                                       non_retryable=True)
+                raise ApplicationError(
+                    f"doctor {b.doctor_id} does not work at this clinic",
+                    {"field": "appointment.doctor_id"},
+                    type="NotFound",
+                    non_retryable=True,
+                )
             if await s.get(Patient, b.patient_id) is None:
-                raise ApplicationError(f"patient {b.patient_id} does not exist",
-                                       type="NotFound", non_retryable=True)
+                raise ApplicationError(f"patient {b.patient_id} does not exist", type="NotFound", non_retryable=True)
             ends_at = b.starts_at + timedelta(minutes=b.duration_minutes)
             clash = await doctor_clash(s, b.doctor_id, b.starts_at, ends_at)
             if clash is not None:
@@ -89,13 +111,26 @@ class TreatmentActivities:
                     "the doctor already has a visit at that time "
                     f"({clash.starts_at.isoformat()}–{clash.ends_at.isoformat()})",
                     {"field": "appointment.starts_at", "conflicting_appointment_id": clash.id},
-                    type="Conflict", non_retryable=True)
-            s.add(Appointment(
-                id=b.appointment_id, clinic_id=b.clinic_id, doctor_id=b.doctor_id,
-                patient_id=b.patient_id, service=b.service, starts_at=b.starts_at,
-                ends_at=ends_at, duration_minutes=b.duration_minutes, stage="booked",
-                workflow_id=wf_id, idempotency_key=b.idempotency_key, plan_id=b.plan_id,
-                history=[]))
+                    type="Conflict",
+                    non_retryable=True,
+                )
+            s.add(
+                Appointment(
+                    id=b.appointment_id,
+                    clinic_id=b.clinic_id,
+                    doctor_id=b.doctor_id,
+                    patient_id=b.patient_id,
+                    service=b.service,
+                    starts_at=b.starts_at,
+                    ends_at=ends_at,
+                    duration_minutes=b.duration_minutes,
+                    stage="booked",
+                    workflow_id=wf_id,
+                    idempotency_key=b.idempotency_key,
+                    plan_id=b.plan_id,
+                    history=[],
+                )
+            )
             try:
                 await s.commit()
             except IntegrityError:  # a concurrent attempt won: same row, same effect
@@ -103,5 +138,3 @@ class TreatmentActivities:
                 return BookedAppointment(b.appointment_id, wf_id, created=False)
         log.info("plan visit booked", appointment_id=b.appointment_id, plan_id=b.plan_id)
         return BookedAppointment(b.appointment_id, wf_id, created=True)
-
-

@@ -42,20 +42,22 @@ async def current_user(
     session: SessionDep, settings: SettingsDep, token: Annotated[str | None, Depends(oauth2)]
 ) -> StaffUser:
     if not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated: send a bearer token "
-                            "from POST /v1/auth/token", headers=_UNAUTHORIZED)
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "not authenticated: send a bearer token from POST /v1/auth/token",
+            headers=_UNAUTHORIZED,
+        )
     try:
         claims = decode_token(settings.jwt_secret, token)
     except jwt.ExpiredSignatureError:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token expired; log in again",
-                            headers=_UNAUTHORIZED) from None
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "token expired; log in again", headers=_UNAUTHORIZED
+        ) from None
     except jwt.PyJWTError:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid token",
-                            headers=_UNAUTHORIZED) from None
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid token", headers=_UNAUTHORIZED) from None
     user = await session.get(StaffUser, claims["sub"])
     if user is None or not user.active:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "user not found or disabled",
-                            headers=_UNAUTHORIZED)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "user not found or disabled", headers=_UNAUTHORIZED)
     return user
 
 
@@ -74,8 +76,9 @@ def require_roles(*roles: Role) -> Callable[[StaffUser], Awaitable[StaffUser]]:
     async def _check(user: CurrentUser) -> StaffUser:
         if user.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"role {user.role.value!r} may not do this; allowed: {names}")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"role {user.role.value!r} may not do this; allowed: {names}"
+            )
         return user
 
     return _check

@@ -14,8 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 def field_error(e: ValidationError, prefix: tuple[str, ...] = ("body",)) -> HTTPException:
     return HTTPException(
         422,
-        detail=[{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
-                for err in e.errors()],
+        detail=[{"loc": [*prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in e.errors()],
     )
 
 
@@ -33,8 +32,7 @@ def rejection(err: WorkflowUpdateFailedError) -> HTTPException:
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.__cause__  # what TemporalError.cause returns
     if isinstance(cause, ApplicationError):
-        code = {"Conflict": 409, "Invalid": 422, "NotFound": 404, "Forbidden": 403}.get(
-            cause.type or "", 409)
+        code = {"Conflict": 409, "Invalid": 422, "NotFound": 404, "Forbidden": 403}.get(cause.type or "", 409)
         extra = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
         return HTTPException(code, detail={"message": cause.message, **extra})
     return HTTPException(409, detail={"message": "the journey refused this request"})
@@ -55,9 +53,9 @@ def install(app: FastAPI) -> None:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return JSONResponse(status_code=404, content={"detail": "journey not found"})
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            return JSONResponse(status_code=503,
-                                content={"detail": "Temporal is unavailable; retry shortly"})
+            return JSONResponse(status_code=503, content={"detail": "Temporal is unavailable; retry shortly"})
         if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
-            return JSONResponse(status_code=429, content={"detail": "too many requests in flight "
-                                                          "for this journey; retry shortly"})
+            return JSONResponse(
+                status_code=429, content={"detail": "too many requests in flight for this journey; retry shortly"}
+            )
         return JSONResponse(status_code=502, content={"detail": "Temporal error"})

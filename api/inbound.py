@@ -46,8 +46,9 @@ log = get_logger("api.inbound")
 
 # Carrier opt-out vocabulary (CTIA / Twilio) plus Russian and Ukrainian. CANCEL is here on
 # purpose: it is an opt-out word, never an appointment keyword.
-STOP_WORDS = frozenset({"stop", "unsubscribe", "end", "quit", "stopall", "revoke", "optout",
-                        "cancel", "стоп", "отписаться", "відписатися"})
+STOP_WORDS = frozenset(
+    {"stop", "unsubscribe", "end", "quit", "stopall", "revoke", "optout", "cancel", "стоп", "отписаться", "відписатися"}
+)
 START_WORDS = frozenset({"start", "unstop", "старт"})
 STALE_CLAIM = timedelta(seconds=10)
 DEDUP_RETENTION = timedelta(days=30)  # providers redeliver for up to ~7 days
@@ -100,22 +101,31 @@ def opt_word(text: str | None) -> str | None:
     return None
 
 
-async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str,
-                     **kw: Any) -> None:
+async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str, **kw: Any) -> None:
     """Idempotent on dedup_key (a unique row), like the create_operator_task activity."""
-    await insert_once(s, OperatorTask(dedup_key=dedup_key, kind=kind, title=title, **kw),
-                      OperatorTask.dedup_key, dedup_key)
+    await insert_once(
+        s, OperatorTask(dedup_key=dedup_key, kind=kind, title=title, **kw), OperatorTask.dedup_key, dedup_key
+    )
 
 
 async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:
     """The dedup row; None when this delivery was already handled (or is being handled)."""
     row = MessageLog(
-        idempotency_key=msg.dedup_key, direction="in", channel=msg.channel,
-        kind="call_status" if msg.kind == "call_status" else "reply", status="received",
+        idempotency_key=msg.dedup_key,
+        direction="in",
+        channel=msg.channel,
+        kind="call_status" if msg.kind == "call_status" else "reply",
+        status="received",
         provider_message_id=msg.provider_message_id,
         body=msg.text if msg.text is not None else (msg.digit or msg.button_id),
-        payload={"kind": msg.kind, "source": msg.source, "button_id": msg.button_id,
-                 "digit": msg.digit, "call_status": msg.call_status, **msg.extra},
+        payload={
+            "kind": msg.kind,
+            "source": msg.source,
+            "button_id": msg.button_id,
+            "digit": msg.digit,
+            "call_status": msg.call_status,
+            **msg.extra,
+        },
     )
     found, inserted = await insert_once(s, row, MessageLog.idempotency_key, msg.dedup_key)
     if inserted:
@@ -153,14 +163,15 @@ async def _target(s: AsyncSession, family: list[str], msg: Inbound) -> Appointme
         appt = await s.get(Appointment, wanted)
         if appt is not None and appt.patient_id in family:
             return appt
-    q = select(Appointment).where(col(Appointment.patient_id).in_(family),
-                                  col(Appointment.stage).in_(OPEN_STAGES))
+    q = select(Appointment).where(col(Appointment.patient_id).in_(family), col(Appointment.stage).in_(OPEN_STAGES))
     appts = list((await s.exec(q)).all())
     if not appts:
         # No visit ahead: the most recent finished visit may still be waiting for its survey.
-        q = select(Appointment).where(col(Appointment.patient_id).in_(family),
-                                      Appointment.stage == "finished",
-                                      col(Appointment.ends_at) >= utcnow() - SURVEY_HORIZON)
+        q = select(Appointment).where(
+            col(Appointment.patient_id).in_(family),
+            Appointment.stage == "finished",
+            col(Appointment.ends_at) >= utcnow() - SURVEY_HORIZON,
+        )
         finished = list((await s.exec(q)).all())
         return max(finished, key=lambda a: as_utc(a.ends_at) or utcnow(), default=None)
     cutoff = utcnow() - RECENT_START
@@ -179,26 +190,31 @@ async def _finish(s: AsyncSession, row: MessageLog, status: str, **kw: Any) -> N
     await s.commit()
 
 
-async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Client | None,
-                        msg: Inbound) -> Routed:
+async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Client | None, msg: Inbound) -> Routed:
     await _maybe_purge(sessions)
     async with sessions() as s:
         row = await _claim(s, msg)
         if row is None:
-            log.info("inbound duplicate ignored", channel=msg.channel.value,
-                     dedup_key=msg.dedup_key)
+            log.info("inbound duplicate ignored", channel=msg.channel.value, dedup_key=msg.dedup_key)
             return Routed("duplicate")
         senders = await _senders(s, msg)
         if not senders:
             await raise_task(
-                s, f"unknown_sender:{msg.dedup_key}", "unknown_sender",
+                s,
+                f"unknown_sender:{msg.dedup_key}",
+                "unknown_sender",
                 f"Message from an unknown {msg.channel.value} sender",
-                details={"channel": msg.channel.value, "from": msg.phone or msg.telegram_chat_id,
-                         "text": msg.text, "button_id": msg.button_id, "digit": msg.digit})
+                details={
+                    "channel": msg.channel.value,
+                    "from": msg.phone or msg.telegram_chat_id,
+                    "text": msg.text,
+                    "button_id": msg.button_id,
+                    "digit": msg.digit,
+                },
+            )
             await _finish(s, row, "unknown_sender")
             # The sender's number goes to the task (the DB), never to the log.
-            log.warning("inbound from unknown sender", channel=msg.channel.value,
-                        dedup_key=msg.dedup_key)
+            log.warning("inbound from unknown sender", channel=msg.channel.value, dedup_key=msg.dedup_key)
             return Routed("unknown_sender", message_id=row.id)
         sender = senders[0]
         row.patient_id = sender.id
@@ -210,22 +226,28 @@ async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Cl
                 s.add(p)
             outcome = "opted_out" if word == "stop" else "opted_in"
             await _finish(s, row, outcome)
-            log.info("patient messaging preference changed", outcome=outcome,
-                     patient_id=sender.id, channel=msg.channel.value)
+            log.info(
+                "patient messaging preference changed", outcome=outcome, patient_id=sender.id, channel=msg.channel.value
+            )
             return Routed(outcome, patient_id=sender.id, message_id=row.id)
 
         ids = [p.id for p in senders]
-        children = (await s.exec(select(Patient.id).where(
-            col(Patient.guardian_id).in_(ids)))).all()
+        children = (await s.exec(select(Patient.id).where(col(Patient.guardian_id).in_(ids)))).all()
         family = [*ids, *children]
         appt = await _target(s, family, msg)
         clinic_id = appt.clinic_id if appt else sender.clinic_id
         if appt is not None:
             wf_id = appointment_workflow_id(appt.id)
             reply = PatientReply(
-                source=msg.source, kind=msg.kind, text=msg.text, button_id=msg.button_id,
-                digit=msg.digit, call_status=msg.call_status,
-                provider_message_id=msg.provider_message_id, received_at=msg.received_at)
+                source=msg.source,
+                kind=msg.kind,
+                text=msg.text,
+                button_id=msg.button_id,
+                digit=msg.digit,
+                call_status=msg.call_status,
+                provider_message_id=msg.provider_message_id,
+                received_at=msg.received_at,
+            )
             if temporal is None:
                 raise RuntimeError("Temporal is not connected yet")
             try:
@@ -233,49 +255,68 @@ async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Cl
             except RPCError as e:
                 if e.status != RPCStatusCode.NOT_FOUND:
                     raise  # row stays `received`: the provider's retry processes it again
-                log.info("appointment journey not running; reply goes to an operator",
-                         appointment_id=appt.id)
+                log.info("appointment journey not running; reply goes to an operator", appointment_id=appt.id)
             else:
-                await _finish(s, row, "signalled", subject_id=appt.id, workflow_id=wf_id,
-                              clinic_id=clinic_id)
-                log.info("patient reply signalled", channel=msg.channel.value, kind=msg.kind,
-                         appointment_id=appt.id, workflow_id=wf_id, patient_id=sender.id)
-                return Routed("signalled", appointment_id=appt.id, patient_id=sender.id,
-                              message_id=row.id)
+                await _finish(s, row, "signalled", subject_id=appt.id, workflow_id=wf_id, clinic_id=clinic_id)
+                log.info(
+                    "patient reply signalled",
+                    channel=msg.channel.value,
+                    kind=msg.kind,
+                    appointment_id=appt.id,
+                    workflow_id=wf_id,
+                    patient_id=sender.id,
+                )
+                return Routed("signalled", appointment_id=appt.id, patient_id=sender.id, message_id=row.id)
         if msg.kind == "call_status":  # a robot call nobody is waiting for any more
             await _finish(s, row, "recorded", subject_id=appt.id if appt else None)
             return Routed("recorded", patient_id=sender.id, message_id=row.id)
         await raise_task(
-            s, f"unread_message:{msg.dedup_key}", "unread_message",
+            s,
+            f"unread_message:{msg.dedup_key}",
+            "unread_message",
             f"Unread {msg.channel.value} message from a patient",
-            patient_id=sender.id, clinic_id=clinic_id,
-            subject_type="appointment" if appt else None, subject_id=appt.id if appt else None,
-            details={"channel": msg.channel.value, "text": msg.text, "button_id": msg.button_id,
-                     "digit": msg.digit, "call_status": msg.call_status,
-                     "message_log_id": row.id})
-        await _finish(s, row, "unread", clinic_id=clinic_id,
-                      subject_id=appt.id if appt else None)
-        log.info("patient message without an open appointment: operator task",
-                 channel=msg.channel.value, patient_id=sender.id)
+            patient_id=sender.id,
+            clinic_id=clinic_id,
+            subject_type="appointment" if appt else None,
+            subject_id=appt.id if appt else None,
+            details={
+                "channel": msg.channel.value,
+                "text": msg.text,
+                "button_id": msg.button_id,
+                "digit": msg.digit,
+                "call_status": msg.call_status,
+                "message_log_id": row.id,
+            },
+        )
+        await _finish(s, row, "unread", clinic_id=clinic_id, subject_id=appt.id if appt else None)
+        log.info(
+            "patient message without an open appointment: operator task",
+            channel=msg.channel.value,
+            patient_id=sender.id,
+        )
         return Routed("unread", patient_id=sender.id, message_id=row.id)
 
 
 # Provider statuses only ever move a sent message forward.
 _STATUS_RANK = {"delivered": 3, "read": 4, "undelivered": 5, "failed": 5}
-_CURRENT_RANK = {"sent": 2, "unconfirmed": 2, "delivered": 3, "read": 4, "undelivered": 5,
-                 "failed": 5}
+_CURRENT_RANK = {"sent": 2, "unconfirmed": 2, "delivered": 3, "read": 4, "undelivered": 5, "failed": 5}
 
 
-async def record_status(sessions: async_sessionmaker[AsyncSession], provider_message_id: str,
-                        status: str, error: str | None = None) -> bool:
+async def record_status(
+    sessions: async_sessionmaker[AsyncSession], provider_message_id: str, status: str, error: str | None = None
+) -> bool:
     """A delivery receipt (WhatsApp statuses, Twilio MessageStatus). Idempotent."""
     rank = _STATUS_RANK.get(status)
     if rank is None:
         return False
     async with sessions() as s:
-        rows = (await s.exec(select(MessageLog).where(
-            MessageLog.provider_message_id == provider_message_id,
-            MessageLog.direction == "out"))).all()
+        rows = (
+            await s.exec(
+                select(MessageLog).where(
+                    MessageLog.provider_message_id == provider_message_id, MessageLog.direction == "out"
+                )
+            )
+        ).all()
         changed = False
         for row in rows:
             if rank > _CURRENT_RANK.get(row.status, 0):
@@ -289,14 +330,15 @@ async def record_status(sessions: async_sessionmaker[AsyncSession], provider_mes
     return changed
 
 
-async def purge_dedup_rows(sessions: async_sessionmaker[AsyncSession],
-                           older_than: timedelta = DEDUP_RETENTION) -> int:
+async def purge_dedup_rows(sessions: async_sessionmaker[AsyncSession], older_than: timedelta = DEDUP_RETENTION) -> int:
     """Inbound rows past every provider's redelivery horizon (the reply itself lives on in
     the journey's history and the operator tasks)."""
     async with sessions() as s:
-        res = await s.exec(delete(MessageLog).where(
-            col(MessageLog.direction) == "in",
-            col(MessageLog.created_at) < utcnow() - older_than))
+        res = await s.exec(
+            delete(MessageLog).where(
+                col(MessageLog.direction) == "in", col(MessageLog.created_at) < utcnow() - older_than
+            )
+        )
         await s.commit()
         return int(res.rowcount or 0)
 

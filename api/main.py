@@ -29,11 +29,9 @@ async def _connect_temporal(app: FastAPI, settings: Settings) -> None:
     while app.state.temporal is None:
         try:
             app.state.temporal = await connect(settings)
-            log.info("temporal connected", address=settings.temporal_address,
-                     namespace=settings.temporal_namespace)
+            log.info("temporal connected", address=settings.temporal_address, namespace=settings.temporal_namespace)
         except Exception as e:  # noqa: BLE001
-            log.warning("temporal not reachable yet", address=settings.temporal_address,
-                        error=type(e).__name__)
+            log.warning("temporal not reachable yet", address=settings.temporal_address, error=type(e).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
 
@@ -90,8 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The route template, not the raw path: paths may carry a secret (/codec/k/{secret}) and
         # query strings names or numbers. Unmatched paths are logged as such.
         route = request.scope.get("route")
-        log.info("request", method=request.method, path=getattr(route, "path", "<unmatched>"),
-                 status=response.status_code, ms=round((time.perf_counter() - start) * 1000, 1))
+        log.info(
+            "request",
+            method=request.method,
+            path=getattr(route, "path", "<unmatched>"),
+            status=response.status_code,
+            ms=round((time.perf_counter() - start) * 1000, 1),
+        )
         return response
 
     errors.install(app)
@@ -105,8 +108,7 @@ def main() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_config=None, access_log=False)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

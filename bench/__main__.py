@@ -82,37 +82,60 @@ async def main(n: int, database_url: str | None = None) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN),
-                                                search_attributes=sa.ALL)
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN), search_attributes=sa.ALL)
     data = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
-    settings = Settings(DATA_DIR=data, TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
-                        TEMPORAL_TASK_QUEUE="bench", API_PORT=port, LOG_LEVEL="WARNING")
+    settings = Settings(
+        DATA_DIR=data,
+        TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE="bench",
+        API_PORT=port,
+        LOG_LEVEL="WARNING",
+    )
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
     configure_logging("WARNING", json_output=True)
     migrate(settings.database_url)
     await _create_user(settings.database_url, "bench", "bench-password", Role.admin, None, None, False)
     client = await connect(settings)
-    worker = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")],
-                              env=_env(settings), cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    worker = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "worker.py")],
+        env=_env(settings),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     try:
         while not server.started:
             await asyncio.sleep(0.05)
         http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        token = (await http.post("/v1/auth/token", data={
-            "username": "bench", "password": "bench-password"})).json()["access_token"]
+        token = (await http.post("/v1/auth/token", data={"username": "bench", "password": "bench-password"})).json()[
+            "access_token"
+        ]
         http.headers["Authorization"] = f"Bearer {token}"
-        clinic = (await http.post("/v1/clinics", json={
-            "name": "Bench", "address": "Kyiv", "phone": "+380441234567",
-            "timezone": "Europe/Kyiv", "policy": {"quiet_hours": None}})).json()
-        doctor = (await http.post("/v1/doctors", json={
-            "clinic_id": clinic["id"], "full_name": "Dr Bench", "specialty": "therapy"})).json()
-        patient = (await http.post("/v1/patients", json={
-            "full_name": "Bench Patient", "phone": "+380671234567",
-            "preferred_channel": "sms"})).json()
+        clinic = (
+            await http.post(
+                "/v1/clinics",
+                json={
+                    "name": "Bench",
+                    "address": "Kyiv",
+                    "phone": "+380441234567",
+                    "timezone": "Europe/Kyiv",
+                    "policy": {"quiet_hours": None},
+                },
+            )
+        ).json()
+        doctor = (
+            await http.post(
+                "/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr Bench", "specialty": "therapy"}
+            )
+        ).json()
+        patient = (
+            await http.post(
+                "/v1/patients",
+                json={"full_name": "Bench Patient", "phone": "+380671234567", "preferred_channel": "sms"},
+            )
+        ).json()
         base = datetime.now(UTC) + timedelta(days=3)
 
         sdk_ids: list[str] = []
@@ -122,24 +145,42 @@ async def main(n: int, database_url: str | None = None) -> None:
             start = base + timedelta(hours=i)
             await client.start_workflow(
                 APPOINTMENT_WORKFLOW,
-                AppointmentInput(appointment_id=aid, clinic_id=clinic["id"],
-                                 patient_id=patient["id"], doctor_id=doctor["id"],
-                                 starts_at=start, duration_minutes=30, service="Check-up",
-                                 timezone="Europe/Kyiv"),
-                id=appointment_workflow_id(aid), task_queue=settings.temporal_task_queue,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(sa.CLINIC_ID, clinic["id"]),
-                    SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
-                    SearchAttributePair(sa.APPOINTMENT_START, start)]))
+                AppointmentInput(
+                    appointment_id=aid,
+                    clinic_id=clinic["id"],
+                    patient_id=patient["id"],
+                    doctor_id=doctor["id"],
+                    starts_at=start,
+                    duration_minutes=30,
+                    service="Check-up",
+                    timezone="Europe/Kyiv",
+                ),
+                id=appointment_workflow_id(aid),
+                task_queue=settings.temporal_task_queue,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.CLINIC_ID, clinic["id"]),
+                        SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
+                        SearchAttributePair(sa.APPOINTMENT_START, start),
+                    ]
+                ),
+            )
             sdk_ids.append(aid)
 
         api_ids: list[str] = []
 
         async def api_start(i: int) -> None:
-            r = await http.post("/v1/appointments", json={
-                "patient_id": patient["id"], "clinic_id": clinic["id"],
-                "doctor_id": doctor["id"], "duration_minutes": 30, "service": "Check-up",
-                "starts_at": (base + timedelta(days=30, hours=i)).isoformat()})
+            r = await http.post(
+                "/v1/appointments",
+                json={
+                    "patient_id": patient["id"],
+                    "clinic_id": clinic["id"],
+                    "doctor_id": doctor["id"],
+                    "duration_minutes": 30,
+                    "service": "Check-up",
+                    "starts_at": (base + timedelta(days=30, hours=i)).isoformat(),
+                },
+            )
             r.raise_for_status()
             api_ids.append(r.json()["id"])
 
@@ -151,7 +192,8 @@ async def main(n: int, database_url: str | None = None) -> None:
 
         async def sdk_update(i: int) -> None:
             await client.get_workflow_handle(appointment_workflow_id(sdk_ids[i])).execute_update(
-                "cancel", CancelRequest(reason="bench"))
+                "cancel", CancelRequest(reason="bench")
+            )
 
         async def api_update(i: int) -> None:
             r = await http.post(f"/v1/appointments/{api_ids[i]}/cancel", json={"reason": "bench"})
@@ -160,9 +202,11 @@ async def main(n: int, database_url: str | None = None) -> None:
         while (await http.get("/health")).status_code != 200:  # the worker is polling
             await asyncio.sleep(0.2)
         results = []
-        for name, sdk_fn, api_fn in (("start", sdk_start, api_start),
-                                     ("query", sdk_query, api_query),
-                                     ("update", sdk_update, api_update)):
+        for name, sdk_fn, api_fn in (
+            ("start", sdk_start, api_start),
+            ("query", sdk_query, api_query),
+            ("update", sdk_update, api_update),
+        ):
             sdk_t, api_t = await timed(n, sdk_fn, api_fn)
             results.append(row(name, sdk_t, api_t))
         db = settings.database_url.split(":", 1)[0]

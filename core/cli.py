@@ -14,8 +14,9 @@ from core.settings import Settings, get_settings
 if TYPE_CHECKING:
     from temporalio.client import Client
 
-app = typer.Typer(help="patient-journeys: clinic patient journeys on Temporal.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="patient-journeys: clinic patient journeys on Temporal.", no_args_is_help=True, add_completion=False
+)
 
 
 @app.command()
@@ -31,8 +32,9 @@ def migrate() -> None:
 def create_user(
     username: str = typer.Option(..., "--username", "-u", help="login name"),
     password: str = typer.Option(..., "--password", "-p", help="at least 8 characters"),
-    role: str = typer.Option(..., "--role", "-r", help="front_desk, operator, doctor, accountant, "
-                             "deputy_director, director, ops or admin"),
+    role: str = typer.Option(
+        ..., "--role", "-r", help="front_desk, operator, doctor, accountant, deputy_director, director, ops or admin"
+    ),
     email: str = typer.Option(None, "--email", help="for e-mailed notifications and reports"),
     full_name: str = typer.Option(None, "--full-name"),
     update: bool = typer.Option(False, "--update", help="change password/role if the user exists"),
@@ -43,13 +45,14 @@ def create_user(
     try:
         role_v = Role(role)
     except ValueError:
-        raise typer.BadParameter(f"unknown role {role!r}; one of: "
-                                 + ", ".join(r.value for r in Role), param_hint="--role") from None
+        raise typer.BadParameter(
+            f"unknown role {role!r}; one of: " + ", ".join(r.value for r in Role), param_hint="--role"
+        ) from None
     if len(password) < 8:
-        raise typer.BadParameter("password must have at least 8 characters",
-                                 param_hint="--password")
-    created = asyncio.run(_create_user(get_settings().database_url, username, password, role_v, email,
-                                       full_name, update))
+        raise typer.BadParameter("password must have at least 8 characters", param_hint="--password")
+    created = asyncio.run(
+        _create_user(get_settings().database_url, username, password, role_v, email, full_name, update)
+    )
     typer.echo(f"{'created' if created else 'updated'} user {username!r} with role {role_v.value}")
 
 
@@ -202,12 +205,17 @@ async def _register_search_attributes(client: Client, s: Settings) -> None:
     from core.search_attributes import ALL
 
     have = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=s.temporal_namespace))
-    missing = {k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
-               for k in ALL if k.name not in have.custom_attributes}
+        ListSearchAttributesRequest(namespace=s.temporal_namespace)
+    )
+    missing = {
+        k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
+        for k in ALL
+        if k.name not in have.custom_attributes
+    }
     if missing:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=s.temporal_namespace, search_attributes=missing))
+            AddSearchAttributesRequest(namespace=s.temporal_namespace, search_attributes=missing)
+        )
     typer.echo(f"registered: {sorted(missing) or 'nothing new'}")
 
 
@@ -236,8 +244,7 @@ def demo(
     if not pw_file.exists():
         raise typer.BadParameter(f"{pw_file} is missing: run `journeys ensure-admin` first")
     with httpx.Client(base_url=url, timeout=30) as h:
-        tok = h.post("/v1/auth/token", data={"username": "admin",
-                                             "password": pw_file.read_text().strip()})
+        tok = h.post("/v1/auth/token", data={"username": "admin", "password": pw_file.read_text().strip()})
         tok.raise_for_status()
         h.headers["Authorization"] = f"Bearer {tok.json()['access_token']}"
 
@@ -247,32 +254,57 @@ def demo(
                 raise typer.BadParameter(f"{path}: {r.status_code} {r.text}")
             return r.json()
 
-        clinic = post("/v1/clinics", {
-            "name": f"Demo clinic {uuid.uuid4().hex[:4]}", "address": "1 Khreshchatyk St, Kyiv",
-            "phone": "+380441234567", "timezone": "Europe/Kyiv",
-            "review_url": "https://example.org/reviews/demo",
-            "policy": {"reminder_lead": 120, "reask_interval": 20, "reask_count": 3,
-                       "voice_call_after": 20, "confirm_deadline": 45, "no_show_grace": 30,
-                       "feedback_delay": 30, "survey_timeout": 300, "quiet_hours": None}})
+        clinic = post(
+            "/v1/clinics",
+            {
+                "name": f"Demo clinic {uuid.uuid4().hex[:4]}",
+                "address": "1 Khreshchatyk St, Kyiv",
+                "phone": "+380441234567",
+                "timezone": "Europe/Kyiv",
+                "review_url": "https://example.org/reviews/demo",
+                "policy": {
+                    "reminder_lead": 120,
+                    "reask_interval": 20,
+                    "reask_count": 3,
+                    "voice_call_after": 20,
+                    "confirm_deadline": 45,
+                    "no_show_grace": 30,
+                    "feedback_delay": 30,
+                    "survey_timeout": 300,
+                    "quiet_hours": None,
+                },
+            },
+        )
         start = datetime.now(UTC) + timedelta(minutes=minutes)
-        for i, (name, service) in enumerate([("Demo Patient A", "Implant placement"),
-                                             ("Demo Patient B", "Hygiene"),
-                                             ("Demo Patient C", "Extraction")]):
-            doctor = post("/v1/doctors", {"clinic_id": clinic["id"],
-                                          "full_name": f"Dr Demo {i + 1}", "specialty": "therapy"})
-            patient = post("/v1/patients", {"full_name": name, "clinic_id": clinic["id"],
-                                            "phone": f"+38067{uuid.uuid4().int % 10**7:07d}"})
-            appt = post("/v1/appointments", {
-                "patient_id": patient["id"], "clinic_id": clinic["id"], "doctor_id": doctor["id"],
-                "starts_at": (start + timedelta(minutes=i)).isoformat(), "duration_minutes": 5,
-                "service": service})
-            typer.echo(f"booked {appt['id']} ({service}) for patient {patient['id']} "
-                       f"at {appt['starts_at']}")
-    typer.echo(f"\nclinic {clinic['id']}. Watch: {s.temporal_ui_url}/namespaces/"
-               f"{s.temporal_namespace}/workflows?query=ClinicId%3D%22{clinic['id']}%22\n"
-               f"Answer as a patient: POST {url}/v1/sandbox/reply "
-               "{\"patient_id\": \"...\", \"text\": \"да\"}; "
-               f"see messages at GET {url}/v1/sandbox/messages")
+        for i, (name, service) in enumerate(
+            [("Demo Patient A", "Implant placement"), ("Demo Patient B", "Hygiene"), ("Demo Patient C", "Extraction")]
+        ):
+            doctor = post(
+                "/v1/doctors", {"clinic_id": clinic["id"], "full_name": f"Dr Demo {i + 1}", "specialty": "therapy"}
+            )
+            patient = post(
+                "/v1/patients",
+                {"full_name": name, "clinic_id": clinic["id"], "phone": f"+38067{uuid.uuid4().int % 10**7:07d}"},
+            )
+            appt = post(
+                "/v1/appointments",
+                {
+                    "patient_id": patient["id"],
+                    "clinic_id": clinic["id"],
+                    "doctor_id": doctor["id"],
+                    "starts_at": (start + timedelta(minutes=i)).isoformat(),
+                    "duration_minutes": 5,
+                    "service": service,
+                },
+            )
+            typer.echo(f"booked {appt['id']} ({service}) for patient {patient['id']} at {appt['starts_at']}")
+    typer.echo(
+        f"\nclinic {clinic['id']}. Watch: {s.temporal_ui_url}/namespaces/"
+        f"{s.temporal_namespace}/workflows?query=ClinicId%3D%22{clinic['id']}%22\n"
+        f"Answer as a patient: POST {url}/v1/sandbox/reply "
+        '{"patient_id": "...", "text": "да"}; '
+        f"see messages at GET {url}/v1/sandbox/messages"
+    )
 
 
 if __name__ == "__main__":

@@ -31,30 +31,30 @@ async def temporal_problems(settings: Settings, client: Client | None) -> list[s
     if client is None:
         return [f"temporal not connected ({settings.temporal_address})", "worker unknown"]
     try:
-        responses = await asyncio.gather(*[
-            client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=settings.temporal_namespace,
-                    task_queue=TaskQueue(name=settings.temporal_task_queue),
-                    task_queue_type=kind,
-                ),
-                timeout=timedelta(seconds=3),
-            )
-            for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                         TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
-        ])
+        responses = await asyncio.gather(
+            *[
+                client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=settings.temporal_namespace,
+                        task_queue=TaskQueue(name=settings.temporal_task_queue),
+                        task_queue_type=kind,
+                    ),
+                    timeout=timedelta(seconds=3),
+                )
+                for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+            ]
+        )
     except Exception as e:  # noqa: BLE001
-        return [f"temporal unreachable at {settings.temporal_address} ({type(e).__name__})",
-                "worker unknown"]
+        return [f"temporal unreachable at {settings.temporal_address} ({type(e).__name__})", "worker unknown"]
     now = datetime.now(UTC)
-    fresh = [p for resp in responses for p in resp.pollers
-             if now - p.last_access_time.ToDatetime(tzinfo=UTC) < POLLER_FRESH]
+    fresh = [
+        p for resp in responses for p in resp.pollers if now - p.last_access_time.ToDatetime(tzinfo=UTC) < POLLER_FRESH
+    ]
     if not fresh:
         return [f"no worker polling task queue {settings.temporal_task_queue!r}"]
     return []
 
 
 async def missing(settings: Settings, engine: AsyncEngine, client: Client | None) -> list[str]:
-    db, temporal = await asyncio.gather(database_problem(engine),
-                                        temporal_problems(settings, client))
+    db, temporal = await asyncio.gather(database_problem(engine), temporal_problems(settings, client))
     return [m for m in [db, *temporal] if m]

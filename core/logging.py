@@ -17,12 +17,41 @@ import structlog
 REDACTED = "[redacted]"
 SENSITIVE_KEYS = frozenset(
     {
-        "full_name", "name", "patient_name", "guardian_name", "first_name", "last_name",
-        "phone", "phone_number", "to", "from", "from_", "wa_id", "email", "address",
-        "text", "body", "message", "comment", "birth_date", "password", "token",
-        "access_token", "authorization", "telegram_chat_id", "chat_id", "contact",
+        "full_name",
+        "name",
+        "patient_name",
+        "guardian_name",
+        "first_name",
+        "last_name",
+        "phone",
+        "phone_number",
+        "to",
+        "from",
+        "from_",
+        "wa_id",
+        "email",
+        "address",
+        "text",
+        "body",
+        "message",
+        "comment",
+        "birth_date",
+        "password",
+        "token",
+        "access_token",
+        "authorization",
+        "telegram_chat_id",
+        "chat_id",
+        "contact",
         # free text may hold anything a person typed
-        "note", "notes", "description", "reason", "outcome", "title", "caption", "reply",
+        "note",
+        "notes",
+        "description",
+        "reason",
+        "outcome",
+        "title",
+        "caption",
+        "reply",
     }
 )
 # Convention: the event (first argument) is a constant sentence; data goes in keys, where the
@@ -103,9 +132,7 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
         structlog.processors.format_exc_info,
         redact_processor,
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -114,9 +141,7 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_RedactingFilter())
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processor=renderer)
-    )
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processor=renderer))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -25,8 +25,15 @@ ALL: list[SearchAttributeKey[Any]] = [
     EXPENSE_CATEGORY,
 ]
 
-_CLI_TYPE = {"KEYWORD": "Keyword", "DATETIME": "Datetime", "TEXT": "Text", "INT": "Int",
-             "DOUBLE": "Double", "BOOL": "Bool", "KEYWORD_LIST": "KeywordList"}
+_CLI_TYPE = {
+    "KEYWORD": "Keyword",
+    "DATETIME": "Datetime",
+    "TEXT": "Text",
+    "INT": "Int",
+    "DOUBLE": "Double",
+    "BOOL": "Bool",
+    "KEYWORD_LIST": "KeywordList",
+}
 
 
 def cli_args() -> list[str]:

@@ -80,8 +80,7 @@ class Settings(BaseSettings):
     # Supplier invoices (SPEC §5): a step waiting this long reminds its owner, then escalates
     # to the director. ISO-8601 (`P2D`, `PT4H`) or seconds.
     invoice_remind_after: timedelta = Field(default=timedelta(days=2), alias="INVOICE_REMIND_AFTER")
-    invoice_escalate_after: timedelta = Field(default=timedelta(days=5),
-                                              alias="INVOICE_ESCALATE_AFTER")
+    invoice_escalate_after: timedelta = Field(default=timedelta(days=5), alias="INVOICE_ESCALATE_AFTER")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -27,8 +27,7 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -36,8 +35,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=True)  # SQLite needs batch mode for ALTERs
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True
+        )  # SQLite needs batch mode for ALTERs
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

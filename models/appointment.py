@@ -39,8 +39,9 @@ class Appointment(SQLModel, table=True):
     updated_at: datetime | None = TZ(nullable=True)
 
 
-async def doctor_clash(session: AsyncSession, doctor_id: str, starts_at: datetime,
-                       ends_at: datetime, exclude: str | None = None) -> Appointment | None:
+async def doctor_clash(
+    session: AsyncSession, doctor_id: str, starts_at: datetime, ends_at: datetime, exclude: str | None = None
+) -> Appointment | None:
     """An open visit of the same doctor that intersects [starts_at, ends_at), if any.
     (Timestamps are stored in UTC on every database, so this compares in SQL.)
 
@@ -49,8 +50,11 @@ async def doctor_clash(session: AsyncSession, doctor_id: str, starts_at: datetim
     take the slot. SQLite, the single-machine default, has no row locks."""
     await session.exec(select(Doctor.id).where(Doctor.id == doctor_id).with_for_update())
     q = select(Appointment).where(
-        Appointment.doctor_id == doctor_id, col(Appointment.stage).in_(OPEN_STAGES),
-        col(Appointment.starts_at) < ends_at, col(Appointment.ends_at) > starts_at)
+        Appointment.doctor_id == doctor_id,
+        col(Appointment.stage).in_(OPEN_STAGES),
+        col(Appointment.starts_at) < ends_at,
+        col(Appointment.ends_at) > starts_at,
+    )
     if exclude:
         q = q.where(Appointment.id != exclude)
     return (await session.exec(q)).first()

@@ -62,7 +62,6 @@ class JourneyState:
     version_booked_at: datetime | None = None  # when this version's time was set
 
 
-
 @dataclass
 class AppointmentView:
     """The `state` query answer and every update's result (what the API returns)."""

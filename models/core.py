@@ -57,8 +57,12 @@ def TZ(**kw: Any) -> Any:  # noqa: N802 - a column factory
     return Field(sa_column=Column(UTCDateTime(), **kw))
 
 
-def EnumField(enum_cls: type[enum.Enum], default: Any = None, index: bool = False,  # noqa: N802
-              nullable: bool = False) -> Any:
+def EnumField(
+    enum_cls: type[enum.Enum],
+    default: Any = None,
+    index: bool = False,  # noqa: N802
+    nullable: bool = False,
+) -> Any:
     """Enums stored as plain VARCHAR (no native DB enum type: migrations stay portable)."""
     kind = SAEnum(enum_cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
     col: Column[Any] = Column(kind, index=index, nullable=nullable)
@@ -144,8 +148,14 @@ class PolicyIn(BaseModel):
     max_history_events: int = PField(8000, ge=100, le=40000)
 
     @field_validator(
-        "reminder_lead", "reask_interval", "voice_call_after", "confirm_deadline",
-        "no_show_grace", "feedback_delay", "survey_timeout", "lab_results_after",
+        "reminder_lead",
+        "reask_interval",
+        "voice_call_after",
+        "confirm_deadline",
+        "no_show_grace",
+        "feedback_delay",
+        "survey_timeout",
+        "lab_results_after",
     )
     @classmethod
     def _non_negative(cls, v: timedelta) -> timedelta:

@@ -43,6 +43,5 @@ def detect_kind(head: bytes) -> tuple[str, str] | None:
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):  # OLE2 compound file
         return "doc", "application/msword"
     if head.startswith(b"PK\x03\x04"):
-        return "docx", ("application/vnd.openxmlformats-officedocument."
-                        "wordprocessingml.document")
+        return "docx", ("application/vnd.openxmlformats-officedocument.wordprocessingml.document")
     return None

@@ -43,8 +43,12 @@ class InvoiceState(enum.StrEnum):
 
 
 FINAL_STATES = (InvoiceState.rejected, InvoiceState.completed)
-PAID_STATES = (InvoiceState.paid, InvoiceState.awaiting_closing_documents,
-               InvoiceState.documents_submitted, InvoiceState.completed)
+PAID_STATES = (
+    InvoiceState.paid,
+    InvoiceState.awaiting_closing_documents,
+    InvoiceState.documents_submitted,
+    InvoiceState.completed,
+)
 
 # Whose move it is in each open state. "initiator" is a person, not a role: the staff member
 # who submitted (admins may stand in for anyone).
@@ -66,11 +70,13 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "pay": ((InvoiceState.approved,), InvoiceState.paid, "accountant"),
     # `paid` moves on to `awaiting_closing_documents` by itself once the e-mails are out;
     # documents that arrive in between are accepted all the same.
-    "closing_documents": ((InvoiceState.paid, InvoiceState.awaiting_closing_documents),
-                          InvoiceState.documents_submitted, "initiator"),
+    "closing_documents": (
+        (InvoiceState.paid, InvoiceState.awaiting_closing_documents),
+        InvoiceState.documents_submitted,
+        "initiator",
+    ),
     "verify": ((InvoiceState.documents_submitted,), InvoiceState.completed, "accountant"),
-    "return_documents": ((InvoiceState.documents_submitted,),
-                         InvoiceState.awaiting_closing_documents, "accountant"),
+    "return_documents": ((InvoiceState.documents_submitted,), InvoiceState.awaiting_closing_documents, "accountant"),
 }
 
 
@@ -256,8 +262,7 @@ class Invoice(SQLModel, table=True):
     supplier_id: str | None = Field(default=None, index=True, max_length=32)
     paid_on: date | None = Field(default=None, index=True)
     closing_file_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    actions: list[dict[str, Any]] = Field(default_factory=list,
-                                          sa_column=Column(JSON, nullable=False))
+    actions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = TZ(nullable=False, default=utcnow)
     updated_at: datetime | None = TZ(nullable=True)
 

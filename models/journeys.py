@@ -26,8 +26,7 @@ def appointment_workflow_id(appointment_id: str) -> str:
     return f"appointment-{appointment_id}"
 
 
-STAGES = ("booked", "confirmed", "needs_clarification", "checked_in", "finished", "no_show",
-          "cancelled")
+STAGES = ("booked", "confirmed", "needs_clarification", "checked_in", "finished", "no_show", "cancelled")
 OPEN_STAGES = ("booked", "confirmed", "needs_clarification", "checked_in")
 FHIR_STATUS = {
     "booked": "booked",

@@ -25,8 +25,7 @@ MONEY = Numeric(12, 2)
 
 # FDI two-digit notation: permanent teeth 11-18 ... 41-48, primary teeth 51-55 ... 81-85.
 FDI_TEETH = frozenset(
-    [q * 10 + t for q in (1, 2, 3, 4) for t in range(1, 9)]
-    + [q * 10 + t for q in (5, 6, 7, 8) for t in range(1, 6)]
+    [q * 10 + t for q in (1, 2, 3, 4) for t in range(1, 9)] + [q * 10 + t for q in (5, 6, 7, 8) for t in range(1, 6)]
 )
 
 
@@ -61,23 +60,25 @@ class PricingError(ValueError):
         self.field = field
 
 
-def price_plan(items: list[PlanItemIn], discount_percent: Decimal = Decimal(0),
-               bonus_points: int = 0) -> PlanPrice:
+def price_plan(items: list[PlanItemIn], discount_percent: Decimal = Decimal(0), bonus_points: int = 0) -> PlanPrice:
     """subtotal = Σ round(unit_price × quantity); discount = round(subtotal × pct / 100);
     total = subtotal − discount − bonus points."""
     lines = tuple(
-        PricedLine(i.service, i.tooth, money(i.unit_price), i.quantity,
-                   money(money(i.unit_price) * i.quantity))
+        PricedLine(i.service, i.tooth, money(i.unit_price), i.quantity, money(money(i.unit_price) * i.quantity))
         for i in items
     )
     subtotal = money(sum((ln.line_total for ln in lines), Decimal(0)))
     discount = money(subtotal * Decimal(discount_percent) / HUNDRED)
     discounted = subtotal - discount
     if bonus_points > discounted:
-        raise PricingError("bonus_points", f"bonus_points ({bonus_points}) exceed the discounted "
-                           f"total ({discounted}); at most {int(discounted)} points can be spent")
-    return PlanPrice(lines, subtotal, money(discount_percent), discount, discounted, bonus_points,
-                     money(discounted - bonus_points))
+        raise PricingError(
+            "bonus_points",
+            f"bonus_points ({bonus_points}) exceed the discounted "
+            f"total ({discounted}); at most {int(discounted)} points can be spent",
+        )
+    return PlanPrice(
+        lines, subtotal, money(discount_percent), discount, discounted, bonus_points, money(discounted - bonus_points)
+    )
 
 
 # ----------------------------------------------------------------------------- API schemas
@@ -92,8 +93,10 @@ class PlanItemIn(BaseModel):
     @classmethod
     def _fdi(cls, v: int | None) -> int | None:
         if v is not None and v not in FDI_TEETH:
-            raise ValueError("tooth must be an FDI number: 11-18, 21-28, 31-38, 41-48 "
-                             "(permanent) or 51-55, 61-65, 71-75, 81-85 (primary)")
+            raise ValueError(
+                "tooth must be an FDI number: 11-18, 21-28, 31-38, 41-48 "
+                "(permanent) or 51-55, 61-65, 71-75, 81-85 (primary)"
+            )
         return v
 
 

@@ -72,10 +72,15 @@ def _direction(key: str, title: str, treatment_starts: tuple[str, ...], *stages:
     """Every direction opens with a consultation, may send the patient for lab tests, and
     ends with `completed`."""
     head = (
-        Stage(CONSULTATION, "Consultation", "visit", (LAB_TESTS, *treatment_starts, COMPLETED),
-              service="Consultation"),
-        Stage(LAB_TESTS, "Lab tests (patient went for analyses)", "wait",
-              (*treatment_starts, COMPLETED), callback_days=7, asks_lab_results=True),
+        Stage(CONSULTATION, "Consultation", "visit", (LAB_TESTS, *treatment_starts, COMPLETED), service="Consultation"),
+        Stage(
+            LAB_TESTS,
+            "Lab tests (patient went for analyses)",
+            "wait",
+            (*treatment_starts, COMPLETED),
+            callback_days=7,
+            asks_lab_results=True,
+        ),
     )
     tail = (Stage(COMPLETED, "Treatment completed", "done"),)
     return Direction(key, title, head + stages + tail)
@@ -83,69 +88,123 @@ def _direction(key: str, title: str, treatment_starts: tuple[str, ...], *stages:
 
 # ----------------------------------------------------------------------------- directions
 IMPLANTOLOGY = _direction(
-    "implantology", "Implantology", ("implant_placement_booked",),
-    Stage("implant_placement_booked", "Booked for implant placement", "visit",
-          ("implants_placed",), service="Implant placement"),
-    Stage("implants_placed", "Implants placed (osseointegration)", "wait",
-          ("suture_removal_booked",), callback_days=90),
-    Stage("suture_removal_booked", "Booked for suture removal / healing abutments", "visit",
-          ("impressions_taken",), service="Suture removal / healing abutments"),
-    Stage("impressions_taken", "Impressions taken (prosthesis in the lab)", "wait",
-          ("prosthetics_booked",), callback_days=14),
-    Stage("prosthetics_booked", "Booked for prosthetics", "visit",
-          (COMPLETED,), service="Prosthetics on implants"),
+    "implantology",
+    "Implantology",
+    ("implant_placement_booked",),
+    Stage(
+        "implant_placement_booked",
+        "Booked for implant placement",
+        "visit",
+        ("implants_placed",),
+        service="Implant placement",
+    ),
+    Stage(
+        "implants_placed", "Implants placed (osseointegration)", "wait", ("suture_removal_booked",), callback_days=90
+    ),
+    Stage(
+        "suture_removal_booked",
+        "Booked for suture removal / healing abutments",
+        "visit",
+        ("impressions_taken",),
+        service="Suture removal / healing abutments",
+    ),
+    Stage(
+        "impressions_taken",
+        "Impressions taken (prosthesis in the lab)",
+        "wait",
+        ("prosthetics_booked",),
+        callback_days=14,
+    ),
+    Stage("prosthetics_booked", "Booked for prosthetics", "visit", (COMPLETED,), service="Prosthetics on implants"),
 )
 
 ORTHODONTICS = _direction(
-    "orthodontics", "Orthodontics", ("braces_fitting_booked",),
-    Stage("braces_fitting_booked", "Booked for braces / aligners fitting", "visit",
-          ("braces_worn",), service="Braces fitting"),
-    Stage("braces_worn", "Wearing braces (between adjustments)", "wait",
-          ("adjustment_booked", "debonding_booked"), callback_days=30),
-    Stage("adjustment_booked", "Booked for an adjustment", "visit",
-          ("braces_worn",), service="Braces adjustment"),
-    Stage("debonding_booked", "Booked for debonding", "visit",
-          ("retention",), service="Debonding and retainer"),
-    Stage("retention", "Retention (retainer follow-up)", "wait",
-          (COMPLETED,), callback_days=180),
+    "orthodontics",
+    "Orthodontics",
+    ("braces_fitting_booked",),
+    Stage(
+        "braces_fitting_booked",
+        "Booked for braces / aligners fitting",
+        "visit",
+        ("braces_worn",),
+        service="Braces fitting",
+    ),
+    Stage(
+        "braces_worn",
+        "Wearing braces (between adjustments)",
+        "wait",
+        ("adjustment_booked", "debonding_booked"),
+        callback_days=30,
+    ),
+    Stage("adjustment_booked", "Booked for an adjustment", "visit", ("braces_worn",), service="Braces adjustment"),
+    Stage("debonding_booked", "Booked for debonding", "visit", ("retention",), service="Debonding and retainer"),
+    Stage("retention", "Retention (retainer follow-up)", "wait", (COMPLETED,), callback_days=180),
 )
 
 ORTHOPEDICS = _direction(
-    "orthopedics", "Orthopedics (prosthetics)", ("preparation_booked",),
-    Stage("preparation_booked", "Booked for tooth preparation", "visit",
-          ("impressions_taken",), service="Tooth preparation"),
-    Stage("impressions_taken", "Impressions taken (prosthesis in the lab)", "wait",
-          ("fitting_booked",), callback_days=14),
-    Stage("fitting_booked", "Booked for prosthesis fitting", "visit",
-          (COMPLETED, "impressions_taken"), service="Prosthesis fitting"),
+    "orthopedics",
+    "Orthopedics (prosthetics)",
+    ("preparation_booked",),
+    Stage(
+        "preparation_booked",
+        "Booked for tooth preparation",
+        "visit",
+        ("impressions_taken",),
+        service="Tooth preparation",
+    ),
+    Stage(
+        "impressions_taken", "Impressions taken (prosthesis in the lab)", "wait", ("fitting_booked",), callback_days=14
+    ),
+    Stage(
+        "fitting_booked",
+        "Booked for prosthesis fitting",
+        "visit",
+        (COMPLETED, "impressions_taken"),
+        service="Prosthesis fitting",
+    ),
 )
 
 GNATHOLOGY = _direction(
-    "gnathology", "Gnathology", ("diagnostics_booked",),
-    Stage("diagnostics_booked", "Booked for functional diagnostics", "visit",
-          ("splint_in_lab",), service="Functional diagnostics"),
-    Stage("splint_in_lab", "Splint being made in the lab", "wait",
-          ("splint_fitting_booked",), callback_days=14),
-    Stage("splint_fitting_booked", "Booked for splint fitting", "visit",
-          ("splint_therapy",), service="Splint fitting"),
-    Stage("splint_therapy", "Splint therapy", "wait",
-          ("control_visit_booked",), callback_days=60),
-    Stage("control_visit_booked", "Booked for a control visit", "visit",
-          ("splint_therapy", COMPLETED), service="Gnathology control visit"),
+    "gnathology",
+    "Gnathology",
+    ("diagnostics_booked",),
+    Stage(
+        "diagnostics_booked",
+        "Booked for functional diagnostics",
+        "visit",
+        ("splint_in_lab",),
+        service="Functional diagnostics",
+    ),
+    Stage("splint_in_lab", "Splint being made in the lab", "wait", ("splint_fitting_booked",), callback_days=14),
+    Stage("splint_fitting_booked", "Booked for splint fitting", "visit", ("splint_therapy",), service="Splint fitting"),
+    Stage("splint_therapy", "Splint therapy", "wait", ("control_visit_booked",), callback_days=60),
+    Stage(
+        "control_visit_booked",
+        "Booked for a control visit",
+        "visit",
+        ("splint_therapy", COMPLETED),
+        service="Gnathology control visit",
+    ),
 )
 
 THERAPY = _direction(
-    "therapy", "Therapy", ("treatment_booked",),
+    "therapy",
+    "Therapy",
+    ("treatment_booked",),
     # Several sessions (caries, root canals): the stage may follow itself.
-    Stage("treatment_booked", "Booked for a treatment session", "visit",
-          ("treatment_booked", "control_pending", COMPLETED), service="Therapeutic treatment"),
-    Stage("control_pending", "Waiting for a control check-up", "wait",
-          ("treatment_booked", COMPLETED), callback_days=180),
+    Stage(
+        "treatment_booked",
+        "Booked for a treatment session",
+        "visit",
+        ("treatment_booked", "control_pending", COMPLETED),
+        service="Therapeutic treatment",
+    ),
+    Stage(
+        "control_pending", "Waiting for a control check-up", "wait", ("treatment_booked", COMPLETED), callback_days=180
+    ),
 )
 
-DIRECTIONS: dict[str, Direction] = {
-    d.key: d for d in (IMPLANTOLOGY, ORTHODONTICS, ORTHOPEDICS, GNATHOLOGY, THERAPY)
-}
+DIRECTIONS: dict[str, Direction] = {d.key: d for d in (IMPLANTOLOGY, ORTHODONTICS, ORTHOPEDICS, GNATHOLOGY, THERAPY)}
 
 
 def direction(key: str) -> Direction:
@@ -355,5 +414,3 @@ class BookedAppointment:
     appointment_id: str
     workflow_id: str
     created: bool
-
-

@@ -18,9 +18,16 @@ from models.journeys import APPOINTMENT_REPLY_SIGNAL, PatientReply, appointment_
 from tests.conftest import Api
 
 FAST = {  # seconds instead of hours: a journey moves within a test
-    "reminder_lead": 300, "reask_interval": 1.5, "reask_count": 3, "voice_call_after": 1.5,
-    "voice_call_attempts": 1, "confirm_deadline": 5, "no_show_grace": 1,
-    "feedback_delay": 1, "survey_timeout": 30, "quiet_hours": None,
+    "reminder_lead": 300,
+    "reask_interval": 1.5,
+    "reask_count": 3,
+    "voice_call_after": 1.5,
+    "voice_call_attempts": 1,
+    "confirm_deadline": 5,
+    "no_show_grace": 1,
+    "feedback_delay": 1,
+    "survey_timeout": 30,
+    "quiet_hours": None,
 }
 
 
@@ -30,19 +37,28 @@ def phone() -> str:
 
 async def make_clinic(api: Api, **policy: Any) -> dict[str, Any]:
     admin = api.as_(Role.admin)
-    r = await admin.post("/v1/clinics", json={
-        "name": f"Smile {uuid.uuid4().hex[:4]}", "address": "1 Khreshchatyk St, Kyiv",
-        "phone": "+380441234567", "timezone": "Europe/Kyiv",
-        "review_url": "https://reviews.example/smile", "policy": {**FAST, **policy}})
+    r = await admin.post(
+        "/v1/clinics",
+        json={
+            "name": f"Smile {uuid.uuid4().hex[:4]}",
+            "address": "1 Khreshchatyk St, Kyiv",
+            "phone": "+380441234567",
+            "timezone": "Europe/Kyiv",
+            "review_url": "https://reviews.example/smile",
+            "policy": {**FAST, **policy},
+        },
+    )
     assert r.status_code == 201, r.text
     clinic = r.json()
-    r = await admin.post("/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr Shevchenko",
-                                              "specialty": "implantology"})
+    r = await admin.post(
+        "/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr Shevchenko", "specialty": "implantology"}
+    )
     assert r.status_code == 201, r.text
     clinic["doctor_id"] = r.json()["id"]
-    r = await admin.post("/v1/patients", json={"full_name": "Olena Test", "phone": phone(),
-                                               "preferred_channel": "sms",
-                                               "clinic_id": clinic["id"]})
+    r = await admin.post(
+        "/v1/patients",
+        json={"full_name": "Olena Test", "phone": phone(), "preferred_channel": "sms", "clinic_id": clinic["id"]},
+    )
     assert r.status_code == 201, r.text
     clinic["patient_id"] = r.json()["id"]
     return clinic
@@ -52,12 +68,21 @@ def at(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
-async def book(api: Api, clinic: dict[str, Any], in_seconds: float = 40, service: str = "Check-up",
-               minutes: int = 30, **kw: Any) -> dict[str, Any]:
-    r = await api.as_(Role.front_desk).post("/v1/appointments", json={
-        "patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
-        "doctor_id": clinic["doctor_id"], "starts_at": at(in_seconds),
-        "duration_minutes": minutes, "service": service}, **kw)
+async def book(
+    api: Api, clinic: dict[str, Any], in_seconds: float = 40, service: str = "Check-up", minutes: int = 30, **kw: Any
+) -> dict[str, Any]:
+    r = await api.as_(Role.front_desk).post(
+        "/v1/appointments",
+        json={
+            "patient_id": clinic["patient_id"],
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": at(in_seconds),
+            "duration_minutes": minutes,
+            "service": service,
+        },
+        **kw,
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -71,19 +96,23 @@ async def state(api: Api, appointment_id: str) -> dict[str, Any]:
 async def sent(deps: Deps, appointment_id: str) -> list[MessageLog]:
     """Outbound messages (and calls) the journey sent, oldest first."""
     async with deps.sessions() as s:
-        q = (select(MessageLog)
-             .where(MessageLog.subject_id == appointment_id, MessageLog.direction == "out")
-             .order_by(col(MessageLog.created_at)))
+        q = (
+            select(MessageLog)
+            .where(MessageLog.subject_id == appointment_id, MessageLog.direction == "out")
+            .order_by(col(MessageLog.created_at))
+        )
         return list((await s.exec(q)).all())
 
 
-async def reply(api: Api, clinic: dict[str, Any], text: str | None = None,
-                digit: str | None = None, button_id: str | None = None) -> dict[str, Any]:
+async def reply(
+    api: Api, clinic: dict[str, Any], text: str | None = None, digit: str | None = None, button_id: str | None = None
+) -> dict[str, Any]:
     """The patient answers through the sandbox provider (the real inbound routing: the same
     path a webhook takes to the journey's `patient_reply` signal)."""
-    r = await api.as_(Role.operator).post("/v1/sandbox/reply", json={
-        "patient_id": clinic["patient_id"], "text": text, "digit": digit,
-        "button_id": button_id})
+    r = await api.as_(Role.operator).post(
+        "/v1/sandbox/reply",
+        json={"patient_id": clinic["patient_id"], "text": text, "digit": digit, "button_id": button_id},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -91,13 +120,12 @@ async def reply(api: Api, clinic: dict[str, Any], text: str | None = None,
 async def signal_reply(client: Client, appointment_id: str, **kw: Any) -> None:
     """Straight to the signal (for replies no provider sends as such, e.g. call status)."""
     await client.get_workflow_handle(appointment_workflow_id(appointment_id)).signal(
-        APPOINTMENT_REPLY_SIGNAL,
-        PatientReply(source="sandbox", provider_message_id=f"t-{uuid.uuid4().hex[:12]}", **kw))
+        APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sandbox", provider_message_id=f"t-{uuid.uuid4().hex[:12]}", **kw)
+    )
 
 
 async def tasks(api: Api, appointment_id: str, state_: str = "open") -> list[dict[str, Any]]:
-    r = await api.as_(Role.operator).get("/v1/tasks", params={"subject_id": appointment_id,
-                                                              "state": state_})
+    r = await api.as_(Role.operator).get("/v1/tasks", params={"subject_id": appointment_id, "state": state_})
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -110,8 +110,9 @@ async def users(settings: Settings) -> dict[Role, str]:
     names = {}
     for role in Role:
         name = f"{role.value}-{uuid.uuid4().hex[:6]}"
-        await _create_user(settings.database_url, name, ROLE_PASSWORD.format(role=role.value), role,
-                           f"{name}@clinic.test", None, False)
+        await _create_user(
+            settings.database_url, name, ROLE_PASSWORD.format(role=role.value), role, f"{name}@clinic.test", None, False
+        )
         names[role] = name
     return names
 
@@ -129,8 +130,9 @@ async def tokens(api_url: str, users: dict[Role, str]) -> dict[Role, str]:
     out = {}
     async with httpx.AsyncClient(base_url=api_url) as c:
         for role, name in users.items():
-            r = await c.post("/v1/auth/token", data={
-                "username": name, "password": ROLE_PASSWORD.format(role=role.value)})
+            r = await c.post(
+                "/v1/auth/token", data={"username": name, "password": ROLE_PASSWORD.format(role=role.value)}
+            )
             r.raise_for_status()
             out[role] = r.json()["access_token"]
     return out
@@ -177,10 +179,16 @@ async def api(api_url: str, tokens: dict[Role, str]) -> AsyncIterator[Api]:
 @pytest.fixture
 async def clinic(api: Api) -> dict:
     """A clinic with a compressed policy (seconds instead of hours) for journey tests."""
-    r = await api.as_(Role.admin).post("/v1/clinics", json={
-        "name": f"Test clinic {uuid.uuid4().hex[:4]}", "address": "1 Khreshchatyk St, Kyiv",
-        "phone": "+380441234567", "timezone": "Europe/Kyiv",
-        "review_url": "https://reviews.example/clinic", "policy": {"quiet_hours": None},
-    })
+    r = await api.as_(Role.admin).post(
+        "/v1/clinics",
+        json={
+            "name": f"Test clinic {uuid.uuid4().hex[:4]}",
+            "address": "1 Khreshchatyk St, Kyiv",
+            "phone": "+380441234567",
+            "timezone": "Europe/Kyiv",
+            "review_url": "https://reviews.example/clinic",
+            "policy": {"quiet_hours": None},
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()

@@ -21,8 +21,7 @@ async def test_openapi_docs_served(api: Api) -> None:
 
 
 async def test_wrong_password_is_401(api: Api, users: dict[Role, str]) -> None:
-    r = await api.http.post("/v1/auth/token", data={"username": users[Role.admin],
-                                                    "password": "definitely-wrong"})
+    r = await api.http.post("/v1/auth/token", data={"username": users[Role.admin], "password": "definitely-wrong"})
     assert r.status_code == 401
     assert "wrong username or password" in r.json()["detail"]
     r = await api.http.post("/v1/auth/token", data={"username": "nobody", "password": "x" * 10})
@@ -36,8 +35,9 @@ async def test_no_token_401_bad_token_401(api: Api) -> None:
 
 
 async def test_wrong_role_is_403(api: Api) -> None:
-    r = await api.as_(Role.accountant).post("/v1/clinics", json={
-        "name": "X", "address": "Y", "phone": "+380441234567", "timezone": "Europe/Kyiv"})
+    r = await api.as_(Role.accountant).post(
+        "/v1/clinics", json={"name": "X", "address": "Y", "phone": "+380441234567", "timezone": "Europe/Kyiv"}
+    )
     assert r.status_code == 403
     assert "accountant" in r.json()["detail"]
 
@@ -68,9 +68,16 @@ async def test_clinic_validation_names_the_field(api: Api) -> None:
 
 async def test_clinic_policy_accepts_iso_and_seconds_and_patch_merges(api: Api) -> None:
     admin = api.as_(Role.admin)
-    r = await admin.post("/v1/clinics", json={
-        "name": "Smile", "address": "Kyiv", "phone": "+380441234567", "timezone": "Europe/Kyiv",
-        "policy": {"reminder_lead": "PT2H", "reask_interval": 90}})
+    r = await admin.post(
+        "/v1/clinics",
+        json={
+            "name": "Smile",
+            "address": "Kyiv",
+            "phone": "+380441234567",
+            "timezone": "Europe/Kyiv",
+            "policy": {"reminder_lead": "PT2H", "reask_interval": 90},
+        },
+    )
     assert r.status_code == 201, r.text
     c = r.json()
     assert c["id"] and c["policy"]["reminder_lead"] == "PT2H"
@@ -86,33 +93,41 @@ async def test_clinic_policy_accepts_iso_and_seconds_and_patch_merges(api: Api) 
 
 async def test_doctor_and_patients(api: Api, clinic: dict) -> None:
     admin, desk = api.as_(Role.admin), api.as_(Role.front_desk)
-    r = await admin.post("/v1/doctors", json={"clinic_id": "nope", "full_name": "Dr A",
-                                              "specialty": "implantology"})
+    r = await admin.post("/v1/doctors", json={"clinic_id": "nope", "full_name": "Dr A", "specialty": "implantology"})
     assert r.status_code == 422 and "clinic_id" in _fields(r)
-    r = await admin.post("/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr A",
-                                              "specialty": "implantology"})
+    r = await admin.post(
+        "/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr A", "specialty": "implantology"}
+    )
     assert r.status_code == 201 and r.json()["id"]
 
-    r = await desk.post("/v1/patients", json={"full_name": "Olena Petrenko",
-                                              "phone": "+380 67 123 45 67",
-                                              "preferred_channel": "whatsapp"})
+    r = await desk.post(
+        "/v1/patients",
+        json={"full_name": "Olena Petrenko", "phone": "+380 67 123 45 67", "preferred_channel": "whatsapp"},
+    )
     assert r.status_code == 201, r.text
     parent = r.json()
     assert parent["phone"] == "+380671234567"
-    r = await desk.post("/v1/patients", json={"full_name": "Child", "birth_date": "2018-05-01",
-                                              "preferred_channel": "sms",
-                                              "guardian_id": parent["id"]})
+    r = await desk.post(
+        "/v1/patients",
+        json={
+            "full_name": "Child",
+            "birth_date": "2018-05-01",
+            "preferred_channel": "sms",
+            "guardian_id": parent["id"],
+        },
+    )
     assert r.status_code == 201 and r.json()["phone"] is None
     r = await desk.post("/v1/patients", json={"full_name": "Nobody", "preferred_channel": "sms"})
     assert r.status_code == 422 and "phone" in _fields(r)
-    r = await desk.post("/v1/patients", json={"full_name": "X", "phone": "+380671234567",
-                                              "preferred_channel": "pigeon"})
+    r = await desk.post(
+        "/v1/patients", json={"full_name": "X", "phone": "+380671234567", "preferred_channel": "pigeon"}
+    )
     assert r.status_code == 422 and "preferred_channel" in _fields(r)
-    r = await desk.post("/v1/patients", json={"full_name": "X", "preferred_channel": "telegram",
-                                              "phone": "+380671234567"})
+    r = await desk.post(
+        "/v1/patients", json={"full_name": "X", "preferred_channel": "telegram", "phone": "+380671234567"}
+    )
     assert r.status_code == 422 and "telegram_chat_id" in _fields(r)
-    r = await api.as_(Role.accountant).post("/v1/patients", json={
-        "full_name": "X", "phone": "+380671234567"})
+    r = await api.as_(Role.accountant).post("/v1/patients", json={"full_name": "X", "phone": "+380671234567"})
     assert r.status_code == 403
 
 

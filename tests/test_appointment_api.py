@@ -19,9 +19,14 @@ def _fields(r) -> set[str]:  # type: ignore[no-untyped-def]
 async def test_same_idempotency_key_books_once(api: Api, client: Client, deps) -> None:  # type: ignore[no-untyped-def]
     clinic = await make_clinic(api)
     key = f"desk-{uuid.uuid4().hex}"
-    body = {"patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
-            "doctor_id": clinic["doctor_id"], "starts_at": at(3600), "duration_minutes": 30,
-            "service": "Consultation"}
+    body = {
+        "patient_id": clinic["patient_id"],
+        "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"],
+        "starts_at": at(3600),
+        "duration_minutes": 30,
+        "service": "Consultation",
+    }
     desk = api.as_(Role.front_desk)
     first = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
     again = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
@@ -29,14 +34,14 @@ async def test_same_idempotency_key_books_once(api: Api, client: Client, deps) -
     assert first.json()["id"] == again.json()["id"]
     assert first.json()["stage"] == "booked"
     from sqlmodel import select
+
     async with deps.sessions() as s:
         rows = (await s.exec(select(Appointment).where(Appointment.idempotency_key == key))).all()
     assert len(rows) == 1
     runs = [w async for w in client.list_workflows(f"WorkflowId = '{first.json()['workflow_id']}'")]
     assert len(runs) == 1
     # The same key for a different booking is refused, not silently answered.
-    other = await desk.post("/v1/appointments", json={**body, "starts_at": at(7200)},
-                            headers={"Idempotency-Key": key})
+    other = await desk.post("/v1/appointments", json={**body, "starts_at": at(7200)}, headers={"Idempotency-Key": key})
     assert other.status_code == 409
     await desk.post(f"/v1/appointments/{first.json()['id']}/cancel", json={"reason": "test"})
 
@@ -45,26 +50,33 @@ async def test_doctor_double_booking_is_409(api: Api) -> None:
     clinic = await make_clinic(api)
     a = await book(api, clinic, in_seconds=3600, minutes=60)
     desk = api.as_(Role.front_desk)
-    r = await desk.post("/v1/appointments", json={
-        "patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
-        "doctor_id": clinic["doctor_id"], "starts_at": at(3600 + 30 * 60),
-        "duration_minutes": 30, "service": "Consultation"})
+    r = await desk.post(
+        "/v1/appointments",
+        json={
+            "patient_id": clinic["patient_id"],
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": at(3600 + 30 * 60),
+            "duration_minutes": 30,
+            "service": "Consultation",
+        },
+    )
     assert r.status_code == 409, r.text
     assert r.json()["detail"]["conflicting_appointment_id"] == a["id"]
     # Back to back is fine; moving the second one onto the first is not.
     b = await book(api, clinic, in_seconds=3600 + 60 * 60 + 1, minutes=30)
-    r = await desk.post(f"/v1/appointments/{b['id']}/reschedule",
-                        json={"starts_at": at(3600 + 10 * 60)})
+    r = await desk.post(f"/v1/appointments/{b['id']}/reschedule", json={"starts_at": at(3600 + 10 * 60)})
     assert r.status_code == 409, r.text
     # A cancelled visit frees its slot.
     r = await desk.post(f"/v1/appointments/{a['id']}/cancel", json={"reason": "freed"})
     assert r.status_code == 200
 
     async def slot_free() -> None:
-        r = await desk.post(f"/v1/appointments/{b['id']}/reschedule",
-                            json={"starts_at": at(3600 + 10 * 60)})
+        r = await desk.post(f"/v1/appointments/{b['id']}/reschedule", json={"starts_at": at(3600 + 10 * 60)})
         assert r.status_code == 200, r.text
+
     from tests.support.live import eventually
+
     await eventually(slot_free)
     await desk.post(f"/v1/appointments/{b['id']}/cancel", json={"reason": "test"})
 
@@ -72,9 +84,14 @@ async def test_doctor_double_booking_is_409(api: Api) -> None:
 async def test_bad_input_is_422_naming_the_field(api: Api) -> None:
     clinic = await make_clinic(api)
     desk = api.as_(Role.front_desk)
-    base = {"patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
-            "doctor_id": clinic["doctor_id"], "starts_at": at(3600), "duration_minutes": 30,
-            "service": "Consultation"}
+    base = {
+        "patient_id": clinic["patient_id"],
+        "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"],
+        "starts_at": at(3600),
+        "duration_minutes": 30,
+        "service": "Consultation",
+    }
     r = await desk.post("/v1/appointments", json={**base, "starts_at": at(-60)})
     assert r.status_code == 422 and _fields(r) == {"starts_at"}, r.text
     r = await desk.post("/v1/appointments", json={**base, "starts_at": "2030-01-01T10:00:00"})
@@ -106,8 +123,7 @@ async def test_requests_not_fitting_the_stage_are_409(api: Api) -> None:
     r = await api.as_(Role.doctor).post(f"/v1/appointments/{a['id']}/finish")
     assert r.status_code == 200 and r.json()["stage"] == "finished"
     assert (await desk.get("/v1/appointments/nope")).status_code == 404
-    r = await desk.get("/v1/appointments", params={"clinic_id": clinic["id"],
-                                                   "date": a["starts_at"][:10]})
+    r = await desk.get("/v1/appointments", params={"clinic_id": clinic["id"], "date": a["starts_at"][:10]})
     assert r.status_code == 200
     r = await desk.get("/v1/appointments", params={"stage": "bogus"})
     assert r.status_code == 422
@@ -127,8 +143,7 @@ async def test_demo_command_books_journeys(api: Api, settings, monkeypatch) -> N
         await cli._create_user(settings.database_url, "admin", pw, Role.admin, None, None, True)
     (settings.data_dir / "admin-password").write_text(pw)
     monkeypatch.setattr(cli, "get_settings", lambda: settings)
-    result = await asyncio.to_thread(CliRunner().invoke, cli.app,
-                                     ["demo", "--api-url", str(api.http.base_url)])
+    result = await asyncio.to_thread(CliRunner().invoke, cli.app, ["demo", "--api-url", str(api.http.base_url)])
     assert result.exit_code == 0, result.output
     booked = [ln for ln in result.output.splitlines() if ln.startswith("booked ")]
     assert len(booked) == 3, result.output
@@ -137,8 +152,7 @@ async def test_demo_command_books_journeys(api: Api, settings, monkeypatch) -> N
     r = await api.as_(Role.front_desk).get("/v1/appointments", params={"clinic_id": clinic_id})
     assert len(r.json()) == 3
     for a in r.json():
-        await api.as_(Role.front_desk).post(f"/v1/appointments/{a['id']}/cancel",
-                                            json={"reason": "demo over"})
+        await api.as_(Role.front_desk).post(f"/v1/appointments/{a['id']}/cancel", json={"reason": "demo over"})
 
 
 async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -149,13 +163,19 @@ async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monk
 
     clinic = await make_clinic(api)
     key = f"desk-{uuid.uuid4().hex}"
-    body = {"patient_id": clinic["patient_id"], "clinic_id": clinic["id"],
-            "doctor_id": clinic["doctor_id"], "starts_at": at(3600), "duration_minutes": 30,
-            "service": "Consultation"}
+    body = {
+        "patient_id": clinic["patient_id"],
+        "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"],
+        "starts_at": at(3600),
+        "duration_minutes": 30,
+        "service": "Consultation",
+    }
     real_start = appointments._start
 
     async def down(*_a, **_k) -> None:  # type: ignore[no-untyped-def]
         raise RPCError("temporal is down", RPCStatusCode.UNAVAILABLE, b"")
+
     monkeypatch.setattr(appointments, "_start", down)
     desk = api.as_(Role.front_desk)
     r = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
@@ -169,25 +189,42 @@ async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monk
     await desk.post(f"/v1/appointments/{r.json()['id']}/cancel", json={"reason": "test"})
 
 
-async def test_get_falls_back_to_the_row_when_no_worker_answers(api: Api, client: Client,
-                                                                deps) -> None:  # type: ignore[no-untyped-def]
+async def test_get_falls_back_to_the_row_when_no_worker_answers(api: Api, client: Client, deps) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime, timedelta
 
     from models.journeys import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
 
     clinic = await make_clinic(api)
     start = datetime.now(UTC) + timedelta(hours=1)
-    row = Appointment(clinic_id=clinic["id"], doctor_id=clinic["doctor_id"],
-                      patient_id=clinic["patient_id"], service="X", starts_at=start,
-                      ends_at=start + timedelta(minutes=30), duration_minutes=30, workflow_id="")
+    row = Appointment(
+        clinic_id=clinic["id"],
+        doctor_id=clinic["doctor_id"],
+        patient_id=clinic["patient_id"],
+        service="X",
+        starts_at=start,
+        ends_at=start + timedelta(minutes=30),
+        duration_minutes=30,
+        workflow_id="",
+    )
     row.workflow_id = appointment_workflow_id(row.id)
     async with deps.sessions() as s:
         s.add(row)
         await s.commit()
-    handle = await client.start_workflow(APPOINTMENT_WORKFLOW, AppointmentInput(
-        appointment_id=row.id, clinic_id=clinic["id"], patient_id=clinic["patient_id"],
-        doctor_id=clinic["doctor_id"], starts_at=start, duration_minutes=30, service="X",
-        timezone="Europe/Kyiv"), id=row.workflow_id, task_queue=f"nobody-{uuid.uuid4().hex}")
+    handle = await client.start_workflow(
+        APPOINTMENT_WORKFLOW,
+        AppointmentInput(
+            appointment_id=row.id,
+            clinic_id=clinic["id"],
+            patient_id=clinic["patient_id"],
+            doctor_id=clinic["doctor_id"],
+            starts_at=start,
+            duration_minutes=30,
+            service="X",
+            timezone="Europe/Kyiv",
+        ),
+        id=row.workflow_id,
+        task_queue=f"nobody-{uuid.uuid4().hex}",
+    )
     r = await api.as_(Role.front_desk).get(f"/v1/appointments/{row.id}")
     assert r.status_code == 200, r.text
     assert r.json()["live"] is False and r.json()["stage"] == "booked"

@@ -37,6 +37,7 @@ async def test_confirm_at_first_ask(api: Api, client: Client, deps: Deps) -> Non
     async def asked() -> None:
         v = await state(api, appt["id"])
         assert v["asks_sent"] == 1 and v["live"]
+
     await eventually(asked)
     kinds = [m.kind for m in await sent(deps, appt["id"])]
     assert kinds[:2] == ["booking_notice", "reminder"]
@@ -48,6 +49,7 @@ async def test_confirm_at_first_ask(api: Api, client: Client, deps: Deps) -> Non
         assert v["stage"] == "confirmed" and v["fhir_status"] == "booked"
         assert v["asks_sent"] == 1
         assert "patient_confirmed" in events(v)
+
     await eventually(confirmed)
     await _cancel(api, appt["id"])
 
@@ -58,6 +60,7 @@ async def test_confirm_after_two_reasks(api: Api, client: Client, deps: Deps) ->
 
     async def three_asks() -> None:
         assert (await state(api, appt["id"]))["asks_sent"] == 3
+
     await eventually(three_asks, interval=0.05)
     await reply(api, clinic, "yes")
     await eventually(lambda: _stage(api, appt["id"], "confirmed"))
@@ -68,14 +71,14 @@ async def test_confirm_after_two_reasks(api: Api, client: Client, deps: Deps) ->
     await _cancel(api, appt["id"])
 
 
-async def test_silence_reasks_then_voice_call_then_digit_1(api: Api, client: Client,
-                                                          deps: Deps) -> None:
+async def test_silence_reasks_then_voice_call_then_digit_1(api: Api, client: Client, deps: Deps) -> None:
     clinic = await make_clinic(api, reask_interval=0.5, voice_call_after=0.5)
     appt = await book(api, clinic)
 
     async def called() -> None:
         v = await state(api, appt["id"])
         assert v["asks_sent"] == 4 and v["voice_calls"] == 1
+
     await eventually(called)
     kinds = [m.kind for m in await sent(deps, appt["id"])]
     assert kinds == ["booking_notice", "reminder", "reask", "reask", "reask", "voice_call"]
@@ -94,6 +97,7 @@ async def test_decline_raises_task(api: Api, client: Client) -> None:
         v = await state(api, appt["id"])
         assert v["stage"] == "needs_clarification" and "patient_declined" in events(v)
         assert [t["kind"] for t in await tasks(api, appt["id"])] == ["declined"]
+
     await eventually(declined)
     # "cancel" is a carrier opt-out word, never a decline: the journey reads it as a message
     # to a person (and the inbound routing treats it as an opt-out before it even gets here).
@@ -103,6 +107,7 @@ async def test_decline_raises_task(api: Api, client: Client) -> None:
         kinds = sorted(t["kind"] for t in await tasks(api, appt["id"]))
         assert kinds == ["declined", "unread_message"]
         assert (await state(api, appt["id"]))["stage"] == "needs_clarification"
+
     await eventually(unread)
     await _cancel(api, appt["id"])
     # Cancelling closes the appointment's open tasks.
@@ -117,6 +122,7 @@ async def test_silence_deadline_then_no_show(api: Api, deps: Deps, client: Clien
         v = await state(api, appt["id"])
         assert v["stage"] == "needs_clarification" and "deadline_unconfirmed" in events(v)
         assert [t["kind"] for t in await tasks(api, appt["id"])] == ["unconfirmed"]
+
     await eventually(unconfirmed)
 
     async def no_show() -> None:
@@ -124,16 +130,15 @@ async def test_silence_deadline_then_no_show(api: Api, deps: Deps, client: Clien
         assert v["stage"] == "no_show" and v["fhir_status"] == "noshow"
         assert not v["live"]  # the journey ended: the answer comes from the database
         assert [t["kind"] for t in await tasks(api, appt["id"])] == ["no_show_rebook"]
+
     await eventually(no_show, timeout=25)
     result = await client.get_workflow_handle(appt["workflow_id"], result_type=AppointmentOutcome).result()
     assert result.stage == "no_show"
-    r = await api.as_(Role.front_desk).get("/v1/appointments", params={
-        "clinic_id": clinic["id"], "stage": "no_show"})
+    r = await api.as_(Role.front_desk).get("/v1/appointments", params={"clinic_id": clinic["id"], "stage": "no_show"})
     assert [a["id"] for a in r.json()] == [appt["id"]]
 
 
-async def test_operator_confirm_stops_asks_and_calls(api: Api, client: Client,
-                                                     deps: Deps) -> None:
+async def test_operator_confirm_stops_asks_and_calls(api: Api, client: Client, deps: Deps) -> None:
     clinic = await make_clinic(api, reask_interval=1.0, voice_call_after=1.0)
     appt = await book(api, clinic)
     await eventually(lambda: _asks_sent(api, appt["id"], 1))
@@ -153,14 +158,15 @@ async def test_operator_confirm_stops_asks_and_calls(api: Api, client: Client,
     await _cancel(api, appt["id"])
 
 
-async def test_reschedule_leaves_no_reminder_for_the_old_time(api: Api, client: Client,
-                                                              deps: Deps) -> None:
+async def test_reschedule_leaves_no_reminder_for_the_old_time(api: Api, client: Client, deps: Deps) -> None:
     clinic = await make_clinic(api, reask_interval=1.5)
     appt = await book(api, clinic)
     await eventually(lambda: _asks_sent(api, appt["id"], 1))
     from tests.appointment_support import at
-    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{appt['id']}/reschedule",
-                                            json={"starts_at": at(120), "duration_minutes": 45})
+
+    r = await api.as_(Role.front_desk).post(
+        f"/v1/appointments/{appt['id']}/reschedule", json={"starts_at": at(120), "duration_minutes": 45}
+    )
     assert r.status_code == 200, r.text
     v = r.json()
     assert v["version"] == 2 and v["stage"] == "booked" and v["asks_sent"] == 0
@@ -169,6 +175,7 @@ async def test_reschedule_leaves_no_reminder_for_the_old_time(api: Api, client: 
 
     async def reasked_for_new_time() -> None:
         assert (await state(api, appt["id"]))["asks_sent"] >= 2
+
     await eventually(reasked_for_new_time)
     msgs = await sent(deps, appt["id"])
     keys = [m.idempotency_key for m in msgs]
@@ -182,8 +189,7 @@ async def test_reschedule_leaves_no_reminder_for_the_old_time(api: Api, client: 
 async def test_cancel_ends_the_journey(api: Api, client: Client) -> None:
     clinic = await make_clinic(api)
     appt = await book(api, clinic)
-    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{appt['id']}/cancel",
-                                            json={"reason": "patient called"})
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{appt['id']}/cancel", json={"reason": "patient called"})
     assert r.status_code == 200, r.text
     assert r.json()["stage"] == "cancelled" and r.json()["fhir_status"] == "cancelled"
     out = await client.get_workflow_handle(appt["workflow_id"], result_type=AppointmentOutcome).result()
@@ -198,9 +204,9 @@ async def _visit(api: Api, deps: Deps, clinic: dict, service: str) -> dict:
 
     async def noticed() -> None:
         assert "booking_notice" in [m.kind for m in await sent(deps, appt["id"])]
+
     await eventually(noticed)
-    for action, role in (("confirm", Role.operator), ("check-in", Role.front_desk),
-                         ("finish", Role.doctor)):
+    for action, role in (("confirm", Role.operator), ("check-in", Role.front_desk), ("finish", Role.doctor)):
         r = await api.as_(role).post(f"/v1/appointments/{appt['id']}/{action}")
         assert r.status_code == 200, (action, r.text)
     assert r.json()["stage"] == "finished" and r.json()["fhir_status"] == "fulfilled"
@@ -213,6 +219,7 @@ async def test_nps_10_gets_the_review_link(api: Api, client: Client, deps: Deps)
 
     async def surveyed() -> None:
         assert "survey" in [m.kind for m in await sent(deps, appt["id"])]
+
     await eventually(surveyed)
     await reply(api, clinic, "10")
     out = await client.get_workflow_handle(appt["workflow_id"], result_type=AppointmentOutcome).result()
@@ -234,13 +241,13 @@ async def test_nps_3_goes_to_the_director(api: Api, client: Client, deps: Deps) 
 
     async def surveyed() -> None:
         assert "survey" in [m.kind for m in await sent(deps, appt["id"])]
+
     await eventually(surveyed)
     await reply(api, clinic, button_id=f"nps:{appt['id']}:3")
     out = await client.get_workflow_handle(appt["workflow_id"], result_type=AppointmentOutcome).result()
     assert out.nps == 3
     open_ = await tasks(api, appt["id"])
-    assert [(t["kind"], t["assigned_role"]) for t in open_] == [("detractor_feedback",
-                                                                 "director")]
+    assert [(t["kind"], t["assigned_role"]) for t in open_] == [("detractor_feedback", "director")]
     kinds = [m.kind for m in await sent(deps, appt["id"])]
     assert "feedback_form" in kinds and "review_link" not in kinds
 
@@ -272,8 +279,7 @@ async def _nps(api: Api, aid: str, n: int) -> None:
 
 async def _cancel(api: Api, aid: str) -> None:
     """Tests end their journeys so the session worker stays quiet."""
-    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{aid}/cancel",
-                                            json={"reason": "test over"})
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{aid}/cancel", json={"reason": "test over"})
     assert r.status_code in (200, 409), r.text
 
 
@@ -293,28 +299,30 @@ async def test_long_history_continues_as_new_with_its_state(api: Api, client: Cl
         assert v["asks_sent"] == 1 and v["stage"] == "booked"
         assert events(v).count("patient_message") == 12
         assert len(await tasks(api, appt["id"])) == 12
+
     await eventually(continued)
     r = await api.as_(Role.operator).post(f"/v1/appointments/{appt['id']}/confirm")
     assert r.status_code == 200 and r.json()["asks_sent"] == 1
     await _cancel(api, appt["id"])
 
 
-async def test_quiet_hours_defer_sends_but_not_same_day_critical_ones(api: Api,
-                                                                       deps: Deps) -> None:
+async def test_quiet_hours_defer_sends_but_not_same_day_critical_ones(api: Api, deps: Deps) -> None:
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
 
     now = datetime.now(ZoneInfo("Europe/Kyiv"))
-    window = {"start": (now - timedelta(hours=1)).strftime("%H:%M"),
-              "end": (now + timedelta(hours=1)).strftime("%H:%M")}
+    window = {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=1)).strftime("%H:%M"),
+    }
     clinic = await make_clinic(api, quiet_hours=window, reminder_lead=6 * 3600)
     later = await book(api, clinic, in_seconds=3 * 3600)  # ask + notice wait for the morning
     soon_clinic = await make_clinic(api, quiet_hours=window)
     soon = await book(api, soon_clinic, in_seconds=40)  # deferring would be too late
 
     async def soon_noticed() -> None:
-        assert [m.kind for m in await sent(deps, soon["id"])][:2] == ["booking_notice",
-                                                                     "reminder"]
+        assert [m.kind for m in await sent(deps, soon["id"])][:2] == ["booking_notice", "reminder"]
+
     await eventually(soon_noticed)
     await asyncio.sleep(1)
     assert await sent(deps, later["id"]) == []
@@ -332,6 +340,7 @@ async def test_required_check_in_missing_is_a_no_show(api: Api, client: Client) 
 
     async def no_show() -> None:
         assert [t["kind"] for t in await tasks(api, appt["id"])] == ["no_show_rebook"]
+
     await eventually(no_show, timeout=20)
     await eventually(lambda: _stage(api, appt["id"], "no_show", live=False))
 
@@ -346,6 +355,7 @@ async def test_search_attributes_follow_the_stage(api: Api, client: Client) -> N
         q = f"ClinicId = '{clinic['id']}' AND AppointmentStage = 'confirmed'"
         ids = [w.id async for w in client.list_workflows(q)]
         assert ids == [appt["workflow_id"]]
+
     await eventually(visible)
     d = await client.get_workflow_handle(appt["workflow_id"]).describe()
     sa = {k.name: v for k, v in d.typed_search_attributes}  # type: ignore[attr-defined]
@@ -360,6 +370,7 @@ async def test_booked_inside_the_deadline_window_is_not_asked(api: Api, deps: De
 
     async def noticed() -> None:
         assert [m.kind for m in await sent(deps, appt["id"])] == ["booking_notice"]
+
     await eventually(noticed)
     await asyncio.sleep(1.5)
     v = await state(api, appt["id"])

@@ -59,27 +59,40 @@ async def test_saved_histories_replay_with_current_code() -> None:
 
 @pytest.mark.skipif(not os.environ.get("REGENERATE_HISTORIES"), reason="records histories")
 async def test_record_histories(api: Api, settings: Settings, deps: Deps) -> None:
-    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                  data_converter=_converter())
+    client = await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=_converter()
+    )
     tq = f"replay-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=tq, workflows=[AppointmentJourney],
-                      activities=build_activities(deps)):
+    async with Worker(client, task_queue=tq, workflows=[AppointmentJourney], activities=build_activities(deps)):
         HISTORIES.mkdir(exist_ok=True)
         for name, scenario in (("full_visit", _full_visit), ("no_show", _no_show)):
-            clinic = await make_clinic(api, reask_interval=0.5, confirm_deadline=3,
-                                       no_show_grace=0.5)
+            clinic = await make_clinic(api, reask_interval=0.5, confirm_deadline=3, no_show_grace=0.5)
             aid = uuid.uuid4().hex
-            policy = JourneyPolicy(reminder_lead=300, reask_interval=0.5, reask_count=3,
-                                   voice_call_after=0.5, confirm_deadline=3, no_show_grace=0.5,
-                                   feedback_delay=0.5, survey_timeout=30, quiet_hours=None)
+            policy = JourneyPolicy(
+                reminder_lead=300,
+                reask_interval=0.5,
+                reask_count=3,
+                voice_call_after=0.5,
+                confirm_deadline=3,
+                no_show_grace=0.5,
+                feedback_delay=0.5,
+                survey_timeout=30,
+                quiet_hours=None,
+            )
             inp = AppointmentInput(
-                appointment_id=aid, clinic_id=clinic["id"], patient_id=clinic["patient_id"],
+                appointment_id=aid,
+                clinic_id=clinic["id"],
+                patient_id=clinic["patient_id"],
                 doctor_id=clinic["doctor_id"],
                 starts_at=datetime.now(UTC) + timedelta(seconds=8 if name == "no_show" else 60),
-                duration_minutes=30, service="Implant placement", timezone="Europe/Kyiv",
-                policy=policy)
-            handle = await client.start_workflow(AppointmentJourney.run, inp,
-                                                 id=appointment_workflow_id(aid), task_queue=tq)
+                duration_minutes=30,
+                service="Implant placement",
+                timezone="Europe/Kyiv",
+                policy=policy,
+            )
+            handle = await client.start_workflow(
+                AppointmentJourney.run, inp, id=appointment_workflow_id(aid), task_queue=tq
+            )
             await scenario(handle)
             await handle.result()
             history = await handle.fetch_history()
@@ -89,23 +102,22 @@ async def test_record_histories(api: Api, settings: Settings, deps: Deps) -> Non
 async def _full_visit(handle) -> None:  # type: ignore[no-untyped-def]
     async def two_asks() -> None:
         assert (await handle.query(AppointmentJourney.view)).asks_sent >= 2
+
     await eventually(two_asks)
-    await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sandbox", kind="text",
-                                                               text="когда?"))
-    await handle.execute_update(AppointmentJourney.reschedule, RescheduleRequest(
-        starts_at=datetime.now(UTC) + timedelta(seconds=90)))
+    await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sandbox", kind="text", text="когда?"))
+    await handle.execute_update(
+        AppointmentJourney.reschedule, RescheduleRequest(starts_at=datetime.now(UTC) + timedelta(seconds=90))
+    )
     await eventually(lambda: _asks(handle, 1))
-    await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sandbox", kind="text",
-                                                               text="да"))
+    await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sandbox", kind="text", text="да"))
     await handle.execute_update(AppointmentJourney.check_in, StaffAction())
     await handle.execute_update(AppointmentJourney.finish, StaffAction())
 
     async def surveyed() -> None:
-        assert "survey_sent" in [h.event for h in (await handle.query(AppointmentJourney.view)
-                                                   ).history]
+        assert "survey_sent" in [h.event for h in (await handle.query(AppointmentJourney.view)).history]
+
     await eventually(surveyed)
-    await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sandbox", kind="text",
-                                                               text="9"))
+    await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sandbox", kind="text", text="9"))
     out: AppointmentOutcome = await handle.result()
     assert out.nps == 9
 

@@ -25,18 +25,14 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 
 def test_create_user_then_login_works(tmp_path: Path) -> None:
     assert run("migrate", data_dir=tmp_path).returncode == 0
-    ok = run("create-user", "--username", "anna", "--password", "s3cret-pass", "--role",
-             "operator", data_dir=tmp_path)
+    ok = run("create-user", "--username", "anna", "--password", "s3cret-pass", "--role", "operator", data_dir=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "created user 'anna' with role operator" in ok.stdout
-    dup = run("create-user", "--username", "anna", "--password", "s3cret-pass", "--role",
-              "operator", data_dir=tmp_path)
+    dup = run("create-user", "--username", "anna", "--password", "s3cret-pass", "--role", "operator", data_dir=tmp_path)
     assert dup.returncode == 1 and "already exists" in dup.stderr
-    bad = run("create-user", "--username", "bob", "--password", "s3cret-pass", "--role",
-              "janitor", data_dir=tmp_path)
+    bad = run("create-user", "--username", "bob", "--password", "s3cret-pass", "--role", "janitor", data_dir=tmp_path)
     assert bad.returncode == 2 and "unknown role" in bad.stderr
-    short = run("create-user", "--username", "bob", "--password", "short", "--role",
-                "doctor", data_dir=tmp_path)
+    short = run("create-user", "--username", "bob", "--password", "short", "--role", "doctor", data_dir=tmp_path)
     assert short.returncode == 2
 
     import asyncio
@@ -62,8 +58,12 @@ def test_create_user_then_login_works(tmp_path: Path) -> None:
 
 def test_health_names_what_is_missing(tmp_path: Path) -> None:
     env_port = "127.0.0.1:1"  # nothing listens there
-    out = subprocess.run([J, "health"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": "",
-                              "TEMPORAL_ADDRESS": env_port})
+    out = subprocess.run(
+        [J, "health"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATA_DIR": str(tmp_path), "DATABASE_URL": "", "TEMPORAL_ADDRESS": env_port},
+    )
     assert out.returncode == 1
     assert "temporal not connected" in out.stderr

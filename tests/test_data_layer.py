@@ -28,8 +28,9 @@ from models.payloads import CancelTasks, TaskRequest
 def _postgres_server_url() -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:  # run outside `make test`: start the throwaway cluster ourselves
-        url = subprocess.run([str(PROJECT_ROOT / "scripts" / "pg-test.sh"), "start"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+        url = subprocess.run(
+            [str(PROJECT_ROOT / "scripts" / "pg-test.sh"), "start"], check=True, capture_output=True, text=True
+        ).stdout.strip()
     return url
 
 
@@ -112,28 +113,36 @@ async def test_task_activity_is_idempotent_and_cancellable(deps: Deps) -> None:
     acts = TaskActivities(deps)
     env = ActivityEnvironment()
     subject = uuid.uuid4().hex
-    req = TaskRequest(dedup_key=f"appointment-{subject}:v1:unconfirmed", kind="unconfirmed",
-                      title="Call the patient: visit not confirmed", subject_type="appointment",
-                      subject_id=subject, assigned_role="operator",
-                      due_at=datetime(2030, 1, 1, 9, tzinfo=UTC))
+    req = TaskRequest(
+        dedup_key=f"appointment-{subject}:v1:unconfirmed",
+        kind="unconfirmed",
+        title="Call the patient: visit not confirmed",
+        subject_type="appointment",
+        subject_id=subject,
+        assigned_role="operator",
+        due_at=datetime(2030, 1, 1, 9, tzinfo=UTC),
+    )
     first = await env.run(acts.create_operator_task, req)
     again = await env.run(acts.create_operator_task, req)
     assert first.created and not again.created and first.task_id == again.task_id
-    await env.run(acts.create_operator_task, TaskRequest(
-        dedup_key=f"appointment-{subject}:v1:declined", kind="declined", title="Declined",
-        subject_id=subject))
+    await env.run(
+        acts.create_operator_task,
+        TaskRequest(
+            dedup_key=f"appointment-{subject}:v1:declined", kind="declined", title="Declined", subject_id=subject
+        ),
+    )
     async with deps.sessions() as s:
         rows = (await s.exec(select(OperatorTask).where(OperatorTask.subject_id == subject))).all()
         assert len(rows) == 2
         task = next(r for r in rows if r.kind == "unconfirmed")
         assert task.state == TaskState.requested and task.assigned_role == Role.operator
         assert task.due_at is not None and task.due_at.replace(tzinfo=UTC).year == 2030
-    n = await env.run(acts.cancel_operator_tasks, CancelTasks(subject_id=subject,
-                                                              kinds=["unconfirmed"]))
+    n = await env.run(acts.cancel_operator_tasks, CancelTasks(subject_id=subject, kinds=["unconfirmed"]))
     assert n == 1
     async with deps.sessions() as s:
-        states = {r.kind: r.state for r in
-                  (await s.exec(select(OperatorTask).where(OperatorTask.subject_id == subject)))}
+        states = {
+            r.kind: r.state for r in (await s.exec(select(OperatorTask).where(OperatorTask.subject_id == subject)))
+        }
     assert states == {"unconfirmed": TaskState.cancelled, "declined": TaskState.requested}
 
 
@@ -146,13 +155,17 @@ async def test_timestamps_are_stored_in_utc_and_compare_across_offsets(deps: Dep
     kyiv = timezone(timedelta(hours=3))
     subject = uuid.uuid4().hex
     async with deps.sessions() as s:
-        for i, due in enumerate([datetime(2030, 5, 1, 12, 0, tzinfo=kyiv),  # 09:00 UTC
-                                 datetime(2030, 5, 1, 10, 0, tzinfo=UTC)]):
-            s.add(OperatorTask(dedup_key=f"{subject}:{i}", kind="k", title="t",
-                               subject_id=subject, due_at=due))
+        for i, due in enumerate(
+            [
+                datetime(2030, 5, 1, 12, 0, tzinfo=kyiv),  # 09:00 UTC
+                datetime(2030, 5, 1, 10, 0, tzinfo=UTC),
+            ]
+        ):
+            s.add(OperatorTask(dedup_key=f"{subject}:{i}", kind="k", title="t", subject_id=subject, due_at=due))
         await s.commit()
-        q = select(OperatorTask).where(OperatorTask.subject_id == subject,
-                                       col(OperatorTask.due_at) < datetime(2030, 5, 1, 9, 30, tzinfo=UTC))
+        q = select(OperatorTask).where(
+            OperatorTask.subject_id == subject, col(OperatorTask.due_at) < datetime(2030, 5, 1, 9, 30, tzinfo=UTC)
+        )
         [early] = (await s.exec(q)).all()
         assert early.due_at == datetime(2030, 5, 1, 9, 0, tzinfo=UTC)
         assert early.due_at.tzinfo is not None
@@ -193,9 +206,18 @@ async def test_concurrent_bookings_of_one_slot_leave_one_visit(tmp_path: Path) -
                 await s.rollback()
                 return False
             await asyncio.sleep(0.05)  # widen the window a racing check would slip through
-            s.add(Appointment(clinic_id=clinic.id, doctor_id=doctor.id, patient_id=patient.id,
-                              service="x", starts_at=start, ends_at=end, duration_minutes=30,
-                              workflow_id="w"))
+            s.add(
+                Appointment(
+                    clinic_id=clinic.id,
+                    doctor_id=doctor.id,
+                    patient_id=patient.id,
+                    service="x",
+                    starts_at=start,
+                    ends_at=end,
+                    duration_minutes=30,
+                    workflow_id="w",
+                )
+            )
             await s.commit()
             return True
 

@@ -79,8 +79,9 @@ def test_dockerfile_builds_from_the_lock_file() -> None:
 
 
 def test_search_attributes_are_registered_from_one_list() -> None:
-    out = subprocess.run([str(PROJECT_ROOT / ".venv/bin/journeys"), "search-attributes"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(PROJECT_ROOT / ".venv/bin/journeys"), "search-attributes"], check=True, capture_output=True, text=True
+    ).stdout
     for key in ALL:
         assert f"{key.name}=" in out
     assert "search-attributes" in Path(PROJECT_ROOT / "scripts/run.sh").read_text()

@@ -32,8 +32,7 @@ async def _up(api: Api, role: Role, content: bytes, name: str, ctype: str = "app
 
 
 async def test_accepted_kinds_by_content(api: Api, settings: Settings) -> None:
-    for content, kind in [(PDF, "pdf"), (JPEG, "jpeg"), (PNG, "png"), (DOC, "doc"),
-                          (DOCX, "docx")]:
+    for content, kind in [(PDF, "pdf"), (JPEG, "jpeg"), (PNG, "png"), (DOC, "doc"), (DOCX, "docx")]:
         # The name and the declared type are ignored: only the bytes count.
         r = await _up(api, Role.front_desk, content, "scan.bin", "text/plain")
         assert r.status_code == 201, (kind, r.text)
@@ -46,10 +45,12 @@ async def test_accepted_kinds_by_content(api: Api, settings: Settings) -> None:
 
 
 async def test_rejected_content(api: Api) -> None:
-    for content, name in [(b"MZ\x90\x00 windows exe", "invoice.pdf"),
-                          (b"just some text", "invoice.docx"),
-                          (_zip(["[Content_Types].xml", "xl/workbook.xml"]), "book.docx"),
-                          (b"PK\x03\x04 not really a zip", "x.docx")]:
+    for content, name in [
+        (b"MZ\x90\x00 windows exe", "invoice.pdf"),
+        (b"just some text", "invoice.docx"),
+        (_zip(["[Content_Types].xml", "xl/workbook.xml"]), "book.docx"),
+        (b"PK\x03\x04 not really a zip", "x.docx"),
+    ]:
         r = await _up(api, Role.front_desk, content, name)
         assert r.status_code == 415, (name, r.text)
         assert "PDF" in r.json()["detail"]

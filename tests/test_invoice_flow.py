@@ -62,20 +62,28 @@ async def upload(api: Api, role: Role, content: bytes = PDF, name: str = "invoic
 
 
 async def parties(api: Api) -> tuple[str, str]:
-    r = await api.as_(Role.accountant).post("/v1/suppliers", json={
-        "name": f"Dental Supply {uuid.uuid4().hex[:4]}", "tax_id": uuid.uuid4().hex[:10]})
+    r = await api.as_(Role.accountant).post(
+        "/v1/suppliers", json={"name": f"Dental Supply {uuid.uuid4().hex[:4]}", "tax_id": uuid.uuid4().hex[:10]}
+    )
     assert r.status_code == 201, r.text
     supplier = r.json()["id"]
-    r = await api.as_(Role.deputy_director).post("/v1/payer-entities", json={
-        "name": f"Clinic LLC {uuid.uuid4().hex[:4]}"})
+    r = await api.as_(Role.deputy_director).post(
+        "/v1/payer-entities", json={"name": f"Clinic LLC {uuid.uuid4().hex[:4]}"}
+    )
     assert r.status_code == 201, r.text
     return supplier, r.json()["id"]
 
 
 async def submit(api: Api, role: Role = Role.front_desk, **over: str) -> dict:
-    body = {"category": "Materials", "expense_type": "Implants", "amount": "1250.50",
-            "currency": "UAH", "invoice_file_id": await upload(api, role),
-            "comment": "for March implant cases", **over}
+    body = {
+        "category": "Materials",
+        "expense_type": "Implants",
+        "amount": "1250.50",
+        "currency": "UAH",
+        "invoice_file_id": await upload(api, role),
+        "comment": "for March implant cases",
+        **over,
+    }
     r = await api.as_(role).post("/v1/invoices", json=body)
     assert r.status_code == 201, r.text
     return r.json()
@@ -87,10 +95,8 @@ async def state_of(api: Api, invoice_id: str) -> str:
     return r.json()["state"]
 
 
-async def to_awaiting_documents(api: Api, inv: dict, supplier: str, payer: str,
-                                paid_on: str | None = None) -> None:
-    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{inv['id']}/approve",
-                                                  json={"payer_entity_id": payer})
+async def to_awaiting_documents(api: Api, inv: dict, supplier: str, payer: str, paid_on: str | None = None) -> None:
+    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{inv['id']}/approve", json={"payer_entity_id": payer})
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
     body = {"supplier_id": supplier, **({"paid_on": paid_on} if paid_on else {})}
     r = await api.as_(Role.accountant).post(f"/v1/invoices/{inv['id']}/pay", json=body)
@@ -102,8 +108,7 @@ async def to_awaiting_documents(api: Api, inv: dict, supplier: str, payer: str,
     await eventually(moved)
 
 
-async def test_happy_path_with_emails(api: Api, smtp: Inbox, users: dict[Role, str],
-                                      client) -> None:  # type: ignore[no-untyped-def]
+async def test_happy_path_with_emails(api: Api, smtp: Inbox, users: dict[Role, str], client) -> None:  # type: ignore[no-untyped-def]
     supplier, payer = await parties(api)
     inv = await submit(api)
     assert inv["state"] == "submitted" and inv["amount"] == "1250.50"
@@ -120,10 +125,8 @@ async def test_happy_path_with_emails(api: Api, smtp: Inbox, users: dict[Role, s
     [ask] = [m for m in smtp.about(inv["id"]) if "closing documents" in str(m["Subject"])]
     assert ask["To"] == f"{users[Role.front_desk]}@clinic.test"
 
-    doc = await upload(api, Role.front_desk, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 64,
-                       "act.doc")
-    r = await api.as_(Role.front_desk).post(f"/v1/invoices/{inv['id']}/closing-documents",
-                                             json={"file_ids": [doc]})
+    doc = await upload(api, Role.front_desk, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 64, "act.doc")
+    r = await api.as_(Role.front_desk).post(f"/v1/invoices/{inv['id']}/closing-documents", json={"file_ids": [doc]})
     assert r.status_code == 200 and r.json()["state"] == "documents_submitted", r.text
     r = await api.as_(Role.accountant).post(f"/v1/invoices/{inv['id']}/verify")
     assert r.status_code == 200 and r.json()["state"] == "completed", r.text
@@ -134,9 +137,14 @@ async def test_happy_path_with_emails(api: Api, smtp: Inbox, users: dict[Role, s
     assert body["supplier_id"] == supplier and body["payer_entity_id"] == payer
     assert body["closing_file_ids"] == [doc]
     steps = [(a["action"], a["to_state"]) for a in body["actions"]]
-    assert steps == [("submit", "submitted"), ("approve", "approved"), ("pay", "paid"),
-                     ("await_closing_documents", "awaiting_closing_documents"),
-                     ("closing_documents", "documents_submitted"), ("verify", "completed")]
+    assert steps == [
+        ("submit", "submitted"),
+        ("approve", "approved"),
+        ("pay", "paid"),
+        ("await_closing_documents", "awaiting_closing_documents"),
+        ("closing_documents", "documents_submitted"),
+        ("verify", "completed"),
+    ]
     assert all(a["actor_id"] and a["at"] for a in body["actions"])
 
     async def registry_synced() -> None:
@@ -158,8 +166,7 @@ async def test_happy_path_with_emails(api: Api, smtp: Inbox, users: dict[Role, s
     from workflows.invoice import InvoiceApproval
 
     history = await client.get_workflow_handle(f"invoice-{inv['id']}").fetch_history()
-    await Replayer(workflows=[InvoiceApproval],
-                   data_converter=client.data_converter).replay_workflow(history)
+    await Replayer(workflows=[InvoiceApproval], data_converter=client.data_converter).replay_workflow(history)
 
 
 async def test_rework_twice_then_approve(api: Api) -> None:
@@ -168,30 +175,27 @@ async def test_rework_twice_then_approve(api: Api) -> None:
     for i in range(2):
         r = await deputy.post(f"/v1/invoices/{inv['id']}/return", json={"comment": f"fix {i}"})
         assert r.status_code == 200 and r.json()["state"] == "returned_for_rework", r.text
-        r = await doctor.post(f"/v1/invoices/{inv['id']}/resubmit",
-                              json={"amount": f"{1000 + i}.00", "comment": f"fixed {i}"})
+        r = await doctor.post(
+            f"/v1/invoices/{inv['id']}/resubmit", json={"amount": f"{1000 + i}.00", "comment": f"fixed {i}"}
+        )
         assert r.status_code == 200 and r.json()["state"] == "submitted", r.text
     _, payer = await parties(api)
     r = await deputy.post(f"/v1/invoices/{inv['id']}/approve", json={"payer_entity_id": payer})
     assert r.status_code == 200 and r.json()["state"] == "approved"
     body = r.json()
     assert body["amount"] == "1001.00" and body["comment"] == "fixed 1"
-    assert [a["action"] for a in body["actions"]] == [
-        "submit", "return", "resubmit", "return", "resubmit", "approve"]
+    assert [a["action"] for a in body["actions"]] == ["submit", "return", "resubmit", "return", "resubmit", "approve"]
     assert body["actions"][1]["comment"] == "fix 0"
     assert body["actions"][4]["data"]["changed"]["amount"] == "1001.00"
 
 
 async def test_reject_ends_the_journey(api: Api, client) -> None:  # type: ignore[no-untyped-def]
     inv = await submit(api)
-    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{inv['id']}/reject",
-                                                  json={"comment": "not budgeted"})
+    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{inv['id']}/reject", json={"comment": "not budgeted"})
     assert r.status_code == 200 and r.json()["state"] == "rejected"
-    result = await client.get_workflow_handle(f"invoice-{inv['id']}",
-                                              result_type=InvoiceSnapshot).result()
+    result = await client.get_workflow_handle(f"invoice-{inv['id']}", result_type=InvoiceSnapshot).result()
     assert result.state == "rejected"
-    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{inv['id']}/approve",
-                                                  json={"payer_entity_id": "x"})
+    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{inv['id']}/approve", json={"payer_entity_id": "x"})
     assert r.status_code in (409, 422)
     r = await api.as_(Role.accountant).post(f"/v1/invoices/{inv['id']}/verify")
     assert r.status_code == 409 and r.json()["detail"]["state"] == "rejected"
@@ -213,8 +217,7 @@ async def test_wrong_role_wrong_state_missing_choice(api: Api) -> None:
         r = await api.as_(role).post(f"/v1/invoices/{iid}/{path}", json=body)
         assert r.status_code == 403, (path, r.text)
     # Not the initiator: the workflow's validator refuses (Forbidden -> 403).
-    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/return",
-                                                  json={"comment": "again"})
+    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/return", json={"comment": "again"})
     assert r.status_code == 200
     r = await api.as_(Role.operator).post(f"/v1/invoices/{iid}/resubmit", json={"comment": "x"})
     assert r.status_code == 403 and "initiator" in r.json()["detail"]["message"]
@@ -232,26 +235,22 @@ async def test_wrong_role_wrong_state_missing_choice(api: Api) -> None:
     # Missing choice: 422.
     r = await api.as_(Role.front_desk).post(f"/v1/invoices/{iid}/resubmit", json={})
     assert r.status_code == 422, r.text
-    r = await api.as_(Role.front_desk).post(f"/v1/invoices/{iid}/resubmit",
-                                             json={"amount": "99.99"})
+    r = await api.as_(Role.front_desk).post(f"/v1/invoices/{iid}/resubmit", json={"amount": "99.99"})
     assert r.status_code == 200 and r.json()["state"] == "submitted"
     r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/approve", json={})
     assert r.status_code == 422 and r.json()["detail"]["field"] == "payer_entity_id"
     r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/reject", json={})
     assert r.status_code == 422
-    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/approve",
-                                                  json={"payer_entity_id": "nope"})
+    r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/approve", json={"payer_entity_id": "nope"})
     assert r.status_code == 422
     # Admin may stand in for the deputy director.
-    r = await api.as_(Role.admin).post(f"/v1/invoices/{iid}/approve",
-                                        json={"payer_entity_id": payer})
+    r = await api.as_(Role.admin).post(f"/v1/invoices/{iid}/approve", json={"payer_entity_id": payer})
     assert r.status_code == 200 and r.json()["state"] == "approved"
     r = await api.as_(Role.accountant).post(f"/v1/invoices/{iid}/pay", json={})
     assert r.status_code == 422 and r.json()["detail"]["field"] == "supplier_id"
     # Rejected nothing: history holds only the accepted actions.
     r = await api.as_(Role.front_desk).get(f"/v1/invoices/{iid}")
-    assert [a["action"] for a in r.json()["actions"]] == ["submit", "return", "resubmit",
-                                                          "approve"]
+    assert [a["action"] for a in r.json()["actions"]] == ["submit", "return", "resubmit", "approve"]
     assert r.json()["actions"][-1]["actor_role"] == "admin"
     # Others cannot see someone else's invoice; unknown ids are 404.
     assert (await api.as_(Role.operator).get(f"/v1/invoices/{iid}")).status_code == 403
@@ -260,11 +259,16 @@ async def test_wrong_role_wrong_state_missing_choice(api: Api) -> None:
 
 async def test_submit_validation(api: Api) -> None:
     fid = await upload(api, Role.front_desk)
-    base = {"category": "Rent", "expense_type": "Office", "amount": "10.00",
-            "invoice_file_id": fid}
+    base = {"category": "Rent", "expense_type": "Office", "amount": "10.00", "invoice_file_id": fid}
     staff = api.as_(Role.front_desk)
-    for bad in [{"amount": 10.5}, {"amount": "-1"}, {"amount": "1.234"}, {"amount": "abc"},
-                {"category": ""}, {"invoice_file_id": "missing"}]:
+    for bad in [
+        {"amount": 10.5},
+        {"amount": "-1"},
+        {"amount": "1.234"},
+        {"amount": "abc"},
+        {"category": ""},
+        {"invoice_file_id": "missing"},
+    ]:
         r = await staff.post("/v1/invoices", json={**base, **bad})
         assert r.status_code == 422, (bad, r.text)
     r = await staff.post("/v1/invoices", json={k: v for k, v in base.items() if k != "amount"})
@@ -285,8 +289,9 @@ async def test_closing_documents_returned_then_accepted(api: Api, smtp: Inbox) -
         r = await op.post(f"/v1/invoices/{iid}/closing-documents", json={"file_ids": [doc]})
         assert r.status_code == 200 and r.json()["state"] == "documents_submitted", r.text
         if attempt == 0:
-            r = await api.as_(Role.accountant).post(f"/v1/invoices/{iid}/return-documents",
-                                                     json={"comment": "tax invoice missing"})
+            r = await api.as_(Role.accountant).post(
+                f"/v1/invoices/{iid}/return-documents", json={"comment": "tax invoice missing"}
+            )
             assert r.status_code == 200
             assert r.json()["state"] == "awaiting_closing_documents"
     r = await api.as_(Role.accountant).post(f"/v1/invoices/{iid}/verify")
@@ -308,5 +313,3 @@ async def test_concurrent_actions_one_wins(api: Api) -> None:
         deputy.post(f"/v1/invoices/{inv['id']}/reject", json={"comment": "no"}),
     )
     assert sorted(r.status_code for r in results) == [200, 409]
-
-

@@ -20,8 +20,7 @@ MONTH = "2021-03"
 async def _all(api: Api, **params: str) -> list[dict]:
     out, offset = [], 0
     while True:
-        r = await api.as_(Role.accountant).get("/v1/invoices",
-                                               params={**params, "limit": 2, "offset": offset})
+        r = await api.as_(Role.accountant).get("/v1/invoices", params={**params, "limit": 2, "offset": offset})
         assert r.status_code == 200, r.text
         page = r.json()
         out += page["items"]
@@ -46,8 +45,7 @@ async def test_registry_filters_pagination_and_xlsx(api: Api, users: dict[Role, 
         inv = await submit(api, Role.front_desk, category=cat, expense_type=et, amount=amount)
         await to_awaiting_documents(api, inv, sup, payer, paid_on=paid_on)
         ids.append(inv["id"])
-    unpaid = await submit(api, Role.doctor, category=f"Rent-{tag}", expense_type="Office",
-                          amount="1.00")
+    unpaid = await submit(api, Role.doctor, category=f"Rent-{tag}", expense_type="Office", amount="1.00")
 
     async def synced() -> None:
         rows = await _all(api, category=f"Rent-{tag}")
@@ -57,12 +55,14 @@ async def test_registry_filters_pagination_and_xlsx(api: Api, users: dict[Role, 
     await eventually(synced)
 
     # Pagination: pages of 2 cover everything once, newest first.
-    r = await api.as_(Role.accountant).get("/v1/invoices", params={
-        "category": f"Materials-{tag}", "limit": 2, "offset": 0})
+    r = await api.as_(Role.accountant).get(
+        "/v1/invoices", params={"category": f"Materials-{tag}", "limit": 2, "offset": 0}
+    )
     page = r.json()
     assert page["total"] == 3 and len(page["items"]) == 2 and page["total_amount"] == "1230.33"
-    r = await api.as_(Role.accountant).get("/v1/invoices", params={
-        "category": f"Materials-{tag}", "limit": 2, "offset": 2})
+    r = await api.as_(Role.accountant).get(
+        "/v1/invoices", params={"category": f"Materials-{tag}", "limit": 2, "offset": 2}
+    )
     assert len(r.json()["items"]) == 1
     assert [i["id"] for i in page["items"]] == [ids[2], ids[1]]
 
@@ -71,11 +71,13 @@ async def test_registry_filters_pagination_and_xlsx(api: Api, users: dict[Role, 
         return {r["id"] for r in await _all(api, **params)}
 
     assert await ids_of(supplier_id=other_supplier) == {ids[2]}  # a counterparty's history
-    assert await ids_of(supplier_id=supplier, paid_from=f"{MONTH}-01",
-                        paid_to=f"{MONTH}-31") == {ids[0], ids[1], ids[3]}
+    assert await ids_of(supplier_id=supplier, paid_from=f"{MONTH}-01", paid_to=f"{MONTH}-31") == {
+        ids[0],
+        ids[1],
+        ids[3],
+    }
     assert await ids_of(category=f"Materials-{tag}", expense_type="Implants") == {ids[0], ids[1]}
-    assert await ids_of(category=f"Rent-{tag}", amount_min="500", amount_max="5000") == {
-        ids[3], ids[4]}
+    assert await ids_of(category=f"Rent-{tag}", amount_min="500", amount_max="5000") == {ids[3], ids[4]}
     assert await ids_of(category=f"Rent-{tag}", payer_entity_id=payer) == {ids[3], ids[4]}
     assert await ids_of(category=f"Rent-{tag}", initiator=users[Role.doctor]) == {unpaid["id"]}
     assert await ids_of(category=f"Rent-{tag}", state="submitted") == {unpaid["id"]}
@@ -99,8 +101,7 @@ async def test_registry_filters_pagination_and_xlsx(api: Api, users: dict[Role, 
     paid = await _all(api, paid_from=f"{MONTH}-01", paid_to=f"{MONTH}-31")
     expected: dict[str, Decimal] = {}
     for inv in paid:
-        expected[inv["category"]] = expected.get(inv["category"], Decimal(0)) + Decimal(
-            inv["amount"])
+        expected[inv["category"]] = expected.get(inv["category"], Decimal(0)) + Decimal(inv["amount"])
     assert cats == expected
     assert cats[f"Materials-{tag}"] == Decimal("1230.33") and cats[f"Rent-{tag}"] == Decimal("5000")
     assert types["Implants"] == Decimal("1200.30") and types["Anaesthetics"] == Decimal("30.03")
@@ -121,5 +122,4 @@ async def test_suppliers_and_payers(api: Api) -> None:
     assert r.status_code == 403
     supplier, payer = await parties(api)
     assert supplier in {s["id"] for s in (await api.as_(Role.front_desk).get("/v1/suppliers")).json()}
-    assert payer in {p["id"] for p in (await api.as_(Role.accountant).get(
-        "/v1/payer-entities")).json()}
+    assert payer in {p["id"] for p in (await api.as_(Role.accountant).get("/v1/payer-entities")).json()}

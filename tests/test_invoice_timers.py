@@ -35,28 +35,39 @@ async def _user_id(deps: Deps, username: str) -> str:
         return (await s.exec(select(StaffUser).where(StaffUser.username == username))).one().id
 
 
-async def test_reminder_then_escalation(api: Api, client: Client, deps: Deps, settings: Settings,
-                                        smtp: Inbox, users: dict[Role, str]) -> None:
+async def test_reminder_then_escalation(
+    api: Api, client: Client, deps: Deps, settings: Settings, smtp: Inbox, users: dict[Role, str]
+) -> None:
     initiator = await _user_id(deps, users[Role.front_desk])
     file_id = await upload(api, Role.front_desk)
-    inp = InvoiceInput(invoice_id=new_id(), initiator_id=initiator, initiator_role="front_desk",
-                       category="Services", expense_type="Cleaning", amount="300.00",
-                       currency="UAH", invoice_file_id=file_id,
-                       policy=InvoicePolicy(remind_after=1.0, escalate_after=2.5))
-    handle = await client.start_workflow(INVOICE_WORKFLOW, inp, id=invoice_workflow_id(inp.invoice_id),
-                                         task_queue=settings.temporal_task_queue,
-                                         result_type=InvoiceSnapshot)
+    inp = InvoiceInput(
+        invoice_id=new_id(),
+        initiator_id=initiator,
+        initiator_role="front_desk",
+        category="Services",
+        expense_type="Cleaning",
+        amount="300.00",
+        currency="UAH",
+        invoice_file_id=file_id,
+        policy=InvoicePolicy(remind_after=1.0, escalate_after=2.5),
+    )
+    handle = await client.start_workflow(
+        INVOICE_WORKFLOW,
+        inp,
+        id=invoice_workflow_id(inp.invoice_id),
+        task_queue=settings.temporal_task_queue,
+        result_type=InvoiceSnapshot,
+    )
     iid = inp.invoice_id
     try:
+
         async def tasks(state: str = "open") -> dict[str, str]:
-            r = await api.as_(Role.admin).get("/v1/tasks", params={"subject_id": iid,
-                                                                   "state": state})
+            r = await api.as_(Role.admin).get("/v1/tasks", params={"subject_id": iid, "state": state})
             assert r.status_code == 200, r.text
             return {t["kind"]: t["assigned_role"] for t in r.json()}
 
         async def escalated() -> None:
-            assert await tasks() == {"invoice_reminder": "deputy_director",
-                                     "invoice_escalation": "director"}
+            assert await tasks() == {"invoice_reminder": "deputy_director", "invoice_escalation": "director"}
             subjects = [str(m["Subject"]) for m in smtp.about(iid)]
             assert any("waits on you" in s for s in subjects), subjects
             assert any("stalled" in s for s in subjects), subjects
@@ -68,16 +79,16 @@ async def test_reminder_then_escalation(api: Api, client: Client, deps: Deps, se
         assert esc["To"] == f"{users[Role.director]}@clinic.test"
 
         # The deputy director acts: the reminders close, the next step is watched afresh.
-        r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/return",
-                                                      json={"comment": "wrong amount"})
+        r = await api.as_(Role.deputy_director).post(f"/v1/invoices/{iid}/return", json={"comment": "wrong amount"})
         assert r.status_code == 200, r.text
 
         async def closed_and_initiator_reminded() -> None:
-            assert await tasks("cancelled") == {"invoice_reminder": "deputy_director",
-                                                "invoice_escalation": "director"}
+            assert await tasks("cancelled") == {"invoice_reminder": "deputy_director", "invoice_escalation": "director"}
             assert (await tasks()).get("invoice_reminder") == "front_desk"
-            assert any(m["To"] == f"{users[Role.front_desk]}@clinic.test"
-                       and "waits on you" in str(m["Subject"]) for m in smtp.about(iid))
+            assert any(
+                m["To"] == f"{users[Role.front_desk]}@clinic.test" and "waits on you" in str(m["Subject"])
+                for m in smtp.about(iid)
+            )
 
         await eventually(closed_and_initiator_reminded, timeout=20)
         # One reminder e-mail per step, however many times the activity may have run.
@@ -88,7 +99,8 @@ async def test_reminder_then_escalation(api: Api, client: Client, deps: Deps, se
 
 
 async def test_monthly_schedule_emails_last_months_report(
-        api: Api, client: Client, settings: Settings, smtp: Inbox) -> None:
+    api: Api, client: Client, settings: Settings, smtp: Inbox
+) -> None:
     from workflows.monthly_report import ensure_schedule, previous_month
 
     today = datetime.now(ZoneInfo(settings.network_timezone)).date()
@@ -100,11 +112,9 @@ async def test_monthly_schedule_emails_last_months_report(
     await to_awaiting_documents(api, inv, supplier, payer, paid_on=last_day.isoformat())
 
     schedule_id = f"monthly-expense-report-test-{tag}"
-    handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue,
-                                   schedule_id=schedule_id)
+    handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue, schedule_id=schedule_id)
     # Idempotent: a second run updates the same schedule.
-    handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue,
-                                   schedule_id=schedule_id)
+    handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue, schedule_id=schedule_id)
     try:
         desc = await handle.describe()
         assert desc.schedule.spec.time_zone_name == settings.network_timezone
@@ -124,10 +134,8 @@ async def test_monthly_schedule_emails_last_months_report(
         mine = [row for row in rows if row[0] == f"Lab-{tag}"]
         assert mine and Decimal(str(mine[0][4])) == Decimal("4321.09")
         # The attachment equals what the API serves for the same month.
-        r = await api.as_(Role.accountant).get("/v1/reports/expenses",
-                                               params={"month": last_month})
-        api_rows = list(load_workbook(io.BytesIO(r.content))["By category"].iter_rows(
-            min_row=3, values_only=True))
+        r = await api.as_(Role.accountant).get("/v1/reports/expenses", params={"month": last_month})
+        api_rows = list(load_workbook(io.BytesIO(r.content))["By category"].iter_rows(min_row=3, values_only=True))
         assert api_rows == rows
     finally:
         await handle.delete()

@@ -22,8 +22,14 @@ from tests.support.live import free_port
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([str(PROJECT_ROOT / "scripts" / "run.sh")], env=env, cwd=PROJECT_ROOT,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [str(PROJECT_ROOT / "scripts" / "run.sh")],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def _wait_healthy(api: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 120) -> float:
@@ -46,10 +52,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 def test_make_run_serves_api_ui_and_codec(tmp_path: Path) -> None:
     grpc, ui_port, api_port = free_port(), free_port(), free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "DATABASE_URL"))},
-           "DATA_DIR": str(tmp_path / "data"), "TEMPORAL_ADDRESS": f"127.0.0.1:{grpc}",
-           "TEMPORAL_UI_PORT": str(ui_port), "API_PORT": str(api_port), "API_HOST": "127.0.0.1",
-           "CORS_ORIGINS": f"http://127.0.0.1:{ui_port}"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEST_", "DATABASE_URL"))},
+        "DATA_DIR": str(tmp_path / "data"),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{grpc}",
+        "TEMPORAL_UI_PORT": str(ui_port),
+        "API_PORT": str(api_port),
+        "API_HOST": "127.0.0.1",
+        "CORS_ORIGINS": f"http://127.0.0.1:{ui_port}",
+    }
     log = tmp_path / "run.log"
     api, ui = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     proc = _start(env, log)
@@ -68,22 +79,32 @@ def test_make_run_serves_api_ui_and_codec(tmp_path: Path) -> None:
         import asyncio
 
         [p] = asyncio.run(data_converter(settings.encryption_keys()).encode([{"full_name": "Olena"}]))
-        body = {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
-                              "data": base64.b64encode(p.data).decode()}]}
+        body = {
+            "payloads": [
+                {
+                    "metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+                    "data": base64.b64encode(p.data).decode(),
+                }
+            ]
+        }
         r = httpx.post(f"{codec}/decode", json=body, headers={"Origin": ui, "X-Namespace": "default"})
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ui
         assert json.loads(base64.b64decode(r.json()["payloads"][0]["data"])) == {"full_name": "Olena"}
         admin_password = (Path(env["DATA_DIR"]) / "admin-password").read_text().strip()
-        assert httpx.post(f"{api}/v1/auth/token", data={"username": "admin",
-                                                         "password": admin_password}).status_code == 200
+        assert (
+            httpx.post(f"{api}/v1/auth/token", data={"username": "admin", "password": admin_password}).status_code
+            == 200
+        )
         assert _stop(proc) == 0
         assert (Path(env["DATA_DIR"]) / "temporal.db").exists()
 
         # A second start reuses what is installed and the state kept in the data folder.
         proc = _start(env, log)
         _wait_healthy(api, proc, log)
-        assert httpx.post(f"{api}/v1/auth/token", data={"username": "admin",
-                                                         "password": admin_password}).status_code == 200
+        assert (
+            httpx.post(f"{api}/v1/auth/token", data={"username": "admin", "password": admin_password}).status_code
+            == 200
+        )
     finally:
         if proc.poll() is None:
             _stop(proc)

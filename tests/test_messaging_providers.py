@@ -34,13 +34,24 @@ def people(deps: Deps) -> People:
     return People(deps.sessions)
 
 
-def msg(patient_id: str, clinic_id: str, text: str = "Reminder: tomorrow 10:00",
-        buttons: list[Button] | None = None, key: str | None = None,
-        template: str | None = None) -> OutboundMessage:
-    return OutboundMessage(idempotency_key=key or f"test-{uuid.uuid4().hex}",
-                           patient_id=patient_id, clinic_id=clinic_id, kind="reminder",
-                           text=text, subject_id="appt-1", buttons=buttons or [],
-                           template=template)
+def msg(
+    patient_id: str,
+    clinic_id: str,
+    text: str = "Reminder: tomorrow 10:00",
+    buttons: list[Button] | None = None,
+    key: str | None = None,
+    template: str | None = None,
+) -> OutboundMessage:
+    return OutboundMessage(
+        idempotency_key=key or f"test-{uuid.uuid4().hex}",
+        patient_id=patient_id,
+        clinic_id=clinic_id,
+        kind="reminder",
+        text=text,
+        subject_id="appt-1",
+        buttons=buttons or [],
+        template=template,
+    )
 
 
 async def send(rig: Rig, m: OutboundMessage) -> SendResult:
@@ -54,15 +65,15 @@ async def row(rig: Rig, key: str) -> MessageLog:
     return r
 
 
-async def test_whatsapp_template_outside_24h_then_free_text_inside(rig: Rig,
-                                                                   people: People) -> None:
+async def test_whatsapp_template_outside_24h_then_free_text_inside(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.whatsapp)
     clinic = await people.clinic()
-    buttons = [Button(button_id("confirm", "a1"), "Так, буду"),
-               Button(button_id("decline", "a1"), "Ні, не зможу прийти")]
+    buttons = [
+        Button(button_id("confirm", "a1"), "Так, буду"),
+        Button(button_id("decline", "a1"), "Ні, не зможу прийти"),
+    ]
     r = await send(rig, msg(p.id, clinic, buttons=buttons))
-    assert r.status == "sent" and r.channel == "whatsapp" and r.provider_message_id.startswith(
-        "wamid.")
+    assert r.status == "sent" and r.channel == "whatsapp" and r.provider_message_id.startswith("wamid.")
     [req] = rig.fake.sent("whatsapp")[-1:]
     assert req.path == "/wa/v21.0/1098765432/messages"
     assert req.headers["authorization"] == f"Bearer {WA_TOKEN}"
@@ -71,8 +82,7 @@ async def test_whatsapp_template_outside_24h_then_free_text_inside(rig: Rig,
     assert body["type"] == "template"  # the patient never wrote: outside the window
     assert body["template"]["name"] == "appointment_notice"
     comps = body["template"]["components"]
-    assert comps[0] == {"type": "body", "parameters": [{"type": "text",
-                                                       "text": "Reminder: tomorrow 10:00"}]}
+    assert comps[0] == {"type": "body", "parameters": [{"type": "text", "text": "Reminder: tomorrow 10:00"}]}
     assert [c["parameters"][0]["payload"] for c in comps[1:]] == ["confirm:a1", "decline:a1"]
 
     # The patient writes (no appointment: an operator task) -> the 24-hour window opens.
@@ -85,7 +95,8 @@ async def test_whatsapp_template_outside_24h_then_free_text_inside(rig: Rig,
     assert inter["type"] == "button" and inter["body"]["text"] == "Reminder: tomorrow 10:00"
     assert [b["reply"] for b in inter["action"]["buttons"]] == [
         {"id": "confirm:a1", "title": "Так, буду"},
-        {"id": "decline:a1", "title": "Ні, не зможу прийти"[:20]}]
+        {"id": "decline:a1", "title": "Ні, не зможу прийти"[:20]},
+    ]
     r = await send(rig, msg(p.id, clinic, text="plain"))
     assert rig.fake.sent("whatsapp")[-1].json["type"] == "text"
     assert rig.fake.sent("whatsapp")[-1].json["text"] == {"preview_url": False, "body": "plain"}
@@ -94,16 +105,19 @@ async def test_whatsapp_template_outside_24h_then_free_text_inside(rig: Rig,
 async def test_telegram_send_with_inline_keyboard(rig: Rig, people: People) -> None:
     chat = random_chat_id()
     p = await people.patient(Channel.telegram, chat_id=chat)
-    buttons = [Button(button_id("confirm", "a" * 32), "Так"),
-               Button(button_id("decline", "a" * 32), "Ні")]
+    buttons = [Button(button_id("confirm", "a" * 32), "Так"), Button(button_id("decline", "a" * 32), "Ні")]
     r = await send(rig, msg(p.id, await people.clinic(), buttons=buttons))
     assert r.status == "sent" and r.channel == "telegram" and r.provider_message_id.isdigit()
     req = rig.fake.sent("telegram", "sendMessage")[-1]
     assert req.path == f"/tg/bot{TG_TOKEN}/sendMessage"
     assert req.json["chat_id"] == chat
     kb = req.json["reply_markup"]["inline_keyboard"]
-    assert kb == [[{"text": "Так", "callback_data": "confirm:" + "a" * 32},
-                   {"text": "Ні", "callback_data": "decline:" + "a" * 32}]]
+    assert kb == [
+        [
+            {"text": "Так", "callback_data": "confirm:" + "a" * 32},
+            {"text": "Ні", "callback_data": "decline:" + "a" * 32},
+        ]
+    ]
     assert all(len(k["callback_data"].encode()) <= 64 for k in kb[0])
 
 
@@ -113,8 +127,7 @@ async def test_twilio_sms_request_shape(rig: Rig, people: People) -> None:
     assert r.status == "sent" and r.channel == "sms" and r.provider_message_id.startswith("SM")
     req = rig.fake.sent("twilio", "Messages")[-1]
     assert req.path == f"/twilio/2010-04-01/Accounts/{TW_SID}/Messages.json"
-    assert req.headers["authorization"] == "Basic " + base64.b64encode(
-        f"{TW_SID}:{TW_TOKEN}".encode()).decode()
+    assert req.headers["authorization"] == "Basic " + base64.b64encode(f"{TW_SID}:{TW_TOKEN}".encode()).decode()
     assert req.form["To"] == p.phone and req.form["From"] == TW_FROM
     assert req.form["Body"] == "SMS reminder"
     assert req.form["StatusCallback"] == f"{rig.settings.public_base_url}/v1/webhooks/twilio/sms/status"
@@ -156,8 +169,7 @@ async def test_opted_out_patient_gets_nothing(rig: Rig, people: People) -> None:
 
 async def test_messenger_refused_for_good_falls_back_to_sms(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.whatsapp)
-    rig.fake.fail_next("whatsapp", 400, {"error": {"message": "(#131026) Message undeliverable",
-                                                   "code": 131026}})
+    rig.fake.fail_next("whatsapp", 400, {"error": {"message": "(#131026) Message undeliverable", "code": 131026}})
     m = msg(p.id, await people.clinic())
     r = await send(rig, m)
     assert r.status == "sent" and r.channel == "sms"
@@ -168,8 +180,9 @@ async def test_messenger_refused_for_good_falls_back_to_sms(rig: Rig, people: Pe
 
 async def test_no_channel_left(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.telegram, phone=None, chat_id=random_chat_id())
-    rig.fake.fail_next("telegram", 403, {"ok": False, "error_code": 403,
-                                         "description": "Forbidden: bot was blocked by the user"})
+    rig.fake.fail_next(
+        "telegram", 403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+    )
     r = await send(rig, msg(p.id, await people.clinic()))
     assert r.status == "failed"
     nobody = await people.patient(Channel.sms, phone=None)
@@ -190,21 +203,28 @@ async def test_provider_5xx_is_retried_and_then_sends_once(rig: Rig, people: Peo
     assert len(rig.fake.sent("twilio")) == before + 2  # one refused, one accepted
 
 
-async def test_crash_after_row_written_before_provider_call_sends_once(rig: Rig,
-                                                                       people: People) -> None:
+async def test_crash_after_row_written_before_provider_call_sends_once(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.sms)
     m = msg(p.id, await people.clinic())
     async with rig.deps.sessions() as s:  # what the dead attempt left behind
-        s.add(MessageLog(idempotency_key=m.idempotency_key, direction="out", channel=Channel.sms,
-                         kind="reminder", status="pending", patient_id=p.id, body=m.text))
+        s.add(
+            MessageLog(
+                idempotency_key=m.idempotency_key,
+                direction="out",
+                channel=Channel.sms,
+                kind="reminder",
+                status="pending",
+                patient_id=p.id,
+                body=m.text,
+            )
+        )
         await s.commit()
     before = len(rig.fake.sent("twilio"))
     r = await send(rig, m)
     assert r.status == "sent" and len(rig.fake.sent("twilio")) == before + 1
 
 
-async def test_killed_during_the_provider_call_never_duplicates(rig: Rig,
-                                                                people: People) -> None:
+async def test_killed_during_the_provider_call_never_duplicates(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.whatsapp)
     m = msg(p.id, await people.clinic())
     before = len(rig.fake.sent("whatsapp"))
@@ -214,6 +234,7 @@ async def test_killed_during_the_provider_call_never_duplicates(rig: Rig,
 
         async def reached() -> None:
             assert len(rig.fake.sent("whatsapp")) == before + 1
+
         await eventually(reached, timeout=10, interval=0.02)
         attempt.cancel()  # the worker dies mid-call
         with pytest.raises((asyncio.CancelledError, ApplicationError)):
@@ -230,9 +251,13 @@ async def test_killed_during_the_provider_call_never_duplicates(rig: Rig,
 
 async def test_voice_call_request_shape(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.sms)
-    call = VoiceCall(idempotency_key=f"call-{uuid.uuid4().hex}", patient_id=p.id,
-                     clinic_id=await people.clinic(), prompt="Натисніть 1 або 2",
-                     subject_id="appt-x")
+    call = VoiceCall(
+        idempotency_key=f"call-{uuid.uuid4().hex}",
+        patient_id=p.id,
+        clinic_id=await people.clinic(),
+        prompt="Натисніть 1 або 2",
+        subject_id="appt-x",
+    )
     r = await ActivityEnvironment().run(rig.messaging.place_voice_call, call)
     assert r.status == "sent" and r.channel == "voice" and r.provider_message_id.startswith("CA")
     req = rig.fake.sent("twilio", "Calls")[-1]
@@ -245,5 +270,4 @@ async def test_voice_call_request_shape(rig: Rig, people: People) -> None:
     twiml = await rig.fake.twilio_fetch_twiml(r.provider_message_id)
     assert '<Gather numDigits="1"' in twiml and "Натисніть 1 або 2" in twiml
     again = await ActivityEnvironment().run(rig.messaging.place_voice_call, call)
-    assert again.duplicate and len([c for c in rig.fake.sent("twilio", "Calls")
-                                    if c.form["To"] == p.phone]) == 1
+    assert again.duplicate and len([c for c in rig.fake.sent("twilio", "Calls") if c.form["To"] == p.phone]) == 1

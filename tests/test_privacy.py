@@ -47,8 +47,8 @@ class PrivacyProbe:
     @workflow.run
     async def run(self, g: Greeting) -> str:
         return await workflow.execute_activity(
-            probe, g, start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(maximum_attempts=1))
+            probe, g, start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_attempts=1)
+        )
 
 
 async def _raw_history_bytes(settings: Settings, workflow_id: str) -> bytes:
@@ -62,13 +62,11 @@ async def test_history_holds_no_patient_data_in_clear(client: Client, settings: 
     tq = f"privacy-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=tq, workflows=[PrivacyProbe], activities=[probe]):
         ok_id = f"privacy-ok-{uuid.uuid4().hex[:8]}"
-        result = await client.execute_workflow(PrivacyProbe.run, Greeting(NAME, PHONE),
-                                               id=ok_id, task_queue=tq)
+        result = await client.execute_workflow(PrivacyProbe.run, Greeting(NAME, PHONE), id=ok_id, task_queue=tq)
         assert NAME in result  # our own client decrypts
         fail_id = f"privacy-fail-{uuid.uuid4().hex[:8]}"
         with pytest.raises(WorkflowFailureError) as err:
-            await client.execute_workflow(PrivacyProbe.run, Greeting("FAIL " + NAME, PHONE),
-                                          id=fail_id, task_queue=tq)
+            await client.execute_workflow(PrivacyProbe.run, Greeting("FAIL " + NAME, PHONE), id=fail_id, task_queue=tq)
         # Failure messages are encoded too, but our client still reads them.
         assert NAME in str(err.value.cause.cause)
 
@@ -98,9 +96,14 @@ async def test_codec_rotates_keys() -> None:
 
 async def _encoded_body(settings: Settings) -> dict:
     [p] = await data_converter(settings.encryption_keys()).encode([{"full_name": NAME}])
-    return {"payloads": [{"metadata": {k: base64.b64encode(v).decode()
-                                       for k, v in p.metadata.items()},
-                          "data": base64.b64encode(p.data).decode()}]}
+    return {
+        "payloads": [
+            {
+                "metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+                "data": base64.b64encode(p.data).decode(),
+            }
+        ]
+    }
 
 
 async def test_codec_endpoint_for_ops_only(api: Api, settings: Settings) -> None:
@@ -111,21 +114,31 @@ async def test_codec_endpoint_for_ops_only(api: Api, settings: Settings) -> None
     assert NAME.encode() in decoded
     assert (await api.as_(Role.front_desk).post("/codec/decode", json=body)).status_code == 403
     assert (await api.http.post("/codec/decode", json=body)).status_code == 401
-    r = await api.http.post("/codec/decode", json=body,
-                            headers={"X-Codec-Secret": settings.codec_secret})
+    r = await api.http.post("/codec/decode", json=body, headers={"X-Codec-Secret": settings.codec_secret})
     assert r.status_code == 200
     # The path form the Temporal UI is configured with by `make run`.
     r = await api.http.post(f"/codec/k/{settings.codec_secret}/decode", json=body)
     assert r.status_code == 200
     assert (await api.http.post("/codec/k/wrong/decode", json=body)).status_code == 401
     # CORS for the UI origin
-    r = await api.http.options("/codec/decode", headers={
-        "Origin": "http://127.0.0.1:8233", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,x-namespace"})
+    r = await api.http.options(
+        "/codec/decode",
+        headers={
+            "Origin": "http://127.0.0.1:8233",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace",
+        },
+    )
     assert r.headers.get("access-control-allow-origin") == "http://127.0.0.1:8233"
     # encode -> decode round trip through the endpoint
-    plain = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
-                           "data": base64.b64encode(json.dumps(PHONE).encode()).decode()}]}
+    plain = {
+        "payloads": [
+            {
+                "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                "data": base64.b64encode(json.dumps(PHONE).encode()).decode(),
+            }
+        ]
+    }
     enc = (await api.as_(Role.admin).post("/codec/encode", json=plain)).json()
     assert PHONE.encode() not in base64.b64decode(enc["payloads"][0]["data"])
     dec = (await api.as_(Role.admin).post("/codec/decode", json=enc)).json()
@@ -139,8 +152,13 @@ def test_logs_never_carry_names_or_phones() -> None:
     handler = logging.getLogger().handlers[0]
     handler.stream = buf  # type: ignore[attr-defined]
     log = get_logger("test")
-    log.info("patient booked", full_name=NAME, phone=PHONE, patient_id="p1",
-             details={"to": PHONE, "note": f"call {NAME} on +380 67 123 45 67"})
+    log.info(
+        "patient booked",
+        full_name=NAME,
+        phone=PHONE,
+        patient_id="p1",
+        details={"to": PHONE, "note": f"call {NAME} on +380 67 123 45 67"},
+    )
     log.info(f"free text mentions {PHONE} and olena@example.com")
     logging.getLogger("uvicorn.error").info("stdlib line with phone %s", PHONE)
     log.info("address is fine", url="http://127.0.0.1:8000", at="2026-11-23 10:00:00")

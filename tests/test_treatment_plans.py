@@ -42,36 +42,64 @@ from workflows.treatment_plan import (
 
 HISTORIES = Path(__file__).parent / "histories"
 FAST = {  # SPEC §3/§4 timings squeezed into seconds
-    "quiet_hours": None, "reminder_lead": 2, "reask_interval": 1, "reask_count": 0,
-    "voice_call_after": 1, "voice_call_attempts": 0, "confirm_deadline": 1, "no_show_grace": 1,
-    "feedback_delay": 1, "survey_timeout": 2, "lab_results_after": 2,
+    "quiet_hours": None,
+    "reminder_lead": 2,
+    "reask_interval": 1,
+    "reask_count": 0,
+    "voice_call_after": 1,
+    "voice_call_attempts": 0,
+    "confirm_deadline": 1,
+    "no_show_grace": 1,
+    "feedback_delay": 1,
+    "survey_timeout": 2,
+    "lab_results_after": 2,
 }
 
 
 async def _clinic(api: Api, **policy: object) -> dict:
-    r = await api.as_(Role.admin).post("/v1/clinics", json={
-        "name": f"Plan clinic {uuid.uuid4().hex[:4]}", "address": "5 Sahaidachnoho St, Kyiv",
-        "phone": "+380441234567", "timezone": "Europe/Kyiv", "policy": {**FAST, **policy}})
+    r = await api.as_(Role.admin).post(
+        "/v1/clinics",
+        json={
+            "name": f"Plan clinic {uuid.uuid4().hex[:4]}",
+            "address": "5 Sahaidachnoho St, Kyiv",
+            "phone": "+380441234567",
+            "timezone": "Europe/Kyiv",
+            "policy": {**FAST, **policy},
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 async def _people(api: Api, clinic: dict) -> tuple[str, str]:
-    r = await api.as_(Role.admin).post("/v1/doctors", json={
-        "clinic_id": clinic["id"], "full_name": "Dr Implant", "specialty": "implantology"})
+    r = await api.as_(Role.admin).post(
+        "/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr Implant", "specialty": "implantology"}
+    )
     assert r.status_code == 201, r.text
     doctor = r.json()["id"]
-    r = await api.as_(Role.front_desk).post("/v1/patients", json={
-        "full_name": "Plan Patient", "phone": "+380671112233", "preferred_channel": "sms",
-        "clinic_id": clinic["id"]})
+    r = await api.as_(Role.front_desk).post(
+        "/v1/patients",
+        json={
+            "full_name": "Plan Patient",
+            "phone": "+380671112233",
+            "preferred_channel": "sms",
+            "clinic_id": clinic["id"],
+        },
+    )
     assert r.status_code == 201, r.text
     return doctor, r.json()["id"]
 
 
 async def _plan(api: Api, clinic: dict, patient: str, direction: str = "implantology") -> dict:
-    r = await api.as_(Role.doctor).post("/v1/treatment-plans", json={
-        "patient_id": patient, "clinic_id": clinic["id"], "direction": direction,
-        "items": [{"service": "Implant", "tooth": 36, "unit_price": "25000.00"}]})
+    r = await api.as_(Role.doctor).post(
+        "/v1/treatment-plans",
+        json={
+            "patient_id": patient,
+            "clinic_id": clinic["id"],
+            "direction": direction,
+            "items": [{"service": "Implant", "tooth": 36, "unit_price": "25000.00"}],
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -91,8 +119,7 @@ def _visit(doctor: str, in_seconds: float, minutes: int = 30) -> dict:
 
 
 async def _advance(api: Api, plan_id: str, to: str, role: Role = Role.doctor, **body: object):  # type: ignore[no-untyped-def]
-    return await api.as_(role).post(f"/v1/treatment-plans/{plan_id}/advance",
-                                    json={"to_stage": to, **body})
+    return await api.as_(role).post(f"/v1/treatment-plans/{plan_id}/advance", json={"to_stage": to, **body})
 
 
 async def _finish_visit(api: Api, appointment_id: str) -> None:
@@ -104,9 +131,11 @@ async def _finish_visit(api: Api, appointment_id: str) -> None:
 
 # ----------------------------------------------------------------------------- pricing
 def test_pricing_to_the_kopeck() -> None:
-    items = [PlanItemIn(service="Implant", tooth=36, unit_price=Decimal("25000.00"), quantity=2),
-             PlanItemIn(service="Abutment", tooth=46, unit_price=Decimal("7333.33"), quantity=3),
-             PlanItemIn(service="X-ray", unit_price=Decimal("0.05"), quantity=1)]
+    items = [
+        PlanItemIn(service="Implant", tooth=36, unit_price=Decimal("25000.00"), quantity=2),
+        PlanItemIn(service="Abutment", tooth=46, unit_price=Decimal("7333.33"), quantity=3),
+        PlanItemIn(service="X-ray", unit_price=Decimal("0.05"), quantity=1),
+    ]
     p = price_plan(items, Decimal("7.5"), 2250)
     assert p.subtotal == Decimal("72000.04")  # 50000.00 + 21999.99 + 0.05
     assert p.discount_amount == Decimal("5400.00")  # 5400.003 -> 5400.00
@@ -116,28 +145,35 @@ def test_pricing_to_the_kopeck() -> None:
     assert one.discount_amount == Decimal("0.13") and one.total == Decimal("2.37")
     with pytest.raises(PricingError):
         price_plan([PlanItemIn(service="s", unit_price=Decimal("100"))], Decimal("10"), 91)
-    assert price_plan([PlanItemIn(service="s", unit_price=Decimal("100"))], Decimal("10"),
-                      90).total == Decimal("0.00")
+    assert price_plan([PlanItemIn(service="s", unit_price=Decimal("100"))], Decimal("10"), 90).total == Decimal("0.00")
 
 
 async def test_plan_api_prices_and_validates(api: Api, worker: None) -> None:
     clinic = await _clinic(api)
     _, patient = await _people(api, clinic)
-    body = {"patient_id": patient, "clinic_id": clinic["id"], "direction": "implantology",
-            "discount_percent": "7.5", "bonus_points": 2250,
-            "items": [{"service": "Implant", "tooth": 36, "unit_price": "25000.00", "quantity": 2},
-                      {"service": "Abutment", "tooth": 46, "unit_price": "7333.33", "quantity": 3},
-                      {"service": "X-ray", "unit_price": "0.05"}]}
+    body = {
+        "patient_id": patient,
+        "clinic_id": clinic["id"],
+        "direction": "implantology",
+        "discount_percent": "7.5",
+        "bonus_points": 2250,
+        "items": [
+            {"service": "Implant", "tooth": 36, "unit_price": "25000.00", "quantity": 2},
+            {"service": "Abutment", "tooth": 46, "unit_price": "7333.33", "quantity": 3},
+            {"service": "X-ray", "unit_price": "0.05"},
+        ],
+    }
     r = await api.as_(Role.front_desk).post("/v1/treatment-plans", json=body)
     assert r.status_code == 201, r.text
     out = r.json()
-    assert (out["subtotal"], out["discount_amount"], out["total"]) == (
-        "72000.04", "5400.00", "64350.04")
+    assert (out["subtotal"], out["discount_amount"], out["total"]) == ("72000.04", "5400.00", "64350.04")
     assert out["stage"] == "consultation" and out["items"][1]["line_total"] == "21999.99"
-    for bad, field in [({"bonus_points": 70000}, "bonus_points"),
-                       ({"items": [{"service": "x", "tooth": 19, "unit_price": "1"}]}, "tooth"),
-                       ({"direction": "cosmetology"}, "direction"),
-                       ({"items": [{"service": "x", "unit_price": "1.005"}]}, "unit_price")]:
+    for bad, field in [
+        ({"bonus_points": 70000}, "bonus_points"),
+        ({"items": [{"service": "x", "tooth": 19, "unit_price": "1"}]}, "tooth"),
+        ({"direction": "cosmetology"}, "direction"),
+        ({"items": [{"service": "x", "unit_price": "1.005"}]}, "unit_price"),
+    ]:
         r = await api.as_(Role.front_desk).post("/v1/treatment-plans", json={**body, **bad})
         assert r.status_code == 422, (bad, r.text)
         assert field in r.text
@@ -189,8 +225,7 @@ async def test_callback_task_fires_on_its_date(api: Api, worker: None) -> None:
     clinic = await _clinic(api, callback_hour=at.strftime("%H:%M"))
     _, patient = await _people(api, clinic)
     plan = await _plan(api, clinic, patient)
-    r = await _advance(api, plan["id"], "implant_placement_booked", role=Role.front_desk,
-                       callback_on=str(at.date()))
+    r = await _advance(api, plan["id"], "implant_placement_booked", role=Role.front_desk, callback_on=str(at.date()))
     assert r.status_code == 200, r.text
     assert r.json()["waiting_for"] == "callback"
     assert datetime.fromisoformat(r.json()["next_due_at"]) == at.astimezone(UTC)
@@ -213,7 +248,8 @@ async def test_callback_task_fires_on_its_date(api: Api, worker: None) -> None:
 
 # ----------------------------------------------------------------------------- child journeys
 async def test_whole_implantology_plan_with_two_child_appointments(
-        api: Api, worker: None, client: Client, settings: Settings) -> None:
+    api: Api, worker: None, client: Client, settings: Settings
+) -> None:
     clinic = await _clinic(api)
     doctor, patient = await _people(api, clinic)
     plan = await _plan(api, clinic, patient)
@@ -225,8 +261,7 @@ async def test_whole_implantology_plan_with_two_child_appointments(
     assert first["stage"] == "booked" and r.json()["waiting_for"] == "visit"
     # While the child journey runs the plan cannot be moved by hand (not even re-booked).
     for to in ("implants_placed", "implant_placement_booked"):
-        r = await _advance(api, pid, to, appointment=_visit(doctor, 300)
-                           if to.endswith("booked") else None)
+        r = await _advance(api, pid, to, appointment=_visit(doctor, 300) if to.endswith("booked") else None)
         assert r.status_code == 409, r.text
         assert r.json()["detail"]["running_appointment_id"] == first["appointment_id"]
         assert "still running" in r.json()["detail"]["message"]
@@ -237,22 +272,22 @@ async def test_whole_implantology_plan_with_two_child_appointments(
     r = await _advance(api, pid, "implants_placed")
     assert r.status_code == 200, r.text
     assert r.json()["waiting_for"] == "callback"  # default healing call-back (90 days)
-    r = await _advance(api, pid, "suture_removal_booked", role=Role.front_desk,
-                       appointment=_visit(doctor, 30, 20))
+    r = await _advance(api, pid, "suture_removal_booked", role=Role.front_desk, appointment=_visit(doctor, 30, 20))
     assert r.status_code == 200, r.text
     second = r.json()["appointments"][1]
     await _finish_visit(api, second["appointment_id"])
-    for to, extra in [("impressions_taken", {}),
-                      ("prosthetics_booked", {"callback_on": str(_today() + timedelta(7))}),
-                      ("completed", {})]:
+    for to, extra in [
+        ("impressions_taken", {}),
+        ("prosthetics_booked", {"callback_on": str(_today() + timedelta(7))}),
+        ("completed", {}),
+    ]:
         r = await _advance(api, pid, to, **extra)
         assert r.status_code == 200, (to, r.text)
     assert r.json()["status"] == "completed" and r.json()["stage"] == "completed"
 
     handle = client.get_workflow_handle(plan_workflow_id(pid), result_type=PlanView)
     final: PlanView = await asyncio.wait_for(handle.result(), 30)
-    assert [a.plan_stage for a in final.appointments] == [
-        "implant_placement_booked", "suture_removal_booked"]
+    assert [a.plan_stage for a in final.appointments] == ["implant_placement_booked", "suture_removal_booked"]
     moves = [(h.from_stage, h.to_stage, h.by_role) for h in final.history if h.action == "advanced"]
     assert moves == [
         ("consultation", "implant_placement_booked", "doctor"),
@@ -260,7 +295,8 @@ async def test_whole_implantology_plan_with_two_child_appointments(
         ("implants_placed", "suture_removal_booked", "front_desk"),
         ("suture_removal_booked", "impressions_taken", "doctor"),
         ("impressions_taken", "prosthetics_booked", "doctor"),
-        ("prosthetics_booked", "completed", "doctor")]
+        ("prosthetics_booked", "completed", "doctor"),
+    ]
     assert all(h.by_user for h in final.history if h.action == "advanced")
     desc = await handle.describe()
     sa = desc.typed_search_attributes
@@ -268,8 +304,9 @@ async def test_whole_implantology_plan_with_two_child_appointments(
     assert sa.get(TREATMENT_DIRECTION) == "implantology"
 
     async def listed() -> None:
-        rows = (await api.as_(Role.director).get(
-            f"/v1/treatment-plans?clinic_id={clinic['id']}&stage=completed")).json()
+        rows = (
+            await api.as_(Role.director).get(f"/v1/treatment-plans?clinic_id={clinic['id']}&stage=completed")
+        ).json()
         assert [r["id"] for r in rows] == [pid]
 
     await eventually(listed)
@@ -286,8 +323,7 @@ async def test_child_no_show_reaches_the_plan(api: Api, worker: None) -> None:
     appt = r.json()["appointments"][0]["appointment_id"]
 
     async def rebook_task() -> dict:
-        found = (await api.as_(Role.operator).get(
-            f"/v1/tasks?kind=plan_rebook&subject_id={pid}")).json()
+        found = (await api.as_(Role.operator).get(f"/v1/tasks?kind=plan_rebook&subject_id={pid}")).json()
         assert len(found) == 1, found
         return found[0]
 
@@ -298,41 +334,47 @@ async def test_child_no_show_reaches_the_plan(api: Api, worker: None) -> None:
     assert view["waiting_for"] == "rebooking"
     assert view["allowed_next"][0] == "implant_placement_booked"
     # Re-booking the stage starts a new child and closes the re-book task.
-    r = await _advance(api, pid, "implant_placement_booked", role=Role.operator,
-                       appointment=_visit(doctor, 3600))
+    r = await _advance(api, pid, "implant_placement_booked", role=Role.operator, appointment=_visit(doctor, 3600))
     assert r.status_code == 200, r.text
     assert r.json()["appointments"][1]["appointment_id"] != appt
     rebooked = r.json()["appointments"][1]
     r = await api.as_(Role.operator).get(f"/v1/tasks/{task['id']}")
     assert r.json()["state"] == "cancelled"
-    r2 = await api.as_(Role.doctor).post(f"/v1/treatment-plans/{pid}/cancel",
-                                         json={"reason": "moves to a new plan", "cancel_visits": False})
+    r2 = await api.as_(Role.doctor).post(
+        f"/v1/treatment-plans/{pid}/cancel", json={"reason": "moves to a new plan", "cancel_visits": False}
+    )
     assert r2.status_code == 200 and r2.json()["stage"] == "cancelled"
     # Asked to keep its visits, the cancelled plan's visit stays booked: a clashing slot for
     # the same doctor is refused by the booking activity (409).
     other = await _plan(api, clinic, patient)
-    r = await _advance(api, other["id"], "implant_placement_booked", appointment={
-        **_visit(doctor, 0), "starts_at": rebooked["starts_at"]})
+    r = await _advance(
+        api,
+        other["id"],
+        "implant_placement_booked",
+        appointment={**_visit(doctor, 0), "starts_at": rebooked["starts_at"]},
+    )
     assert r.status_code == 409 and "already has a visit" in r.text, r.text
 
 
 async def test_same_idempotency_key_creates_one_plan(api: Api, worker: None) -> None:
     clinic = await _clinic(api)
     _, patient = await _people(api, clinic)
-    body = {"patient_id": patient, "clinic_id": clinic["id"], "direction": "therapy",
-            "items": [{"service": "Filling", "tooth": 26, "unit_price": "1500.00", "quantity": 1}]}
+    body = {
+        "patient_id": patient,
+        "clinic_id": clinic["id"],
+        "direction": "therapy",
+        "items": [{"service": "Filling", "tooth": 26, "unit_price": "1500.00", "quantity": 1}],
+    }
     key = {"Idempotency-Key": f"desk-{uuid.uuid4().hex[:6]}"}
     desk = api.as_(Role.front_desk)
     first = await desk.post("/v1/treatment-plans", json=body, headers=key)
     again = await desk.post("/v1/treatment-plans", json=body, headers=key)
     assert first.status_code == again.status_code == 201, (first.text, again.text)
     assert first.json()["id"] == again.json()["id"]
-    listed = (await api.as_(Role.operator).get("/v1/treatment-plans",
-                                               params={"clinic_id": clinic["id"]})).json()
+    listed = (await api.as_(Role.operator).get("/v1/treatment-plans", params={"clinic_id": clinic["id"]})).json()
     items = listed["items"] if isinstance(listed, dict) else listed
     assert [p["id"] for p in items] == [first.json()["id"]]
-    other = await desk.post("/v1/treatment-plans", json={**body, "direction": "orthodontics"},
-                            headers=key)
+    other = await desk.post("/v1/treatment-plans", json={**body, "direction": "orthodontics"}, headers=key)
     assert other.status_code == 409 and "Idempotency-Key" in other.text
     # Without a key, a second plan is a second plan.
     assert (await desk.post("/v1/treatment-plans", json=body)).json()["id"] != first.json()["id"]
@@ -345,27 +387,28 @@ async def test_cancelling_a_plan_cancels_its_booked_visit(api: Api, worker: None
     r = await _advance(api, plan["id"], "implant_placement_booked", appointment=_visit(doctor, 3600))
     assert r.status_code == 200, r.text
     appt = r.json()["appointments"][0]["appointment_id"]
-    r = await api.as_(Role.doctor).post(f"/v1/treatment-plans/{plan['id']}/cancel",
-                                        json={"reason": "patient declined the treatment"})
+    r = await api.as_(Role.doctor).post(
+        f"/v1/treatment-plans/{plan['id']}/cancel", json={"reason": "patient declined the treatment"}
+    )
     assert r.status_code == 200 and r.json()["stage"] == "cancelled"
 
     async def visit_cancelled() -> None:
         view = (await api.as_(Role.front_desk).get(f"/v1/appointments/{appt}")).json()
         assert view["stage"] == "cancelled", view
+
     await eventually(visit_cancelled, timeout=30)
     # The slot is free again for another plan (once the visit's row has caught up).
     other = await _plan(api, clinic, patient)
 
     async def slot_free() -> None:
-        r = await _advance(api, other["id"], "implant_placement_booked",
-                           appointment=_visit(doctor, 3600))
+        r = await _advance(api, other["id"], "implant_placement_booked", appointment=_visit(doctor, 3600))
         assert r.status_code == 200, r.text
+
     await eventually(slot_free, timeout=30)
 
 
 # ----------------------------------------------------------------------------- continue-as-new
-async def test_plan_continues_as_new_and_keeps_its_state(api: Api, worker: None,
-                                                         client: Client) -> None:
+async def test_plan_continues_as_new_and_keeps_its_state(api: Api, worker: None, client: Client) -> None:
     clinic = await _clinic(api, max_history_events=100)
     _, patient = await _people(api, clinic)
     plan = await _plan(api, clinic, patient, "orthodontics")
@@ -391,33 +434,56 @@ async def test_plan_continues_as_new_and_keeps_its_state(api: Api, worker: None,
     assert view.stage == "adjustment_booked" and view.pricing.total == "25000.00"
     assert view.next_due_at is not None  # the pending call-back timer was carried over
     desc = await handle.describe()
-    assert desc.run_id != (await handle.describe()).raw_description.workflow_execution_info \
-        .first_run_id or view.runs >= 2
+    assert (
+        desc.run_id != (await handle.describe()).raw_description.workflow_execution_info.first_run_id or view.runs >= 2
+    )
     assert desc.typed_search_attributes.get(TREATMENT_STAGE) == "adjustment_booked"
     r = await _advance(api, pid, "braces_worn", callback_on=later)  # still moves after CAN
     assert r.status_code == 200, r.text
 
 
-async def test_no_continue_as_new_while_a_child_runs(api: Api, worker: None, client: Client,
-                                                     settings: Settings) -> None:
+async def test_no_continue_as_new_while_a_child_runs(
+    api: Api, worker: None, client: Client, settings: Settings
+) -> None:
     """History is over the limit while the child visit runs: the plan waits for the child's
     outcome (no result lost), then continues as new carrying it."""
     clinic = await _clinic(api)
     doctor, patient = await _people(api, clinic)
     pid = uuid.uuid4().hex
     d = DIRECTIONS["implantology"]
-    policy = JourneyPolicy(max_history_events=20, quiet_hours=None, reminder_lead=2,
-                           reask_count=0, voice_call_attempts=0, confirm_deadline=1,
-                           no_show_grace=1)
-    state = PlanState(plan_id=pid, clinic_id=clinic["id"], patient_id=patient,
-                      direction=d.key, timezone="Europe/Kyiv", stage=d.first.key, items=[],
-                      pricing=Pricing("0.00", "0.00", "0.00", 0, "0.00"), policy=policy)
+    policy = JourneyPolicy(
+        max_history_events=20,
+        quiet_hours=None,
+        reminder_lead=2,
+        reask_count=0,
+        voice_call_attempts=0,
+        confirm_deadline=1,
+        no_show_grace=1,
+    )
+    state = PlanState(
+        plan_id=pid,
+        clinic_id=clinic["id"],
+        patient_id=patient,
+        direction=d.key,
+        timezone="Europe/Kyiv",
+        stage=d.first.key,
+        items=[],
+        pricing=Pricing("0.00", "0.00", "0.00", 0, "0.00"),
+        policy=policy,
+    )
     handle = await client.start_workflow(
-        TREATMENT_PLAN_WORKFLOW, PlanInput(state=state), id=plan_workflow_id(pid),
+        TREATMENT_PLAN_WORKFLOW,
+        PlanInput(state=state),
+        id=plan_workflow_id(pid),
         task_queue=settings.temporal_task_queue,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(CLINIC_ID, clinic["id"]), SearchAttributePair(TREATMENT_DIRECTION, d.key),
-            SearchAttributePair(TREATMENT_STAGE, d.first.key)]))
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(CLINIC_ID, clinic["id"]),
+                SearchAttributePair(TREATMENT_DIRECTION, d.key),
+                SearchAttributePair(TREATMENT_STAGE, d.first.key),
+            ]
+        ),
+    )
 
     async def mirrored() -> None:  # the journey's first sync writes the row
         r = await api.as_(Role.operator).get(f"/v1/treatment-plans/{pid}")
@@ -475,7 +541,6 @@ async def test_replay_saved_histories() -> None:
     files = sorted(HISTORIES.glob("treatment_*.json"))
     assert files, "no saved treatment-plan histories"
     # Saved histories are decrypted; the codec passes plain payloads through.
-    replayer = Replayer(workflows=[TreatmentPlanJourney],
-                        data_converter=data_converter([("replay", os.urandom(32))]))
+    replayer = Replayer(workflows=[TreatmentPlanJourney], data_converter=data_converter([("replay", os.urandom(32))]))
     for f in files:
         await replayer.replay_workflow(WorkflowHistory.from_json(f.stem, f.read_text()))

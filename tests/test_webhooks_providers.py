@@ -44,13 +44,15 @@ async def replies(h: WorkflowHandle, n: int) -> list:  # type: ignore[type-arg]
         got = await h.query("replies", result_type=list[PatientReply])
         assert len(got) >= n, got
         return got
+
     return await eventually(check, timeout=15)
 
 
 async def count_rows(rig: Rig, key: str) -> int:
     async with rig.deps.sessions() as s:
-        return (await s.exec(select(func.count()).select_from(MessageLog).where(
-            MessageLog.idempotency_key == key))).one()
+        return (
+            await s.exec(select(func.count()).select_from(MessageLog).where(MessageLog.idempotency_key == key))
+        ).one()
 
 
 async def tasks(rig: Rig, kind: str, patient_id: str | None = None) -> list[OperatorTask]:
@@ -64,12 +66,13 @@ async def tasks(rig: Rig, kind: str, patient_id: str | None = None) -> list[Oper
 # ------------------------------------------------------------------ WhatsApp
 async def test_whatsapp_verification_handshake(rig: Rig) -> None:
     url = f"{rig.api_url}/v1/webhooks/whatsapp"
-    ok = await rig.fake.http.get(url, params={"hub.mode": "subscribe",
-                                              "hub.verify_token": WA_VERIFY,
-                                              "hub.challenge": "1158201444"})
+    ok = await rig.fake.http.get(
+        url, params={"hub.mode": "subscribe", "hub.verify_token": WA_VERIFY, "hub.challenge": "1158201444"}
+    )
     assert ok.status_code == 200 and ok.text == "1158201444"
-    bad = await rig.fake.http.get(url, params={"hub.mode": "subscribe",
-                                               "hub.verify_token": "nope", "hub.challenge": "1"})
+    bad = await rig.fake.http.get(
+        url, params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"}
+    )
     assert bad.status_code == 403
 
 
@@ -91,29 +94,27 @@ async def test_whatsapp_reply_signals_the_journey_once(rig: Rig, people: People)
         await h.terminate()
 
 
-async def test_whatsapp_bad_or_missing_signature_rejected_before_parsing(rig: Rig,
-                                                                         people: People) -> None:
+async def test_whatsapp_bad_or_missing_signature_rejected_before_parsing(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.whatsapp)
     wamid = f"wamid.{uuid.uuid4().hex}"
     bad = await rig.fake.patient_sends_whatsapp(p.phone, "hi", wamid=wamid, sig="bad")
     missing = await rig.fake.patient_sends_whatsapp(p.phone, "hi", wamid=wamid, sig="none")
     assert bad.status_code == 403 and missing.status_code == 401
     # Not even JSON is looked at without a signature.
-    junk = await rig.fake.http.post(f"{rig.api_url}/v1/webhooks/whatsapp", content=b"{not json",
-                                    headers={"x-hub-signature-256": "sha256=00"})
+    junk = await rig.fake.http.post(
+        f"{rig.api_url}/v1/webhooks/whatsapp", content=b"{not json", headers={"x-hub-signature-256": "sha256=00"}
+    )
     assert junk.status_code == 403
     assert await count_rows(rig, f"in:whatsapp:{wamid}") == 0
 
 
-async def test_button_naming_an_appointment_wins_over_the_nearest(rig: Rig,
-                                                                  people: People) -> None:
+async def test_button_naming_an_appointment_wins_over_the_nearest(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.whatsapp)
     near = await people.appointment(p.id, in_hours=5)
     later = await people.appointment(p.id, in_hours=72)
     h_near, h_later = await rig.start_probe(near.id), await rig.start_probe(later.id)
     try:
-        r = await rig.fake.patient_presses_whatsapp_button(
-            p.phone, button_id("confirm", later.id), "Так")
+        r = await rig.fake.patient_presses_whatsapp_button(p.phone, button_id("confirm", later.id), "Так")
         assert r.json()["results"] == ["signalled"]
         [reply] = await replies(h_later, 1)
         assert reply.kind == "button" and reply.button_id == f"confirm:{later.id}"
@@ -141,14 +142,18 @@ async def test_guardian_reply_goes_to_the_childs_appointment(rig: Rig, people: P
 
 async def test_whatsapp_status_updates_the_message_log(rig: Rig, people: People) -> None:
     p = await people.patient(Channel.whatsapp)
-    m = OutboundMessage(idempotency_key=f"t-{uuid.uuid4().hex}", patient_id=p.id,
-                        clinic_id=await people.clinic(), kind="reminder", text="hello")
+    m = OutboundMessage(
+        idempotency_key=f"t-{uuid.uuid4().hex}",
+        patient_id=p.id,
+        clinic_id=await people.clinic(),
+        kind="reminder",
+        text="hello",
+    )
     sent = await ActivityEnvironment().run(rig.messaging.send_patient_message, m)
     await rig.fake.whatsapp_status(sent.provider_message_id, "read", p.phone)
     await rig.fake.whatsapp_status(sent.provider_message_id, "delivered", p.phone)  # late
     async with rig.deps.sessions() as s:
-        row = (await s.exec(select(MessageLog).where(
-            MessageLog.idempotency_key == m.idempotency_key))).one()
+        row = (await s.exec(select(MessageLog).where(MessageLog.idempotency_key == m.idempotency_key))).one()
     assert row.status == "read"
 
 
@@ -169,8 +174,7 @@ async def test_unknown_sender_2xx_task_and_no_number_in_logs(rig: Rig) -> None:
     wamid = f"wamid.{uuid.uuid4().hex}"
     r = await rig.fake.patient_sends_whatsapp(stranger, "who is this", wamid=wamid)
     assert r.status_code == 200 and r.json()["results"] == ["unknown_sender"]
-    [task] = [t for t in await tasks(rig, "unknown_sender")
-              if t.dedup_key == f"unknown_sender:in:whatsapp:{wamid}"]
+    [task] = [t for t in await tasks(rig, "unknown_sender") if t.dedup_key == f"unknown_sender:in:whatsapp:{wamid}"]
     assert task.details["from"] == stranger  # the operator can call back
     out = buf.getvalue()
     [line] = [json.loads(x) for x in out.splitlines() if "unknown sender" in x]
@@ -197,7 +201,9 @@ async def test_telegram_message_and_callback(rig: Rig, people: People) -> None:
         assert r3.json()["result"] == "signalled"
         got = await replies(h, 2)
         assert [(x.kind, x.text, x.button_id) for x in got] == [
-            ("text", "так", None), ("button", None, f"decline:{appt.id}")]
+            ("text", "так", None),
+            ("button", None, f"decline:{appt.id}"),
+        ]
         answered = rig.fake.sent("telegram", "answerCallbackQuery")
         assert len(answered) == before + 1
         assert answered[-1].path == f"/tg/bot{TG_TOKEN}/answerCallbackQuery"
@@ -239,8 +245,9 @@ async def test_stop_then_start(rig: Rig, people: People) -> None:
     clinic = await people.clinic()
 
     async def send() -> str:
-        m = OutboundMessage(idempotency_key=f"t-{uuid.uuid4().hex}", patient_id=p.id,
-                            clinic_id=clinic, kind="reminder", text="hello")
+        m = OutboundMessage(
+            idempotency_key=f"t-{uuid.uuid4().hex}", patient_id=p.id, clinic_id=clinic, kind="reminder", text="hello"
+        )
         return (await ActivityEnvironment().run(rig.messaging.send_patient_message, m)).status
 
     try:
@@ -269,9 +276,13 @@ async def test_voice_call_digit_and_status(rig: Rig, people: People) -> None:
     clinic = await people.clinic()
 
     async def call() -> str:
-        c = VoiceCall(idempotency_key=f"call-{uuid.uuid4().hex}", patient_id=p.id,
-                      clinic_id=clinic, prompt="Press 1 to confirm, 2 to decline",
-                      subject_id=appt.id)
+        c = VoiceCall(
+            idempotency_key=f"call-{uuid.uuid4().hex}",
+            patient_id=p.id,
+            clinic_id=clinic,
+            prompt="Press 1 to confirm, 2 to decline",
+            subject_id=appt.id,
+        )
         r = await ActivityEnvironment().run(rig.messaging.place_voice_call, c)
         assert r.status == "sent"
         return r.provider_message_id
@@ -286,8 +297,7 @@ async def test_voice_call_digit_and_status(rig: Rig, people: People) -> None:
         assert digit.kind == "digit" and digit.digit == "1" and digit.source == "voice"
 
         sid2 = await call()
-        assert (await rig.fake.twilio_call_status(sid2, "no-answer", sig="bad")).status_code \
-            == 403
+        assert (await rig.fake.twilio_call_status(sid2, "no-answer", sig="bad")).status_code == 403
         await rig.fake.twilio_call_status(sid2, "no-answer")
         await rig.fake.twilio_call_status(sid2, "no-answer")  # redelivered
         got = await replies(h, 2)
@@ -312,8 +322,9 @@ async def test_webhook_latency(rig: Rig, people: People) -> None:
             assert r.status_code == 200
         times.sort()
         p50, p95 = statistics.median(times), times[int(len(times) * 0.95) - 1]
-        print(f"\nwhatsapp webhook -> signal: p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
-              f"max {times[-1]:.1f} ms (n={len(times)})")
+        print(
+            f"\nwhatsapp webhook -> signal: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms (n={len(times)})"
+        )
         assert p50 < 250
         await replies(h, 30)
     finally:

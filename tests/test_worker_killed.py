@@ -27,8 +27,7 @@ from tests.support.live import eventually
 
 def _worker_env(settings: Settings, task_queue: str) -> dict[str, str]:
     """The worker process is configured by environment, as in production."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TWILIO_",
-                                                                    "TELEGRAM_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TWILIO_", "TELEGRAM_"))}
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
         if value in (None, "") or field.alias is None:
@@ -40,8 +39,13 @@ def _worker_env(settings: Settings, task_queue: str) -> dict[str, str]:
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "worker.py")], env=env,
-                            cwd=PROJECT_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "worker.py")],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def test_worker_killed_mid_send_resumes_without_duplicates(
@@ -56,36 +60,61 @@ async def test_worker_killed_mid_send_resumes_without_duplicates(
             rig_api = httpx.AsyncClient(base_url=rig.api_url, timeout=30)
             admin = {**api.headers(Role.admin)}
             # A clinic whose day-before ask falls a few seconds after booking.
-            r = await rig_api.post("/v1/clinics", headers=admin, json={
-                "name": "Smile Obolon", "address": "5 Obolonska St, Kyiv",
-                "phone": "+380441234567", "timezone": "Europe/Kyiv",
-                "policy": {**FAST, "reminder_lead": 60}})
+            r = await rig_api.post(
+                "/v1/clinics",
+                headers=admin,
+                json={
+                    "name": "Smile Obolon",
+                    "address": "5 Obolonska St, Kyiv",
+                    "phone": "+380441234567",
+                    "timezone": "Europe/Kyiv",
+                    "policy": {**FAST, "reminder_lead": 60},
+                },
+            )
             assert r.status_code == 201, r.text
             clinic = r.json()
-            r = await rig_api.post("/v1/doctors", headers=admin, json={
-                "clinic_id": clinic["id"], "full_name": "Dr Bondar", "specialty": "therapy"})
+            r = await rig_api.post(
+                "/v1/doctors",
+                headers=admin,
+                json={"clinic_id": clinic["id"], "full_name": "Dr Bondar", "specialty": "therapy"},
+            )
             doctor = r.json()
             patient_phone = phone()
-            r = await rig_api.post("/v1/patients", headers=admin, json={
-                "full_name": "Taras Melnyk", "phone": patient_phone, "preferred_channel": "sms",
-                "clinic_id": clinic["id"]})
+            r = await rig_api.post(
+                "/v1/patients",
+                headers=admin,
+                json={
+                    "full_name": "Taras Melnyk",
+                    "phone": patient_phone,
+                    "preferred_channel": "sms",
+                    "clinic_id": clinic["id"],
+                },
+            )
             patient = r.json()
 
             # The SMS provider holds the booking notice long enough to kill the worker mid-call.
             rig.fake.delay["twilio"] = 60
-            r = await rig_api.post("/v1/appointments", headers=api.headers(Role.front_desk),
-                                   json={"patient_id": patient["id"], "clinic_id": clinic["id"],
-                                         "doctor_id": doctor["id"], "starts_at": at(70),
-                                         "duration_minutes": 30, "service": "Check-up"})
+            r = await rig_api.post(
+                "/v1/appointments",
+                headers=api.headers(Role.front_desk),
+                json={
+                    "patient_id": patient["id"],
+                    "clinic_id": clinic["id"],
+                    "doctor_id": doctor["id"],
+                    "starts_at": at(70),
+                    "duration_minutes": 30,
+                    "service": "Check-up",
+                },
+            )
             assert r.status_code == 201, r.text
             appt = r.json()
 
             def sms() -> list[Any]:
-                return [x for x in rig.fake.sent("twilio", "Messages")
-                        if x.form and x.form.get("To") == patient_phone]
+                return [x for x in rig.fake.sent("twilio", "Messages") if x.form and x.form.get("To") == patient_phone]
 
             async def notice_at_provider() -> None:
                 assert len(sms()) == 1
+
             await eventually(notice_at_provider, timeout=60)
 
             worker.send_signal(signal.SIGKILL)
@@ -95,17 +124,17 @@ async def test_worker_killed_mid_send_resumes_without_duplicates(
 
             # The journey goes on under the new worker: the day-before ask goes out...
             async def asked() -> None:
-                view = (await rig_api.get(f"/v1/appointments/{appt['id']}",
-                                          headers=api.headers(Role.operator))).json()
+                view = (await rig_api.get(f"/v1/appointments/{appt['id']}", headers=api.headers(Role.operator))).json()
                 assert view["asks_sent"] >= 1, view
+
             await eventually(asked, timeout=90)
             # ...and the patient's SMS answer confirms it.
             await rig.fake.twilio_sms(patient_phone, "Да, буду")
 
             async def confirmed() -> None:
-                view = (await rig_api.get(f"/v1/appointments/{appt['id']}",
-                                          headers=api.headers(Role.operator))).json()
+                view = (await rig_api.get(f"/v1/appointments/{appt['id']}", headers=api.headers(Role.operator))).json()
                 assert view["stage"] == "confirmed", view
+
             await eventually(confirmed, timeout=30)
 
             bodies = [x.form["Body"] for x in sms()]  # type: ignore[index]

@@ -74,34 +74,49 @@ HISTORY_LIMIT = 300  # entries kept in state (the oldest are dropped beyond this
 # Care memos by service keyword: (before the visit, after the visit). The seed clinic keeps
 # 17 templates; these are the common ones, matched on the service name.
 CARE_MEMOS: dict[str, tuple[str | None, str | None]] = {
-    "implant": ("Before implantation: eat a light meal, no alcohol for 24 h, take your usual "
-                "medicines unless the doctor said otherwise.",
-                "After implantation: cold compress 15 min on/off for the first hours, no hot "
-                "food or drinks today, do not rinse vigorously, call us if bleeding persists."),
-    "extraction": (None,
-                   "After extraction: keep the gauze for 30 min, do not eat for 2 h, no rinsing "
-                   "or hot drinks today, do not touch the socket."),
-    "anaesthesia": ("Before anaesthesia: nothing to eat for 6 h, come with an adult who can take "
-                    "you home.", "After anaesthesia: rest today, do not drive for 24 h."),
-    "sedation": ("Before sedation: nothing to eat for 6 h, come with an adult who can take you "
-                 "home.", "After sedation: rest today, do not drive for 24 h."),
+    "implant": (
+        "Before implantation: eat a light meal, no alcohol for 24 h, take your usual "
+        "medicines unless the doctor said otherwise.",
+        "After implantation: cold compress 15 min on/off for the first hours, no hot "
+        "food or drinks today, do not rinse vigorously, call us if bleeding persists.",
+    ),
+    "extraction": (
+        None,
+        "After extraction: keep the gauze for 30 min, do not eat for 2 h, no rinsing "
+        "or hot drinks today, do not touch the socket.",
+    ),
+    "anaesthesia": (
+        "Before anaesthesia: nothing to eat for 6 h, come with an adult who can take you home.",
+        "After anaesthesia: rest today, do not drive for 24 h.",
+    ),
+    "sedation": (
+        "Before sedation: nothing to eat for 6 h, come with an adult who can take you home.",
+        "After sedation: rest today, do not drive for 24 h.",
+    ),
     "whitening": (None, "After whitening: for 48 h avoid coffee, tea, red wine and smoking."),
     "hygiene": (None, "After professional hygiene: avoid coloured food and drinks for 2 h."),
     "filling": (None, "After a filling: do not eat until the numbness wears off."),
-    "root canal": (None, "After root canal treatment: avoid chewing on that side until the "
-                   "crown/filling is finished; mild pain for 2–3 days is normal."),
+    "root canal": (
+        None,
+        "After root canal treatment: avoid chewing on that side until the "
+        "crown/filling is finished; mild pain for 2–3 days is normal.",
+    ),
 }
 
 # Activities: named, explicit timeouts, bounded retries; business errors are non-retryable.
 SEND_TIMEOUT = timedelta(seconds=30)
 DB_TIMEOUT = timedelta(seconds=20)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=30),
-                    non_retryable_error_types=["Invalid", "NotFound", "Conflict"])
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["Invalid", "NotFound", "Conflict"],
+)
 
 
 # Payload dataclasses live in models/appointment_journey.py (passed through the sandbox,
 # so their datetime fields convert).
+
 
 # ------------------------------------------------------------------ the workflow
 @workflow.defn(name=APPOINTMENT_WORKFLOW)
@@ -114,8 +129,7 @@ class AppointmentJourney:
         if inp.carried is not None:
             self.s = inp.carried
         else:
-            self.s = JourneyState(version=inp.version, starts_at=inp.starts_at,
-                                  duration_minutes=inp.duration_minutes)
+            self.s = JourneyState(version=inp.version, starts_at=inp.starts_at, duration_minutes=inp.duration_minutes)
             self.s.version_booked_at = self._booked_at()
             self._record("booked")
         self._changes = 0  # bumped by every signal/update: wakes the main loop
@@ -130,8 +144,10 @@ class AppointmentJourney:
             self.s.context = await workflow.execute_activity(
                 "load_appointment_context",
                 ContextRequest(inp.appointment_id, inp.clinic_id, inp.doctor_id),
-                result_type=AppointmentContext, start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=RETRY)
+                result_type=AppointmentContext,
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=RETRY,
+            )
         while not self._ended():
             await self._drain_effects()
             await self._sync()
@@ -155,17 +171,16 @@ class AppointmentJourney:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._drain_effects()
         await self._sync()
-        return AppointmentOutcome(appointment_id=inp.appointment_id,
-                                  stage=self.s.stage, nps=self.s.nps,
-                                  reason=self.s.cancel_reason)
+        return AppointmentOutcome(
+            appointment_id=inp.appointment_id, stage=self.s.stage, nps=self.s.nps, reason=self.s.cancel_reason
+        )
 
     def _woken(self, seen: int) -> bool:
         return self._changes != seen or bool(self._effects)
 
     def _history_too_long(self) -> bool:
         info = workflow.info()
-        return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > self.p.max_history_events)
+        return info.is_continue_as_new_suggested() or (info.get_current_history_length() > self.p.max_history_events)
 
     def _ended(self) -> bool:
         return self.s.stage in TERMINAL or (self.s.stage == "finished" and self.s.closed)
@@ -187,8 +202,7 @@ class AppointmentJourney:
                 contact = self._next_contact(now, deadline)
                 if contact is not None:
                     plan.append(contact)
-            if s.stage in ("booked", "needs_clarification") or (
-                    s.stage == "confirmed" and p.require_check_in):
+            if s.stage in ("booked", "needs_clarification") or (s.stage == "confirmed" and p.require_check_in):
                 plan.append((start + p.td("no_show_grace"), self._no_show))
             if s.stage in ("confirmed", "checked_in"):
                 plan.append((self._ends(), self._visit_over))
@@ -197,8 +211,7 @@ class AppointmentJourney:
             if not s.post_memo_done:
                 plan.append((self._quiet(s.finished_at), self._send_post_memo))
             elif s.survey_sent_at is None:
-                plan.append((self._quiet(s.finished_at + p.td("feedback_delay")),
-                             self._send_survey))
+                plan.append((self._quiet(s.finished_at + p.td("feedback_delay")), self._send_survey))
             elif s.nps_answered:
                 plan.append((now, self._answer_feedback))
             else:
@@ -218,8 +231,9 @@ class AppointmentJourney:
         if s.channel_dead:
             if not calls_left:
                 return None
-            at = now if s.last_contact_at is None or s.voice_calls == 0 \
-                else s.last_contact_at + p.td("voice_call_after")
+            at = (
+                now if s.last_contact_at is None or s.voice_calls == 0 else s.last_contact_at + p.td("voice_call_after")
+            )
             step = self._voice_call
         elif s.asks_sent == 0:
             at = max(self._start() - p.td("reminder_lead"), self._booked_at())
@@ -244,8 +258,10 @@ class AppointmentJourney:
         s, c = self.s, self._ctx()
         first = s.version == self.inp.version
         what = "You are booked" if first else "Your visit has been moved"
-        text = (f"{what}: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
-                f" at {c.clinic_name}, {c.clinic_address} (tel. {c.clinic_phone}). {c.link}")
+        text = (
+            f"{what}: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
+            f" at {c.clinic_name}, {c.clinic_address} (tel. {c.clinic_phone}). {c.link}"
+        )
         pre = _memo(self.inp.service)[0]
         if pre and first:
             text += f"\n\n{pre}"
@@ -257,10 +273,14 @@ class AppointmentJourney:
         s = self.s
         first = s.asks_sent == 0
         c = self._ctx()
-        text = (f"Reminder: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
-                f", {c.clinic_name}. Will you come? Reply YES to confirm or NO if you cannot.")
-        buttons = [Button(id=button_id("confirm", self.inp.appointment_id), title="Confirm"),
-                   Button(id=button_id("decline", self.inp.appointment_id), title="Can't come")]
+        text = (
+            f"Reminder: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
+            f", {c.clinic_name}. Will you come? Reply YES to confirm or NO if you cannot."
+        )
+        buttons = [
+            Button(id=button_id("confirm", self.inp.appointment_id), title="Confirm"),
+            Button(id=button_id("decline", self.inp.appointment_id), title="Can't come"),
+        ]
         step = "ask" if first else f"reask-{s.asks_sent}"
         version = s.version
         result = await self._send("reminder" if first else "reask", text, step, buttons)
@@ -279,15 +299,25 @@ class AppointmentJourney:
 
     async def _voice_call(self) -> None:
         s, c = self.s, self._ctx()
-        prompt = (f"Hello, this is {c.clinic_name}. You have a visit on "
-                  f"{self._local(self._start())}. Press 1 to confirm, press 2 if you cannot come.")
+        prompt = (
+            f"Hello, this is {c.clinic_name}. You have a visit on "
+            f"{self._local(self._start())}. Press 1 to confirm, press 2 if you cannot come."
+        )
         version = s.version
         result = await workflow.execute_activity(
             "place_voice_call",
-            VoiceCall(idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
-                      patient_id=self.inp.patient_id, clinic_id=self.inp.clinic_id,
-                      prompt=prompt, subject_id=self.inp.appointment_id, workflow_id=self.wid),
-            result_type=SendResult, start_to_close_timeout=SEND_TIMEOUT, retry_policy=RETRY)
+            VoiceCall(
+                idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
+                patient_id=self.inp.patient_id,
+                clinic_id=self.inp.clinic_id,
+                prompt=prompt,
+                subject_id=self.inp.appointment_id,
+                workflow_id=self.wid,
+            ),
+            result_type=SendResult,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=RETRY,
+        )
         if s.version != version:
             return  # rescheduled meanwhile: this call was about the old time
         s.voice_calls += 1  # an attempt counts, whatever its result
@@ -297,15 +327,13 @@ class AppointmentJourney:
     async def _deadline_passed(self) -> None:
         self.s.asks_stopped = True
         self._set_stage("needs_clarification", "deadline_unconfirmed")
-        await self._task("unconfirmed", "Patient has not confirmed the visit: call them",
-                         "unconfirmed")
+        await self._task("unconfirmed", "Patient has not confirmed the visit: call them", "unconfirmed")
 
     async def _no_show(self) -> None:
         # Stage first: a check-in arriving while the activities run is then refused (409).
         self._set_stage("no_show", "no_show")
         await self._cancel_tasks(["unconfirmed", "declined", "unread_message"], "no-show")
-        await self._task("no_show_rebook", "Patient did not come: offer a new time",
-                         "no_show")
+        await self._task("no_show_rebook", "Patient did not come: offer a new time", "no_show")
 
     async def _visit_over(self) -> None:
         self._finish("visit_ended")
@@ -320,11 +348,15 @@ class AppointmentJourney:
     async def _send_survey(self) -> None:
         c = self._ctx()
         aid = self.inp.appointment_id
-        text = (f"Thank you for visiting {c.clinic_name}! How likely are you to recommend us "
-                f"to a friend? Reply with a number from 0 to 10.")
-        buttons = [Button(id=button_id("nps", aid, "10"), title="10 – excellent"),
-                   Button(id=button_id("nps", aid, "8"), title="8 – good"),
-                   Button(id=button_id("nps", aid, "4"), title="4 – poor")]
+        text = (
+            f"Thank you for visiting {c.clinic_name}! How likely are you to recommend us "
+            f"to a friend? Reply with a number from 0 to 10."
+        )
+        buttons = [
+            Button(id=button_id("nps", aid, "10"), title="10 – excellent"),
+            Button(id=button_id("nps", aid, "8"), title="8 – good"),
+            Button(id=button_id("nps", aid, "4"), title="4 – poor"),
+        ]
         # Marked before the send: an answer may overtake the activity's completion.
         self.s.survey_sent_at = workflow.now()
         await self._send("survey", text, "survey", buttons)
@@ -339,12 +371,20 @@ class AppointmentJourney:
         elif nps >= 7:
             await self._send("thanks", "Thank you for your feedback!", "feedback-answer")
         else:
-            await self._send("feedback_form", "We are sorry it was not perfect. Please tell us "
-                             f"what went wrong, the clinic director reads every answer: "
-                             f"{c.feedback_url}", "feedback-answer")
-            await self._task("detractor_feedback", f"Negative feedback (NPS {nps}): "
-                             "contact the patient", "detractor", assigned_role="director",
-                             details={"nps": nps})
+            await self._send(
+                "feedback_form",
+                "We are sorry it was not perfect. Please tell us "
+                f"what went wrong, the clinic director reads every answer: "
+                f"{c.feedback_url}",
+                "feedback-answer",
+            )
+            await self._task(
+                "detractor_feedback",
+                f"Negative feedback (NPS {nps}): contact the patient",
+                "detractor",
+                assigned_role="director",
+                details={"nps": nps},
+            )
         s.closed = True
         self._record("journey_closed")
 
@@ -377,8 +417,7 @@ class AppointmentJourney:
                 s.asks_stopped = True
                 self._set_stage("confirmed", "patient_confirmed")
                 if was == "needs_clarification":
-                    self._effects.append(("cancel_tasks", (["unconfirmed", "declined"],
-                                                           "patient confirmed")))
+                    self._effects.append(("cancel_tasks", (["unconfirmed", "declined"], "patient confirmed")))
             else:
                 self._record("patient_confirmed_again")
             return
@@ -386,14 +425,16 @@ class AppointmentJourney:
             if s.stage in ("booked", "confirmed", "needs_clarification"):
                 s.asks_stopped = True
                 self._set_stage("needs_clarification", "patient_declined")
-                self._effects.append(("task", ("declined", "Patient cannot come: reschedule or "
-                                               "cancel", f"declined-{s.replies}")))
+                self._effects.append(
+                    ("task", ("declined", "Patient cannot come: reschedule or cancel", f"declined-{s.replies}"))
+                )
             else:
                 self._record("patient_declined_late")
             return
         self._record("patient_message")
-        self._effects.append(("task", ("unread_message", "Patient wrote a message: read and "
-                                       "answer", f"message-{s.replies}")))
+        self._effects.append(
+            ("task", ("unread_message", "Patient wrote a message: read and answer", f"message-{s.replies}"))
+        )
 
     def _meaning(self, reply: PatientReply) -> str:
         if reply.kind == "call_status":
@@ -420,8 +461,9 @@ class AppointmentJourney:
             self._record(f"nps_{score}")
         else:
             self._record("patient_message")
-            self._effects.append(("task", ("unread_message", "Patient wrote a message: read and "
-                                           "answer", f"message-{s.replies}")))
+            self._effects.append(
+                ("task", ("unread_message", "Patient wrote a message: read and answer", f"message-{s.replies}"))
+            )
 
     # ---------------------------------------------------------------- updates
     @workflow.update
@@ -446,15 +488,17 @@ class AppointmentJourney:
     def _check_reschedule(self, req: RescheduleRequest) -> None:
         self._require("reschedule")
         if req.starts_at.tzinfo is None:
-            raise ApplicationError("starts_at needs a timezone offset", {"field": "starts_at"},
-                                   type="Invalid", non_retryable=True)
+            raise ApplicationError(
+                "starts_at needs a timezone offset", {"field": "starts_at"}, type="Invalid", non_retryable=True
+            )
         if req.starts_at <= workflow.now():
-            raise ApplicationError("the new start is in the past", {"field": "starts_at"},
-                                   type="Invalid", non_retryable=True)
+            raise ApplicationError(
+                "the new start is in the past", {"field": "starts_at"}, type="Invalid", non_retryable=True
+            )
         if req.duration_minutes is not None and not 1 <= req.duration_minutes <= 24 * 60:
-            raise ApplicationError("duration_minutes must be 1..1440",
-                                   {"field": "duration_minutes"}, type="Invalid",
-                                   non_retryable=True)
+            raise ApplicationError(
+                "duration_minutes must be 1..1440", {"field": "duration_minutes"}, type="Invalid", non_retryable=True
+            )
 
     @workflow.update
     def cancel(self, req: CancelRequest) -> AppointmentView:
@@ -521,19 +565,33 @@ class AppointmentJourney:
             raise ApplicationError(
                 f"cannot {action.replace('_', '-')} an appointment in stage {stage!r}",
                 {"stage": stage, "allowed_stages": list(CAN[action])},
-                type="Conflict", non_retryable=True)
+                type="Conflict",
+                non_retryable=True,
+            )
 
     # ---------------------------------------------------------------- query
     @workflow.query(name=APPOINTMENT_STATE_QUERY)
     def view(self) -> AppointmentView:
         s, i = self.s, self.inp
         return AppointmentView(
-            id=i.appointment_id, workflow_id=self.wid, stage=s.stage,
-            fhir_status=FHIR_STATUS[s.stage], starts_at=self._start(), ends_at=self._ends(),
-            duration_minutes=s.duration_minutes, version=s.version, asks_sent=s.asks_sent,
-            voice_calls=s.voice_calls, nps=s.nps, clinic_id=i.clinic_id, doctor_id=i.doctor_id,
-            patient_id=i.patient_id, service=i.service, plan_id=i.plan_id,
-            history=list(s.history))
+            id=i.appointment_id,
+            workflow_id=self.wid,
+            stage=s.stage,
+            fhir_status=FHIR_STATUS[s.stage],
+            starts_at=self._start(),
+            ends_at=self._ends(),
+            duration_minutes=s.duration_minutes,
+            version=s.version,
+            asks_sent=s.asks_sent,
+            voice_calls=s.voice_calls,
+            nps=s.nps,
+            clinic_id=i.clinic_id,
+            doctor_id=i.doctor_id,
+            patient_id=i.patient_id,
+            service=i.service,
+            plan_id=i.plan_id,
+            history=list(s.history),
+        )
 
     # ---------------------------------------------------------------- helpers
     def _start(self) -> datetime:
@@ -572,8 +630,7 @@ class AppointmentJourney:
     def _upsert_search_attributes(self, start: bool = False) -> None:
         updates: list[SearchAttributeUpdate[Any]] = [APPOINTMENT_STAGE.value_set(self.s.stage)]
         if start:
-            updates += [CLINIC_ID.value_set(self.inp.clinic_id),
-                        APPOINTMENT_START.value_set(self._start())]
+            updates += [CLINIC_ID.value_set(self.inp.clinic_id), APPOINTMENT_START.value_set(self._start())]
         workflow.upsert_search_attributes(updates)
 
     def _tz(self) -> tzinfo:
@@ -600,40 +657,60 @@ class AppointmentJourney:
             return at
         end_local = local.replace(hour=eh, minute=em, second=0, microsecond=0)
         if end_local <= local:
-            end_local = (local + timedelta(days=1)).replace(hour=eh, minute=em, second=0,
-                                                            microsecond=0)
+            end_local = (local + timedelta(days=1)).replace(hour=eh, minute=em, second=0, microsecond=0)
         moved = end_local.astimezone(at.tzinfo)
         if critical_by is not None and moved >= critical_by:
             return at
         return moved
 
-    async def _send(self, kind: str, text: str, step: str,
-                    buttons: list[Button] | None = None) -> SendResult:
+    async def _send(self, kind: str, text: str, step: str, buttons: list[Button] | None = None) -> SendResult:
         return await workflow.execute_activity(
             "send_patient_message",
-            OutboundMessage(idempotency_key=self._key(step), patient_id=self.inp.patient_id,
-                            clinic_id=self.inp.clinic_id, kind=kind, text=text,
-                            subject_id=self.inp.appointment_id, workflow_id=self.wid,
-                            buttons=buttons or []),
-            result_type=SendResult, start_to_close_timeout=SEND_TIMEOUT, retry_policy=RETRY)
+            OutboundMessage(
+                idempotency_key=self._key(step),
+                patient_id=self.inp.patient_id,
+                clinic_id=self.inp.clinic_id,
+                kind=kind,
+                text=text,
+                subject_id=self.inp.appointment_id,
+                workflow_id=self.wid,
+                buttons=buttons or [],
+            ),
+            result_type=SendResult,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=RETRY,
+        )
 
-    async def _task(self, kind: str, title: str, step: str, assigned_role: str = "operator",
-                    details: dict | None = None) -> None:
+    async def _task(
+        self, kind: str, title: str, step: str, assigned_role: str = "operator", details: dict | None = None
+    ) -> None:
         await workflow.execute_activity(
             "create_operator_task",
-            TaskRequest(dedup_key=self._key(step), kind=kind, title=title,
-                        assigned_role=assigned_role, clinic_id=self.inp.clinic_id,
-                        patient_id=self.inp.patient_id, subject_type="appointment",
-                        subject_id=self.inp.appointment_id, workflow_id=self.wid,
-                        details={"stage": self.s.stage, "starts_at": self._start().isoformat(),
-                                 **(details or {})}),
-            result_type=TaskRef, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+            TaskRequest(
+                dedup_key=self._key(step),
+                kind=kind,
+                title=title,
+                assigned_role=assigned_role,
+                clinic_id=self.inp.clinic_id,
+                patient_id=self.inp.patient_id,
+                subject_type="appointment",
+                subject_id=self.inp.appointment_id,
+                workflow_id=self.wid,
+                details={"stage": self.s.stage, "starts_at": self._start().isoformat(), **(details or {})},
+            ),
+            result_type=TaskRef,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=RETRY,
+        )
 
     async def _cancel_tasks(self, kinds: list[str], reason: str) -> None:
         await workflow.execute_activity(
             "cancel_operator_tasks",
             CancelTasks(subject_id=self.inp.appointment_id, kinds=kinds, reason=reason),
-            result_type=int, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+            result_type=int,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=RETRY,
+        )
 
     async def _drain_effects(self) -> None:
         while self._effects:
@@ -653,13 +730,27 @@ class AppointmentJourney:
         await workflow.execute_activity(
             "sync_appointment",
             AppointmentSnapshot(
-                appointment_id=i.appointment_id, workflow_id=self.wid, clinic_id=i.clinic_id,
-                doctor_id=i.doctor_id, patient_id=i.patient_id, service=i.service,
-                plan_id=i.plan_id, stage=s.stage, version=s.version, starts_at=self._start(),
-                ends_at=self._ends(), duration_minutes=s.duration_minutes,
-                asks_sent=s.asks_sent, voice_calls=s.voice_calls, nps=s.nps,
-                cancel_reason=s.cancel_reason, history=list(s.history)),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+                appointment_id=i.appointment_id,
+                workflow_id=self.wid,
+                clinic_id=i.clinic_id,
+                doctor_id=i.doctor_id,
+                patient_id=i.patient_id,
+                service=i.service,
+                plan_id=i.plan_id,
+                stage=s.stage,
+                version=s.version,
+                starts_at=self._start(),
+                ends_at=self._ends(),
+                duration_minutes=s.duration_minutes,
+                asks_sent=s.asks_sent,
+                voice_calls=s.voice_calls,
+                nps=s.nps,
+                cancel_reason=s.cancel_reason,
+                history=list(s.history),
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=RETRY,
+        )
         s.synced_revision = revision
 
 

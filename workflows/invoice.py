@@ -47,9 +47,12 @@ EMAIL_TIMEOUT = timedelta(seconds=60)
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # An SMTP outage of about an hour is ridden out; after that the e-mail is given up on and an
 # admin task says so (the workflow must not stall on a notification).
-EMAIL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2),
-                          maximum_interval=timedelta(minutes=5), maximum_attempts=20,
-                          non_retryable_error_types=["AttachmentMissing"])
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=20,
+    non_retryable_error_types=["AttachmentMissing"],
+)
 REMINDER_KINDS = ["invoice_reminder", "invoice_escalation"]
 ADMIN = "admin"
 RESUBMIT_FIELDS = ("category", "expense_type", "amount", "currency", "invoice_file_id", "comment")
@@ -63,14 +66,30 @@ class InvoiceApproval:
         now = workflow.now()
         wid = workflow.info().workflow_id
         self.snap = InvoiceSnapshot(
-            id=inp.invoice_id, workflow_id=wid, state=InvoiceState.submitted, version=1,
-            initiator_id=inp.initiator_id, category=inp.category,
-            expense_type=inp.expense_type, amount=inp.amount, currency=inp.currency,
-            invoice_file_id=inp.invoice_file_id, comment=inp.comment,
-            actions=[InvoiceAction(action="submit", actor_id=inp.initiator_id,
-                                   actor_role=inp.initiator_role, at=now, from_state="",
-                                   to_state=InvoiceState.submitted, comment=inp.comment)],
-            submitted_at=now, updated_at=now,
+            id=inp.invoice_id,
+            workflow_id=wid,
+            state=InvoiceState.submitted,
+            version=1,
+            initiator_id=inp.initiator_id,
+            category=inp.category,
+            expense_type=inp.expense_type,
+            amount=inp.amount,
+            currency=inp.currency,
+            invoice_file_id=inp.invoice_file_id,
+            comment=inp.comment,
+            actions=[
+                InvoiceAction(
+                    action="submit",
+                    actor_id=inp.initiator_id,
+                    actor_role=inp.initiator_role,
+                    at=now,
+                    from_state="",
+                    to_state=InvoiceState.submitted,
+                    comment=inp.comment,
+                )
+            ],
+            submitted_at=now,
+            updated_at=now,
         )
         self._outbox: list[EmailRequest] = []
         self._sync_lock = asyncio.Lock()
@@ -78,14 +97,14 @@ class InvoiceApproval:
     # ------------------------------------------------------------------ the process
     @workflow.run
     async def run(self, inp: InvoiceInput) -> InvoiceSnapshot:
-        workflow.upsert_search_attributes([INVOICE_STATE.value_set(self.snap.state),
-                                           EXPENSE_CATEGORY.value_set(self.snap.category)])
+        workflow.upsert_search_attributes(
+            [INVOICE_STATE.value_set(self.snap.state), EXPENSE_CATEGORY.value_set(self.snap.category)]
+        )
         await self._sync()
         while True:
             await self._flush_outbox()
             if self.snap.state == InvoiceState.paid:
-                self._move("await_closing_documents", None,
-                           InvoiceState.awaiting_closing_documents)
+                self._move("await_closing_documents", None, InvoiceState.awaiting_closing_documents)
                 await self._sync()
                 continue
             if self.snap.state in FINAL_STATES:
@@ -119,9 +138,11 @@ class InvoiceApproval:
         if raised:
             await workflow.execute_activity(
                 "cancel_operator_tasks",
-                CancelTasks(subject_id=self.snap.id, kinds=REMINDER_KINDS,
-                            reason=f"invoice moved on from {state}"),
-                result_type=int, start_to_close_timeout=TASK_TIMEOUT, retry_policy=DB_RETRY)
+                CancelTasks(subject_id=self.snap.id, kinds=REMINDER_KINDS, reason=f"invoice moved on from {state}"),
+                result_type=int,
+                start_to_close_timeout=TASK_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
 
     async def _nudge(self, state: str, version: int, escalate: bool) -> None:
         wid = self.snap.workflow_id
@@ -140,17 +161,31 @@ class InvoiceApproval:
         workflow.logger.info("invoice step overdue", extra={"state": state, "step": step})
         await workflow.execute_activity(
             "create_operator_task",
-            TaskRequest(dedup_key=f"{wid}/v{version}/{step}",
-                        kind="invoice_escalation" if escalate else "invoice_reminder",
-                        title=title, assigned_role=role, subject_type="invoice",
-                        subject_id=self.snap.id, workflow_id=wid,
-                        details={"state": state, "owner": owner, "user_ids": user_ids}),
-            start_to_close_timeout=TASK_TIMEOUT, retry_policy=DB_RETRY)
-        await self._email(EmailRequest(
-            idempotency_key=f"{wid}/v{version}/{step}", subject=title,
-            body=self._body(f"This invoice has been waiting on {who} in state '{state}' "
-                            "longer than the policy allows."),
-            to_roles=roles, to_user_ids=user_ids, workflow_id=wid))
+            TaskRequest(
+                dedup_key=f"{wid}/v{version}/{step}",
+                kind="invoice_escalation" if escalate else "invoice_reminder",
+                title=title,
+                assigned_role=role,
+                subject_type="invoice",
+                subject_id=self.snap.id,
+                workflow_id=wid,
+                details={"state": state, "owner": owner, "user_ids": user_ids},
+            ),
+            start_to_close_timeout=TASK_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        await self._email(
+            EmailRequest(
+                idempotency_key=f"{wid}/v{version}/{step}",
+                subject=title,
+                body=self._body(
+                    f"This invoice has been waiting on {who} in state '{state}' longer than the policy allows."
+                ),
+                to_roles=roles,
+                to_user_ids=user_ids,
+                workflow_id=wid,
+            )
+        )
 
     # ------------------------------------------------------------------ actions (updates)
     def _check(self, action: str, cmd: InvoiceCommand) -> None:
@@ -159,14 +194,20 @@ class InvoiceApproval:
         if state not in states:
             raise ApplicationError(
                 f"cannot {action.replace('_', ' ')} an invoice in state '{state}'",
-                {"state": state, "action": action, "allowed_in": list(states)}, type="Conflict")
+                {"state": state, "action": action, "allowed_in": list(states)},
+                type="Conflict",
+            )
         if cmd.actor_role != ADMIN:
             if owner == "initiator" and cmd.actor_id != self.snap.initiator_id:
-                raise ApplicationError(f"only the initiator of the invoice may {action}",
-                                       {"state": state, "owner": owner}, type="Forbidden")
+                raise ApplicationError(
+                    f"only the initiator of the invoice may {action}",
+                    {"state": state, "owner": owner},
+                    type="Forbidden",
+                )
             if owner != "initiator" and cmd.actor_role != owner:
-                raise ApplicationError(f"only the {owner} may {action} an invoice",
-                                       {"state": state, "owner": owner}, type="Forbidden")
+                raise ApplicationError(
+                    f"only the {owner} may {action} an invoice", {"state": state, "owner": owner}, type="Forbidden"
+                )
 
     @staticmethod
     def _need(ok: object, field: str, msg: str) -> None:
@@ -215,29 +256,45 @@ class InvoiceApproval:
     def _v_resubmit(self, cmd: InvoiceCommand) -> None:
         self._check("resubmit", cmd)
         unknown = set(cmd.changes) - set(RESUBMIT_FIELDS)
-        self._need(not unknown, sorted(unknown)[0] if unknown else "",
-                   f"these fields cannot be changed: {', '.join(sorted(unknown))}")
-        self._need(cmd.changes or (cmd.comment or "").strip(), "changes",
-                   "change at least one field, or say what was fixed in a comment")
+        self._need(
+            not unknown,
+            sorted(unknown)[0] if unknown else "",
+            f"these fields cannot be changed: {', '.join(sorted(unknown))}",
+        )
+        self._need(
+            cmd.changes or (cmd.comment or "").strip(),
+            "changes",
+            "change at least one field, or say what was fixed in a comment",
+        )
 
     @workflow.update
     async def pay(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
         self.snap.supplier_id = cmd.supplier_id
         self.snap.paid_on = cmd.paid_on or workflow.now().date().isoformat()
-        self._move("pay", cmd, InvoiceState.paid,
-                   {"supplier_id": cmd.supplier_id, "paid_on": self.snap.paid_on})
+        self._move("pay", cmd, InvoiceState.paid, {"supplier_id": cmd.supplier_id, "paid_on": self.snap.paid_on})
         wid = self.snap.workflow_id
-        self._outbox.append(EmailRequest(
-            idempotency_key=f"{wid}/paid-notice", to_roles=["deputy_director"], workflow_id=wid,
-            subject=f"Invoice {self.snap.id} paid",
-            body=self._body(f"The invoice was paid on {self.snap.paid_on}.")))
-        self._outbox.append(EmailRequest(
-            idempotency_key=f"{wid}/closing-documents-request",
-            to_user_ids=[self.snap.initiator_id], workflow_id=wid,
-            subject=f"Invoice {self.snap.id} paid: please attach the closing documents",
-            body=self._body("The invoice was paid. Please attach the closing documents (acts, "
-                            f"waybills, tax invoices) at POST /v1/invoices/{self.snap.id}"
-                            "/closing-documents.")))
+        self._outbox.append(
+            EmailRequest(
+                idempotency_key=f"{wid}/paid-notice",
+                to_roles=["deputy_director"],
+                workflow_id=wid,
+                subject=f"Invoice {self.snap.id} paid",
+                body=self._body(f"The invoice was paid on {self.snap.paid_on}."),
+            )
+        )
+        self._outbox.append(
+            EmailRequest(
+                idempotency_key=f"{wid}/closing-documents-request",
+                to_user_ids=[self.snap.initiator_id],
+                workflow_id=wid,
+                subject=f"Invoice {self.snap.id} paid: please attach the closing documents",
+                body=self._body(
+                    "The invoice was paid. Please attach the closing documents (acts, "
+                    f"waybills, tax invoices) at POST /v1/invoices/{self.snap.id}"
+                    "/closing-documents."
+                ),
+            )
+        )
         await self._sync()
         return self.snap
 
@@ -248,9 +305,10 @@ class InvoiceApproval:
 
     @workflow.update
     async def closing_documents(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
-        self.snap.closing_file_ids = [*self.snap.closing_file_ids,
-                                      *[f for f in cmd.file_ids
-                                        if f not in self.snap.closing_file_ids]]
+        self.snap.closing_file_ids = [
+            *self.snap.closing_file_ids,
+            *[f for f in cmd.file_ids if f not in self.snap.closing_file_ids],
+        ]
         return await self._act("closing_documents", cmd, {"file_ids": list(cmd.file_ids)})
 
     @closing_documents.validator
@@ -270,11 +328,15 @@ class InvoiceApproval:
     async def return_documents(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
         self._move("return_documents", cmd, InvoiceState.awaiting_closing_documents)
         wid = self.snap.workflow_id
-        self._outbox.append(EmailRequest(
-            idempotency_key=f"{wid}/v{self.snap.version}/documents-returned",
-            to_user_ids=[self.snap.initiator_id], workflow_id=wid,
-            subject=f"Invoice {self.snap.id}: closing documents returned",
-            body=self._body(f"The accountant returned the closing documents: {cmd.comment}")))
+        self._outbox.append(
+            EmailRequest(
+                idempotency_key=f"{wid}/v{self.snap.version}/documents-returned",
+                to_user_ids=[self.snap.initiator_id],
+                workflow_id=wid,
+                subject=f"Invoice {self.snap.id}: closing documents returned",
+                body=self._body(f"The accountant returned the closing documents: {cmd.comment}"),
+            )
+        )
         await self._sync()
         return self.snap
 
@@ -288,20 +350,25 @@ class InvoiceApproval:
         return self.snap
 
     # ------------------------------------------------------------------ helpers
-    async def _act(self, action: str, cmd: InvoiceCommand,
-                   data: dict | None = None) -> InvoiceSnapshot:
+    async def _act(self, action: str, cmd: InvoiceCommand, data: dict | None = None) -> InvoiceSnapshot:
         self._move(action, cmd, ACTIONS[action][1], data)
         await self._sync()
         return self.snap
 
-    def _move(self, action: str, cmd: InvoiceCommand | None, to: str,
-              data: dict | None = None) -> None:
+    def _move(self, action: str, cmd: InvoiceCommand | None, to: str, data: dict | None = None) -> None:
         now = workflow.now()
-        self.snap.actions.append(InvoiceAction(
-            action=action, actor_id=cmd.actor_id if cmd else "system",
-            actor_role=cmd.actor_role if cmd else "system", at=now,
-            from_state=self.snap.state, to_state=to, comment=cmd.comment if cmd else None,
-            data=data or {}))
+        self.snap.actions.append(
+            InvoiceAction(
+                action=action,
+                actor_id=cmd.actor_id if cmd else "system",
+                actor_role=cmd.actor_role if cmd else "system",
+                at=now,
+                from_state=self.snap.state,
+                to_state=to,
+                comment=cmd.comment if cmd else None,
+                data=data or {},
+            )
+        )
         self.snap.state = to
         self.snap.version += 1
         self.snap.updated_at = now
@@ -311,8 +378,8 @@ class InvoiceApproval:
         # One sync at a time, always of the newest snapshot: the registry never goes back.
         async with self._sync_lock:
             await workflow.execute_activity(
-                "sync_invoice", self.snap, result_type=int,
-                start_to_close_timeout=SYNC_TIMEOUT, retry_policy=DB_RETRY)
+                "sync_invoice", self.snap, result_type=int, start_to_close_timeout=SYNC_TIMEOUT, retry_policy=DB_RETRY
+            )
 
     async def _flush_outbox(self) -> None:
         while self._outbox:
@@ -321,19 +388,29 @@ class InvoiceApproval:
     async def _email(self, req: EmailRequest) -> None:
         try:
             await workflow.execute_activity(
-                "send_email", req, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY)
+                "send_email", req, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY
+            )
         except ActivityError as e:
             workflow.logger.warning("e-mail given up", extra={"key": req.idempotency_key})
             await workflow.execute_activity(
                 "create_operator_task",
-                TaskRequest(dedup_key=f"{req.idempotency_key}/failed", kind="email_failed",
-                            title=f"E-mail not delivered: {req.subject}"[:300],
-                            assigned_role=ADMIN, subject_type="invoice", subject_id=self.snap.id,
-                            workflow_id=self.snap.workflow_id,
-                            details={"key": req.idempotency_key, "error": str(e.cause or e)}),
-                start_to_close_timeout=TASK_TIMEOUT, retry_policy=DB_RETRY)
+                TaskRequest(
+                    dedup_key=f"{req.idempotency_key}/failed",
+                    kind="email_failed",
+                    title=f"E-mail not delivered: {req.subject}"[:300],
+                    assigned_role=ADMIN,
+                    subject_type="invoice",
+                    subject_id=self.snap.id,
+                    workflow_id=self.snap.workflow_id,
+                    details={"key": req.idempotency_key, "error": str(e.cause or e)},
+                ),
+                start_to_close_timeout=TASK_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
 
     def _body(self, what: str) -> str:
         s = self.snap
-        return (f"{what}\n\nInvoice: {s.id}\nState: {s.state}\nCategory: {s.category}\n"
-                f"Expense type: {s.expense_type}\nAmount: {s.amount} {s.currency}\n")
+        return (
+            f"{what}\n\nInvoice: {s.id}\nState: {s.state}\nCategory: {s.category}\n"
+            f"Expense type: {s.expense_type}\nAmount: {s.amount} {s.currency}\n"
+        )

@@ -23,8 +23,12 @@ with workflow.unsafe.imports_passed_through():
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REPORT_TIMEOUT = timedelta(minutes=5)
 EMAIL_TIMEOUT = timedelta(seconds=60)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5),
-                    maximum_attempts=50, non_retryable_error_types=["AttachmentMissing"])
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=50,
+    non_retryable_error_types=["AttachmentMissing"],
+)
 
 
 def previous_month(today: date) -> str:
@@ -40,25 +44,39 @@ class MonthlyExpenseReport:
         # scheduled (workflow.now() is the run's start, deterministic on replay).
         month = inp.month or previous_month(local_date(workflow.now(), inp.timezone))
         report = await workflow.execute_activity(
-            "build_expense_report", MonthlyReportInput(timezone=inp.timezone, month=month),
-            result_type=ReportFile, start_to_close_timeout=REPORT_TIMEOUT, retry_policy=RETRY)
+            "build_expense_report",
+            MonthlyReportInput(timezone=inp.timezone, month=month),
+            result_type=ReportFile,
+            start_to_close_timeout=REPORT_TIMEOUT,
+            retry_policy=RETRY,
+        )
         wid = workflow.info().workflow_id
         await workflow.execute_activity(
             "send_email",
             EmailRequest(
-                idempotency_key=f"{wid}/report-email", to_roles=["deputy_director"],
-                workflow_id=wid, subject=f"Spending by category, {month}",
-                body=(f"Attached: spending by category and expense type for the payments of "
-                      f"{month}.\nPayments: {report.payments}; total: {report.total}.\n"),
-                attachments=[Attachment(filename=report.filename, path=report.path,
-                                        content_type=XLSX_TYPE)]),
-            start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=RETRY)
+                idempotency_key=f"{wid}/report-email",
+                to_roles=["deputy_director"],
+                workflow_id=wid,
+                subject=f"Spending by category, {month}",
+                body=(
+                    f"Attached: spending by category and expense type for the payments of "
+                    f"{month}.\nPayments: {report.payments}; total: {report.total}.\n"
+                ),
+                attachments=[Attachment(filename=report.filename, path=report.path, content_type=XLSX_TYPE)],
+            ),
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            retry_policy=RETRY,
+        )
         workflow.logger.info("monthly expense report sent", extra={"month": month})
         return report
 
 
-async def ensure_schedule(client, settings, task_queue: str | None = None,  # type: ignore[no-untyped-def]
-                          schedule_id: str = MONTHLY_REPORT_SCHEDULE_ID):
+async def ensure_schedule(
+    client,
+    settings,
+    task_queue: str | None = None,  # type: ignore[no-untyped-def]
+    schedule_id: str = MONTHLY_REPORT_SCHEDULE_ID,
+):
     """Create the monthly schedule, or bring an existing one up to date (idempotent).
     Not workflow code: called by `journeys schedules` and tests."""
     from temporalio.client import (
@@ -75,17 +93,25 @@ async def ensure_schedule(client, settings, task_queue: str | None = None,  # ty
 
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            MONTHLY_REPORT_WORKFLOW, MonthlyReportInput(timezone=settings.network_timezone),
-            id=f"{schedule_id}-run", task_queue=task_queue or settings.temporal_task_queue,
-            execution_timeout=timedelta(days=1)),
+            MONTHLY_REPORT_WORKFLOW,
+            MonthlyReportInput(timezone=settings.network_timezone),
+            id=f"{schedule_id}-run",
+            task_queue=task_queue or settings.temporal_task_queue,
+            execution_timeout=timedelta(days=1),
+        ),
         spec=ScheduleSpec(
-            calendars=[ScheduleCalendarSpec(day_of_month=[ScheduleRange(1)],
-                                            hour=[ScheduleRange(7)], minute=[ScheduleRange(0)],
-                                            comment="07:00 on the 1st, network time")],
-            time_zone_name=settings.network_timezone),
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_month=[ScheduleRange(1)],
+                    hour=[ScheduleRange(7)],
+                    minute=[ScheduleRange(0)],
+                    comment="07:00 on the 1st, network time",
+                )
+            ],
+            time_zone_name=settings.network_timezone,
+        ),
         # A missed run (cluster down over the 1st) still happens within 3 days.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP,
-                              catchup_window=timedelta(days=3)),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=3)),
     )
     try:
         return await client.create_schedule(schedule_id, schedule)

@@ -13,31 +13,84 @@ from typing import Literal
 
 Meaning = Literal["confirm", "decline", "other"]
 
-CONFIRM_WORDS = frozenset({
-    # ru
-    "да", "ага", "буду", "подтверждаю", "подтвердить", "приду", "хорошо", "ок", "конечно",
-    "да буду", "да приду", "да, буду", "да, приду",
-    # uk
-    "так", "підтверджую", "прийду", "добре", "так буду", "так прийду",
-    # en
-    "yes", "y", "yep", "yeah", "ok", "okay", "confirm", "confirmed", "sure",
-    # symbols / digits
-    "1", "+", "👍", "✅",
-})
-DECLINE_WORDS = frozenset({
-    # ru
-    "нет", "не приду", "не смогу", "не буду", "отмена", "отменить", "отмените",
-    "нет не приду", "нет, не приду", "нет не смогу", "нет, не смогу",
-    # uk
-    "ні", "не прийду", "не зможу", "скасувати", "ні не прийду", "ні, не прийду",
-    # en
-    "no", "n", "nope", "decline", "can't come", "cannot come", "not coming",
-    # symbols / digits
-    "2", "-", "👎", "❌",
-})
+CONFIRM_WORDS = frozenset(
+    {
+        # ru
+        "да",
+        "ага",
+        "буду",
+        "подтверждаю",
+        "подтвердить",
+        "приду",
+        "хорошо",
+        "ок",
+        "конечно",
+        "да буду",
+        "да приду",
+        "да, буду",
+        "да, приду",
+        # uk
+        "так",
+        "підтверджую",
+        "прийду",
+        "добре",
+        "так буду",
+        "так прийду",
+        # en
+        "yes",
+        "y",
+        "yep",
+        "yeah",
+        "ok",
+        "okay",
+        "confirm",
+        "confirmed",
+        "sure",
+        # symbols / digits
+        "1",
+        "+",
+        "👍",
+        "✅",
+    }
+)
+DECLINE_WORDS = frozenset(
+    {
+        # ru
+        "нет",
+        "не приду",
+        "не смогу",
+        "не буду",
+        "отмена",
+        "отменить",
+        "отмените",
+        "нет не приду",
+        "нет, не приду",
+        "нет не смогу",
+        "нет, не смогу",
+        # uk
+        "ні",
+        "не прийду",
+        "не зможу",
+        "скасувати",
+        "ні не прийду",
+        "ні, не прийду",
+        # en
+        "no",
+        "n",
+        "nope",
+        "decline",
+        "can't come",
+        "cannot come",
+        "not coming",
+        # symbols / digits
+        "2",
+        "-",
+        "👎",
+        "❌",
+    }
+)
 # Carrier opt-out words: never appointment keywords (see module docstring).
-OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke",
-                           "optout"})
+OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"})
 
 _TRIM = re.compile(r"^[\s.!,;:()\"'«»]+|[\s.!,;:()\"'«»]+$")
 _SPACES = re.compile(r"\s+")

@@ -72,8 +72,11 @@ CANCEL_UPDATE = "cancel"
 PLAN_TASK_KINDS = ["plan_callback", "plan_rebook"]
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1),
-                    non_retryable_error_types=["Conflict", "Invalid", "NotFound"])
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["Conflict", "Invalid", "NotFound"],
+)
 # A changed lab-results question (v2 names what to do next). Plans already past that point
 # replay the v1 wording; new ones ask with v2.
 LAB_ASK_V2 = "lab-ask-wording-v2"
@@ -125,10 +128,16 @@ class TreatmentPlanJourney:
     def _should_rest(self) -> bool:
         """Time to continue-as-new: history is large, and nothing is in flight."""
         info = workflow.info()
-        big = (info.is_continue_as_new_suggested()
-               or info.get_current_history_length() > self.s.policy.max_history_events)
-        return (big and self.s.status == "active" and not self._lock.locked()
-                and self._watching == 0 and not any(a.running for a in self.s.appointments))
+        big = (
+            info.is_continue_as_new_suggested() or info.get_current_history_length() > self.s.policy.max_history_events
+        )
+        return (
+            big
+            and self.s.status == "active"
+            and not self._lock.locked()
+            and self._watching == 0
+            and not any(a.running for a in self.s.appointments)
+        )
 
     def _until_next_timer(self) -> timedelta | None:
         if not self.s.timers:
@@ -149,8 +158,7 @@ class TreatmentPlanJourney:
             for a in self.s.appointments:  # visits finished while their journeys run on
                 if a.running and self._observed(req.observed, a) == "finished":
                     a.stage = "finished"
-                    self._record("appointment_finished", by=req.actor,
-                                 appointment_id=a.appointment_id)
+                    self._record("appointment_finished", by=req.actor, appointment_id=a.appointment_id)
             linked = await self._book(req) if req.appointment else None
             from_stage, to = self.s.stage, self.d.stage(req.to_stage)
             self.s.stage = to.key
@@ -160,9 +168,14 @@ class TreatmentPlanJourney:
             if to.asks_lab_results:
                 after = workflow.now() + self.s.policy.td("lab_results_after")
                 self.s.timers.append(self._timer("lab_ask", after))
-            self._record("advanced", by=req.actor, from_stage=from_stage, to_stage=to.key,
-                         note=req.note,
-                         appointment_id=linked.appointment_id if linked else None)
+            self._record(
+                "advanced",
+                by=req.actor,
+                from_stage=from_stage,
+                to_stage=to.key,
+                note=req.note,
+                appointment_id=linked.appointment_id if linked else None,
+            )
             if to.kind == "done":
                 self.s.status = "completed"
             workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(self._sa_stage())])
@@ -177,38 +190,54 @@ class TreatmentPlanJourney:
 
     def _check_advance(self, req: AdvanceRequest) -> None:
         if self.s.status != "active":
-            raise ApplicationError(f"the plan is {self.s.status}; it cannot move",
-                                   {"allowed": [], "current_stage": self.s.stage},
-                                   type="Conflict", non_retryable=True)
+            raise ApplicationError(
+                f"the plan is {self.s.status}; it cannot move",
+                {"allowed": [], "current_stage": self.s.stage},
+                type="Conflict",
+                non_retryable=True,
+            )
         running = self._blocking(req.observed)
         if running:
             a = running[0]
             raise ApplicationError(
                 f"the visit for stage {a.plan_stage!r} (appointment {a.appointment_id}) is still "
                 f"running; the plan moves when that visit is finished, missed or cancelled",
-                {"allowed": [], "current_stage": self.s.stage,
-                 "running_appointment_id": a.appointment_id},
-                type="Conflict", non_retryable=True)
+                {"allowed": [], "current_stage": self.s.stage, "running_appointment_id": a.appointment_id},
+                type="Conflict",
+                non_retryable=True,
+            )
         allowed = self._allowed(req.observed)
         if req.to_stage not in allowed:
             raise ApplicationError(
                 f"a plan at {self.s.stage!r} cannot move to {req.to_stage!r}; allowed: "
                 + (", ".join(allowed) or "nothing"),
                 {"allowed": allowed, "current_stage": self.s.stage},
-                type="Conflict", non_retryable=True)
+                type="Conflict",
+                non_retryable=True,
+            )
         to = self.d.stage(req.to_stage)
         if to.is_visit and req.appointment is None and req.callback_at is None:
             raise ApplicationError(
                 f"stage {to.key!r} is done at a visit: send an appointment to book, or a "
                 "callback_on date for an operator to call the patient",
-                {"field": "appointment"}, type="Invalid", non_retryable=True)
+                {"field": "appointment"},
+                type="Invalid",
+                non_retryable=True,
+            )
         if not to.is_visit and req.appointment is not None:
-            raise ApplicationError(f"stage {to.key!r} is not a visit; it books no appointment",
-                                   {"field": "appointment"}, type="Invalid", non_retryable=True)
+            raise ApplicationError(
+                f"stage {to.key!r} is not a visit; it books no appointment",
+                {"field": "appointment"},
+                type="Invalid",
+                non_retryable=True,
+            )
         if req.appointment is not None and req.appointment.starts_at <= workflow.now():
-            raise ApplicationError("the appointment must start in the future",
-                                   {"field": "appointment.starts_at"}, type="Invalid",
-                                   non_retryable=True)
+            raise ApplicationError(
+                "the appointment must start in the future",
+                {"field": "appointment.starts_at"},
+                type="Invalid",
+                non_retryable=True,
+            )
 
     @staticmethod
     def _observed(observed: list[VisitObservation], a: LinkedAppointment) -> str:
@@ -219,16 +248,16 @@ class TreatmentPlanJourney:
 
     def _blocking(self, observed: list[VisitObservation] | None = None) -> list[LinkedAppointment]:
         """Child journeys whose visit has not ended yet: the plan waits for them."""
-        return [a for a in self.s.appointments
-                if a.running and self._observed(observed or [], a) != "finished"]
+        return [a for a in self.s.appointments if a.running and self._observed(observed or [], a) != "finished"]
 
     def _allowed(self, observed: list[VisitObservation] | None = None) -> list[str]:
         """The graph's next stages, plus the current visit stage again while its visit has
         not happened yet (book it after a call-back, or re-book after a no-show/cancel)."""
         cur = self.d.stage(self.s.stage)
         allowed = list(cur.next)
-        visited = any(a.plan_stage == cur.key and self._observed(observed or [], a) == "finished"
-                      for a in self.s.appointments)
+        visited = any(
+            a.plan_stage == cur.key and self._observed(observed or [], a) == "finished" for a in self.s.appointments
+        )
         # The plan is born at its first stage (the consultation happened): nothing to book.
         rebook = cur.is_visit and not visited and cur.key != self.d.first.key
         if rebook and cur.key not in allowed:
@@ -243,8 +272,7 @@ class TreatmentPlanJourney:
             from_stage = self.s.stage
             self.s.status = "cancelled"
             self.s.timers = []
-            self._record("cancelled", by=req.actor, from_stage=from_stage, to_stage=CANCELLED,
-                         note=req.reason)
+            self._record("cancelled", by=req.actor, from_stage=from_stage, to_stage=CANCELLED, note=req.reason)
             workflow.upsert_search_attributes([TREATMENT_STAGE.value_set(CANCELLED)])
             await self._close_plan_tasks("the plan was cancelled")
             # Added after plans were running: older histories replay without it.
@@ -253,7 +281,8 @@ class TreatmentPlanJourney:
                     if linked.running:
                         await workflow.get_external_workflow_handle(linked.workflow_id).signal(
                             APPOINTMENT_CANCEL_SIGNAL,
-                            AppointmentCancel(reason=f"treatment plan cancelled: {req.reason}"[:500]))
+                            AppointmentCancel(reason=f"treatment plan cancelled: {req.reason}"[:500]),
+                        )
             await self._sync()
             return self._view()
 
@@ -263,9 +292,12 @@ class TreatmentPlanJourney:
 
     def _check_cancel(self) -> None:
         if self.s.status != "active":
-            raise ApplicationError(f"the plan is already {self.s.status}",
-                                   {"current_stage": self.s.stage}, type="Conflict",
-                                   non_retryable=True)
+            raise ApplicationError(
+                f"the plan is already {self.s.status}",
+                {"current_stage": self.s.stage},
+                type="Conflict",
+                non_retryable=True,
+            )
 
     # ------------------------------------------------------------------ child appointments
     async def _book(self, req: AdvanceRequest) -> LinkedAppointment:
@@ -279,37 +311,56 @@ class TreatmentPlanJourney:
         try:
             booked = await workflow.execute_activity(
                 "book_plan_appointment",
-                PlanBooking(appointment_id=appointment_id,
-                            idempotency_key=f"{wf_id}:booking:{self.s.seq}",
-                            plan_id=self.s.plan_id, clinic_id=self.s.clinic_id,
-                            patient_id=self.s.patient_id, doctor_id=ap.doctor_id,
-                            starts_at=ap.starts_at, duration_minutes=ap.duration_minutes,
-                            service=service),
+                PlanBooking(
+                    appointment_id=appointment_id,
+                    idempotency_key=f"{wf_id}:booking:{self.s.seq}",
+                    plan_id=self.s.plan_id,
+                    clinic_id=self.s.clinic_id,
+                    patient_id=self.s.patient_id,
+                    doctor_id=ap.doctor_id,
+                    starts_at=ap.starts_at,
+                    duration_minutes=ap.duration_minutes,
+                    service=service,
+                ),
                 result_type=BookedAppointment,
-                start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+            )
         except ActivityError as e:
             cause = e.cause
             if isinstance(cause, ApplicationError):  # doctor unknown, slot taken: the caller's
-                raise ApplicationError(cause.message, *cause.details, type=cause.type,
-                                       non_retryable=True) from None
+                raise ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True) from None
             raise
         policy = req.policy or self.s.policy
         handle = await workflow.start_child_workflow(
             APPOINTMENT_WORKFLOW,
-            AppointmentInput(appointment_id=booked.appointment_id, clinic_id=self.s.clinic_id,
-                             patient_id=self.s.patient_id, doctor_id=ap.doctor_id,
-                             starts_at=ap.starts_at, duration_minutes=ap.duration_minutes,
-                             service=service, timezone=self.s.timezone, policy=policy,
-                             plan_id=self.s.plan_id, booked_at=workflow.now()),
+            AppointmentInput(
+                appointment_id=booked.appointment_id,
+                clinic_id=self.s.clinic_id,
+                patient_id=self.s.patient_id,
+                doctor_id=ap.doctor_id,
+                starts_at=ap.starts_at,
+                duration_minutes=ap.duration_minutes,
+                service=service,
+                timezone=self.s.timezone,
+                policy=policy,
+                plan_id=self.s.plan_id,
+                booked_at=workflow.now(),
+            ),
             id=appointment_workflow_id(booked.appointment_id),
             task_queue=workflow.info().task_queue,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             result_type=AppointmentOutcome,
         )
         linked = LinkedAppointment(
-            appointment_id=booked.appointment_id, workflow_id=handle.id, plan_stage=stage.key,
-            doctor_id=ap.doctor_id, starts_at=ap.starts_at,
-            duration_minutes=ap.duration_minutes, service=service)
+            appointment_id=booked.appointment_id,
+            workflow_id=handle.id,
+            plan_stage=stage.key,
+            doctor_id=ap.doctor_id,
+            starts_at=ap.starts_at,
+            duration_minutes=ap.duration_minutes,
+            service=service,
+        )
         self.s.appointments.append(linked)
         self._watching += 1
         # Workflow tasks run on Temporal's deterministic event loop.
@@ -321,8 +372,9 @@ class TreatmentPlanJourney:
             try:
                 outcome: AppointmentOutcome = await handle
             except ChildWorkflowError:
-                outcome = AppointmentOutcome(linked.appointment_id, "cancelled",
-                                             reason="the appointment journey failed")
+                outcome = AppointmentOutcome(
+                    linked.appointment_id, "cancelled", reason="the appointment journey failed"
+                )
             async with self._lock:
                 await self._on_visit_outcome(linked, outcome)
         finally:
@@ -331,13 +383,16 @@ class TreatmentPlanJourney:
 
     async def _on_visit_outcome(self, linked: LinkedAppointment, out: AppointmentOutcome) -> None:
         linked.stage, linked.running, linked.reason = out.stage, False, out.reason
-        self._record(f"appointment_{out.stage}", by=Actor(role="journey"),
-                     appointment_id=linked.appointment_id, note=out.reason)
+        self._record(
+            f"appointment_{out.stage}", by=Actor(role="journey"), appointment_id=linked.appointment_id, note=out.reason
+        )
         if out.stage == "no_show" and self.s.status == "active":
             await self._task(
-                f"rebook:{linked.appointment_id}", "plan_rebook",
-                f"Patient missed the visit for '{self.d.stage(linked.plan_stage).title}': "
-                "call to re-book", due_at=workflow.now())
+                f"rebook:{linked.appointment_id}",
+                "plan_rebook",
+                f"Patient missed the visit for '{self.d.stage(linked.plan_stage).title}': call to re-book",
+                due_at=workflow.now(),
+            )
         await self._sync()
 
     # ------------------------------------------------------------------ timers
@@ -351,9 +406,11 @@ class TreatmentPlanJourney:
         for t in due:
             if t.kind == "callback":
                 await self._task(
-                    f"callback:{t.id}", "plan_callback",
-                    f"Call the patient to book the next stage "
-                    f"(now: {self.d.stage(t.stage).title})", due_at=t.fire_at)
+                    f"callback:{t.id}",
+                    "plan_callback",
+                    f"Call the patient to book the next stage (now: {self.d.stage(t.stage).title})",
+                    due_at=t.fire_at,
+                )
                 self._record("callback_task", by=Actor(role="journey"), note=t.stage)
             elif t.kind == "lab_ask":
                 await self._ask_lab_results(t)
@@ -363,61 +420,108 @@ class TreatmentPlanJourney:
 
     async def _ask_lab_results(self, t: PendingTimer) -> None:
         if workflow.patched(LAB_ASK_V2):
-            text = ("Are your lab test results ready? Reply YES when they are, and we will "
-                    "book your next visit.")
+            text = "Are your lab test results ready? Reply YES when they are, and we will book your next visit."
         else:
             text = "Are your lab test results ready?"
         wf_id = workflow.info().workflow_id
         result: SendResult = await workflow.execute_activity(
             "send_patient_message",
-            OutboundMessage(idempotency_key=f"{wf_id}:lab-ask:{t.id}",
-                            patient_id=self.s.patient_id, clinic_id=self.s.clinic_id,
-                            kind="lab_results_ask", text=text, subject_id=self.s.plan_id,
-                            workflow_id=wf_id),
-            result_type=SendResult, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+            OutboundMessage(
+                idempotency_key=f"{wf_id}:lab-ask:{t.id}",
+                patient_id=self.s.patient_id,
+                clinic_id=self.s.clinic_id,
+                kind="lab_results_ask",
+                text=text,
+                subject_id=self.s.plan_id,
+                workflow_id=wf_id,
+            ),
+            result_type=SendResult,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
         self._record("lab_results_asked", by=Actor(role="journey"), note=result.status)
         if result.status != "sent":  # no messenger, opted out, failed: a person calls instead
-            await self._task(f"lab-call:{t.id}", "plan_callback",
-                             "Ask the patient whether lab test results are ready",
-                             due_at=workflow.now())
+            await self._task(
+                f"lab-call:{t.id}",
+                "plan_callback",
+                "Ask the patient whether lab test results are ready",
+                due_at=workflow.now(),
+            )
 
     # ------------------------------------------------------------------ side effects
     async def _task(self, step: str, kind: str, title: str, due_at: datetime | None) -> None:
         wf_id = workflow.info().workflow_id
         await workflow.execute_activity(
             "create_operator_task",
-            TaskRequest(dedup_key=f"{wf_id}:{step}", kind=kind, title=title,
-                        clinic_id=self.s.clinic_id, patient_id=self.s.patient_id,
-                        subject_type="treatment_plan", subject_id=self.s.plan_id,
-                        workflow_id=wf_id, due_at=due_at,
-                        details={"direction": self.s.direction, "stage": self.s.stage}),
-            result_type=TaskRef, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+            TaskRequest(
+                dedup_key=f"{wf_id}:{step}",
+                kind=kind,
+                title=title,
+                clinic_id=self.s.clinic_id,
+                patient_id=self.s.patient_id,
+                subject_type="treatment_plan",
+                subject_id=self.s.plan_id,
+                workflow_id=wf_id,
+                due_at=due_at,
+                details={"direction": self.s.direction, "stage": self.s.stage},
+            ),
+            result_type=TaskRef,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
 
     async def _close_plan_tasks(self, reason: str) -> None:
         await workflow.execute_activity(
             "cancel_operator_tasks",
             CancelTasks(subject_id=self.s.plan_id, kinds=PLAN_TASK_KINDS, reason=reason),
-            result_type=int, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+            result_type=int,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
 
     async def _sync(self) -> None:
         self.s.sync_version += 1
         await workflow.execute_activity(
             "sync_treatment_plan",
-            PlanSnapshot(plan_id=self.s.plan_id, workflow_id=workflow.info().workflow_id,
-                         clinic_id=self.s.clinic_id, patient_id=self.s.patient_id,
-                         direction=self.s.direction, stage=self._sa_stage(),
-                         status=self.s.status, next_due_at=self._next_due(),
-                         pricing=self.s.pricing, items=self.s.items,
-                         version=self.s.sync_version),
-            start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY)
+            PlanSnapshot(
+                plan_id=self.s.plan_id,
+                workflow_id=workflow.info().workflow_id,
+                clinic_id=self.s.clinic_id,
+                patient_id=self.s.patient_id,
+                direction=self.s.direction,
+                stage=self._sa_stage(),
+                status=self.s.status,
+                next_due_at=self._next_due(),
+                pricing=self.s.pricing,
+                items=self.s.items,
+                version=self.s.sync_version,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
 
     # ------------------------------------------------------------------ helpers
-    def _record(self, action: str, by: Actor, from_stage: str | None = None,
-                to_stage: str | None = None, appointment_id: str | None = None,
-                note: str | None = None) -> None:
-        self.s.history.append(HistoryEntry(
-            at=workflow.now(), action=action, by_user=by.user_id, by_role=by.role,
-            from_stage=from_stage, to_stage=to_stage, appointment_id=appointment_id, note=note))
+    def _record(
+        self,
+        action: str,
+        by: Actor,
+        from_stage: str | None = None,
+        to_stage: str | None = None,
+        appointment_id: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        self.s.history.append(
+            HistoryEntry(
+                at=workflow.now(),
+                action=action,
+                by_user=by.user_id,
+                by_role=by.role,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                appointment_id=appointment_id,
+                note=note,
+            )
+        )
 
     def _sa_stage(self) -> str:
         return CANCELLED if self.s.status == "cancelled" else self.s.stage
@@ -446,15 +550,24 @@ class TreatmentPlanJourney:
     def _view(self) -> PlanView:
         cur = self.d.stage(self.s.stage)
         return PlanView(
-            plan_id=self.s.plan_id, workflow_id=workflow.info().workflow_id,
-            clinic_id=self.s.clinic_id, patient_id=self.s.patient_id,
-            direction=self.s.direction, stage=self._sa_stage(), stage_title=cur.title,
-            stage_kind=cur.kind, status=self.s.status, waiting_for=self._waiting_for(),
+            plan_id=self.s.plan_id,
+            workflow_id=workflow.info().workflow_id,
+            clinic_id=self.s.clinic_id,
+            patient_id=self.s.patient_id,
+            direction=self.s.direction,
+            stage=self._sa_stage(),
+            stage_title=cur.title,
+            stage_kind=cur.kind,
+            status=self.s.status,
+            waiting_for=self._waiting_for(),
             next_due_at=self._next_due(),
-            allowed_next=self._allowed() if self.s.status == "active" and not self._blocking()
-            else [],
-            appointments=self.s.appointments, history=self.s.history, items=self.s.items,
-            pricing=self.s.pricing, runs=self.s.runs)
+            allowed_next=self._allowed() if self.s.status == "active" and not self._blocking() else [],
+            appointments=self.s.appointments,
+            history=self.s.history,
+            items=self.s.items,
+            pricing=self.s.pricing,
+            runs=self.s.runs,
+        )
 
 
 __all__ = ["TreatmentPlanJourney"]  # contracts: models.treatment_directions

@@ -32,8 +32,7 @@ class ProviderRejected(ProviderError):
 class ProviderUnavailable(ProviderError):
     """5xx / 429 / network: retry. `maybe_sent` = the provider may have accepted it."""
 
-    def __init__(self, channel: str, message: str, status: int | None = None,
-                 maybe_sent: bool = False) -> None:
+    def __init__(self, channel: str, message: str, status: int | None = None, maybe_sent: bool = False) -> None:
         super().__init__(channel, message, status)
         self.maybe_sent = maybe_sent
 
@@ -57,8 +56,7 @@ async def post(channel: str, http: httpx.AsyncClient, url: str, **kw: Any) -> di
         raise ProviderUnavailable(channel, f"cannot reach provider ({type(e).__name__})") from e
     except httpx.TransportError as e:
         # Sent, but the answer was lost (read timeout, connection reset): outcome unknown.
-        raise ProviderUnavailable(channel, f"no answer from provider ({type(e).__name__})",
-                                  maybe_sent=True) from e
+        raise ProviderUnavailable(channel, f"no answer from provider ({type(e).__name__})", maybe_sent=True) from e
     if r.status_code == 429 or r.status_code >= 500:
         raise ProviderUnavailable(channel, f"HTTP {r.status_code}: {_short(r.text)}", r.status_code)
     if r.status_code >= 400:

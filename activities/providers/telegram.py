@@ -18,11 +18,10 @@ MAX_CALLBACK_BYTES = 64
 def keyboard(buttons: list[Button]) -> list[list[dict[str, str]]]:
     fit = [b for b in buttons if len(b.id.encode()) <= MAX_CALLBACK_BYTES]
     if len(fit) < len(buttons):
-        log.warning("telegram buttons dropped: callback_data over 64 bytes",
-                    dropped=len(buttons) - len(fit))
+        log.warning("telegram buttons dropped: callback_data over 64 bytes", dropped=len(buttons) - len(fit))
     keys = [{"text": b.title, "callback_data": b.id} for b in fit]
     width = 3 if len(keys) <= 3 else 6  # NPS 0-10 -> two rows
-    return [keys[i:i + width] for i in range(0, len(keys), width)]
+    return [keys[i : i + width] for i in range(0, len(keys), width)]
 
 
 class TelegramClient:

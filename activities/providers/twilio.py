@@ -35,37 +35,51 @@ class TwilioClient:
 
     @property
     def configured(self) -> bool:
-        return bool(self.s.twilio_account_sid and self.s.twilio_auth_token
-                    and self.s.twilio_from_number)
+        return bool(self.s.twilio_account_sid and self.s.twilio_auth_token and self.s.twilio_from_number)
 
     def _url(self, resource: str) -> str:
-        return (f"{self.s.twilio_api_url.rstrip('/')}/2010-04-01/Accounts/"
-                f"{self.s.twilio_account_sid}/{resource}.json")
+        return f"{self.s.twilio_api_url.rstrip('/')}/2010-04-01/Accounts/{self.s.twilio_account_sid}/{resource}.json"
 
     def callback_url(self, path: str, **query: str) -> str:
         q = f"?{urlencode(query)}" if query else ""
         return f"{self.s.public_base_url.rstrip('/')}{path}{q}"
 
     async def _create(self, channel: str, resource: str, form: dict[str, str]) -> Sent:
-        data = await post(channel, self.http, self._url(resource), data=form,
-                          auth=(self.s.twilio_account_sid, self.s.twilio_auth_token))
+        data = await post(
+            channel,
+            self.http,
+            self._url(resource),
+            data=form,
+            auth=(self.s.twilio_account_sid, self.s.twilio_auth_token),
+        )
         sid = data.get("sid")
         if not sid:
             raise ProviderRejected(channel, "answer carries no sid")
         return Sent(str(sid), {"status": data.get("status")})
 
     async def send_sms(self, to: str, body: str) -> Sent:
-        return await self._create("sms", "Messages", {
-            "To": to, "From": self.s.twilio_from_number, "Body": body,
-            "StatusCallback": self.callback_url("/v1/webhooks/twilio/sms/status"),
-        })
+        return await self._create(
+            "sms",
+            "Messages",
+            {
+                "To": to,
+                "From": self.s.twilio_from_number,
+                "Body": body,
+                "StatusCallback": self.callback_url("/v1/webhooks/twilio/sms/status"),
+            },
+        )
 
     async def place_call(self, to: str, log_id: str) -> Sent:
         """The call fetches TwiML from us (it reads the prompt by our log row id)."""
-        return await self._create("voice", "Calls", {
-            "To": to, "From": self.s.twilio_from_number,
-            "Url": self.callback_url("/v1/webhooks/twilio/voice/twiml", m=log_id),
-            "Method": "POST",
-            "StatusCallback": self.callback_url("/v1/webhooks/twilio/voice/status", m=log_id),
-            "StatusCallbackMethod": "POST",
-        })
+        return await self._create(
+            "voice",
+            "Calls",
+            {
+                "To": to,
+                "From": self.s.twilio_from_number,
+                "Url": self.callback_url("/v1/webhooks/twilio/voice/twiml", m=log_id),
+                "Method": "POST",
+                "StatusCallback": self.callback_url("/v1/webhooks/twilio/voice/status", m=log_id),
+                "StatusCallbackMethod": "POST",
+            },
+        )

@@ -39,39 +39,65 @@ class WhatsAppClient:
     def configured(self) -> bool:
         return bool(self.s.whatsapp_access_token and self.s.whatsapp_phone_number_id)
 
-    def payload(self, to: str, text: str, buttons: list[Button], template: str | None,
-                in_window: bool) -> dict[str, Any]:
-        base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
-                                "to": wa_number(to)}
+    def payload(
+        self, to: str, text: str, buttons: list[Button], template: str | None, in_window: bool
+    ) -> dict[str, Any]:
+        base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": wa_number(to)}
         usable = [b for b in buttons if len(b.id) <= MAX_ID][:MAX_BUTTONS]
         if not in_window:
-            components: list[dict[str, Any]] = [
-                {"type": "body", "parameters": [{"type": "text", "text": text}]}]
+            components: list[dict[str, Any]] = [{"type": "body", "parameters": [{"type": "text", "text": text}]}]
             for i, b in enumerate(usable if len(buttons) <= MAX_BUTTONS else []):
-                components.append({"type": "button", "sub_type": "quick_reply", "index": str(i),
-                                   "parameters": [{"type": "payload", "payload": b.id}]})
-            return {**base, "type": "template", "template": {
-                "name": template or DEFAULT_TEMPLATE, "language": {"code": TEMPLATE_LANGUAGE},
-                "components": components}}
+                components.append(
+                    {
+                        "type": "button",
+                        "sub_type": "quick_reply",
+                        "index": str(i),
+                        "parameters": [{"type": "payload", "payload": b.id}],
+                    }
+                )
+            return {
+                **base,
+                "type": "template",
+                "template": {
+                    "name": template or DEFAULT_TEMPLATE,
+                    "language": {"code": TEMPLATE_LANGUAGE},
+                    "components": components,
+                },
+            }
         if buttons and len(buttons) <= MAX_BUTTONS:
-            return {**base, "type": "interactive", "interactive": {
-                "type": "button",
-                "body": {"text": text},
-                "action": {"buttons": [
-                    {"type": "reply", "reply": {"id": b.id, "title": b.title[:MAX_TITLE]}}
-                    for b in usable]},
-            }}
+            return {
+                **base,
+                "type": "interactive",
+                "interactive": {
+                    "type": "button",
+                    "body": {"text": text},
+                    "action": {
+                        "buttons": [
+                            {"type": "reply", "reply": {"id": b.id, "title": b.title[:MAX_TITLE]}} for b in usable
+                        ]
+                    },
+                },
+            }
         # More than 3 choices (e.g. NPS 0-10) do not fit reply buttons: plain text, the
         # patient answers in words or digits.
         return {**base, "type": "text", "text": {"preview_url": False, "body": text}}
 
-    async def send(self, to: str, text: str, buttons: list[Button] | None = None,
-                   template: str | None = None, in_window: bool = True) -> Sent:
+    async def send(
+        self,
+        to: str,
+        text: str,
+        buttons: list[Button] | None = None,
+        template: str | None = None,
+        in_window: bool = True,
+    ) -> Sent:
         body = self.payload(to, text, buttons or [], template, in_window)
         data = await post(
-            self.channel, self.http,
+            self.channel,
+            self.http,
             f"{self.s.whatsapp_api_url.rstrip('/')}/{self.s.whatsapp_phone_number_id}/messages",
-            json=body, headers={"Authorization": f"Bearer {self.s.whatsapp_access_token}"})
+            json=body,
+            headers={"Authorization": f"Bearer {self.s.whatsapp_access_token}"},
+        )
         try:
             wamid = data["messages"][0]["id"]
         except (KeyError, IndexError, TypeError):

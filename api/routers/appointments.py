@@ -126,30 +126,59 @@ class AppointmentOut(BaseModel):
 
 def _from_row(a: Appointment) -> AppointmentOut:
     return AppointmentOut(
-        id=a.id, workflow_id=a.workflow_id, stage=a.stage, fhir_status=FHIR_STATUS[a.stage],
-        clinic_id=a.clinic_id, doctor_id=a.doctor_id, patient_id=a.patient_id,
-        service=a.service, plan_id=a.plan_id, starts_at=as_utc(a.starts_at),
-        ends_at=as_utc(a.ends_at), duration_minutes=a.duration_minutes, version=a.version,
-        asks_sent=a.asks_sent, voice_calls=a.voice_calls, nps=a.nps,
-        history=[HistoryOut(**h) for h in a.history], live=False)
+        id=a.id,
+        workflow_id=a.workflow_id,
+        stage=a.stage,
+        fhir_status=FHIR_STATUS[a.stage],
+        clinic_id=a.clinic_id,
+        doctor_id=a.doctor_id,
+        patient_id=a.patient_id,
+        service=a.service,
+        plan_id=a.plan_id,
+        starts_at=as_utc(a.starts_at),
+        ends_at=as_utc(a.ends_at),
+        duration_minutes=a.duration_minutes,
+        version=a.version,
+        asks_sent=a.asks_sent,
+        voice_calls=a.voice_calls,
+        nps=a.nps,
+        history=[HistoryOut(**h) for h in a.history],
+        live=False,
+    )
 
 
 def _from_view(v: AppointmentView) -> AppointmentOut:
     return AppointmentOut(
-        id=v.id, workflow_id=v.workflow_id, stage=v.stage, fhir_status=v.fhir_status,
-        clinic_id=v.clinic_id, doctor_id=v.doctor_id, patient_id=v.patient_id,
-        service=v.service, plan_id=v.plan_id, starts_at=v.starts_at, ends_at=v.ends_at,
-        duration_minutes=v.duration_minutes, version=v.version, asks_sent=v.asks_sent,
-        voice_calls=v.voice_calls, nps=v.nps,
+        id=v.id,
+        workflow_id=v.workflow_id,
+        stage=v.stage,
+        fhir_status=v.fhir_status,
+        clinic_id=v.clinic_id,
+        doctor_id=v.doctor_id,
+        patient_id=v.patient_id,
+        service=v.service,
+        plan_id=v.plan_id,
+        starts_at=v.starts_at,
+        ends_at=v.ends_at,
+        duration_minutes=v.duration_minutes,
+        version=v.version,
+        asks_sent=v.asks_sent,
+        voice_calls=v.voice_calls,
+        nps=v.nps,
         history=[HistoryOut(at=h.at, event=h.event, stage=h.stage) for h in v.history],
-        live=True)
+        live=True,
+    )
 
 
 # ---------------------------------------------------------------- booking
 @router.post("", response_model=AppointmentOut, status_code=status.HTTP_201_CREATED)
 async def book(
-    body: AppointmentCreate, session: SessionDep, temporal: TemporalDep, settings: SettingsDep,
-    _: Desk, response: Response,
+    body: AppointmentCreate,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    _: Desk,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> AppointmentOut:
     if idempotency_key:
@@ -173,10 +202,18 @@ async def book(
     ends_at = body.starts_at + timedelta(minutes=body.duration_minutes)
     await _check_slot_free(session, body.doctor_id, body.starts_at, ends_at)
 
-    appt = Appointment(clinic_id=clinic.id, doctor_id=doctor.id, patient_id=body.patient_id,
-                       service=body.service, starts_at=body.starts_at, ends_at=ends_at,
-                       duration_minutes=body.duration_minutes, plan_id=body.plan_id,
-                       idempotency_key=idempotency_key, workflow_id="")
+    appt = Appointment(
+        clinic_id=clinic.id,
+        doctor_id=doctor.id,
+        patient_id=body.patient_id,
+        service=body.service,
+        starts_at=body.starts_at,
+        ends_at=ends_at,
+        duration_minutes=body.duration_minutes,
+        plan_id=body.plan_id,
+        idempotency_key=idempotency_key,
+        workflow_id="",
+    )
     appt.workflow_id = appointment_workflow_id(appt.id)
     appt.history = [{"at": datetime.now(UTC).isoformat(), "event": "booked", "stage": "booked"}]
     session.add(appt)
@@ -191,10 +228,18 @@ async def book(
         return await _replay(existing, body, temporal, settings, session)
 
     inp = AppointmentInput(
-        appointment_id=appt.id, clinic_id=clinic.id, patient_id=body.patient_id,
-        doctor_id=doctor.id, starts_at=body.starts_at, duration_minutes=body.duration_minutes,
-        service=body.service, timezone=clinic.timezone, policy=policy_from_json(clinic.policy),
-        plan_id=body.plan_id, booked_at=appt.created_at)
+        appointment_id=appt.id,
+        clinic_id=clinic.id,
+        patient_id=body.patient_id,
+        doctor_id=doctor.id,
+        starts_at=body.starts_at,
+        duration_minutes=body.duration_minutes,
+        service=body.service,
+        timezone=clinic.timezone,
+        policy=policy_from_json(clinic.policy),
+        plan_id=body.plan_id,
+        booked_at=appt.created_at,
+    )
     try:
         await _start(temporal, settings, inp)
     except Exception:
@@ -208,59 +253,88 @@ async def book(
 async def _start(temporal: Client, settings: Settings, inp: AppointmentInput) -> None:
     try:
         await temporal.start_workflow(
-            APPOINTMENT_WORKFLOW, inp, id=appointment_workflow_id(inp.appointment_id),
+            APPOINTMENT_WORKFLOW,
+            inp,
+            id=appointment_workflow_id(inp.appointment_id),
             task_queue=settings.temporal_task_queue,
             # A retried start joins the running journey; a finished one is never restarted.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(CLINIC_ID, inp.clinic_id),
-                SearchAttributePair(APPOINTMENT_STAGE, "booked"),
-                SearchAttributePair(APPOINTMENT_START, inp.starts_at)]),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(CLINIC_ID, inp.clinic_id),
+                    SearchAttributePair(APPOINTMENT_STAGE, "booked"),
+                    SearchAttributePair(APPOINTMENT_START, inp.starts_at),
+                ]
+            ),
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran and finished already: the booking exists
 
 
-async def _replay(existing: Appointment, body: AppointmentCreate, temporal: Client,
-                  settings: Settings, session: SessionDep) -> AppointmentOut:
+async def _replay(
+    existing: Appointment, body: AppointmentCreate, temporal: Client, settings: Settings, session: SessionDep
+) -> AppointmentOut:
     """The same Idempotency-Key again: the same appointment, and no second journey."""
-    same = (existing.patient_id == body.patient_id and existing.doctor_id == body.doctor_id
-            and as_utc(existing.starts_at) == body.starts_at)
+    same = (
+        existing.patient_id == body.patient_id
+        and existing.doctor_id == body.doctor_id
+        and as_utc(existing.starts_at) == body.starts_at
+    )
     if not same and existing.version == 1:
-        raise HTTPException(409, detail={"message": "this Idempotency-Key was already used for "
-                                         "a different booking", "appointment_id": existing.id})
+        raise HTTPException(
+            409,
+            detail={
+                "message": "this Idempotency-Key was already used for a different booking",
+                "appointment_id": existing.id,
+            },
+        )
     clinic = await session.get(Clinic, existing.clinic_id)
     assert clinic is not None
     # Make sure the journey runs (a first attempt may have died between row and start).
-    await _start(temporal, settings, AppointmentInput(
-        appointment_id=existing.id, clinic_id=existing.clinic_id,
-        patient_id=existing.patient_id, doctor_id=existing.doctor_id,
-        starts_at=as_utc(existing.starts_at), duration_minutes=existing.duration_minutes,
-        service=existing.service, timezone=clinic.timezone,
-        policy=policy_from_json(clinic.policy), plan_id=existing.plan_id,
-        booked_at=as_utc(existing.created_at)))
+    await _start(
+        temporal,
+        settings,
+        AppointmentInput(
+            appointment_id=existing.id,
+            clinic_id=existing.clinic_id,
+            patient_id=existing.patient_id,
+            doctor_id=existing.doctor_id,
+            starts_at=as_utc(existing.starts_at),
+            duration_minutes=existing.duration_minutes,
+            service=existing.service,
+            timezone=clinic.timezone,
+            policy=policy_from_json(clinic.policy),
+            plan_id=existing.plan_id,
+            booked_at=as_utc(existing.created_at),
+        ),
+    )
     return _from_row(existing)
 
 
-async def _check_slot_free(session: SessionDep, doctor_id: str, starts_at: datetime,
-                           ends_at: datetime, exclude: str | None = None) -> None:
+async def _check_slot_free(
+    session: SessionDep, doctor_id: str, starts_at: datetime, ends_at: datetime, exclude: str | None = None
+) -> None:
     clash = await doctor_clash(session, doctor_id, starts_at, ends_at, exclude)
     if clash is not None:
-        raise HTTPException(409, detail={
-            "message": "the doctor already has an appointment in this slot",
-            "conflicting_appointment_id": clash.id,
-            "conflicting_starts_at": as_utc(clash.starts_at).isoformat(),
-            "conflicting_ends_at": as_utc(clash.ends_at).isoformat()})
+        raise HTTPException(
+            409,
+            detail={
+                "message": "the doctor already has an appointment in this slot",
+                "conflicting_appointment_id": clash.id,
+                "conflicting_starts_at": as_utc(clash.starts_at).isoformat(),
+                "conflicting_ends_at": as_utc(clash.ends_at).isoformat(),
+            },
+        )
 
 
 # ---------------------------------------------------------------- reading
 @router.get("", response_model=list[AppointmentOut])
 async def list_appointments(
-    session: SessionDep, _: Reader,
+    session: SessionDep,
+    _: Reader,
     clinic_id: str | None = None,
-    date_: Annotated[date | None, Query(alias="date", description="local date of the clinic")]
-    = None,
+    date_: Annotated[date | None, Query(alias="date", description="local date of the clinic")] = None,
     stage: str | None = None,
     doctor_id: str | None = None,
     patient_id: str | None = None,
@@ -270,9 +344,16 @@ async def list_appointments(
     q = select(Appointment)
     if stage is not None:
         if stage not in STAGES:
-            raise HTTPException(422, detail=[{"loc": ["query", "stage"], "msg":
-                                f"unknown stage {stage!r}; one of {', '.join(STAGES)}",
-                                "type": "value_error"}])
+            raise HTTPException(
+                422,
+                detail=[
+                    {
+                        "loc": ["query", "stage"],
+                        "msg": f"unknown stage {stage!r}; one of {', '.join(STAGES)}",
+                        "type": "value_error",
+                    }
+                ],
+            )
         q = q.where(Appointment.stage == stage)
     if clinic_id:
         q = q.where(Appointment.clinic_id == clinic_id)
@@ -285,27 +366,30 @@ async def list_appointments(
         if clinic_id and (clinic := await session.get(Clinic, clinic_id)) is not None:
             tz = ZoneInfo(clinic.timezone)
         day = datetime(date_.year, date_.month, date_.day, tzinfo=tz)
-        q = q.where(col(Appointment.starts_at) >= day.astimezone(UTC),
-                    col(Appointment.starts_at) < (day + timedelta(days=1)).astimezone(UTC))
+        q = q.where(
+            col(Appointment.starts_at) >= day.astimezone(UTC),
+            col(Appointment.starts_at) < (day + timedelta(days=1)).astimezone(UTC),
+        )
     q = q.order_by(col(Appointment.starts_at)).offset(offset).limit(limit)
     return [_from_row(a) for a in (await session.exec(q)).all()]
 
 
 @router.get("/{appointment_id}", response_model=AppointmentOut)
-async def get_appointment(appointment_id: str, session: SessionDep, temporal: TemporalDep,
-                          _: Reader) -> AppointmentOut:
+async def get_appointment(appointment_id: str, session: SessionDep, temporal: TemporalDep, _: Reader) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     try:
         view = await _handle(temporal, appt).query(
-            APPOINTMENT_STATE_QUERY, result_type=AppointmentView,
-            reject_condition=QueryRejectCondition.NOT_OPEN, rpc_timeout=QUERY_TIMEOUT)
+            APPOINTMENT_STATE_QUERY,
+            result_type=AppointmentView,
+            reject_condition=QueryRejectCondition.NOT_OPEN,
+            rpc_timeout=QUERY_TIMEOUT,
+        )
     except WorkflowQueryRejectedError:
         return _from_row(appt)  # the journey has ended: the row holds its final state
     except RPCError as e:
         # Not found (not started yet / retention passed) or no worker answering in time:
         # the row is the last state the journey wrote (`live: false` says so).
-        if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED,
-                            RPCStatusCode.CANCELLED):
+        if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
             raise
         return _from_row(appt)
     return _from_view(view)
@@ -313,47 +397,47 @@ async def get_appointment(appointment_id: str, session: SessionDep, temporal: Te
 
 # ---------------------------------------------------------------- changes (updates)
 @router.post("/{appointment_id}/reschedule", response_model=AppointmentOut)
-async def reschedule(appointment_id: str, body: RescheduleIn, session: SessionDep,
-                     temporal: TemporalDep, _: Desk) -> AppointmentOut:
+async def reschedule(
+    appointment_id: str, body: RescheduleIn, session: SessionDep, temporal: TemporalDep, _: Desk
+) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "reschedule")
     if body.starts_at <= datetime.now(UTC):
         raise invalid_field("starts_at", "starts_at is in the past")
     duration = body.duration_minutes or appt.duration_minutes
-    await _check_slot_free(session, appt.doctor_id, body.starts_at,
-                           body.starts_at + timedelta(minutes=duration), exclude=appt.id)
-    return await _update(temporal, appt, "reschedule",
-                         RescheduleRequest(body.starts_at, body.duration_minutes))
+    await _check_slot_free(
+        session, appt.doctor_id, body.starts_at, body.starts_at + timedelta(minutes=duration), exclude=appt.id
+    )
+    return await _update(temporal, appt, "reschedule", RescheduleRequest(body.starts_at, body.duration_minutes))
 
 
 @router.post("/{appointment_id}/cancel", response_model=AppointmentOut)
-async def cancel(appointment_id: str, body: CancelIn, session: SessionDep,
-                 temporal: TemporalDep, _: Desk) -> AppointmentOut:
+async def cancel(
+    appointment_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep, _: Desk
+) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "cancel")
     return await _update(temporal, appt, "cancel", CancelRequest(body.reason))
 
 
 @router.post("/{appointment_id}/confirm", response_model=AppointmentOut)
-async def confirm(appointment_id: str, session: SessionDep, temporal: TemporalDep,
-                  user: Desk, body: NoteIn | None = None) -> AppointmentOut:
+async def confirm(
+    appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Desk, body: NoteIn | None = None
+) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "confirm")
-    return await _update(temporal, appt, "confirm",
-                         StaffAction(by=user.id, note=body.note if body else None))
+    return await _update(temporal, appt, "confirm", StaffAction(by=user.id, note=body.note if body else None))
 
 
 @router.post("/{appointment_id}/check-in", response_model=AppointmentOut)
-async def check_in(appointment_id: str, session: SessionDep, temporal: TemporalDep,
-                   user: Arrival) -> AppointmentOut:
+async def check_in(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Arrival) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "check-in")
     return await _update(temporal, appt, "check_in", StaffAction(by=user.id))
 
 
 @router.post("/{appointment_id}/finish", response_model=AppointmentOut)
-async def finish(appointment_id: str, session: SessionDep, temporal: TemporalDep,
-                 user: Doctoring) -> AppointmentOut:
+async def finish(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Doctoring) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "finish")
     return await _update(temporal, appt, "finish", StaffAction(by=user.id))
@@ -370,9 +454,9 @@ async def _row(session: SessionDep, appointment_id: str) -> Appointment:
 def _must_be_open(appt: Appointment, action: str) -> None:
     # Ended journeys cannot take updates; say why in the same shape as the validators.
     if appt.stage in ("cancelled", "no_show", "finished"):
-        raise HTTPException(409, detail={
-            "message": f"cannot {action} an appointment in stage {appt.stage!r}",
-            "stage": appt.stage})
+        raise HTTPException(
+            409, detail={"message": f"cannot {action} an appointment in stage {appt.stage!r}", "stage": appt.stage}
+        )
 
 
 def _handle(temporal: Client, appt: Appointment) -> WorkflowHandle[Any, Any]:

@@ -26,10 +26,10 @@ async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep
 ) -> Token:
     user = (await session.exec(select(StaffUser).where(StaffUser.username == form.username))).first()
-    if not verify_password(form.password, user.password_hash if user else None) or user is None \
-            or not user.active:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password",
-                            headers={"WWW-Authenticate": "Bearer"})
+    if not verify_password(form.password, user.password_hash if user else None) or user is None or not user.active:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
+        )
     token = create_token(settings.jwt_secret, user.id, user.role.value, settings.jwt_ttl_seconds)
     return Token(access_token=token, expires_in=settings.jwt_ttl_seconds, role=user.role.value)
 

@@ -25,8 +25,11 @@ router = APIRouter(prefix="/codec", tags=["codec"])
 
 
 async def _authorise(
-    request: Request, settings: SettingsDep, session: SessionDep,
-    token: Annotated[str | None, Depends(oauth2)], secret: str | None = None,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: Annotated[str | None, Depends(oauth2)],
+    secret: str | None = None,
 ) -> None:
     offered = secret or request.headers.get("x-codec-secret") or token
     if settings.codec_secret and offered and hmac.compare_digest(offered, settings.codec_secret):
@@ -41,8 +44,7 @@ async def _authorise(
             if user and user.active and user.role in (Role.ops, Role.admin):
                 return
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only ops or admin may read payloads")
-    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "codec access needs an ops/admin token "
-                        "or the codec secret")
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "codec access needs an ops/admin token or the codec secret")
 
 
 def _codec(request: Request) -> EncryptionCodec:
@@ -54,11 +56,12 @@ async def _run(request: Request, encode: bool) -> dict[str, Any]:
         body = await request.body()
         payloads = json_format.Parse(body, Payloads())
     except Exception:  # noqa: BLE001 - any parse problem is the caller's
-        raise HTTPException(400, "body must be {\"payloads\": [...]} in Temporal's JSON form") from None
+        raise HTTPException(400, 'body must be {"payloads": [...]} in Temporal\'s JSON form') from None
     codec = _codec(request)
     try:
-        items: list[Payload] = (await codec.encode(payloads.payloads)) if encode \
-            else (await codec.decode(payloads.payloads))
+        items: list[Payload] = (
+            (await codec.encode(payloads.payloads)) if encode else (await codec.decode(payloads.payloads))
+        )
     except UnknownKeyError as e:
         raise HTTPException(422, str(e)) from None
     except Exception:  # noqa: BLE001 - a tampered payload

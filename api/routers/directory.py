@@ -54,9 +54,7 @@ async def get_clinic(clinic_id: str, session: SessionDep, _: Anyone) -> Clinic:
 
 
 @router.patch("/clinics/{clinic_id}", response_model=ClinicPublic)
-async def update_clinic(
-    clinic_id: str, body: ClinicUpdate, session: SessionDep, _: Manager
-) -> Clinic:
+async def update_clinic(clinic_id: str, body: ClinicUpdate, session: SessionDep, _: Manager) -> Clinic:
     clinic = await _get(session, Clinic, clinic_id, "clinic")
     changes = body.model_dump(exclude_unset=True)
     if "policy" in changes:
@@ -86,9 +84,7 @@ async def create_doctor(body: DoctorCreate, session: SessionDep, _: Manager) -> 
 
 
 @router.get("/doctors", response_model=list[DoctorPublic])
-async def list_doctors(
-    session: SessionDep, _: Anyone, clinic_id: str | None = Query(None)
-) -> list[Doctor]:
+async def list_doctors(session: SessionDep, _: Anyone, clinic_id: str | None = Query(None)) -> list[Doctor]:
     q = select(Doctor).order_by(Doctor.full_name)
     if clinic_id:
         q = q.where(Doctor.clinic_id == clinic_id)
@@ -106,16 +102,13 @@ async def create_patient(body: PatientCreate, session: SessionDep, _: Desk) -> P
     if body.guardian_id:
         guardian = await _must_exist(session, Patient, body.guardian_id, "guardian_id")
         if guardian.guardian_id:
-            raise invalid_field("guardian_id",
-                                "the guardian must be an adult record without a guardian")
+            raise invalid_field("guardian_id", "the guardian must be an adult record without a guardian")
     if body.clinic_id:
         await _must_exist(session, Clinic, body.clinic_id, "clinic_id")
     if body.preferred_channel == "telegram" and not body.telegram_chat_id and not body.guardian_id:
-        raise invalid_field("telegram_chat_id",
-                            "telegram_chat_id is required when preferred_channel is telegram")
+        raise invalid_field("telegram_chat_id", "telegram_chat_id is required when preferred_channel is telegram")
     if not body.phone and not body.guardian_id and not body.telegram_chat_id:
-        raise invalid_field("phone",
-                            "a patient needs a phone, a telegram_chat_id or a guardian_id")
+        raise invalid_field("phone", "a patient needs a phone, a telegram_chat_id or a guardian_id")
     patient = Patient(**body.model_dump())
     session.add(patient)
     await session.commit()

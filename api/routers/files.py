@@ -43,8 +43,7 @@ def _is_docx(path: str) -> bool:
 
 
 @router.post("", response_model=StoredFilePublic, status_code=status.HTTP_201_CREATED)
-async def upload(file: UploadFile, session: SessionDep, settings: SettingsDep,
-                 user: Staff) -> StoredFile:
+async def upload(file: UploadFile, session: SessionDep, settings: SettingsDep, user: Staff) -> StoredFile:
     limit = settings.max_upload_bytes
     tmp_dir = settings.data_dir / "files" / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -55,21 +54,20 @@ async def upload(file: UploadFile, session: SessionDep, settings: SettingsDep,
             while chunk := await file.read(CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise HTTPException(413,
-                                        f"file is larger than the {limit} byte limit")
+                    raise HTTPException(413, f"file is larger than the {limit} byte limit")
                 if len(head) < 16:
                     head += chunk[: 16 - len(head)]
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0:
-            raise HTTPException(422, detail=[{"loc": ["body", "file"], "msg": "file is empty",
-                                              "type": "value_error"}])
+            raise HTTPException(422, detail=[{"loc": ["body", "file"], "msg": "file is empty", "type": "value_error"}])
         kind = detect_kind(head)
         if kind and kind[0] == "docx" and not _is_docx(tmp):
             kind = None
         if kind is None:
-            raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                                f"unsupported file content; send a {ACCEPTED} file")
+            raise HTTPException(
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported file content; send a {ACCEPTED} file"
+            )
         sha = digest.hexdigest()
         dest = file_path(settings.data_dir, sha)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -82,20 +80,17 @@ async def upload(file: UploadFile, session: SessionDep, settings: SettingsDep,
             os.unlink(tmp)
         raise
     name = os.path.basename(file.filename or "") or f"upload.{kind[0]}"
-    row = StoredFile(name=name[:255], kind=kind[0], content_type=kind[1], size=size, sha256=sha,
-                     uploaded_by=user.id)
+    row = StoredFile(name=name[:255], kind=kind[0], content_type=kind[1], size=size, sha256=sha, uploaded_by=user.id)
     session.add(row)
     await session.commit()
     return row
 
 
 @router.get("/{file_id}")
-async def download(file_id: str, session: SessionDep, settings: SettingsDep,
-                   user: Staff) -> FileResponse:
+async def download(file_id: str, session: SessionDep, settings: SettingsDep, user: Staff) -> FileResponse:
     f = await session.get(StoredFile, file_id)
     if f is None:
         raise HTTPException(404, f"file {file_id} not found")
     if not may_see(user, f):
         raise HTTPException(403, "only the uploader and finance roles may download this file")
-    return FileResponse(file_path(settings.data_dir, f.sha256), media_type=f.content_type,
-                        filename=f.name)
+    return FileResponse(file_path(settings.data_dir, f.sha256), media_type=f.content_type, filename=f.name)

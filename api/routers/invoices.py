@@ -86,27 +86,51 @@ async def list_payers(session: SessionDep, _: Staff) -> list[PayerEntity]:
 
 # ---------------------------------------------------------------- submit
 @router.post("/invoices", response_model=InvoicePublic, status_code=status.HTTP_201_CREATED)
-async def submit_invoice(body: InvoiceCreate, session: SessionDep, settings: SettingsDep,
-                         temporal: TemporalDep, user: Staff) -> InvoicePublic:
+async def submit_invoice(
+    body: InvoiceCreate, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, user: Staff
+) -> InvoicePublic:
     await _files_exist(session, [body.invoice_file_id], "invoice_file_id", user)
     inp = InvoiceInput(
-        invoice_id=_new_id(), initiator_id=user.id, initiator_role=user.role.value,
-        category=body.category, expense_type=body.expense_type, amount=body.amount,
-        currency=body.currency, invoice_file_id=body.invoice_file_id, comment=body.comment,
-        policy=InvoicePolicy.of(settings.invoice_remind_after, settings.invoice_escalate_after))
+        invoice_id=_new_id(),
+        initiator_id=user.id,
+        initiator_role=user.role.value,
+        category=body.category,
+        expense_type=body.expense_type,
+        amount=body.amount,
+        currency=body.currency,
+        invoice_file_id=body.invoice_file_id,
+        comment=body.comment,
+        policy=InvoicePolicy.of(settings.invoice_remind_after, settings.invoice_escalate_after),
+    )
     wid = invoice_workflow_id(inp.invoice_id)
-    row = Invoice(id=inp.invoice_id, workflow_id=wid, state=InvoiceState.submitted, version=0,
-                  initiator_id=user.id, category=inp.category, expense_type=inp.expense_type,
-                  amount=Decimal(inp.amount), currency=inp.currency,
-                  invoice_file_id=inp.invoice_file_id, comment=inp.comment)
+    row = Invoice(
+        id=inp.invoice_id,
+        workflow_id=wid,
+        state=InvoiceState.submitted,
+        version=0,
+        initiator_id=user.id,
+        category=inp.category,
+        expense_type=inp.expense_type,
+        amount=Decimal(inp.amount),
+        currency=inp.currency,
+        invoice_file_id=inp.invoice_file_id,
+        comment=inp.comment,
+    )
     session.add(row)
     await session.commit()
     try:
         handle = await temporal.start_workflow(
-            INVOICE_WORKFLOW, inp, id=wid, task_queue=settings.temporal_task_queue,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(INVOICE_STATE, InvoiceState.submitted.value),
-                SearchAttributePair(EXPENSE_CATEGORY, inp.category)]))
+            INVOICE_WORKFLOW,
+            inp,
+            id=wid,
+            task_queue=settings.temporal_task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(INVOICE_STATE, InvoiceState.submitted.value),
+                    SearchAttributePair(EXPENSE_CATEGORY, inp.category),
+                ]
+            ),
+        )
     except BaseException:
         await session.delete(row)  # nothing half-written: no row without its journey
         await session.commit()
@@ -146,9 +170,13 @@ async def registry(
         conds.append(col(Invoice.paid_on) >= paid_from)
     if paid_to:
         conds.append(col(Invoice.paid_on) <= paid_to)
-    for column, value in ((Invoice.expense_type, expense_type), (Invoice.category, category),
-                          (Invoice.supplier_id, supplier_id),
-                          (Invoice.payer_entity_id, payer_entity_id), (Invoice.state, state)):
+    for column, value in (
+        (Invoice.expense_type, expense_type),
+        (Invoice.category, category),
+        (Invoice.supplier_id, supplier_id),
+        (Invoice.payer_entity_id, payer_entity_id),
+        (Invoice.state, state),
+    ):
         if value is not None:
             conds.append(column == value)
     if amount_min is not None:
@@ -156,28 +184,31 @@ async def registry(
     if amount_max is not None:
         conds.append(col(Invoice.amount) <= amount_max)
     if initiator:
-        ids = select(StaffUser.id).where(or_(col(StaffUser.id) == initiator,
-                                             col(StaffUser.username) == initiator))
+        ids = select(StaffUser.id).where(or_(col(StaffUser.id) == initiator, col(StaffUser.username) == initiator))
         conds.append(col(Invoice.initiator_id).in_(ids))
     if user.role not in FINANCE_ROLES:
         conds.append(Invoice.initiator_id == user.id)
-    total, amount = (await session.exec(
-        select(func.count(), func.coalesce(func.sum(Invoice.amount), 0)).where(*conds)
-    )).one()
-    q = (select(Invoice).where(*conds)
-         .order_by(col(Invoice.created_at).desc(), Invoice.id).offset(offset).limit(limit))
+    total, amount = (
+        await session.exec(select(func.count(), func.coalesce(func.sum(Invoice.amount), 0)).where(*conds))
+    ).one()
+    q = select(Invoice).where(*conds).order_by(col(Invoice.created_at).desc(), Invoice.id).offset(offset).limit(limit)
     rows = (await session.exec(q)).all()
-    return InvoicePage(items=[_from_row(r) for r in rows], total=total, limit=limit,
-                       offset=offset, total_amount=str(Decimal(str(amount)).quantize(Decimal("0.01"))))
+    return InvoicePage(
+        items=[_from_row(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        total_amount=str(Decimal(str(amount)).quantize(Decimal("0.01"))),
+    )
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoicePublic)
-async def get_invoice(invoice_id: str, session: SessionDep, temporal: TemporalDep,
-                      user: Staff) -> InvoicePublic:
+async def get_invoice(invoice_id: str, session: SessionDep, temporal: TemporalDep, user: Staff) -> InvoicePublic:
     row = await _load(session, invoice_id, user)
     try:  # the journey itself is the truth; the row may trail it by a moment
         snap = await temporal.get_workflow_handle(row.workflow_id).query(
-            INVOICE_STATE_QUERY, result_type=InvoiceSnapshot)
+            INVOICE_STATE_QUERY, result_type=InvoiceSnapshot
+        )
     except RPCError:
         return _from_row(row)
     out = _from_snapshot(snap)
@@ -187,83 +218,104 @@ async def get_invoice(invoice_id: str, session: SessionDep, temporal: TemporalDe
 
 # ---------------------------------------------------------------- actions
 @router.post("/invoices/{invoice_id}/approve", response_model=InvoicePublic)
-async def approve(invoice_id: str, body: ApproveIn, session: SessionDep, temporal: TemporalDep,
-                  user: Deputy) -> InvoicePublic:
+async def approve(
+    invoice_id: str, body: ApproveIn, session: SessionDep, temporal: TemporalDep, user: Deputy
+) -> InvoicePublic:
     if body.payer_entity_id and await session.get(PayerEntity, body.payer_entity_id) is None:
         raise _invalid("payer_entity_id", f"payer entity {body.payer_entity_id!r} does not exist")
-    return await _act(session, temporal, user, invoice_id, "approve",
-                      payer_entity_id=body.payer_entity_id, comment=body.comment)
+    return await _act(
+        session, temporal, user, invoice_id, "approve", payer_entity_id=body.payer_entity_id, comment=body.comment
+    )
 
 
 @router.post("/invoices/{invoice_id}/reject", response_model=InvoicePublic)
-async def reject(invoice_id: str, body: CommentIn, session: SessionDep, temporal: TemporalDep,
-                 user: Deputy) -> InvoicePublic:
+async def reject(
+    invoice_id: str, body: CommentIn, session: SessionDep, temporal: TemporalDep, user: Deputy
+) -> InvoicePublic:
     return await _act(session, temporal, user, invoice_id, "reject", comment=body.comment)
 
 
 @router.post("/invoices/{invoice_id}/return", response_model=InvoicePublic)
-async def return_for_rework(invoice_id: str, body: CommentIn, session: SessionDep,
-                            temporal: TemporalDep, user: Deputy) -> InvoicePublic:
+async def return_for_rework(
+    invoice_id: str, body: CommentIn, session: SessionDep, temporal: TemporalDep, user: Deputy
+) -> InvoicePublic:
     return await _act(session, temporal, user, invoice_id, "return", comment=body.comment)
 
 
 @router.post("/invoices/{invoice_id}/resubmit", response_model=InvoicePublic)
-async def resubmit(invoice_id: str, body: ResubmitIn, session: SessionDep,
-                   temporal: TemporalDep, user: Staff) -> InvoicePublic:
+async def resubmit(
+    invoice_id: str, body: ResubmitIn, session: SessionDep, temporal: TemporalDep, user: Staff
+) -> InvoicePublic:
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "invoice_file_id" in changes:
         await _files_exist(session, [changes["invoice_file_id"]], "invoice_file_id", user)
     # The comment goes with the action; a new comment also replaces the invoice's comment.
-    return await _act(session, temporal, user, invoice_id, "resubmit",
-                      comment=body.comment, changes=changes)
+    return await _act(session, temporal, user, invoice_id, "resubmit", comment=body.comment, changes=changes)
 
 
 @router.post("/invoices/{invoice_id}/pay", response_model=InvoicePublic)
-async def pay(invoice_id: str, body: PayIn, session: SessionDep, temporal: TemporalDep,
-              user: Accountant) -> InvoicePublic:
+async def pay(
+    invoice_id: str, body: PayIn, session: SessionDep, temporal: TemporalDep, user: Accountant
+) -> InvoicePublic:
     if body.supplier_id and await session.get(Supplier, body.supplier_id) is None:
         raise _invalid("supplier_id", f"supplier {body.supplier_id!r} does not exist")
     if body.paid_on and body.paid_on > date.today():
         raise _invalid("paid_on", "paid_on is in the future")
-    return await _act(session, temporal, user, invoice_id, "pay", supplier_id=body.supplier_id,
-                      paid_on=body.paid_on.isoformat() if body.paid_on else None,
-                      comment=body.comment)
+    return await _act(
+        session,
+        temporal,
+        user,
+        invoice_id,
+        "pay",
+        supplier_id=body.supplier_id,
+        paid_on=body.paid_on.isoformat() if body.paid_on else None,
+        comment=body.comment,
+    )
 
 
 @router.post("/invoices/{invoice_id}/closing-documents", response_model=InvoicePublic)
-async def closing_documents(invoice_id: str, body: ClosingDocumentsIn, session: SessionDep,
-                            temporal: TemporalDep, user: Staff) -> InvoicePublic:
+async def closing_documents(
+    invoice_id: str, body: ClosingDocumentsIn, session: SessionDep, temporal: TemporalDep, user: Staff
+) -> InvoicePublic:
     await _files_exist(session, body.file_ids, "file_ids", user)
-    return await _act(session, temporal, user, invoice_id, "closing_documents",
-                      file_ids=list(dict.fromkeys(body.file_ids)), comment=body.comment)
+    return await _act(
+        session,
+        temporal,
+        user,
+        invoice_id,
+        "closing_documents",
+        file_ids=list(dict.fromkeys(body.file_ids)),
+        comment=body.comment,
+    )
 
 
 @router.post("/invoices/{invoice_id}/verify", response_model=InvoicePublic)
-async def verify(invoice_id: str, session: SessionDep, temporal: TemporalDep, user: Accountant,
-                 body: CommentIn | None = None) -> InvoicePublic:
-    return await _act(session, temporal, user, invoice_id, "verify",
-                      comment=body.comment if body else None)
+async def verify(
+    invoice_id: str, session: SessionDep, temporal: TemporalDep, user: Accountant, body: CommentIn | None = None
+) -> InvoicePublic:
+    return await _act(session, temporal, user, invoice_id, "verify", comment=body.comment if body else None)
 
 
 @router.post("/invoices/{invoice_id}/return-documents", response_model=InvoicePublic)
-async def return_documents(invoice_id: str, body: CommentIn, session: SessionDep,
-                           temporal: TemporalDep, user: Accountant) -> InvoicePublic:
-    return await _act(session, temporal, user, invoice_id, "return_documents",
-                      comment=body.comment)
+async def return_documents(
+    invoice_id: str, body: CommentIn, session: SessionDep, temporal: TemporalDep, user: Accountant
+) -> InvoicePublic:
+    return await _act(session, temporal, user, invoice_id, "return_documents", comment=body.comment)
 
 
 # ---------------------------------------------------------------- helpers
-async def _act(session: AsyncSession, temporal: Any, user: StaffUser, invoice_id: str,
-               action: str, **fields: Any) -> InvoicePublic:
+async def _act(
+    session: AsyncSession, temporal: Any, user: StaffUser, invoice_id: str, action: str, **fields: Any
+) -> InvoicePublic:
     row = await session.get(Invoice, invoice_id)
     if row is None:
         raise HTTPException(404, f"invoice {invoice_id} not found")
     if row.state in FINAL_STATES:  # the journey has ended: nothing to send it
-        raise HTTPException(409, detail={"message": f"invoice is {row.state.value}; "
-                                         "no further steps", "state": row.state.value})
+        raise HTTPException(
+            409, detail={"message": f"invoice is {row.state.value}; no further steps", "state": row.state.value}
+        )
     cmd = InvoiceCommand(actor_id=user.id, actor_role=user.role.value, **fields)
-    snap = await temporal.get_workflow_handle(row.workflow_id).execute_update(
-        action, cmd, result_type=InvoiceSnapshot)
+    snap = await temporal.get_workflow_handle(row.workflow_id).execute_update(action, cmd, result_type=InvoiceSnapshot)
     return _from_snapshot(snap)
 
 
@@ -276,15 +328,13 @@ async def _load(session: AsyncSession, invoice_id: str, user: StaffUser) -> Invo
     return row
 
 
-async def _files_exist(session: AsyncSession, ids: list[str], field: str,
-                       user: StaffUser) -> None:
+async def _files_exist(session: AsyncSession, ids: list[str], field: str, user: StaffUser) -> None:
     if not ids:
         return
     found = (await session.exec(select(StoredFile).where(col(StoredFile.id).in_(ids)))).all()
     missing = set(ids) - {f.id for f in found}
     if missing:
-        raise _invalid(field, f"no uploaded file {sorted(missing)[0]!r}; upload it at "
-                       "POST /v1/files first")
+        raise _invalid(field, f"no uploaded file {sorted(missing)[0]!r}; upload it at POST /v1/files first")
     if user.role not in FINANCE_ROLES and any(f.uploaded_by != user.id for f in found):
         raise _invalid(field, "attach files you uploaded yourself")
 
@@ -303,21 +353,45 @@ def _action_dict(a: InvoiceAction | dict) -> dict[str, Any]:
 
 def _from_snapshot(s: InvoiceSnapshot) -> InvoicePublic:
     return InvoicePublic(
-        id=s.id, state=s.state, category=s.category, expense_type=s.expense_type,
-        amount=s.amount, currency=s.currency, invoice_file_id=s.invoice_file_id,
-        comment=s.comment, initiator_id=s.initiator_id, payer_entity_id=s.payer_entity_id,
-        supplier_id=s.supplier_id, paid_on=date.fromisoformat(s.paid_on) if s.paid_on else None,
-        closing_file_ids=s.closing_file_ids, workflow_id=s.workflow_id,
-        next_step_owner=_owner(s.state), actions=[_action_dict(a) for a in s.actions],
-        created_at=s.submitted_at, updated_at=s.updated_at)
+        id=s.id,
+        state=s.state,
+        category=s.category,
+        expense_type=s.expense_type,
+        amount=s.amount,
+        currency=s.currency,
+        invoice_file_id=s.invoice_file_id,
+        comment=s.comment,
+        initiator_id=s.initiator_id,
+        payer_entity_id=s.payer_entity_id,
+        supplier_id=s.supplier_id,
+        paid_on=date.fromisoformat(s.paid_on) if s.paid_on else None,
+        closing_file_ids=s.closing_file_ids,
+        workflow_id=s.workflow_id,
+        next_step_owner=_owner(s.state),
+        actions=[_action_dict(a) for a in s.actions],
+        created_at=s.submitted_at,
+        updated_at=s.updated_at,
+    )
 
 
 def _from_row(r: Invoice) -> InvoicePublic:
     return InvoicePublic(
-        id=r.id, state=r.state.value, category=r.category, expense_type=r.expense_type,
-        amount=str(Decimal(r.amount).quantize(Decimal("0.01"))), currency=r.currency,
-        invoice_file_id=r.invoice_file_id, comment=r.comment, initiator_id=r.initiator_id,
-        payer_entity_id=r.payer_entity_id, supplier_id=r.supplier_id, paid_on=r.paid_on,
-        closing_file_ids=r.closing_file_ids, workflow_id=r.workflow_id,
-        next_step_owner=_owner(r.state.value), actions=r.actions, created_at=r.created_at,
-        updated_at=r.updated_at)
+        id=r.id,
+        state=r.state.value,
+        category=r.category,
+        expense_type=r.expense_type,
+        amount=str(Decimal(r.amount).quantize(Decimal("0.01"))),
+        currency=r.currency,
+        invoice_file_id=r.invoice_file_id,
+        comment=r.comment,
+        initiator_id=r.initiator_id,
+        payer_entity_id=r.payer_entity_id,
+        supplier_id=r.supplier_id,
+        paid_on=r.paid_on,
+        closing_file_ids=r.closing_file_ids,
+        workflow_id=r.workflow_id,
+        next_step_owner=_owner(r.state.value),
+        actions=r.actions,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )

@@ -50,8 +50,7 @@ class SandboxReply(BaseModel):
     text: str | None = Field(None, max_length=4096)
     digit: str | None = Field(None, pattern=r"^[0-9*#]$")
     button_id: str | None = Field(None, max_length=256)
-    message_id: str | None = Field(None, max_length=64,
-                                   description="optional: the same id twice has one effect")
+    message_id: str | None = Field(None, max_length=64, description="optional: the same id twice has one effect")
 
     @model_validator(mode="after")
     def _one_answer(self) -> SandboxReply:
@@ -69,16 +68,27 @@ class SandboxReplyResult(BaseModel):
 
 def _public(row: MessageLog) -> SandboxMessage:
     return SandboxMessage(
-        id=row.id, direction=row.direction, channel=row.channel.value, kind=row.kind,
-        status=row.status, patient_id=row.patient_id, recipient_id=row.recipient_id,
-        subject_id=row.subject_id, text=row.body, buttons=row.payload.get("buttons") or [],
-        provider_message_id=row.provider_message_id, created_at=row.created_at)
+        id=row.id,
+        direction=row.direction,
+        channel=row.channel.value,
+        kind=row.kind,
+        status=row.status,
+        patient_id=row.patient_id,
+        recipient_id=row.recipient_id,
+        subject_id=row.subject_id,
+        text=row.body,
+        buttons=row.payload.get("buttons") or [],
+        provider_message_id=row.provider_message_id,
+        created_at=row.created_at,
+    )
 
 
 @router.get("/messages", response_model=list[SandboxMessage])
 async def sandbox_messages(
-    session: SessionDep, _: Staff,
-    patient_id: str | None = None, subject_id: str | None = None,
+    session: SessionDep,
+    _: Staff,
+    patient_id: str | None = None,
+    subject_id: str | None = None,
     direction: str | None = Query(None, pattern="^(in|out)$"),
     limit: int = Query(100, ge=1, le=500),
 ) -> list[SandboxMessage]:
@@ -95,30 +105,45 @@ async def sandbox_messages(
 
 
 @router.post("/reply", response_model=SandboxReplyResult)
-async def sandbox_reply(body: SandboxReply, request: Request, session: SessionDep,
-                        _: Staff) -> SandboxReplyResult:
+async def sandbox_reply(body: SandboxReply, request: Request, session: SessionDep, _: Staff) -> SandboxReplyResult:
     patient = await session.get(Patient, body.patient_id)
     if patient is None:
         raise HTTPException(404, f"patient {body.patient_id} not found")
     # Messages about a child went to the guardian, so the guardian is who answers.
     sender_id = patient.guardian_id or patient.id
-    last_out = (await session.exec(
-        select(MessageLog).where(MessageLog.recipient_id == sender_id,
-                                 MessageLog.direction == "out")
-        .where(MessageLog.channel == Channel.voice if body.digit else MessageLog.channel
-               != Channel.voice)
-        .order_by(col(MessageLog.created_at).desc()).limit(1))).first()
+    last_out = (
+        await session.exec(
+            select(MessageLog)
+            .where(MessageLog.recipient_id == sender_id, MessageLog.direction == "out")
+            .where(MessageLog.channel == Channel.voice if body.digit else MessageLog.channel != Channel.voice)
+            .order_by(col(MessageLog.created_at).desc())
+            .limit(1)
+        )
+    ).first()
     if body.digit:
         channel, kind = Channel.voice, "digit"
     else:
-        channel = last_out.channel if last_out else (
-            patient.preferred_channel if patient.preferred_channel != Channel.voice
-            else Channel.sms)
+        channel = (
+            last_out.channel
+            if last_out
+            else (patient.preferred_channel if patient.preferred_channel != Channel.voice else Channel.sms)
+        )
         kind = "button" if body.button_id else "text"
-    result = await route_inbound(request.app.state.sessions, request.app.state.temporal, Inbound(
-        channel=channel, source="sandbox",
-        dedup_key=f"in:sandbox:{body.message_id or uuid.uuid4().hex}", kind=kind,
-        patient_id=sender_id, text=body.text, digit=body.digit, button_id=body.button_id,
-        appointment_hint=last_out.subject_id if (body.digit and last_out) else None))
-    return SandboxReplyResult(outcome=result.outcome, appointment_id=result.appointment_id,
-                              message_id=result.message_id)
+    result = await route_inbound(
+        request.app.state.sessions,
+        request.app.state.temporal,
+        Inbound(
+            channel=channel,
+            source="sandbox",
+            dedup_key=f"in:sandbox:{body.message_id or uuid.uuid4().hex}",
+            kind=kind,
+            patient_id=sender_id,
+            text=body.text,
+            digit=body.digit,
+            button_id=body.button_id,
+            appointment_hint=last_out.subject_id if (body.digit and last_out) else None,
+        ),
+    )
+    return SandboxReplyResult(
+        outcome=result.outcome, appointment_id=result.appointment_id, message_id=result.message_id
+    )

@@ -15,8 +15,10 @@ from models.core import OperatorTask, OperatorTaskPublic, Role, StaffUser, TaskS
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
 
-_STATE_ALIASES = {"open": (TaskState.requested, TaskState.in_progress),
-                  "closed": (TaskState.completed, TaskState.cancelled)}
+_STATE_ALIASES = {
+    "open": (TaskState.requested, TaskState.in_progress),
+    "closed": (TaskState.completed, TaskState.cancelled),
+}
 
 
 class TaskComplete(BaseModel):
@@ -43,9 +45,16 @@ async def list_tasks(
             states = (TaskState(state),)
         except ValueError:
             allowed = ", ".join(["open", "closed", *[s.value for s in TaskState]])
-            raise HTTPException(422, detail=[{"loc": ["query", "state"],
-                                "msg": f"unknown state {state!r}; use one of {allowed}",
-                                "type": "value_error"}]) from None
+            raise HTTPException(
+                422,
+                detail=[
+                    {
+                        "loc": ["query", "state"],
+                        "msg": f"unknown state {state!r}; use one of {allowed}",
+                        "type": "value_error",
+                    }
+                ],
+            ) from None
     q = select(OperatorTask).where(col(OperatorTask.state).in_(states))
     if kind:
         q = q.where(OperatorTask.kind == kind)

@@ -86,10 +86,14 @@ def _actor(user: Any) -> Actor:
 
 # ---------------------------------------------------------------- create
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalDep,
-                      settings: SettingsDep, user: Planner,
-                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None
-                      ) -> dict[str, Any]:
+async def create_plan(
+    body: PlanCreate,
+    session: SessionDep,
+    temporal: TemporalDep,
+    settings: SettingsDep,
+    user: Planner,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, Any]:
     """201 with the computed total and the first stage. The same `Idempotency-Key` (per staff
     user) again returns the same plan and starts no second journey."""
     clinic = await session.get(Clinic, body.clinic_id)
@@ -103,61 +107,120 @@ async def create_plan(body: PlanCreate, session: SessionDep, temporal: TemporalD
         raise invalid_field(e.field, str(e)) from None
     d = DIRECTIONS[body.direction]
     # A retried request with the same key names the same plan (and so the same workflow id).
-    plan_id = (uuid.uuid5(PLAN_KEYS, f"{user.id}:{idempotency_key}").hex if idempotency_key
-               else new_id())
+    plan_id = uuid.uuid5(PLAN_KEYS, f"{user.id}:{idempotency_key}").hex if idempotency_key else new_id()
     if idempotency_key and (existing := await session.get(TreatmentPlan, plan_id)) is not None:
         if (existing.patient_id, existing.clinic_id, existing.direction) != (
-                body.patient_id, body.clinic_id, body.direction):
+            body.patient_id,
+            body.clinic_id,
+            body.direction,
+        ):
             raise HTTPException(409, "this Idempotency-Key was used for a different plan")
-    items = [PlanItem(service=ln.service, tooth=ln.tooth, unit_price=str(ln.unit_price),
-                      quantity=ln.quantity, line_total=str(ln.line_total)) for ln in price.lines]
-    pricing = Pricing(subtotal=str(price.subtotal), discount_percent=str(price.discount_percent),
-                      discount_amount=str(price.discount_amount),
-                      bonus_points=price.bonus_points, total=str(price.total))
-    state = PlanState(plan_id=plan_id, clinic_id=clinic.id, patient_id=body.patient_id,
-                      direction=d.key, timezone=clinic.timezone, stage=d.first.key, items=items,
-                      pricing=pricing, policy=policy_from_json(clinic.policy),
-                      created_by=_actor(user))
+    items = [
+        PlanItem(
+            service=ln.service,
+            tooth=ln.tooth,
+            unit_price=str(ln.unit_price),
+            quantity=ln.quantity,
+            line_total=str(ln.line_total),
+        )
+        for ln in price.lines
+    ]
+    pricing = Pricing(
+        subtotal=str(price.subtotal),
+        discount_percent=str(price.discount_percent),
+        discount_amount=str(price.discount_amount),
+        bonus_points=price.bonus_points,
+        total=str(price.total),
+    )
+    state = PlanState(
+        plan_id=plan_id,
+        clinic_id=clinic.id,
+        patient_id=body.patient_id,
+        direction=d.key,
+        timezone=clinic.timezone,
+        stage=d.first.key,
+        items=items,
+        pricing=pricing,
+        policy=policy_from_json(clinic.policy),
+        created_by=_actor(user),
+    )
     wf_id = plan_workflow_id(plan_id)
     with contextlib.suppress(WorkflowAlreadyStartedError):  # that plan ran and finished already
         await temporal.start_workflow(
-            TREATMENT_PLAN_WORKFLOW, PlanInput(state=state), id=wf_id,
+            TREATMENT_PLAN_WORKFLOW,
+            PlanInput(state=state),
+            id=wf_id,
             task_queue=settings.temporal_task_queue,
             # A retry joins the plan already started; a finished plan is never started again.
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(CLINIC_ID, clinic.id), SearchAttributePair(TREATMENT_DIRECTION, d.key),
-                SearchAttributePair(TREATMENT_STAGE, d.first.key)]))
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(CLINIC_ID, clinic.id),
+                    SearchAttributePair(TREATMENT_DIRECTION, d.key),
+                    SearchAttributePair(TREATMENT_STAGE, d.first.key),
+                ]
+            ),
+        )
     # Mirror at once so the list shows the plan now; the journey's own sync (version 1+)
     # supersedes this row and never the other way round.
     try:
-        await upsert_plan(session, PlanSnapshot(
-            plan_id=plan_id, workflow_id=wf_id, clinic_id=clinic.id, patient_id=body.patient_id,
-            direction=d.key, stage=d.first.key, status="active", next_due_at=None,
-            pricing=pricing, items=items, version=0))
+        await upsert_plan(
+            session,
+            PlanSnapshot(
+                plan_id=plan_id,
+                workflow_id=wf_id,
+                clinic_id=clinic.id,
+                patient_id=body.patient_id,
+                direction=d.key,
+                stage=d.first.key,
+                status="active",
+                next_due_at=None,
+                pricing=pricing,
+                items=items,
+                version=0,
+            ),
+        )
         await session.commit()
     except Exception:  # noqa: BLE001 - the journey's first sync writes the same row
         await session.rollback()
     return {
-        "id": plan_id, "workflow_id": wf_id, "direction": d.key, "stage": d.first.key,
-        "stage_title": d.first.title, "allowed_next": list(d.first.next),
-        **dataclasses.asdict(pricing), "items": [dataclasses.asdict(i) for i in items],
+        "id": plan_id,
+        "workflow_id": wf_id,
+        "direction": d.key,
+        "stage": d.first.key,
+        "stage_title": d.first.title,
+        "allowed_next": list(d.first.next),
+        **dataclasses.asdict(pricing),
+        "items": [dataclasses.asdict(i) for i in items],
     }
 
 
 # ---------------------------------------------------------------- read
 @router.get("")
 async def list_plans(
-    session: SessionDep, _: Lister,
-    clinic_id: str | None = None, direction: str | None = None, stage: str | None = None,
-    status_: str | None = Query(None, alias="status"), patient_id: str | None = None,
+    session: SessionDep,
+    _: Lister,
+    clinic_id: str | None = None,
+    direction: str | None = None,
+    stage: str | None = None,
+    status_: str | None = Query(None, alias="status"),
+    patient_id: str | None = None,
     due_before: datetime | date | None = Query(None, description="date or timestamp"),
-    limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=500),
+    offset: int = Query(0, ge=0),
 ) -> list[PlanRow]:
     if direction is not None and direction not in DIRECTIONS:
-        raise HTTPException(422, detail=[{"loc": ["query", "direction"], "type": "value_error",
-                                          "msg": f"unknown direction; one of: {', '.join(DIRECTIONS)}"}])
+        raise HTTPException(
+            422,
+            detail=[
+                {
+                    "loc": ["query", "direction"],
+                    "type": "value_error",
+                    "msg": f"unknown direction; one of: {', '.join(DIRECTIONS)}",
+                }
+            ],
+        )
     q = select(TreatmentPlan)
     if clinic_id:
         q = q.where(TreatmentPlan.clinic_id == clinic_id)
@@ -172,17 +235,19 @@ async def list_plans(
     q = q.order_by(col(TreatmentPlan.next_due_at).asc().nulls_last(), col(TreatmentPlan.created_at))
     rows = list((await session.exec(q)).all())
     if due_before is not None:
-        limit_at = due_before if isinstance(due_before, datetime) else \
-            datetime.combine(due_before, datetime.min.time(), tzinfo=UTC)
+        limit_at = (
+            due_before
+            if isinstance(due_before, datetime)
+            else datetime.combine(due_before, datetime.min.time(), tzinfo=UTC)
+        )
         if limit_at.tzinfo is None:
             limit_at = limit_at.replace(tzinfo=UTC)
         rows = [r for r in rows if r.next_due_at is not None and as_utc(r.next_due_at) < limit_at]
-    return [PlanRow.model_validate(r, from_attributes=True) for r in rows[offset:offset + limit]]
+    return [PlanRow.model_validate(r, from_attributes=True) for r in rows[offset : offset + limit]]
 
 
 @router.get("/{plan_id}")
-async def get_plan(plan_id: str, session: SessionDep, temporal: TemporalDep,
-                   _: Reader) -> dict[str, Any]:
+async def get_plan(plan_id: str, session: SessionDep, temporal: TemporalDep, _: Reader) -> dict[str, Any]:
     row = await _row(session, plan_id)
     view = await _view(temporal, row)
     live = await _child_stages(temporal, view)
@@ -194,8 +259,9 @@ async def get_plan(plan_id: str, session: SessionDep, temporal: TemporalDep,
 
 # ---------------------------------------------------------------- changes (updates)
 @router.post("/{plan_id}/advance")
-async def advance(plan_id: str, body: AdvanceIn, session: SessionDep, temporal: TemporalDep,
-                  user: Mover) -> dict[str, Any]:
+async def advance(
+    plan_id: str, body: AdvanceIn, session: SessionDep, temporal: TemporalDep, user: Mover
+) -> dict[str, Any]:
     row = await _row(session, plan_id)
     clinic = await session.get(Clinic, row.clinic_id)
     assert clinic is not None
@@ -214,28 +280,35 @@ async def advance(plan_id: str, body: AdvanceIn, session: SessionDep, temporal: 
         a = body.appointment
         if a.starts_at <= datetime.now(UTC):
             raise invalid_field("appointment.starts_at", "starts_at is in the past")
-        appointment = AppointmentRequest(doctor_id=a.doctor_id, starts_at=as_utc(a.starts_at),
-                                         duration_minutes=a.duration_minutes, service=a.service)
+        appointment = AppointmentRequest(
+            doctor_id=a.doctor_id, starts_at=as_utc(a.starts_at), duration_minutes=a.duration_minutes, service=a.service
+        )
     handle = temporal.get_workflow_handle(row.workflow_id)
     view = await handle.query(STATE_QUERY, result_type=PlanView)
     observed = [VisitObservation(k, v) for k, v in (await _child_stages(temporal, view)).items()]
     req = AdvanceRequest(
-        to_stage=body.to_stage, actor=_actor(user), appointment=appointment,
-        callback_at=callback_moment(callback_on, policy.callback_hour, clinic.timezone)
-        if callback_on else None,
-        note=body.note, policy=policy, observed=observed)
+        to_stage=body.to_stage,
+        actor=_actor(user),
+        appointment=appointment,
+        callback_at=callback_moment(callback_on, policy.callback_hour, clinic.timezone) if callback_on else None,
+        note=body.note,
+        policy=policy,
+        observed=observed,
+    )
     out = await handle.execute_update(ADVANCE_UPDATE, req, result_type=PlanView)
     return dataclasses.asdict(out)
 
 
 @router.post("/{plan_id}/cancel")
-async def cancel(plan_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep,
-                 user: Planner) -> dict[str, Any]:
+async def cancel(
+    plan_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep, user: Planner
+) -> dict[str, Any]:
     row = await _row(session, plan_id)
     out = await temporal.get_workflow_handle(row.workflow_id).execute_update(
-        CANCEL_UPDATE, CancelRequest(reason=body.reason, actor=_actor(user),
-                                     cancel_visits=body.cancel_visits),
-        result_type=PlanView)
+        CANCEL_UPDATE,
+        CancelRequest(reason=body.reason, actor=_actor(user), cancel_visits=body.cancel_visits),
+        result_type=PlanView,
+    )
     return dataclasses.asdict(out)
 
 
@@ -250,8 +323,7 @@ async def _row(session: SessionDep, plan_id: str) -> TreatmentPlan:
 
 
 async def _view(temporal: Client, row: TreatmentPlan) -> PlanView:
-    return await temporal.get_workflow_handle(row.workflow_id).query(STATE_QUERY,
-                                                                     result_type=PlanView)
+    return await temporal.get_workflow_handle(row.workflow_id).query(STATE_QUERY, result_type=PlanView)
 
 
 async def _child_stages(temporal: Client, view: PlanView) -> dict[str, str]:
@@ -260,13 +332,11 @@ async def _child_stages(temporal: Client, view: PlanView) -> dict[str, str]:
     async def one(appointment_id: str, wf_id: str) -> tuple[str, str | None]:
         try:
             v = await asyncio.wait_for(
-                temporal.get_workflow_handle(wf_id).query(APPOINTMENT_STATE_QUERY),
-                CHILD_QUERY_TIMEOUT.total_seconds())
+                temporal.get_workflow_handle(wf_id).query(APPOINTMENT_STATE_QUERY), CHILD_QUERY_TIMEOUT.total_seconds()
+            )
         except (RPCError, WorkflowQueryRejectedError, TimeoutError):
             return appointment_id, None
         return appointment_id, v.get("stage") if isinstance(v, dict) else None
 
-    pairs = await asyncio.gather(*[one(a.appointment_id, a.workflow_id)
-                                   for a in view.appointments if a.running])
+    pairs = await asyncio.gather(*[one(a.appointment_id, a.workflow_id) for a in view.appointments if a.running])
     return {k: v for k, v in pairs if v}
-

@@ -112,11 +112,17 @@ def _whatsapp_message(m: dict[str, Any]) -> Inbound:
         kind, button, text = "button", b.get("payload"), b.get("text")
     ts = m.get("timestamp")
     return Inbound(
-        channel=Channel.whatsapp, source="whatsapp", dedup_key=f"in:whatsapp:{m['id']}",
-        kind=kind if button else "text", phone=_phone(m.get("from")), text=text,
-        button_id=button, provider_message_id=m["id"],
+        channel=Channel.whatsapp,
+        source="whatsapp",
+        dedup_key=f"in:whatsapp:{m['id']}",
+        kind=kind if button else "text",
+        phone=_phone(m.get("from")),
+        text=text,
+        button_id=button,
+        provider_message_id=m["id"],
         received_at=datetime.fromtimestamp(int(ts), UTC) if ts else utcnow(),
-        extra={"type": mtype} if mtype not in ("text", "interactive", "button") else {})
+        extra={"type": mtype} if mtype not in ("text", "interactive", "button") else {},
+    )
 
 
 @router.post("/whatsapp")
@@ -134,8 +140,12 @@ async def whatsapp_webhook(request: Request) -> Response:
                 value = change.get("value") or {}
                 for st in value.get("statuses") or []:
                     errors = st.get("errors") or []
-                    await record_status(request.app.state.sessions, st["id"], st.get("status", ""),
-                                        json.dumps(errors)[:1000] if errors else None)
+                    await record_status(
+                        request.app.state.sessions,
+                        st["id"],
+                        st.get("status", ""),
+                        json.dumps(errors)[:1000] if errors else None,
+                    )
                     results.append(f"status:{st.get('status')}")
                 for m in value.get("messages") or []:
                     results.append((await _route(request, _whatsapp_message(m))).outcome)
@@ -168,15 +178,26 @@ async def telegram_webhook(request: Request) -> Response:
         if cq := update.get("callback_query"):
             callback_id = str(cq["id"])
             chat = ((cq.get("message") or {}).get("chat") or {}).get("id") or cq["from"]["id"]
-            msg = Inbound(channel=Channel.telegram, source="telegram", dedup_key=key,
-                          kind="button", telegram_chat_id=str(chat), button_id=cq.get("data"),
-                          provider_message_id=str(update_id))
+            msg = Inbound(
+                channel=Channel.telegram,
+                source="telegram",
+                dedup_key=key,
+                kind="button",
+                telegram_chat_id=str(chat),
+                button_id=cq.get("data"),
+                provider_message_id=str(update_id),
+            )
         elif m := (update.get("message") or update.get("edited_message")):
-            msg = Inbound(channel=Channel.telegram, source="telegram", dedup_key=key, kind="text",
-                          telegram_chat_id=str(m["chat"]["id"]), text=m.get("text"),
-                          provider_message_id=str(update_id),
-                          received_at=datetime.fromtimestamp(int(m.get("date") or 0), UTC)
-                          if m.get("date") else utcnow())
+            msg = Inbound(
+                channel=Channel.telegram,
+                source="telegram",
+                dedup_key=key,
+                kind="text",
+                telegram_chat_id=str(m["chat"]["id"]),
+                text=m.get("text"),
+                provider_message_id=str(update_id),
+                received_at=datetime.fromtimestamp(int(m.get("date") or 0), UTC) if m.get("date") else utcnow(),
+            )
     except (KeyError, TypeError):
         raise HTTPException(400, "not a Telegram update") from None
     outcome = "ignored"
@@ -219,8 +240,7 @@ async def _twilio_params(request: Request) -> dict[str, str]:
 
 
 def _twiml(body: str = "") -> Response:
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>',
-                    media_type=TWIML)
+    return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>', media_type=TWIML)
 
 
 @router.post("/twilio/sms")
@@ -230,9 +250,18 @@ async def twilio_sms(request: Request) -> Response:
     if not sid:
         raise HTTPException(400, "MessageSid is missing")
     try:
-        await _route(request, Inbound(
-            channel=Channel.sms, source="sms", dedup_key=f"in:sms:{sid}", kind="text",
-            phone=_phone(p.get("From")), text=p.get("Body"), provider_message_id=sid))
+        await _route(
+            request,
+            Inbound(
+                channel=Channel.sms,
+                source="sms",
+                dedup_key=f"in:sms:{sid}",
+                kind="text",
+                phone=_phone(p.get("From")),
+                text=p.get("Body"),
+                provider_message_id=sid,
+            ),
+        )
     except Exception as e:  # noqa: BLE001
         return _unavailable(e)
     return _twiml()  # no auto-reply; the journey answers through the activity
@@ -243,19 +272,19 @@ async def twilio_sms_status(request: Request) -> Response:
     p = await _twilio_params(request)
     sid = p.get("MessageSid") or p.get("SmsSid")
     if sid:
-        await record_status(request.app.state.sessions, sid, p.get("MessageStatus", ""),
-                            p.get("ErrorCode"))
+        await record_status(request.app.state.sessions, sid, p.get("MessageStatus", ""), p.get("ErrorCode"))
     return Response(status_code=204)
 
 
-async def _call_row(request: Request, log_id: str | None, call_sid: str | None
-                    ) -> MessageLog | None:
+async def _call_row(request: Request, log_id: str | None, call_sid: str | None) -> MessageLog | None:
     async with request.app.state.sessions() as s:
         row = await s.get(MessageLog, log_id) if log_id else None
         if row is None and call_sid:
-            row = (await s.exec(select(MessageLog).where(
-                MessageLog.provider_message_id == call_sid,
-                MessageLog.direction == "out"))).first()
+            row = (
+                await s.exec(
+                    select(MessageLog).where(MessageLog.provider_message_id == call_sid, MessageLog.direction == "out")
+                )
+            ).first()
     if row is not None and (row.channel != Channel.voice or row.direction != "out"):
         return None
     return row
@@ -270,7 +299,8 @@ def _gather(request: Request, prompt: str, log_id: str | None) -> Response:
         f"<Say language={lang}>{escape(prompt)}</Say></Gather>"
         f"<Say language={lang}>{escape(prompt)}</Say>"
         f'<Gather numDigits="1" timeout="8" action={quoteattr(action)} method="POST"/>'
-        "<Hangup/>")
+        "<Hangup/>"
+    )
 
 
 @router.post("/twilio/voice/twiml")
@@ -297,11 +327,16 @@ async def twilio_voice(request: Request, m: str | None = None) -> Response:
         return _gather(request, row.body if row and row.body else prompt, row.id if row else None)
     inbound = p.get("Direction", "inbound") == "inbound" and row is None
     msg = Inbound(
-        channel=Channel.voice, source="voice", dedup_key=f"in:voice:{call_sid}:digits",
-        kind="digit", digit=digits[:1], provider_message_id=call_sid,
+        channel=Channel.voice,
+        source="voice",
+        dedup_key=f"in:voice:{call_sid}:digits",
+        kind="digit",
+        digit=digits[:1],
+        provider_message_id=call_sid,
         patient_id=(row.recipient_id or row.patient_id) if row else None,
         phone=_phone(p.get("From") if inbound else p.get("To")) if row is None else None,
-        appointment_hint=row.subject_id if row else None)
+        appointment_hint=row.subject_id if row else None,
+    )
     try:
         await _route(request, msg)
     except Exception as e:  # noqa: BLE001
@@ -325,14 +360,24 @@ async def twilio_voice_status(request: Request, m: str | None = None) -> Respons
             fresh.updated_at = utcnow()
             s.add(fresh)
             await s.commit()
-        answered = (await s.exec(select(MessageLog.id).where(
-            MessageLog.idempotency_key == f"in:voice:{call_sid}:digits"))).first()
+        answered = (
+            await s.exec(select(MessageLog.id).where(MessageLog.idempotency_key == f"in:voice:{call_sid}:digits"))
+        ).first()
     if status in CALL_NOT_ANSWERED or (status == "completed" and not answered):
         try:
-            await _route(request, Inbound(
-                channel=Channel.voice, source="voice", dedup_key=f"in:voice:{call_sid}:{status}",
-                kind="call_status", call_status=status, provider_message_id=call_sid,
-                patient_id=row.recipient_id or row.patient_id, appointment_hint=row.subject_id))
+            await _route(
+                request,
+                Inbound(
+                    channel=Channel.voice,
+                    source="voice",
+                    dedup_key=f"in:voice:{call_sid}:{status}",
+                    kind="call_status",
+                    call_status=status,
+                    provider_message_id=call_sid,
+                    patient_id=row.recipient_id or row.patient_id,
+                    appointment_hint=row.subject_id,
+                ),
+            )
         except Exception as e:  # noqa: BLE001
             return _unavailable(e)
     return Response(status_code=204)

@@ -78,18 +78,22 @@ class FakeProviders:
         self.failures.setdefault(provider, []).append((status, body or {"error": "fake"}))
 
     def sent(self, provider: str, method: str | None = None) -> list[Rec]:
-        return [r for r in self.requests if r.provider == provider
-                and (method is None or r.method == method)]
+        return [r for r in self.requests if r.provider == provider and (method is None or r.method == method)]
 
     def settings_update(self) -> dict[str, Any]:
         return {
-            "whatsapp_api_url": f"{self.url}/wa/v21.0", "whatsapp_phone_number_id": WA_PHONE_ID,
-            "whatsapp_access_token": WA_TOKEN, "whatsapp_app_secret": WA_SECRET,
+            "whatsapp_api_url": f"{self.url}/wa/v21.0",
+            "whatsapp_phone_number_id": WA_PHONE_ID,
+            "whatsapp_access_token": WA_TOKEN,
+            "whatsapp_app_secret": WA_SECRET,
             "whatsapp_verify_token": WA_VERIFY,
-            "telegram_api_url": f"{self.url}/tg", "telegram_bot_token": TG_TOKEN,
+            "telegram_api_url": f"{self.url}/tg",
+            "telegram_bot_token": TG_TOKEN,
             "telegram_webhook_secret": TG_SECRET,
-            "twilio_api_url": f"{self.url}/twilio", "twilio_account_sid": TW_SID,
-            "twilio_auth_token": TW_TOKEN, "twilio_from_number": TW_FROM,
+            "twilio_api_url": f"{self.url}/twilio",
+            "twilio_account_sid": TW_SID,
+            "twilio_auth_token": TW_TOKEN,
+            "twilio_from_number": TW_FROM,
         }
 
     async def _gate(self, provider: str) -> JSONResponse | None:
@@ -107,35 +111,44 @@ class FakeProviders:
 
         @app.post("/wa/v21.0/{phone_id}/messages")
         async def wa_messages(phone_id: str, request: Request) -> JSONResponse:
-            if request.headers.get("authorization") != f"Bearer {WA_TOKEN}" or \
-                    phone_id != WA_PHONE_ID:
-                return JSONResponse({"error": {"message": "Invalid OAuth access token",
-                                               "type": "OAuthException", "code": 190}}, 401)
+            if request.headers.get("authorization") != f"Bearer {WA_TOKEN}" or phone_id != WA_PHONE_ID:
+                return JSONResponse(
+                    {"error": {"message": "Invalid OAuth access token", "type": "OAuthException", "code": 190}}, 401
+                )
             body = await request.json()
-            self.requests.append(Rec("whatsapp", "messages", request.url.path,
-                                     dict(request.headers), json=body))
+            self.requests.append(Rec("whatsapp", "messages", request.url.path, dict(request.headers), json=body))
             if resp := await self._gate("whatsapp"):
                 return resp
-            return JSONResponse({"messaging_product": "whatsapp",
-                                 "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-                                 "messages": [{"id": "wamid.HBgM" + uuid.uuid4().hex.upper()}]})
+            return JSONResponse(
+                {
+                    "messaging_product": "whatsapp",
+                    "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                    "messages": [{"id": "wamid.HBgM" + uuid.uuid4().hex.upper()}],
+                }
+            )
 
         @app.post("/tg/{bot}/{method}")
         async def tg(bot: str, method: str, request: Request) -> JSONResponse:
             if bot != f"bot{TG_TOKEN}":
-                return JSONResponse({"ok": False, "error_code": 401,
-                                     "description": "Unauthorized"}, 401)
+                return JSONResponse({"ok": False, "error_code": 401, "description": "Unauthorized"}, 401)
             body = await request.json()
-            self.requests.append(Rec("telegram", method, request.url.path, dict(request.headers),
-                                     json=body))
+            self.requests.append(Rec("telegram", method, request.url.path, dict(request.headers), json=body))
             if resp := await self._gate("telegram"):
                 return resp
             if method == "answerCallbackQuery":
                 return JSONResponse({"ok": True, "result": True})
             self._tg_message_id += 1
-            return JSONResponse({"ok": True, "result": {
-                "message_id": self._tg_message_id, "date": int(time.time()),
-                "chat": {"id": int(body["chat_id"]), "type": "private"}, "text": body["text"]}})
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "result": {
+                        "message_id": self._tg_message_id,
+                        "date": int(time.time()),
+                        "chat": {"id": int(body["chat_id"]), "type": "private"},
+                        "text": body["text"],
+                    },
+                }
+            )
 
         @app.post("/twilio/2010-04-01/Accounts/{sid}/{resource}")
         async def twilio(sid: str, resource: str, request: Request) -> JSONResponse:
@@ -144,17 +157,24 @@ class FakeProviders:
                 return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, 401)
             form = {k: str(v) for k, v in (await request.form()).items()}
             kind = resource.removesuffix(".json")
-            self.requests.append(Rec("twilio", kind, request.url.path, dict(request.headers),
-                                     form=form))
+            self.requests.append(Rec("twilio", kind, request.url.path, dict(request.headers), form=form))
             if resp := await self._gate("twilio"):
                 return resp
             prefix = "CA" if kind == "Calls" else "SM"
             new_sid = prefix + uuid.uuid4().hex
             if kind == "Calls":
                 self.calls[new_sid] = form
-            return JSONResponse({"sid": new_sid, "account_sid": TW_SID, "status": "queued",
-                                 "to": form.get("To"), "from": form.get("From"),
-                                 "body": form.get("Body")}, 201)
+            return JSONResponse(
+                {
+                    "sid": new_sid,
+                    "account_sid": TW_SID,
+                    "status": "queued",
+                    "to": form.get("To"),
+                    "from": form.get("From"),
+                    "body": form.get("Body"),
+                },
+                201,
+            )
 
         return app
 
@@ -168,76 +188,134 @@ class FakeProviders:
         headers = {"content-type": "application/json"}
         if sig != "none":
             secret = WA_SECRET if sig == "ok" else "not-the-secret"
-            headers["x-hub-signature-256"] = "sha256=" + hmac.new(
-                secret.encode(), raw, hashlib.sha256).hexdigest()
-        return await self.http.post(f"{self.webhook_base}/v1/webhooks/whatsapp", content=raw,
-                                    headers=headers)
+            headers["x-hub-signature-256"] = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        return await self.http.post(f"{self.webhook_base}/v1/webhooks/whatsapp", content=raw, headers=headers)
 
     @staticmethod
     def _wa_envelope(value: dict[str, Any]) -> dict[str, Any]:
-        return {"object": "whatsapp_business_account", "entry": [{
-            "id": "102290129340398", "changes": [{"field": "messages", "value": {
-                "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "15550001234",
-                             "phone_number_id": WA_PHONE_ID}, **value}}]}]}
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {"display_phone_number": "15550001234", "phone_number_id": WA_PHONE_ID},
+                                **value,
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
 
-    async def patient_sends_whatsapp(self, from_phone: str, text: str, wamid: str | None = None,
-                                     sig: str = "ok") -> httpx.Response:
+    async def patient_sends_whatsapp(
+        self, from_phone: str, text: str, wamid: str | None = None, sig: str = "ok"
+    ) -> httpx.Response:
         wa = from_phone.lstrip("+")
-        return await self.whatsapp_notify(self._wa_envelope({
-            "contacts": [{"profile": {"name": "Patient"}, "wa_id": wa}],
-            "messages": [{"from": wa, "id": wamid or f"wamid.IN{uuid.uuid4().hex.upper()}",
-                          "timestamp": str(int(time.time())), "type": "text",
-                          "text": {"body": text}}]}), sig)
+        return await self.whatsapp_notify(
+            self._wa_envelope(
+                {
+                    "contacts": [{"profile": {"name": "Patient"}, "wa_id": wa}],
+                    "messages": [
+                        {
+                            "from": wa,
+                            "id": wamid or f"wamid.IN{uuid.uuid4().hex.upper()}",
+                            "timestamp": str(int(time.time())),
+                            "type": "text",
+                            "text": {"body": text},
+                        }
+                    ],
+                }
+            ),
+            sig,
+        )
 
-    async def patient_presses_whatsapp_button(self, from_phone: str, button_id: str,
-                                              title: str = "OK", wamid: str | None = None,
-                                              sig: str = "ok") -> httpx.Response:
+    async def patient_presses_whatsapp_button(
+        self, from_phone: str, button_id: str, title: str = "OK", wamid: str | None = None, sig: str = "ok"
+    ) -> httpx.Response:
         wa = from_phone.lstrip("+")
-        return await self.whatsapp_notify(self._wa_envelope({
-            "contacts": [{"profile": {"name": "Patient"}, "wa_id": wa}],
-            "messages": [{"from": wa, "id": wamid or f"wamid.IN{uuid.uuid4().hex.upper()}",
-                          "timestamp": str(int(time.time())), "type": "interactive",
-                          "context": {"from": "15550001234", "id": "wamid.OUT"},
-                          "interactive": {"type": "button_reply",
-                                          "button_reply": {"id": button_id, "title": title}}}]}),
-            sig)
+        return await self.whatsapp_notify(
+            self._wa_envelope(
+                {
+                    "contacts": [{"profile": {"name": "Patient"}, "wa_id": wa}],
+                    "messages": [
+                        {
+                            "from": wa,
+                            "id": wamid or f"wamid.IN{uuid.uuid4().hex.upper()}",
+                            "timestamp": str(int(time.time())),
+                            "type": "interactive",
+                            "context": {"from": "15550001234", "id": "wamid.OUT"},
+                            "interactive": {"type": "button_reply", "button_reply": {"id": button_id, "title": title}},
+                        }
+                    ],
+                }
+            ),
+            sig,
+        )
 
     async def whatsapp_status(self, wamid: str, status: str, to_phone: str) -> httpx.Response:
-        return await self.whatsapp_notify(self._wa_envelope({"statuses": [{
-            "id": wamid, "status": status, "timestamp": str(int(time.time())),
-            "recipient_id": to_phone.lstrip("+")}]}))
+        return await self.whatsapp_notify(
+            self._wa_envelope(
+                {
+                    "statuses": [
+                        {
+                            "id": wamid,
+                            "status": status,
+                            "timestamp": str(int(time.time())),
+                            "recipient_id": to_phone.lstrip("+"),
+                        }
+                    ]
+                }
+            )
+        )
 
     async def telegram_update(self, update: dict[str, Any], sig: str = "ok") -> httpx.Response:
         headers = {}
         if sig != "none":
             headers["x-telegram-bot-api-secret-token"] = TG_SECRET if sig == "ok" else "wrong"
-        return await self.http.post(f"{self.webhook_base}/v1/webhooks/telegram", json=update,
-                                    headers=headers)
+        return await self.http.post(f"{self.webhook_base}/v1/webhooks/telegram", json=update, headers=headers)
 
-    async def telegram_message(self, chat_id: str, text: str, update_id: int | None = None,
-                               sig: str = "ok") -> httpx.Response:
+    async def telegram_message(
+        self, chat_id: str, text: str, update_id: int | None = None, sig: str = "ok"
+    ) -> httpx.Response:
         user = {"id": int(chat_id), "is_bot": False, "first_name": "Patient"}
-        return await self.telegram_update({"update_id": update_id or self.next_update_id(),
-                                           "message": {"message_id": 1, "from": user,
-                                                       "chat": {"id": int(chat_id),
-                                                                "type": "private"},
-                                                       "date": int(time.time()), "text": text}},
-                                          sig)
+        return await self.telegram_update(
+            {
+                "update_id": update_id or self.next_update_id(),
+                "message": {
+                    "message_id": 1,
+                    "from": user,
+                    "chat": {"id": int(chat_id), "type": "private"},
+                    "date": int(time.time()),
+                    "text": text,
+                },
+            },
+            sig,
+        )
 
-    async def telegram_callback(self, chat_id: str, data: str, update_id: int | None = None,
-                                sig: str = "ok") -> httpx.Response:
+    async def telegram_callback(
+        self, chat_id: str, data: str, update_id: int | None = None, sig: str = "ok"
+    ) -> httpx.Response:
         user = {"id": int(chat_id), "is_bot": False, "first_name": "Patient"}
-        return await self.telegram_update({"update_id": update_id or self.next_update_id(),
-                                           "callback_query": {
-                                               "id": str(uuid.uuid4().int)[:18], "from": user,
-                                               "chat_instance": "42", "data": data,
-                                               "message": {"message_id": 7, "date": 0,
-                                                           "chat": {"id": int(chat_id),
-                                                                    "type": "private"}}}}, sig)
+        return await self.telegram_update(
+            {
+                "update_id": update_id or self.next_update_id(),
+                "callback_query": {
+                    "id": str(uuid.uuid4().int)[:18],
+                    "from": user,
+                    "chat_instance": "42",
+                    "data": data,
+                    "message": {"message_id": 7, "date": 0, "chat": {"id": int(chat_id), "type": "private"}},
+                },
+            },
+            sig,
+        )
 
-    async def twilio_post(self, url: str, params: dict[str, str], sig: str = "ok"
-                          ) -> httpx.Response:
+    async def twilio_post(self, url: str, params: dict[str, str], sig: str = "ok") -> httpx.Response:
         """POST form params to one of our Twilio webhooks, signed like Twilio does."""
         if not url.startswith("http"):
             url = self.webhook_base + url
@@ -247,12 +325,20 @@ class FakeProviders:
             headers["x-twilio-signature"] = twilio_signature(token, url, params)
         return await self.http.post(url, content=urlencode(params), headers=headers)
 
-    async def twilio_sms(self, from_phone: str, body: str, sid: str | None = None,
-                         sig: str = "ok") -> httpx.Response:
-        return await self.twilio_post("/v1/webhooks/twilio/sms", {
-            "MessageSid": sid or "SM" + uuid.uuid4().hex, "SmsSid": sid or "",
-            "AccountSid": TW_SID, "From": from_phone, "To": TW_FROM, "Body": body,
-            "NumMedia": "0"}, sig)
+    async def twilio_sms(self, from_phone: str, body: str, sid: str | None = None, sig: str = "ok") -> httpx.Response:
+        return await self.twilio_post(
+            "/v1/webhooks/twilio/sms",
+            {
+                "MessageSid": sid or "SM" + uuid.uuid4().hex,
+                "SmsSid": sid or "",
+                "AccountSid": TW_SID,
+                "From": from_phone,
+                "To": TW_FROM,
+                "Body": body,
+                "NumMedia": "0",
+            },
+            sig,
+        )
 
     def last_call(self) -> tuple[str, dict[str, str]]:
         sid = list(self.calls)[-1]
@@ -261,30 +347,56 @@ class FakeProviders:
     async def twilio_fetch_twiml(self, call_sid: str) -> str:
         """What Twilio does when the patient picks up: POST to the call's Url."""
         form = self.calls[call_sid]
-        r = await self.twilio_post(form["Url"], {
-            "CallSid": call_sid, "AccountSid": TW_SID, "From": form["From"], "To": form["To"],
-            "CallStatus": "in-progress", "Direction": "outbound-api"})
+        r = await self.twilio_post(
+            form["Url"],
+            {
+                "CallSid": call_sid,
+                "AccountSid": TW_SID,
+                "From": form["From"],
+                "To": form["To"],
+                "CallStatus": "in-progress",
+                "Direction": "outbound-api",
+            },
+        )
         r.raise_for_status()
         return r.text
 
-    async def twilio_call_digit(self, call_sid: str, digit: str, sig: str = "ok"
-                                ) -> httpx.Response:
+    async def twilio_call_digit(self, call_sid: str, digit: str, sig: str = "ok") -> httpx.Response:
         """The patient presses a key: Twilio posts Digits to the Gather action."""
         twiml = await self.twilio_fetch_twiml(call_sid)
         m = re.search(r'<Gather[^>]*action="([^"]+)"', twiml)
         assert m, twiml
         action = m.group(1).replace("&amp;", "&")
         form = self.calls[call_sid]
-        return await self.twilio_post(action, {
-            "CallSid": call_sid, "AccountSid": TW_SID, "From": form["From"], "To": form["To"],
-            "Digits": digit, "CallStatus": "in-progress", "Direction": "outbound-api"}, sig)
+        return await self.twilio_post(
+            action,
+            {
+                "CallSid": call_sid,
+                "AccountSid": TW_SID,
+                "From": form["From"],
+                "To": form["To"],
+                "Digits": digit,
+                "CallStatus": "in-progress",
+                "Direction": "outbound-api",
+            },
+            sig,
+        )
 
-    async def twilio_call_status(self, call_sid: str, status: str, sig: str = "ok"
-                                 ) -> httpx.Response:
+    async def twilio_call_status(self, call_sid: str, status: str, sig: str = "ok") -> httpx.Response:
         form = self.calls[call_sid]
-        return await self.twilio_post(form["StatusCallback"], {
-            "CallSid": call_sid, "AccountSid": TW_SID, "From": form["From"], "To": form["To"],
-            "CallStatus": status, "Direction": "outbound-api", "CallDuration": "12"}, sig)
+        return await self.twilio_post(
+            form["StatusCallback"],
+            {
+                "CallSid": call_sid,
+                "AccountSid": TW_SID,
+                "From": form["From"],
+                "To": form["To"],
+                "CallStatus": status,
+                "Direction": "outbound-api",
+                "CallDuration": "12",
+            },
+            sig,
+        )
 
 
 @dataclass
@@ -302,13 +414,14 @@ class Rig:
         from models.journeys import appointment_workflow_id
 
         return await self.client.start_workflow(
-            ReplyProbe.run, id=appointment_workflow_id(appointment_id),
-            task_queue=self.probe_queue)
+            ReplyProbe.run, id=appointment_workflow_id(appointment_id), task_queue=self.probe_queue
+        )
 
 
 @contextlib.asynccontextmanager
-async def provider_rig(settings: Settings, deps: Deps, client: Client,
-                       task_queue: str | None = None) -> AsyncIterator[Rig]:
+async def provider_rig(
+    settings: Settings, deps: Deps, client: Client, task_queue: str | None = None
+) -> AsyncIterator[Rig]:
     """`task_queue`: the queue the rig's API starts journeys on (run a worker with
     `rig.deps` there for journeys that send through the fake providers)."""
     from api.main import create_app
@@ -317,19 +430,22 @@ async def provider_rig(settings: Settings, deps: Deps, client: Client,
     fake_port, app_port = free_port(), free_port()
     async with serve(fake.app, fake_port) as fake_url:
         fake.url = fake_url
-        real = settings.model_copy(update={**fake.settings_update(),
-                                           "public_base_url": f"http://127.0.0.1:{app_port}",
-                                           "api_port": app_port,
-                                           "temporal_task_queue": task_queue
-                                           or settings.temporal_task_queue})
+        real = settings.model_copy(
+            update={
+                **fake.settings_update(),
+                "public_base_url": f"http://127.0.0.1:{app_port}",
+                "api_port": app_port,
+                "temporal_task_queue": task_queue or settings.temporal_task_queue,
+            }
+        )
         assert not real.sandbox_providers
-        real_deps = Deps(settings=real, engine=deps.engine, sessions=deps.sessions,
-                         http=deps.http)
+        real_deps = Deps(settings=real, engine=deps.engine, sessions=deps.sessions, http=deps.http)
         queue = f"probe-{uuid.uuid4().hex[:8]}"
-        async with serve(create_app(real), app_port) as api_url, \
-                Worker(client, task_queue=queue, workflows=[ReplyProbe]):
+        async with (
+            serve(create_app(real), app_port) as api_url,
+            Worker(client, task_queue=queue, workflows=[ReplyProbe]),
+        ):
             fake.webhook_base = api_url
             assert urlsplit(api_url).port == app_port
-            yield Rig(fake, real, real_deps, MessagingActivities(real_deps), api_url, queue,
-                      client)
+            yield Rig(fake, real, real_deps, MessagingActivities(real_deps), api_url, queue, client)
     await fake.http.aclose()

@@ -26,8 +26,9 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def serve(app: Any, port: int) -> AsyncIterator[str]:
     """Run an ASGI app with uvicorn on 127.0.0.1:port inside this event loop."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     for _ in range(300):
         if server.started:
@@ -43,8 +44,7 @@ async def serve(app: Any, port: int) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(client: Client, deps: Deps, task_queue: str | None = None,
-                         **kw: Any) -> AsyncIterator[Worker]:
+async def running_worker(client: Client, deps: Deps, task_queue: str | None = None, **kw: Any) -> AsyncIterator[Worker]:
     from worker import build_worker
 
     worker = build_worker(client, deps, task_queue or f"tq-{uuid.uuid4().hex[:8]}", **kw)
@@ -52,8 +52,7 @@ async def running_worker(client: Client, deps: Deps, task_queue: str | None = No
         yield worker
 
 
-async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 30.0,
-                     interval: float = 0.2) -> Any:
+async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.2) -> Any:
     """Retry `fn` (an async assertion) until it passes or `timeout` seconds pass."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

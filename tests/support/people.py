@@ -37,29 +37,51 @@ class People:
 
     async def clinic(self) -> str:
         if self._clinic is None:
-            c = await self._add(Clinic(name="Smile", address="Kyiv", phone="+380441234567",
-                                       timezone="Europe/Kyiv", policy={}))
+            c = await self._add(
+                Clinic(name="Smile", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv", policy={})
+            )
             d = await self._add(Doctor(clinic_id=c.id, full_name="Dr Test", specialty="therapy"))
             self._clinic, self._doctor = c.id, d.id
         return self._clinic
 
-    async def patient(self, channel: Channel = Channel.whatsapp, phone: str | None = "random",
-                      chat_id: str | None = None, guardian_id: str | None = None,
-                      opted_out: bool = False) -> Patient:
-        return await self._add(Patient(
-            full_name="Olena Testenko", phone=random_phone() if phone == "random" else phone,
-            telegram_chat_id=chat_id, preferred_channel=channel, guardian_id=guardian_id,
-            clinic_id=await self.clinic(), opted_out=opted_out))
+    async def patient(
+        self,
+        channel: Channel = Channel.whatsapp,
+        phone: str | None = "random",
+        chat_id: str | None = None,
+        guardian_id: str | None = None,
+        opted_out: bool = False,
+    ) -> Patient:
+        return await self._add(
+            Patient(
+                full_name="Olena Testenko",
+                phone=random_phone() if phone == "random" else phone,
+                telegram_chat_id=chat_id,
+                preferred_channel=channel,
+                guardian_id=guardian_id,
+                clinic_id=await self.clinic(),
+                opted_out=opted_out,
+            )
+        )
 
-    async def appointment(self, patient_id: str, in_hours: float = 24,
-                          stage: str = "booked") -> Appointment:
+    async def appointment(self, patient_id: str, in_hours: float = 24, stage: str = "booked") -> Appointment:
         clinic = await self.clinic()
         aid = uuid.uuid4().hex
         starts = datetime.now(UTC) + timedelta(hours=in_hours)
-        return await self._add(Appointment(
-            id=aid, clinic_id=clinic, doctor_id=self._doctor, patient_id=patient_id,
-            service="Hygiene", starts_at=starts, ends_at=starts + timedelta(minutes=30),
-            duration_minutes=30, stage=stage, workflow_id=appointment_workflow_id(aid)))
+        return await self._add(
+            Appointment(
+                id=aid,
+                clinic_id=clinic,
+                doctor_id=self._doctor,
+                patient_id=patient_id,
+                service="Hygiene",
+                starts_at=starts,
+                ends_at=starts + timedelta(minutes=30),
+                duration_minutes=30,
+                stage=stage,
+                workflow_id=appointment_workflow_id(aid),
+            )
+        )
 
     async def get(self, model, id_: str):  # type: ignore[no-untyped-def]
         async with self.sessions() as s:
