@@ -229,3 +229,28 @@ async def test_get_falls_back_to_the_row_when_no_worker_answers(api: Api, client
     assert r.status_code == 200, r.text
     assert r.json()["live"] is False and r.json()["stage"] == "booked"
     await handle.terminate("test over")
+
+
+async def test_a_rescheduled_visit_holds_its_new_slot_at_once(api: Api) -> None:
+    """The row takes the new slot in the same transaction as the check, so a booking right
+    after a reschedule cannot take that slot while the journey's own sync is still to come."""
+    clinic = await make_clinic(api)
+    a = await book(api, clinic, in_seconds=7200, minutes=30)
+    desk = api.as_(Role.front_desk)
+    r = await desk.post(f"/v1/appointments/{a['id']}/reschedule", json={"starts_at": at(3 * 3600)})
+    assert r.status_code == 200, r.text
+    r = await desk.post(
+        "/v1/appointments",
+        json={
+            "patient_id": clinic["patient_id"],
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": at(3 * 3600 + 60),
+            "duration_minutes": 30,
+            "service": "Consultation",
+        },
+    )
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"]["conflicting_appointment_id"] == a["id"]
+    # ...and the old slot is free at once.
+    assert (await book(api, clinic, in_seconds=7200 + 60, minutes=30))["id"]

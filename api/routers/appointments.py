@@ -405,10 +405,16 @@ async def reschedule(
     if body.starts_at <= datetime.now(UTC):
         raise invalid_field("starts_at", "starts_at is in the past")
     duration = body.duration_minutes or appt.duration_minutes
-    await _check_slot_free(
-        session, appt.doctor_id, body.starts_at, body.starts_at + timedelta(minutes=duration), exclude=appt.id
-    )
-    return await _update(temporal, appt, "reschedule", RescheduleRequest(body.starts_at, body.duration_minutes))
+    ends_at = body.starts_at + timedelta(minutes=duration)
+    # Locks the doctor's row until the commit below, across the (short) update call.
+    await _check_slot_free(session, appt.doctor_id, body.starts_at, ends_at, exclude=appt.id)
+    out = await _update(temporal, appt, "reschedule", RescheduleRequest(body.starts_at, body.duration_minutes))
+    # The journey accepted: the row takes the new slot now, so a booking racing this one sees
+    # it (the journey's own sync writes the same). A refused update raised above: nothing written.
+    appt.starts_at, appt.ends_at, appt.duration_minutes = body.starts_at, ends_at, duration
+    session.add(appt)
+    await session.commit()
+    return out
 
 
 @router.post("/{appointment_id}/cancel", response_model=AppointmentOut)
