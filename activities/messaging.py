@@ -42,7 +42,7 @@ from activities.providers.twilio import TwilioClient
 from activities.providers.whatsapp import WhatsAppClient
 from core.db import insert_once
 from core.logging import get_logger
-from models.core import Channel, MessageLog, Patient, as_utc
+from models.core import Channel, MessageLog, Patient
 from models.journeys import Button, OutboundMessage, SendResult, VoiceCall
 
 log = get_logger("activities.messaging")
@@ -123,7 +123,7 @@ class MessagingActivities:
                 .order_by(col(MessageLog.created_at).desc())
                 .limit(1)
             )
-            last = as_utc((await s.exec(q)).first())
+            last = (await s.exec(q)).first()
         return last is not None and datetime.now(UTC) - last < WHATSAPP_WINDOW - WINDOW_MARGIN
 
     # ------------------------------------------------------------------ the send

@@ -33,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.db import insert_once
 from core.logging import get_logger
 from models.appointment import Appointment
-from models.core import Channel, MessageLog, OperatorTask, Patient, as_utc, utcnow
+from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
 from models.journeys import (
     APPOINTMENT_REPLY_SIGNAL,
     OPEN_STAGES,
@@ -132,7 +132,7 @@ async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:
         return found
     if found.status != "received":
         return None
-    touched = as_utc(found.updated_at or found.created_at) or utcnow()
+    touched = found.updated_at or found.created_at
     if utcnow() - touched < STALE_CLAIM:
         return None  # a concurrent delivery is on it
     found.updated_at = utcnow()
@@ -173,12 +173,12 @@ async def _target(s: AsyncSession, family: list[str], msg: Inbound) -> Appointme
             col(Appointment.ends_at) >= utcnow() - SURVEY_HORIZON,
         )
         finished = list((await s.exec(q)).all())
-        return max(finished, key=lambda a: as_utc(a.ends_at) or utcnow(), default=None)
+        return max(finished, key=lambda a: a.ends_at, default=None)
     cutoff = utcnow() - RECENT_START
-    upcoming = [a for a in appts if (as_utc(a.starts_at) or cutoff) >= cutoff]
+    upcoming = [a for a in appts if a.starts_at >= cutoff]
     if upcoming:
-        return min(upcoming, key=lambda a: as_utc(a.starts_at) or cutoff)
-    return max(appts, key=lambda a: as_utc(a.starts_at) or cutoff)
+        return min(upcoming, key=lambda a: a.starts_at)
+    return max(appts, key=lambda a: a.starts_at)
 
 
 async def _finish(s: AsyncSession, row: MessageLog, status: str, **kw: Any) -> None:

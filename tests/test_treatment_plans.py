@@ -356,6 +356,32 @@ async def test_child_no_show_reaches_the_plan(api: Api, worker: None) -> None:
     assert r.status_code == 409 and "already has a visit" in r.text, r.text
 
 
+async def test_list_filters_by_due_date_and_pages(api: Api, worker: None) -> None:
+    clinic = await _clinic(api)
+    _, patient = await _people(api, clinic)
+    soon, later = await _plan(api, clinic, patient), await _plan(api, clinic, patient)
+    for plan, days in ((soon, 10), (later, 40)):
+        on = _today() + timedelta(days=days)
+        r = await _advance(api, plan["id"], "implant_placement_booked", callback_on=str(on))
+        assert r.status_code == 200, r.text
+    ops = api.as_(Role.operator)
+
+    async def listed(**params: object) -> list[str]:
+        r = await ops.get("/v1/treatment-plans", params={"clinic_id": clinic["id"], **params})
+        assert r.status_code == 200, r.text
+        return [p["id"] for p in r.json()]
+
+    async def both_due() -> None:  # the rows catch up with the journeys' syncs
+        assert await listed(due_before=str(_today() + timedelta(days=60))) == [soon["id"], later["id"]]
+
+    await eventually(both_due, timeout=30)
+    assert await listed(due_before=str(_today() + timedelta(days=20))) == [soon["id"]]
+    assert await listed(due_before=str(_today())) == []
+    # Soonest due first; paging is applied after the filter.
+    assert await listed(limit=1) == [soon["id"]]
+    assert await listed(limit=1, offset=1) == [later["id"]]
+
+
 async def test_same_idempotency_key_creates_one_plan(api: Api, worker: None) -> None:
     clinic = await _clinic(api)
     _, patient = await _people(api, clinic)

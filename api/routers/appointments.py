@@ -42,7 +42,7 @@ from models.appointment_journey import (
     RescheduleRequest,
     StaffAction,
 )
-from models.core import Clinic, Doctor, Patient, Role, StaffUser, as_utc, policy_from_json
+from models.core import Clinic, Doctor, Patient, Role, StaffUser, policy_from_json
 from models.journeys import (
     APPOINTMENT_STATE_QUERY,
     APPOINTMENT_WORKFLOW,
@@ -135,8 +135,8 @@ def _from_row(a: Appointment) -> AppointmentOut:
         patient_id=a.patient_id,
         service=a.service,
         plan_id=a.plan_id,
-        starts_at=as_utc(a.starts_at),
-        ends_at=as_utc(a.ends_at),
+        starts_at=a.starts_at,
+        ends_at=a.ends_at,
         duration_minutes=a.duration_minutes,
         version=a.version,
         asks_sent=a.asks_sent,
@@ -227,21 +227,8 @@ async def book(
             raise
         return await _replay(existing, body, temporal, settings, session)
 
-    inp = AppointmentInput(
-        appointment_id=appt.id,
-        clinic_id=clinic.id,
-        patient_id=body.patient_id,
-        doctor_id=doctor.id,
-        starts_at=body.starts_at,
-        duration_minutes=body.duration_minutes,
-        service=body.service,
-        timezone=clinic.timezone,
-        policy=policy_from_json(clinic.policy),
-        plan_id=body.plan_id,
-        booked_at=appt.created_at,
-    )
     try:
-        await _start(temporal, settings, inp)
+        await _start(temporal, settings, _journey_input(appt, clinic))
     except Exception:
         # Nothing half-written: no row without its journey. A retry with the same key books anew.
         await session.delete(appt)
@@ -279,7 +266,7 @@ async def _replay(
     same = (
         existing.patient_id == body.patient_id
         and existing.doctor_id == body.doctor_id
-        and as_utc(existing.starts_at) == body.starts_at
+        and existing.starts_at == body.starts_at
     )
     if not same and existing.version == 1:
         raise HTTPException(
@@ -292,24 +279,25 @@ async def _replay(
     clinic = await session.get(Clinic, existing.clinic_id)
     assert clinic is not None
     # Make sure the journey runs (a first attempt may have died between row and start).
-    await _start(
-        temporal,
-        settings,
-        AppointmentInput(
-            appointment_id=existing.id,
-            clinic_id=existing.clinic_id,
-            patient_id=existing.patient_id,
-            doctor_id=existing.doctor_id,
-            starts_at=as_utc(existing.starts_at),
-            duration_minutes=existing.duration_minutes,
-            service=existing.service,
-            timezone=clinic.timezone,
-            policy=policy_from_json(clinic.policy),
-            plan_id=existing.plan_id,
-            booked_at=as_utc(existing.created_at),
-        ),
-    )
+    await _start(temporal, settings, _journey_input(existing, clinic))
     return _from_row(existing)
+
+
+def _journey_input(appt: Appointment, clinic: Clinic) -> AppointmentInput:
+    """The journey's input, from its row and its clinic (timing policy, timezone)."""
+    return AppointmentInput(
+        appointment_id=appt.id,
+        clinic_id=appt.clinic_id,
+        patient_id=appt.patient_id,
+        doctor_id=appt.doctor_id,
+        starts_at=appt.starts_at,
+        duration_minutes=appt.duration_minutes,
+        service=appt.service,
+        timezone=clinic.timezone,
+        policy=policy_from_json(clinic.policy),
+        plan_id=appt.plan_id,
+        booked_at=appt.created_at,
+    )
 
 
 async def _check_slot_free(
@@ -322,8 +310,8 @@ async def _check_slot_free(
             detail={
                 "message": "the doctor already has an appointment in this slot",
                 "conflicting_appointment_id": clash.id,
-                "conflicting_starts_at": as_utc(clash.starts_at).isoformat(),
-                "conflicting_ends_at": as_utc(clash.ends_at).isoformat(),
+                "conflicting_starts_at": clash.starts_at.isoformat(),
+                "conflicting_ends_at": clash.ends_at.isoformat(),
             },
         )
 

@@ -232,18 +232,16 @@ async def list_plans(
         q = q.where(TreatmentPlan.status == status_)
     if patient_id:
         q = q.where(TreatmentPlan.patient_id == patient_id)
-    q = q.order_by(col(TreatmentPlan.next_due_at).asc().nulls_last(), col(TreatmentPlan.created_at))
-    rows = list((await session.exec(q)).all())
     if due_before is not None:
         limit_at = (
-            due_before
+            as_utc(due_before)
             if isinstance(due_before, datetime)
             else datetime.combine(due_before, datetime.min.time(), tzinfo=UTC)
         )
-        if limit_at.tzinfo is None:
-            limit_at = limit_at.replace(tzinfo=UTC)
-        rows = [r for r in rows if r.next_due_at is not None and as_utc(r.next_due_at) < limit_at]
-    return [PlanRow.model_validate(r, from_attributes=True) for r in rows[offset : offset + limit]]
+        q = q.where(col(TreatmentPlan.next_due_at) < limit_at)
+    q = q.order_by(col(TreatmentPlan.next_due_at).asc().nulls_last(), col(TreatmentPlan.created_at))
+    rows = (await session.exec(q.offset(offset).limit(limit))).all()
+    return [PlanRow.model_validate(r, from_attributes=True) for r in rows]
 
 
 @router.get("/{plan_id}")
