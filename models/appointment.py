@@ -4,19 +4,24 @@ journeys are served from the database."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, inspect
+from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.core import TZ, Doctor, new_id, utcnow
+from models.core import TZ, Doctor, Patient, as_utc, new_id, utcnow
 from models.journeys import OPEN_STAGES
 
 
 class Appointment(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_appointment_idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_appointment_idempotency_key"),
+        Index("ix_appointment_clinic_starts", "clinic_id", "starts_at"),  # reports: a clinic's period
+    )
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=32)
     doctor_id: str = Field(foreign_key="doctor.id", index=True, max_length=32)
@@ -33,6 +38,9 @@ class Appointment(SQLModel, table=True):
     asks_sent: int = Field(default=0)
     voice_calls: int = Field(default=0)
     nps: int | None = None
+    # The patient's first visit, or first after FIRST_VISIT_GAP_MONTHS without one. Kept right on
+    # every flush that adds, moves, re-stages or deletes a visit (see _keep_first_visit_flags).
+    first_visit: bool = Field(default=False, index=True)
     cancel_reason: str | None = Field(default=None, max_length=500)
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = TZ(nullable=False, default=utcnow)
@@ -58,3 +66,101 @@ async def doctor_clash(
     if exclude:
         q = q.where(Appointment.id != exclude)
     return (await session.exec(q)).first()
+
+
+# ---------------------------------------------------------------------------- first visits
+FIRST_VISIT_GAP_MONTHS = 6
+# Stages that are not a visit (it did not and will not happen): they never make a later visit
+# a repeat one. A cancelled or missed first booking is itself still flagged: it is a first-time
+# enquiry that did not convert (management's conversion report counts it).
+NOT_A_VISIT = frozenset({"cancelled", "no_show"})
+
+
+def months_before(t: datetime, months: int) -> datetime:
+    """The same wall-clock instant `months` calendar months earlier (day clamped to the month)."""
+    y, m = divmod(t.year * 12 + (t.month - 1) - months, 12)
+    m += 1
+    last = [31, 29 if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return t.replace(year=y, month=m, day=min(t.day, last[m - 1]))
+
+
+def first_visit_flags(visits: Iterable[tuple[str, datetime, str]]) -> dict[str, bool]:
+    """One patient's visits as (id, starts_at, stage) -> {id: first_visit}.
+
+    A visit is a first one when no *other* real visit (stage not in NOT_A_VISIT) of the patient
+    started within the FIRST_VISIT_GAP_MONTHS before it (ties on the start broken by id)."""
+    ordered = sorted(((as_utc(t), i, st) for i, t, st in visits), key=lambda v: (v[0], v[1]))
+    out: dict[str, bool] = {}
+    last_real: datetime | None = None
+    for t, i, st in ordered:
+        out[i] = last_real is None or last_real <= months_before(t, FIRST_VISIT_GAP_MONTHS)
+        if st not in NOT_A_VISIT:
+            last_real = t
+    return out
+
+
+def refresh_first_visits_sync(session: Session, patient_ids: Iterable[str]) -> int:
+    """Recompute `first_visit` for every appointment of these patients (pending rows of this
+    session included, deleted ones excluded); returns how many flags changed. On PostgreSQL the
+    patients' rows are locked first, so two concurrent writers for one patient take turns."""
+    ids = sorted({p for p in patient_ids if p})
+    if not ids:
+        return 0
+    changed = 0
+    with session.no_autoflush:
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            session.execute(select(Patient.id).where(col(Patient.id).in_(chunk)).with_for_update())
+            rows: dict[str, Appointment] = {
+                a.id: a for a in session.scalars(select(Appointment).where(col(Appointment.patient_id).in_(chunk)))
+            }
+            for obj in session.new:
+                if isinstance(obj, Appointment) and obj.patient_id in chunk:
+                    rows[obj.id] = obj
+            for obj in session.deleted:
+                if isinstance(obj, Appointment):
+                    rows.pop(obj.id, None)
+            by_patient: dict[str, list[Appointment]] = {}
+            for a in rows.values():
+                by_patient.setdefault(a.patient_id, []).append(a)
+            for visits in by_patient.values():
+                flags = first_visit_flags((a.id, a.starts_at, a.stage) for a in visits)
+                for a in visits:
+                    if a.first_visit != flags[a.id]:
+                        a.first_visit = flags[a.id]
+                        changed += 1
+    return changed
+
+
+async def refresh_first_visits(session: AsyncSession, patient_ids: Iterable[str]) -> int:
+    """For writers that bypass the ORM (bulk INSERT/UPDATE): call before commit."""
+    ids = list(patient_ids)
+    return await session.run_sync(lambda s: refresh_first_visits_sync(s, ids))
+
+
+_FIRST_VISIT_INPUTS = ("starts_at", "stage", "patient_id")
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_first_visit_flags(session: Session, _ctx: Any, _instances: Any) -> None:
+    """Every ORM write of an appointment (booking, reschedule, the journey's sync, a plan's
+    visit, an import) that adds one, deletes one or changes its start, stage or patient
+    recomputes that patient's first-visit flags in the same transaction."""
+    patients: set[str] = set()
+    for obj in session.new:
+        if isinstance(obj, Appointment):
+            patients.add(obj.patient_id)
+    for obj in session.deleted:
+        if isinstance(obj, Appointment):
+            patients.add(obj.patient_id)
+    for obj in session.dirty:
+        if not isinstance(obj, Appointment):
+            continue
+        state = inspect(obj)
+        for name in _FIRST_VISIT_INPUTS:
+            hist = state.attrs[name].history
+            if hist.has_changes():
+                patients.add(obj.patient_id)
+                if name == "patient_id":  # the patient it moved away from, too
+                    patients.update(v for v in hist.deleted if isinstance(v, str))
+    if patients:
+        refresh_first_visits_sync(session, patients)

@@ -4,6 +4,7 @@ their API schemas: `XBase` shared fields, `XCreate` input, `XPublic` output, `X`
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, overload
@@ -120,6 +121,38 @@ def check_timezone(v: str) -> str:
 
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
+# ---------------------------------------------------------------------------- lead sources
+# Where a patient came from (management's "patients by source" report). Each clinic keeps its
+# own list (`clinic.lead_sources`); this is the list a new clinic starts with and the one a
+# patient without a clinic is checked against. Values are short slugs; labels are the UI's.
+DEFAULT_LEAD_SOURCES: tuple[str, ...] = (
+    "site",
+    "call",
+    "referral",
+    "instagram",
+    "facebook",
+    "prodoctorov",
+    "google",
+    "walk_in",
+    "other",
+)
+_LEAD_SOURCE = r"^[a-z0-9][a-z0-9_]{0,31}$"
+
+
+def check_lead_sources(v: list[str]) -> list[str]:
+    out: list[str] = []
+    for s in v:
+        s = s.strip().lower()
+        if not re.fullmatch(_LEAD_SOURCE, s):
+            raise ValueError(f"lead source {s!r} must be a slug of a-z, 0-9 and _ (at most 32 characters)")
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise ValueError("a clinic needs at least one lead source")
+    if len(out) > 100:
+        raise ValueError("at most 100 lead sources")
+    return out
+
 
 # ---------------------------------------------------------------------------- policy (API)
 class QuietHoursIn(BaseModel):
@@ -202,11 +235,20 @@ class ClinicBase(SQLModel):
 class Clinic(ClinicBase, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    lead_sources: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_LEAD_SOURCES), sa_column=Column(JSON, nullable=False)
+    )
     created_at: datetime = TZ(nullable=False, default=utcnow)
 
 
 class ClinicCreate(ClinicBase):
     policy: PolicyIn = PField(default_factory=PolicyIn)  # type: ignore[arg-type]
+    lead_sources: list[str] = PField(default_factory=lambda: list(DEFAULT_LEAD_SOURCES))
+
+    @field_validator("lead_sources")
+    @classmethod
+    def _sources(cls, v: list[str]) -> list[str]:
+        return check_lead_sources(v)
 
 
 class ClinicUpdate(SQLModel):
@@ -216,6 +258,12 @@ class ClinicUpdate(SQLModel):
     timezone: str | None = None
     review_url: str | None = None
     policy: dict[str, Any] | None = None  # merged into the current policy, then validated
+    lead_sources: list[str] | None = None  # replaces the list; patients keep the source they have
+
+    @field_validator("lead_sources")
+    @classmethod
+    def _sources(cls, v: list[str] | None) -> list[str] | None:
+        return check_lead_sources(v) if v is not None else v
 
     @field_validator("phone")
     @classmethod
@@ -231,6 +279,7 @@ class ClinicUpdate(SQLModel):
 class ClinicPublic(ClinicBase):
     id: str
     policy: dict[str, Any]
+    lead_sources: list[str]
     created_at: datetime
 
 
@@ -265,11 +314,18 @@ class PatientBase(SQLModel):
     telegram_chat_id: str | None = Field(default=None, max_length=64, index=True)
     guardian_id: str | None = Field(default=None, foreign_key="patient.id", max_length=32)
     clinic_id: str | None = Field(default=None, foreign_key="clinic.id", max_length=32)
+    # lead source (one of the clinic's `lead_sources`, or DEFAULT_LEAD_SOURCES without a clinic)
+    source: str | None = Field(default=None, max_length=32, index=True)
 
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str | None) -> str | None:
         return normalize_phone(v)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        return (v.strip().lower() or None) if v is not None else None
 
     @field_validator("birth_date")
     @classmethod

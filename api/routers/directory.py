@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.deps import ALL_STAFF, SessionDep, require_roles
 from api.errors import field_error, invalid_field
 from models.core import (
+    DEFAULT_LEAD_SOURCES,
     Clinic,
     ClinicCreate,
     ClinicPublic,
@@ -64,7 +65,7 @@ async def update_clinic(clinic_id: str, body: ClinicUpdate, session: SessionDep,
             raise field_error(e, prefix=("body", "policy")) from None
         clinic.policy = merged.to_json()
     for k, v in changes.items():
-        if v is None and k in ("name", "address", "phone", "timezone"):
+        if v is None and k in ("name", "address", "phone", "timezone", "lead_sources"):
             raise HTTPException(422, f"{k} cannot be null")
         setattr(clinic, k, v)
     session.add(clinic)
@@ -109,6 +110,12 @@ async def create_patient(body: PatientCreate, session: SessionDep, _: Desk) -> P
         raise invalid_field("telegram_chat_id", "telegram_chat_id is required when preferred_channel is telegram")
     if not body.phone and not body.guardian_id and not body.telegram_chat_id:
         raise invalid_field("phone", "a patient needs a phone, a telegram_chat_id or a guardian_id")
+    if body.source is not None:
+        clinic = await session.get(Clinic, body.clinic_id) if body.clinic_id else None
+        allowed = clinic.lead_sources if clinic else list(DEFAULT_LEAD_SOURCES)
+        if body.source not in allowed:
+            where = "this clinic's lead sources" if clinic else "the lead sources"
+            raise invalid_field("source", f"source {body.source!r} is not one of {where}: {', '.join(allowed)}")
     patient = Patient(**body.model_dump())
     session.add(patient)
     await session.commit()
