@@ -21,6 +21,7 @@ class Appointment(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_appointment_idempotency_key"),
         Index("ix_appointment_clinic_starts", "clinic_id", "starts_at"),  # reports: a clinic's period
+        UniqueConstraint("clinic_id", "mis_visit_id", name="uq_appointment_mis_visit"),
     )
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=32)
@@ -35,6 +36,7 @@ class Appointment(SQLModel, table=True):
     workflow_id: str = Field(max_length=255)
     idempotency_key: str | None = Field(default=None, max_length=255)
     plan_id: str | None = Field(default=None, index=True, max_length=32)
+    mis_visit_id: str | None = Field(default=None, max_length=64)  # the clinic MIS's visit id (imports)
     asks_sent: int = Field(default=0)
     voice_calls: int = Field(default=0)
     nps: int | None = None

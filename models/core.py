@@ -120,6 +120,14 @@ def check_timezone(v: str) -> str:
 
 
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def check_code(v: str | None) -> str | None:
+    if v is not None and not _CODE.match(v):
+        raise ValueError("code must be 1-32 lowercase letters, digits, '-' or '_' (it names the drop folder)")
+    return v
+
 
 # ---------------------------------------------------------------------------- lead sources
 # Where a patient came from (management's "patients by source" report). Each clinic keeps its
@@ -217,6 +225,8 @@ class ClinicBase(SQLModel):
     phone: str = Field(max_length=32)
     timezone: str = Field(default="Europe/Kyiv", max_length=64)
     review_url: str | None = Field(default=None, max_length=1000)
+    # Short code naming the clinic's MIS drop folder: IMPORT_DIR/<code>/ (lowercase).
+    code: str | None = Field(default=None, max_length=32)
 
     @field_validator("phone")
     @classmethod
@@ -231,8 +241,14 @@ class ClinicBase(SQLModel):
     def _tz(cls, v: str) -> str:
         return check_timezone(v)
 
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str | None) -> str | None:
+        return check_code(v)
+
 
 class Clinic(ClinicBase, table=True):
+    __table_args__ = (UniqueConstraint("code", name="uq_clinic_code"),)
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     policy: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     lead_sources: list[str] = Field(
@@ -257,6 +273,7 @@ class ClinicUpdate(SQLModel):
     phone: str | None = None
     timezone: str | None = None
     review_url: str | None = None
+    code: str | None = Field(default=None, max_length=32)
     policy: dict[str, Any] | None = None  # merged into the current policy, then validated
     lead_sources: list[str] | None = None  # replaces the list; patients keep the source they have
 
@@ -274,6 +291,11 @@ class ClinicUpdate(SQLModel):
     @classmethod
     def _tz(cls, v: str | None) -> str | None:
         return check_timezone(v) if v is not None else v
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, v: str | None) -> str | None:
+        return check_code(v)
 
 
 class ClinicPublic(ClinicBase):
@@ -340,6 +362,7 @@ class Patient(PatientBase, table=True):
     opted_out: bool = Field(default=False)  # STOP received; START clears it
     opted_out_at: datetime | None = TZ(nullable=True)
     loyalty_points: int = Field(default=0)
+    last_visit_on: date | None = None  # from the MIS patient base (visits before our time)
     created_at: datetime = TZ(nullable=False, default=utcnow)
 
 

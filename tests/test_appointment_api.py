@@ -159,7 +159,7 @@ async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monk
     from sqlmodel import select
     from temporalio.service import RPCError, RPCStatusCode
 
-    import api.routers.appointments as appointments
+    from core import booking
 
     clinic = await make_clinic(api)
     key = f"desk-{uuid.uuid4().hex}"
@@ -171,19 +171,19 @@ async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monk
         "duration_minutes": 30,
         "service": "Consultation",
     }
-    real_start = appointments._start
+    real_start = booking.start_journey
 
     async def down(*_a, **_k) -> None:  # type: ignore[no-untyped-def]
         raise RPCError("temporal is down", RPCStatusCode.UNAVAILABLE, b"")
 
-    monkeypatch.setattr(appointments, "_start", down)
+    monkeypatch.setattr(booking, "start_journey", down)
     desk = api.as_(Role.front_desk)
     r = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
     assert r.status_code == 503, r.text
     async with deps.sessions() as s:
         q = select(Appointment).where(Appointment.clinic_id == clinic["id"])
         assert (await s.exec(q)).all() == []
-    monkeypatch.setattr(appointments, "_start", real_start)
+    monkeypatch.setattr(booking, "start_journey", real_start)
     r = await desk.post("/v1/appointments", json=body, headers={"Idempotency-Key": key})
     assert r.status_code == 201, r.text
     await desk.post(f"/v1/appointments/{r.json()['id']}/cancel", json={"reason": "test"})

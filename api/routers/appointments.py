@@ -23,33 +23,23 @@ from temporalio.client import (
 )
 from temporalio.common import (
     QueryRejectCondition,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import invalid_field
-from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
+from core import booking
 from core.settings import Settings
-from models.appointment import Appointment, doctor_clash
+from models.appointment import Appointment
 from models.appointment_journey import (
     AppointmentView,
-    CancelRequest,
-    RescheduleRequest,
     StaffAction,
 )
-from models.core import Clinic, Doctor, Patient, Role, StaffUser, policy_from_json
+from models.core import Clinic, Doctor, Patient, Role, StaffUser
 from models.journeys import (
     APPOINTMENT_STATE_QUERY,
-    APPOINTMENT_WORKFLOW,
     FHIR_STATUS,
     STAGES,
-    AppointmentInput,
-    appointment_workflow_id,
 )
 
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
@@ -197,28 +187,20 @@ async def book(
         raise invalid_field("doctor_id", "this doctor does not work at this clinic")
     if await session.get(Patient, body.patient_id) is None:
         raise invalid_field("patient_id", f"patient_id {body.patient_id!r} does not exist")
-    if body.starts_at <= datetime.now(UTC):
-        raise invalid_field("starts_at", "starts_at is in the past")
-    ends_at = body.starts_at + timedelta(minutes=body.duration_minutes)
-    await _check_slot_free(session, body.doctor_id, body.starts_at, ends_at)
-
-    appt = Appointment(
-        clinic_id=clinic.id,
-        doctor_id=doctor.id,
-        patient_id=body.patient_id,
-        service=body.service,
-        starts_at=body.starts_at,
-        ends_at=ends_at,
-        duration_minutes=body.duration_minutes,
-        plan_id=body.plan_id,
-        idempotency_key=idempotency_key,
-        workflow_id="",
-    )
-    appt.workflow_id = appointment_workflow_id(appt.id)
-    appt.history = [{"at": datetime.now(UTC).isoformat(), "event": "booked", "stage": "booked"}]
-    session.add(appt)
     try:
-        await session.commit()
+        appt = await booking.book(
+            session,
+            temporal,
+            settings.temporal_task_queue,
+            clinic=clinic,
+            doctor_id=doctor.id,
+            patient_id=body.patient_id,
+            starts_at=body.starts_at,
+            duration_minutes=body.duration_minutes,
+            service=body.service,
+            plan_id=body.plan_id,
+            idempotency_key=idempotency_key,
+        )
     except IntegrityError:  # the same Idempotency-Key raced us: answer with its booking
         await session.rollback()
         q = select(Appointment).where(Appointment.idempotency_key == idempotency_key)
@@ -226,37 +208,16 @@ async def book(
         if existing is None:
             raise
         return await _replay(existing, body, temporal, settings, session)
-
-    try:
-        await _start(temporal, settings, _journey_input(appt, clinic))
-    except Exception:
-        # Nothing half-written: no row without its journey. A retry with the same key books anew.
-        await session.delete(appt)
-        await session.commit()
-        raise
+    except booking.BookingError as e:
+        raise _http(e) from e
     return _from_row(appt)
 
 
-async def _start(temporal: Client, settings: Settings, inp: AppointmentInput) -> None:
-    try:
-        await temporal.start_workflow(
-            APPOINTMENT_WORKFLOW,
-            inp,
-            id=appointment_workflow_id(inp.appointment_id),
-            task_queue=settings.temporal_task_queue,
-            # A retried start joins the running journey; a finished one is never restarted.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(CLINIC_ID, inp.clinic_id),
-                    SearchAttributePair(APPOINTMENT_STAGE, "booked"),
-                    SearchAttributePair(APPOINTMENT_START, inp.starts_at),
-                ]
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # it ran and finished already: the booking exists
+def _http(e: booking.BookingError) -> HTTPException:
+    if isinstance(e, booking.SlotTaken):
+        return HTTPException(409, detail=e.detail())
+    assert isinstance(e, booking.InvalidBooking)
+    return invalid_field(e.field, e.message)
 
 
 async def _replay(
@@ -279,41 +240,8 @@ async def _replay(
     clinic = await session.get(Clinic, existing.clinic_id)
     assert clinic is not None
     # Make sure the journey runs (a first attempt may have died between row and start).
-    await _start(temporal, settings, _journey_input(existing, clinic))
+    await booking.start_journey(temporal, settings.temporal_task_queue, existing, clinic)
     return _from_row(existing)
-
-
-def _journey_input(appt: Appointment, clinic: Clinic) -> AppointmentInput:
-    """The journey's input, from its row and its clinic (timing policy, timezone)."""
-    return AppointmentInput(
-        appointment_id=appt.id,
-        clinic_id=appt.clinic_id,
-        patient_id=appt.patient_id,
-        doctor_id=appt.doctor_id,
-        starts_at=appt.starts_at,
-        duration_minutes=appt.duration_minutes,
-        service=appt.service,
-        timezone=clinic.timezone,
-        policy=policy_from_json(clinic.policy),
-        plan_id=appt.plan_id,
-        booked_at=appt.created_at,
-    )
-
-
-async def _check_slot_free(
-    session: SessionDep, doctor_id: str, starts_at: datetime, ends_at: datetime, exclude: str | None = None
-) -> None:
-    clash = await doctor_clash(session, doctor_id, starts_at, ends_at, exclude)
-    if clash is not None:
-        raise HTTPException(
-            409,
-            detail={
-                "message": "the doctor already has an appointment in this slot",
-                "conflicting_appointment_id": clash.id,
-                "conflicting_starts_at": clash.starts_at.isoformat(),
-                "conflicting_ends_at": clash.ends_at.isoformat(),
-            },
-        )
 
 
 # ---------------------------------------------------------------- reading
@@ -390,19 +318,11 @@ async def reschedule(
 ) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "reschedule")
-    if body.starts_at <= datetime.now(UTC):
-        raise invalid_field("starts_at", "starts_at is in the past")
-    duration = body.duration_minutes or appt.duration_minutes
-    ends_at = body.starts_at + timedelta(minutes=duration)
-    # Locks the doctor's row until the commit below, across the (short) update call.
-    await _check_slot_free(session, appt.doctor_id, body.starts_at, ends_at, exclude=appt.id)
-    out = await _update(temporal, appt, "reschedule", RescheduleRequest(body.starts_at, body.duration_minutes))
-    # The journey accepted: the row takes the new slot now, so a booking racing this one sees
-    # it (the journey's own sync writes the same). A refused update raised above: nothing written.
-    appt.starts_at, appt.ends_at, appt.duration_minutes = body.starts_at, ends_at, duration
-    session.add(appt)
-    await session.commit()
-    return out
+    try:
+        view = await booking.move(session, temporal, appt, body.starts_at, body.duration_minutes)
+    except booking.BookingError as e:
+        raise _http(e) from e
+    return _from_view(view)
 
 
 @router.post("/{appointment_id}/cancel", response_model=AppointmentOut)
@@ -411,7 +331,7 @@ async def cancel(
 ) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "cancel")
-    return await _update(temporal, appt, "cancel", CancelRequest(body.reason))
+    return _from_view(await booking.cancel(temporal, appt, body.reason))
 
 
 @router.post("/{appointment_id}/confirm", response_model=AppointmentOut)

@@ -6,6 +6,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -40,8 +41,17 @@ Anyone = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
 async def create_clinic(body: ClinicCreate, session: SessionDep, _: Manager) -> Clinic:
     clinic = Clinic(**body.model_dump(exclude={"policy"}), policy=body.policy.to_json())
     session.add(clinic)
-    await session.commit()
+    await _commit_clinic(session, clinic.code)
     return clinic
+
+
+async def _commit_clinic(session: SessionDep, code: str | None) -> None:
+    """The only unique clinic field is its drop-folder code: a clash is the client's to fix."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(409, f"clinic code {code!r} is already used by another clinic") from None
 
 
 @router.get("/clinics", response_model=list[ClinicPublic])
@@ -69,7 +79,7 @@ async def update_clinic(clinic_id: str, body: ClinicUpdate, session: SessionDep,
             raise HTTPException(422, f"{k} cannot be null")
         setattr(clinic, k, v)
     session.add(clinic)
-    await session.commit()
+    await _commit_clinic(session, clinic.code)
     await session.refresh(clinic)
     return clinic
 

@@ -1,0 +1,191 @@
+"""The one booking service: every appointment journey — booked at the desk through the API
+or arriving in the clinic's daily MIS import — is reserved, started, moved and cancelled
+here, so both behave exactly alike (same slot check under the doctor's lock, same journey
+input, same start options, same updates).
+
+Errors are domain exceptions (`InvalidBooking` names a field, `SlotTaken` the clash); the
+API maps them to 422/409, the import to a row error a person can act on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
+from models.appointment import Appointment, doctor_clash
+from models.appointment_journey import AppointmentView, CancelRequest, RescheduleRequest
+from models.core import Clinic, policy_from_json
+from models.journeys import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+
+
+class BookingError(Exception):
+    """A booking the clinic's rules refuse (never a server fault)."""
+
+
+class InvalidBooking(BookingError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+class SlotTaken(BookingError):
+    def __init__(self, clash: Appointment) -> None:
+        super().__init__("the doctor already has an appointment in this slot")
+        self.clash = clash
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "message": str(self),
+            "conflicting_appointment_id": self.clash.id,
+            "conflicting_starts_at": self.clash.starts_at.isoformat(),
+            "conflicting_ends_at": self.clash.ends_at.isoformat(),
+        }
+
+
+def journey_input(appt: Appointment, clinic: Clinic) -> AppointmentInput:
+    """The journey's input, from its row and its clinic (timing policy, timezone)."""
+    return AppointmentInput(
+        appointment_id=appt.id,
+        clinic_id=appt.clinic_id,
+        patient_id=appt.patient_id,
+        doctor_id=appt.doctor_id,
+        starts_at=appt.starts_at,
+        duration_minutes=appt.duration_minutes,
+        service=appt.service,
+        timezone=clinic.timezone,
+        policy=policy_from_json(clinic.policy),
+        plan_id=appt.plan_id,
+        booked_at=appt.created_at,
+    )
+
+
+async def check_slot_free(
+    session: AsyncSession, doctor_id: str, starts_at: datetime, ends_at: datetime, exclude: str | None = None
+) -> None:
+    """Raises SlotTaken; the doctor's row stays locked until the caller commits."""
+    clash = await doctor_clash(session, doctor_id, starts_at, ends_at, exclude)
+    if clash is not None:
+        raise SlotTaken(clash)
+
+
+async def reserve(
+    session: AsyncSession,
+    *,
+    clinic: Clinic,
+    doctor_id: str,
+    patient_id: str,
+    starts_at: datetime,
+    duration_minutes: int,
+    service: str,
+    plan_id: str | None = None,
+    idempotency_key: str | None = None,
+    mis_visit_id: str | None = None,
+    appointment_id: str | None = None,
+) -> Appointment:
+    """Check the slot under the doctor's lock and add the row to the session. The caller
+    commits (together with whatever else belongs to the same change), then `start_journey`."""
+    if starts_at <= datetime.now(UTC):
+        raise InvalidBooking("starts_at", "starts_at is in the past")
+    ends_at = starts_at + timedelta(minutes=duration_minutes)
+    await check_slot_free(session, doctor_id, starts_at, ends_at)
+    appt = Appointment(
+        clinic_id=clinic.id,
+        doctor_id=doctor_id,
+        patient_id=patient_id,
+        service=service,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        duration_minutes=duration_minutes,
+        plan_id=plan_id,
+        idempotency_key=idempotency_key,
+        mis_visit_id=mis_visit_id,
+        workflow_id="",
+    )
+    if appointment_id:
+        appt.id = appointment_id
+    appt.workflow_id = appointment_workflow_id(appt.id)
+    appt.history = [{"at": datetime.now(UTC).isoformat(), "event": "booked", "stage": "booked"}]
+    session.add(appt)
+    return appt
+
+
+async def start_journey(temporal: Client, task_queue: str, appt: Appointment, clinic: Clinic) -> None:
+    """Start the appointment journey for a committed row. Safe to repeat: a retried start
+    joins the running journey, and a finished one is never restarted."""
+    inp = journey_input(appt, clinic)
+    try:
+        await temporal.start_workflow(
+            APPOINTMENT_WORKFLOW,
+            inp,
+            id=appointment_workflow_id(inp.appointment_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(CLINIC_ID, inp.clinic_id),
+                    SearchAttributePair(APPOINTMENT_STAGE, "booked"),
+                    SearchAttributePair(APPOINTMENT_START, inp.starts_at),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran and finished already: the booking exists
+
+
+async def book(session: AsyncSession, temporal: Client, task_queue: str, *, clinic: Clinic, **kw: Any) -> Appointment:
+    """Reserve, commit, start. If the start fails the row is removed again: no row without
+    its journey (nothing half-written)."""
+    appt = await reserve(session, clinic=clinic, **kw)
+    await session.commit()
+    try:
+        await start_journey(temporal, task_queue, appt, clinic)
+    except Exception:
+        await session.delete(appt)
+        await session.commit()
+        raise
+    return appt
+
+
+async def move(
+    session: AsyncSession,
+    temporal: Client,
+    appt: Appointment,
+    starts_at: datetime,
+    duration_minutes: int | None = None,
+    update_id: str | None = None,
+) -> AppointmentView:
+    """Reschedule: the new slot is checked under the doctor's lock, the journey takes the
+    new time (a new version: nothing goes out for the old one), and the row takes the slot
+    in the same transaction, so a booking racing this one sees it. A refused update raises
+    before anything is written. `update_id` makes a repeated call one reschedule."""
+    if starts_at <= datetime.now(UTC):
+        raise InvalidBooking("starts_at", "starts_at is in the past")
+    duration = duration_minutes or appt.duration_minutes
+    ends_at = starts_at + timedelta(minutes=duration)
+    await check_slot_free(session, appt.doctor_id, starts_at, ends_at, exclude=appt.id)
+    view: AppointmentView = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
+        "reschedule", RescheduleRequest(starts_at, duration_minutes), id=update_id, result_type=AppointmentView
+    )
+    appt.starts_at, appt.ends_at, appt.duration_minutes = starts_at, ends_at, duration
+    session.add(appt)
+    await session.commit()
+    return view
+
+
+async def cancel(temporal: Client, appt: Appointment, reason: str, update_id: str | None = None) -> AppointmentView:
+    view: AppointmentView = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
+        "cancel", CancelRequest(reason), id=update_id, result_type=AppointmentView
+    )
+    return view
