@@ -20,6 +20,7 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
     messaging = MessagingActivities(deps)
     appointments = AppointmentActivities(deps)
     plans = TreatmentActivities(deps)
+    reports = ReportActivities(deps)
     return [
         tasks.create_operator_task,
         tasks.cancel_operator_tasks,
@@ -31,5 +32,6 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
         plans.sync_treatment_plan,
         InvoiceActivities(deps).sync_invoice,
         EmailActivities(deps).send_email,
-        ReportActivities(deps).build_expense_report,
+        reports.build_expense_report,
+        reports.build_management_pack,
     ]

@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from core.logging import get_logger
-from models.appointment import Appointment
+from models.appointment import Appointment, apply_confirmation_facts
 from models.appointment_journey import AppointmentContext
 from models.core import Clinic, Doctor
 from workflows.appointment import AppointmentSnapshot, ContextRequest
@@ -70,6 +70,7 @@ class AppointmentActivities:
             row.nps = snap.nps
             row.cancel_reason = snap.cancel_reason
             row.history = history
+            apply_confirmation_facts(row, ((h.at, h.event) for h in snap.history))
             row.updated_at = datetime.now(UTC)
             s.add(row)
             await s.commit()

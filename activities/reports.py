@@ -7,7 +7,7 @@ import hashlib
 import io
 import re
 from collections import defaultdict
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from openpyxl import Workbook
@@ -15,10 +15,14 @@ from openpyxl.styles import Font
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from core.logging import get_logger
+from core.report_workbook import workbook_bytes
+from core.reports import REPORTS, Report, build_report
 from models.invoice import Invoice, MonthlyReportInput, ReportFile
+from models.management_pack import BUILD_MANAGEMENT_PACK_ACTIVITY, ManagementPackFile, ManagementPackInput
 
 log = get_logger("activities.reports")
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -102,6 +106,36 @@ def build_expense_workbook(month: str, invoices: list[Invoice]) -> tuple[bytes, 
     return buf.getvalue(), sum(grand.values(), Decimal("0"))
 
 
+async def build_pack(session: AsyncSession, month: str, timezone: str) -> tuple[bytes, list[Report]]:
+    """Every management report for the whole network over one month: the monthly pack."""
+    first, nxt = month_bounds(month)
+    reports = [
+        await build_report(
+            session, name, clinic_ids=None, period_from=first, period_to=nxt - timedelta(days=1), timezone=timezone
+        )
+        for name in REPORTS
+    ]
+    return workbook_bytes(reports), reports
+
+
+def _headline(reports: list[Report]) -> dict[str, str]:
+    """A few network figures for the e-mail body (counts and rates only, no patient data)."""
+    want = {
+        "first-time-patients": ["first_time_patients"],
+        "first-visit-conversion": ["conversion"],
+        "nps": ["nps", "response_rate"],
+        "confirmations": ["confirmed_rate", "no_show_rate", "calls_saved"],
+        "operator-queue": ["open_tasks"],
+    }
+    out: dict[str, str] = {}
+    for r in reports:
+        for key, label, value, kind in r.summary:
+            if key in want.get(r.name, []):
+                shown = "n/a" if value is None else (f"{value}%" if kind == "pct" else str(value))
+                out[f"{r.title}: {label}"] = shown
+    return out
+
+
 class ReportActivities:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -121,3 +155,27 @@ class ReportActivities:
         path.write_bytes(data)
         log.info("expense report built", month=inp.month, payments=len(invoices))
         return ReportFile(month=inp.month, path=str(path), filename=filename, total=str(total), payments=len(invoices))
+
+    @activity.defn(name=BUILD_MANAGEMENT_PACK_ACTIVITY)
+    async def build_management_pack(self, inp: ManagementPackInput) -> ManagementPackFile:
+        """Writes the month's management pack under DATA_DIR/reports (only its path enters history)."""
+        assert inp.month
+        try:
+            month_bounds(inp.month)
+        except ValueError as e:
+            raise ApplicationError(str(e), type="BadMonth", non_retryable=True) from None
+        async with self.deps.sessions() as s:
+            data, reports = await build_pack(s, inp.month, inp.timezone)
+        folder = self.deps.settings.data_dir / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        path = folder / f"management-{inp.month}-{digest}.xlsx"
+        path.write_bytes(data)
+        log.info("management pack built", month=inp.month, sheets=len(reports))
+        return ManagementPackFile(
+            month=inp.month,
+            path=str(path),
+            filename=f"management-pack-{inp.month}.xlsx",
+            sheets=len(reports),
+            headline=_headline(reports),
+        )

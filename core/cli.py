@@ -178,8 +178,9 @@ def register_search_attributes() -> None:
 
 @app.command()
 def schedules() -> None:
-    """Create or update the Temporal Schedules (idempotent): the monthly spending report,
-    07:00 on the 1st in NETWORK_TIMEZONE, e-mailed to the deputy directors."""
+    """Create or update the Temporal Schedules (idempotent), both on the 1st in NETWORK_TIMEZONE:
+    the monthly spending report (07:00, to the deputy directors) and the management pack
+    (07:30, last month's management reports in one workbook, to the directors)."""
     _with_temporal(_ensure_schedules)
 
 
@@ -220,10 +221,11 @@ async def _register_search_attributes(client: Client, s: Settings) -> None:
 
 
 async def _ensure_schedules(client: Client, s: Settings) -> None:
-    from workflows.monthly_report import ensure_schedule
+    from workflows import management_pack, monthly_report
 
-    handle = await ensure_schedule(client, s)
-    typer.echo(f"schedule {handle.id!r} is up to date ({s.network_timezone})")
+    for ensure in (monthly_report.ensure_schedule, management_pack.ensure_schedule):
+        handle = await ensure(client, s)
+        typer.echo(f"schedule {handle.id!r} is up to date ({s.network_timezone})")
 
 
 @app.command()

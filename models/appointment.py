@@ -5,6 +5,7 @@ journeys are served from the database."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ class Appointment(SQLModel, table=True):
         UniqueConstraint("idempotency_key", name="uq_appointment_idempotency_key"),
         Index("ix_appointment_clinic_starts", "clinic_id", "starts_at"),  # reports: a clinic's period
         UniqueConstraint("clinic_id", "mis_visit_id", name="uq_appointment_mis_visit"),
+        Index("ix_appointment_patient_starts", "patient_id", "starts_at"),  # a patient's earlier visits
     )
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     clinic_id: str = Field(foreign_key="clinic.id", index=True, max_length=32)
@@ -43,6 +45,12 @@ class Appointment(SQLModel, table=True):
     # The patient's first visit, or first after FIRST_VISIT_GAP_MONTHS without one. Kept right on
     # every flush that adds, moves, re-stages or deletes a visit (see _keep_first_visit_flags).
     first_visit: bool = Field(default=False, index=True)
+    # What the automatic confirmation achieved for the current version (see confirmation_facts):
+    # confirmed / declined / no_answer (the deadline handed it to an operator), or None yet.
+    confirmation: str | None = Field(default=None, max_length=16)
+    confirmed_at: datetime | None = TZ(nullable=True)  # the patient's confirmation (channel lookup)
+    operator_confirmed: bool = Field(default=False)  # a person confirmed it by phone
+    survey_sent_at: datetime | None = TZ(nullable=True)  # the NPS survey went out
     cancel_reason: str | None = Field(default=None, max_length=500)
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = TZ(nullable=False, default=utcnow)
@@ -166,3 +174,41 @@ def _keep_first_visit_flags(session: Session, _ctx: Any, _instances: Any) -> Non
                     patients.update(v for v in hist.deleted if isinstance(v, str))
     if patients:
         refresh_first_visits_sync(session, patients)
+
+
+# ---------------------------------------------------------------------------- confirmation facts
+@dataclass
+class ConfirmationFacts:
+    confirmation: str | None = None  # confirmed | declined | no_answer
+    confirmed_at: datetime | None = None
+    operator_confirmed: bool = False
+    survey_sent_at: datetime | None = None
+
+
+_FIRST_ANSWER = {"patient_confirmed": "confirmed", "patient_declined": "declined", "deadline_unconfirmed": "no_answer"}
+
+
+def confirmation_facts(history: Iterable[tuple[datetime, str]]) -> ConfirmationFacts:
+    """From a journey's history (at, event): what the automatic asks of the *current* version
+    achieved (the first of: the patient confirmed, declined, or the deadline passed and an
+    operator took over), whether a person confirmed by phone, and when the survey went out.
+    A reschedule starts a new version: its asks are judged afresh, as the counters are."""
+    out = ConfirmationFacts()
+    for at, ev in history:
+        if ev.startswith("rescheduled_v"):
+            out.confirmation, out.confirmed_at, out.operator_confirmed = None, None, False
+        elif ev in _FIRST_ANSWER and out.confirmation is None:
+            out.confirmation = _FIRST_ANSWER[ev]
+            if ev == "patient_confirmed":
+                out.confirmed_at = as_utc(at)
+        elif ev == "confirmed_by_operator":
+            out.operator_confirmed = True
+        elif ev == "survey_sent":
+            out.survey_sent_at = as_utc(at)
+    return out
+
+
+def apply_confirmation_facts(row: Appointment, history: Iterable[tuple[datetime, str]]) -> None:
+    f = confirmation_facts(history)
+    row.confirmation, row.confirmed_at = f.confirmation, f.confirmed_at
+    row.operator_confirmed, row.survey_sent_at = f.operator_confirmed, f.survey_sent_at

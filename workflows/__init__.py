@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from workflows.appointment import AppointmentJourney
 from workflows.invoice import InvoiceApproval
+from workflows.management_pack import MonthlyManagementPack
 from workflows.monthly_report import MonthlyExpenseReport
 from workflows.treatment_plan import TreatmentPlanJourney
 
@@ -15,4 +16,5 @@ WORKFLOWS: list[type] = [
     TreatmentPlanJourney,  # SPEC §4, books visits as child AppointmentJourneys
     InvoiceApproval,  # SPEC §5
     MonthlyExpenseReport,  # SPEC §5.7, started by the monthly Schedule
+    MonthlyManagementPack,  # SPEC §6 reports (issue 13), started by the monthly Schedule
 ]

@@ -1,0 +1,118 @@
+"""On the 1st of each month (network timezone) last month's management pack — one workbook,
+a sheet per management report (core/reports.py) — goes to the directors by e-mail. Run by the
+Temporal Schedule `monthly-management-pack` (`journeys schedules` creates or updates it)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from models.invoice import Attachment, EmailRequest, local_date
+    from models.management_pack import (
+        BUILD_MANAGEMENT_PACK_ACTIVITY,
+        MANAGEMENT_PACK_RECIPIENT_ROLES,
+        MANAGEMENT_PACK_SCHEDULE_ID,
+        MANAGEMENT_PACK_WORKFLOW,
+        ManagementPackFile,
+        ManagementPackInput,
+    )
+    from workflows.monthly_report import previous_month
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+BUILD_TIMEOUT = timedelta(minutes=10)
+EMAIL_TIMEOUT = timedelta(seconds=60)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=50,
+    non_retryable_error_types=["AttachmentMissing"],
+)
+
+
+@workflow.defn(name=MANAGEMENT_PACK_WORKFLOW)
+class MonthlyManagementPack:
+    @workflow.run
+    async def run(self, inp: ManagementPackInput) -> ManagementPackFile:
+        # "Last month" on the network's calendar when this run was scheduled (replay-stable).
+        month = inp.month or previous_month(local_date(workflow.now(), inp.timezone))
+        pack = await workflow.execute_activity(
+            BUILD_MANAGEMENT_PACK_ACTIVITY,
+            ManagementPackInput(timezone=inp.timezone, month=month),
+            result_type=ManagementPackFile,
+            start_to_close_timeout=BUILD_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        wid = workflow.info().workflow_id
+        lines = "".join(f"{k}: {v}\n" for k, v in pack.headline.items())
+        await workflow.execute_activity(
+            "send_email",
+            EmailRequest(
+                idempotency_key=f"{wid}/{month}/pack-email",
+                to_roles=list(MANAGEMENT_PACK_RECIPIENT_ROLES),
+                workflow_id=wid,
+                subject=f"Management pack, {month}",
+                body=(
+                    f"Attached: the management reports for {month}, one sheet each "
+                    f"({pack.sheets} sheets), for the whole network.\n\n{lines}"
+                ),
+                attachments=[Attachment(filename=pack.filename, path=pack.path, content_type=XLSX_TYPE)],
+            ),
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        workflow.logger.info("monthly management pack sent", extra={"month": month})
+        return pack
+
+
+async def ensure_schedule(
+    client: Any,
+    settings: Any,
+    task_queue: str | None = None,
+    schedule_id: str = MANAGEMENT_PACK_SCHEDULE_ID,
+) -> Any:
+    """Create the monthly schedule, or bring an existing one up to date (idempotent).
+    Not workflow code: called by `journeys schedules` and tests."""
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleCalendarSpec,
+        ScheduleOverlapPolicy,
+        SchedulePolicy,
+        ScheduleRange,
+        ScheduleSpec,
+        ScheduleUpdate,
+    )
+
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            MANAGEMENT_PACK_WORKFLOW,
+            ManagementPackInput(timezone=settings.network_timezone),
+            id=f"{schedule_id}-run",
+            task_queue=task_queue or settings.temporal_task_queue,
+            execution_timeout=timedelta(days=1),
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_month=[ScheduleRange(1)],
+                    hour=[ScheduleRange(7)],
+                    minute=[ScheduleRange(30)],
+                    comment="07:30 on the 1st, network time",
+                )
+            ],
+            time_zone_name=settings.network_timezone,
+        ),
+        # A missed run (cluster down over the 1st) still happens within 3 days.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=3)),
+    )
+    try:
+        return await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(schedule_id)
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+        return handle
