@@ -16,6 +16,7 @@ COPY models ./models
 COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api
+COPY conversations ./conversations
 COPY migrations ./migrations
 RUN uv sync --frozen --no-dev \
  && useradd --system --uid 10001 journeys \

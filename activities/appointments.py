@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from conversations.questions import expire
 from core.logging import get_logger
 from models.appointment import Appointment, apply_confirmation_facts
 from models.appointment_journey import AppointmentContext
@@ -16,6 +18,19 @@ from models.core import Clinic, Doctor
 from workflows.appointment import AppointmentSnapshot, ContextRequest
 
 log = get_logger("activities.appointments")
+
+CONFIRMATION_KINDS = ("confirmation", "voice_confirmation")
+
+
+async def expire_moot_questions(s: AsyncSession, snap: AppointmentSnapshot) -> None:
+    """The journey no longer waits for these answers: a reschedule (the old time's asks), a
+    confirmation by any means, the visit being over, cancelled or missed."""
+    aid = snap.appointment_id
+    await expire(s, aid, "the appointment was rescheduled", older_version_than=snap.version)
+    if snap.stage in ("cancelled", "no_show"):
+        await expire(s, aid, f"the appointment is {snap.stage}")
+    elif snap.stage in ("confirmed", "checked_in", "finished"):
+        await expire(s, aid, f"the appointment is {snap.stage}", kinds=CONFIRMATION_KINDS)
 
 
 class AppointmentActivities:
@@ -73,6 +88,7 @@ class AppointmentActivities:
             apply_confirmation_facts(row, ((h.at, h.event) for h in snap.history))
             row.updated_at = datetime.now(UTC)
             s.add(row)
+            await expire_moot_questions(s, snap)
             await s.commit()
         log.info("appointment synced", appointment_id=snap.appointment_id, stage=snap.stage, version=snap.version)
 

@@ -40,10 +40,11 @@ from activities.providers.sandbox import SandboxClient
 from activities.providers.telegram import TelegramClient
 from activities.providers.twilio import TwilioClient
 from activities.providers.whatsapp import WhatsAppClient
+from conversations.questions import open_question
 from core.db import insert_once
 from core.logging import get_logger
 from models.core import Channel, MessageLog, Patient
-from models.journeys import Button, OutboundMessage, SendResult, VoiceCall
+from models.journeys import Button, OutboundMessage, Question, SendResult, VoiceCall
 
 log = get_logger("activities.messaging")
 
@@ -77,6 +78,8 @@ class MessagingActivities:
             buttons=list(msg.buttons),
             template=msg.template,
             voice=False,
+            question=msg.question,
+            exclude=list(msg.exclude_channels),
         )
 
     @activity.defn(name="place_voice_call")
@@ -92,6 +95,7 @@ class MessagingActivities:
             buttons=[],
             template=None,
             voice=True,
+            question=call.question,
         )
 
     # ------------------------------------------------------------------ planning
@@ -153,6 +157,11 @@ class MessagingActivities:
         buttons: list[Button],
         template: str | None,
         voice: bool,
+        question: Question | None = None,
+        exclude: list[str] | None = None,
+        sent_by: str | None = None,
+        task_id: str | None = None,
+        subject_type: str | None = None,
     ) -> SendResult:
         async with self.deps.sessions() as s:
             patient = await s.get(Patient, patient_id)
@@ -162,7 +171,7 @@ class MessagingActivities:
         if patient is None:
             raise ApplicationError(f"patient {patient_id} not found", type="NotFound", non_retryable=True)
         recipient = guardian or patient
-        planned = self.channels_for(recipient, voice)
+        planned = [c for c in self.channels_for(recipient, voice) if c.value not in (exclude or [])]
         row = await self._claim(
             MessageLog(
                 idempotency_key=key,
@@ -174,19 +183,32 @@ class MessagingActivities:
                 recipient_id=recipient.id,
                 clinic_id=clinic_id,
                 subject_id=subject_id,
+                subject_type=question.subject_type if question else subject_type,
+                about_patient_id=patient.id,
                 workflow_id=workflow_id,
+                sent_by=sent_by,
+                task_id=task_id,
                 body=text,
-                payload={"buttons": [asdict(b) for b in buttons], "template": template, "attempts": []},
+                payload={
+                    "buttons": [asdict(b) for b in buttons],
+                    "template": template,
+                    "attempts": [],
+                    "excluded": list(exclude or []),
+                },
             )
         )
         ctx = {"idempotency_key": key, "kind": kind, "subject_id": subject_id}
         if row.status in DONE_SENT:
+            if question is not None:  # the attempt that sent it may have died before this
+                await self._open_question(question, row, patient, recipient)
             return SendResult("sent", row.channel.value, row.provider_message_id, duplicate=True)
         if row.status in DONE_OTHER:
             return SendResult(row.status, row.channel.value, None, duplicate=True)
         if row.status == "sending":
             # An earlier attempt died mid-call: at most once, do not resend (module docstring).
             await self._save(row, status="unconfirmed", error="attempt lost during the provider call; not resent")
+            if question is not None:
+                await self._open_question(question, row, patient, recipient)
             log.warning("send outcome unknown; not resending", channel=row.channel.value, **ctx)
             return SendResult("sent", row.channel.value, row.provider_message_id, duplicate=True)
 
@@ -237,6 +259,8 @@ class MessagingActivities:
                 payload={**row.payload, **sent.raw},
                 error=None,
             )
+            if question is not None:
+                await self._open_question(question, row, patient, recipient)
             log.info(
                 "message sent",
                 channel=channel.value,
@@ -249,6 +273,12 @@ class MessagingActivities:
         await self._save(row, status="failed")
         log.warning("message not sent: every channel refused", **ctx)
         return SendResult("failed", row.channel.value)
+
+    async def _open_question(self, q: Question, row: MessageLog, patient: Patient, recipient: Patient) -> None:
+        async with self.deps.sessions() as s:
+            found = await open_question(s, q, row, patient_id=patient.id, recipient_id=recipient.id)
+        if row.question_id != found.id:
+            await self._save(row, question_id=found.id)
 
     async def _call(
         self, channel: Channel, recipient: Patient, row: MessageLog, buttons: list[Button], template: str | None

@@ -10,7 +10,7 @@ from temporalio import activity
 from activities.deps import Deps
 from core.db import insert_once
 from core.logging import get_logger
-from models.core import OperatorTask, Role, TaskState
+from models.core import MessageLog, OperatorTask, Role, TaskState
 from models.payloads import CancelTasks, TaskRef, TaskRequest
 
 log = get_logger("activities.tasks")
@@ -37,6 +37,13 @@ class TaskActivities:
         )
         async with self.deps.sessions() as s:
             task, created = await insert_once(s, task, OperatorTask.dedup_key, req.dedup_key)
+            if created and (message_id := req.details.get("message_log_id")):
+                # The patient's message this task is about: the conversation shows the link.
+                msg = await s.get(MessageLog, message_id)
+                if msg is not None and msg.task_id is None:
+                    msg.task_id = task.id
+                    s.add(msg)
+                    await s.commit()
         if not created:
             return TaskRef(task_id=task.id, created=False)
         log.info(

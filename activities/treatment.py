@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from conversations.questions import expire
 from core.logging import get_logger
 from models.appointment import Appointment, doctor_clash
 from models.core import Doctor, Patient
@@ -80,6 +81,11 @@ class TreatmentActivities:
         for _ in range(2):
             async with self.deps.sessions() as s:
                 changed = await upsert_plan(s, snap)
+                # Questions about a stage the plan has left (or a closed plan) are moot.
+                if snap.status != "active":
+                    await expire(s, snap.plan_id, f"the plan is {snap.status}")
+                else:
+                    await expire(s, snap.plan_id, f"the plan moved to {snap.stage}", state_not=snap.stage)
                 try:
                     await s.commit()
                     return changed

@@ -9,11 +9,12 @@ and the sandbox all end in `route_inbound`.
    operator task `unknown_sender`; logged without the number.
 3. **Opt-out**: STOP words (carrier list incl. CANCEL, ru/uk) set `Patient.opted_out`;
    START/UNSTOP clear it. Never forwarded as an appointment reply.
-4. **Target**: a button naming an appointment (`confirm:<id>`) wins; otherwise the nearest
-   upcoming open appointment of the sender or of a child they are guardian of.
-5. **Signal** the appointment journey (`patient_reply`) and return: webhooks do not wait on
-   the journey. No open appointment (or the journey has ended) -> operator task
-   `unread_message`.
+4. **Target** (conversations.routing.pick_target): the subject a button/call/quoted message
+   names; else the most recent open question whose expected answers match; else the
+   nearest open appointment; a reply to an answered/expired question goes to a person.
+5. **Signal** the journey that asked (`patient_reply`), close the question it answered, and
+   return: webhooks do not wait on the journey. Nothing to signal (or the journey has
+   ended) -> operator task `unread_message`, with the question as context when there is one.
 """
 
 from __future__ import annotations
@@ -30,17 +31,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from conversations.questions import answer as answer_question
+from conversations.questions import expire as expire_questions
+from conversations.questions import undelivered as question_undelivered
+from conversations.routing import pick_target
 from core.db import insert_once
 from core.logging import get_logger
-from models.appointment import Appointment
 from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
-from models.journeys import (
-    APPOINTMENT_REPLY_SIGNAL,
-    OPEN_STAGES,
-    PatientReply,
-    appointment_workflow_id,
-    parse_button_id,
-)
+from models.journeys import PatientReply
 
 log = get_logger("api.inbound")
 
@@ -53,12 +51,6 @@ START_WORDS = frozenset({"start", "unstop", "старт"})
 STALE_CLAIM = timedelta(seconds=10)
 DEDUP_RETENTION = timedelta(days=30)  # providers redeliver for up to ~7 days
 PURGE_EVERY = timedelta(hours=1)
-# A visit that started a little while ago is still "the" appointment a reply is about.
-RECENT_START = timedelta(hours=3)
-# After the visit the journey still waits for the feedback survey (NPS): a reply within this
-# long after a finished visit goes to that journey; a closed journey sends it to an operator.
-SURVEY_HORIZON = timedelta(days=14)
-
 _last_purge: datetime | None = None
 
 
@@ -77,17 +69,22 @@ class Inbound:
     call_status: str | None = None
     provider_message_id: str | None = None
     appointment_hint: str | None = None  # the appointment a voice call was about
+    reply_to: str | None = None  # the provider id of our message this one quotes
     received_at: datetime = field(default_factory=utcnow)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Routed:
-    # duplicate, unknown_sender, opted_out, opted_in, signalled, unread
+    # duplicate, unknown_sender, opted_out, opted_in, signalled, unread, recorded
     outcome: str
     appointment_id: str | None = None
     patient_id: str | None = None
     message_id: str | None = None
+    subject_type: str | None = None
+    subject_id: str | None = None
+    question_id: str | None = None
+    task_id: str | None = None
 
 
 def opt_word(text: str | None) -> str | None:
@@ -101,9 +98,9 @@ def opt_word(text: str | None) -> str | None:
     return None
 
 
-async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str, **kw: Any) -> None:
+async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str, **kw: Any) -> tuple[OperatorTask, bool]:
     """Idempotent on dedup_key (a unique row), like the create_operator_task activity."""
-    await insert_once(
+    return await insert_once(
         s, OperatorTask(dedup_key=dedup_key, kind=kind, title=title, **kw), OperatorTask.dedup_key, dedup_key
     )
 
@@ -153,32 +150,6 @@ async def _senders(s: AsyncSession, msg: Inbound) -> list[Patient]:
         return []
     # Oldest first: with a shared family number, the earliest record is usually the adult.
     return list((await s.exec(q.order_by(col(Patient.created_at)))).all())
-
-
-async def _target(s: AsyncSession, family: list[str], msg: Inbound) -> Appointment | None:
-    wanted = msg.appointment_hint
-    if msg.button_id and (parsed := parse_button_id(msg.button_id)):
-        wanted = parsed[1]
-    if wanted:
-        appt = await s.get(Appointment, wanted)
-        if appt is not None and appt.patient_id in family:
-            return appt
-    q = select(Appointment).where(col(Appointment.patient_id).in_(family), col(Appointment.stage).in_(OPEN_STAGES))
-    appts = list((await s.exec(q)).all())
-    if not appts:
-        # No visit ahead: the most recent finished visit may still be waiting for its survey.
-        q = select(Appointment).where(
-            col(Appointment.patient_id).in_(family),
-            Appointment.stage == "finished",
-            col(Appointment.ends_at) >= utcnow() - SURVEY_HORIZON,
-        )
-        finished = list((await s.exec(q)).all())
-        return max(finished, key=lambda a: a.ends_at, default=None)
-    cutoff = utcnow() - RECENT_START
-    upcoming = [a for a in appts if a.starts_at >= cutoff]
-    if upcoming:
-        return min(upcoming, key=lambda a: a.starts_at)
-    return max(appts, key=lambda a: a.starts_at)
 
 
 async def _finish(s: AsyncSession, row: MessageLog, status: str, **kw: Any) -> None:
@@ -234,10 +205,12 @@ async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Cl
         ids = [p.id for p in senders]
         children = (await s.exec(select(Patient.id).where(col(Patient.guardian_id).in_(ids)))).all()
         family = [*ids, *children]
-        appt = await _target(s, family, msg)
-        clinic_id = appt.clinic_id if appt else sender.clinic_id
-        if appt is not None:
-            wf_id = appointment_workflow_id(appt.id)
+        target = await pick_target(s, ids, family, msg)
+        subject_type, subject_id = target.subject
+        clinic_id = target.clinic_id or sender.clinic_id
+        about = target.patient_id or sender.id
+        question = target.question if target.how == "question" else None
+        if (wf_id := target.workflow_id) is not None:
             reply = PatientReply(
                 source=msg.source,
                 kind=msg.kind,
@@ -247,54 +220,109 @@ async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Cl
                 call_status=msg.call_status,
                 provider_message_id=msg.provider_message_id,
                 received_at=msg.received_at,
+                question_id=question.id if question else None,
+                question_kind=question.kind if question else None,
+                message_id=row.id,
             )
             if temporal is None:
                 raise RuntimeError("Temporal is not connected yet")
             try:
-                await temporal.get_workflow_handle(wf_id).signal(APPOINTMENT_REPLY_SIGNAL, reply)
+                await temporal.get_workflow_handle(wf_id).signal(target.signal, reply)
             except RPCError as e:
                 if e.status != RPCStatusCode.NOT_FOUND:
                     raise  # row stays `received`: the provider's retry processes it again
-                log.info("appointment journey not running; reply goes to an operator", appointment_id=appt.id)
+                log.info("journey not running; reply goes to an operator", workflow_id=wf_id)
+                if question is not None:
+                    await expire_questions(s, question.subject_id, "the journey has ended")
+                    await s.commit()
             else:
-                await _finish(s, row, "signalled", subject_id=appt.id, workflow_id=wf_id, clinic_id=clinic_id)
+                if question is not None and msg.kind != "call_status":
+                    await answer_question(s, question, row.id)
+                await _finish(
+                    s,
+                    row,
+                    "signalled",
+                    subject_type=subject_type,
+                    subject_id=subject_id,
+                    about_patient_id=about,
+                    question_id=question.id if question else None,
+                    workflow_id=wf_id,
+                    clinic_id=clinic_id,
+                )
                 log.info(
                     "patient reply signalled",
                     channel=msg.channel.value,
                     kind=msg.kind,
-                    appointment_id=appt.id,
+                    routed_by=target.how + (" (named)" if target.named else ""),
+                    subject_type=subject_type,
+                    subject_id=subject_id,
+                    question_id=question.id if question else None,
                     workflow_id=wf_id,
                     patient_id=sender.id,
                 )
-                return Routed("signalled", appointment_id=appt.id, patient_id=sender.id, message_id=row.id)
+                return Routed(
+                    "signalled",
+                    appointment_id=subject_id if subject_type == "appointment" else None,
+                    patient_id=sender.id,
+                    message_id=row.id,
+                    subject_type=subject_type,
+                    subject_id=subject_id,
+                    question_id=question.id if question else None,
+                )
         if msg.kind == "call_status":  # a robot call nobody is waiting for any more
-            await _finish(s, row, "recorded", subject_id=appt.id if appt else None)
+            await _finish(s, row, "recorded", subject_id=subject_id, subject_type=subject_type)
             return Routed("recorded", patient_id=sender.id, message_id=row.id)
-        await raise_task(
+        details: dict[str, Any] = {
+            "channel": msg.channel.value,
+            "text": msg.text,
+            "button_id": msg.button_id,
+            "digit": msg.digit,
+            "call_status": msg.call_status,
+            "message_log_id": row.id,
+        }
+        if target.how == "closed_question" and target.question is not None:
+            # Answered or expired: never re-triggered; a person sees what it answered.
+            details["question"] = target.question.context(utcnow())
+            title = f"Patient replied to a question that is already {target.question.effective_state(utcnow())}"
+        else:
+            title = f"Unread {msg.channel.value} message from a patient"
+        task, _ = await raise_task(
             s,
             f"unread_message:{msg.dedup_key}",
             "unread_message",
-            f"Unread {msg.channel.value} message from a patient",
-            patient_id=sender.id,
+            title,
+            patient_id=about,
             clinic_id=clinic_id,
-            subject_type="appointment" if appt else None,
-            subject_id=appt.id if appt else None,
-            details={
-                "channel": msg.channel.value,
-                "text": msg.text,
-                "button_id": msg.button_id,
-                "digit": msg.digit,
-                "call_status": msg.call_status,
-                "message_log_id": row.id,
-            },
+            subject_type=subject_type,
+            subject_id=subject_id,
+            details=details,
         )
-        await _finish(s, row, "unread", clinic_id=clinic_id, subject_id=appt.id if appt else None)
+        await _finish(
+            s,
+            row,
+            "unread",
+            clinic_id=clinic_id,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            about_patient_id=about,
+            question_id=target.question.id if target.question else None,
+            task_id=task.id,
+        )
         log.info(
-            "patient message without an open appointment: operator task",
+            "patient message for a person: operator task",
             channel=msg.channel.value,
+            routed_by=target.how,
             patient_id=sender.id,
         )
-        return Routed("unread", patient_id=sender.id, message_id=row.id)
+        return Routed(
+            "unread",
+            patient_id=sender.id,
+            message_id=row.id,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            question_id=target.question.id if target.question else None,
+            task_id=task.id,
+        )
 
 
 # Provider statuses only ever move a sent message forward.
@@ -303,9 +331,16 @@ _CURRENT_RANK = {"sent": 2, "unconfirmed": 2, "delivered": 3, "read": 4, "undeli
 
 
 async def record_status(
-    sessions: async_sessionmaker[AsyncSession], provider_message_id: str, status: str, error: str | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    provider_message_id: str,
+    status: str,
+    error: str | None = None,
+    temporal: Client | None = None,
 ) -> bool:
-    """A delivery receipt (WhatsApp statuses, Twilio MessageStatus). Idempotent."""
+    """A delivery receipt (WhatsApp statuses, Twilio MessageStatus). Idempotent. A question
+    reported failed/undelivered moves its journey to the next channel (`delivery_failed`);
+    the signal goes out before the status is stored, so a failed signal is retried with the
+    provider's redelivery."""
     rank = _STATUS_RANK.get(status)
     if rank is None:
         return False
@@ -320,6 +355,8 @@ async def record_status(
         changed = False
         for row in rows:
             if rank > _CURRENT_RANK.get(row.status, 0):
+                if status in ("failed", "undelivered"):
+                    await question_undelivered(s, temporal, row, status)
                 row.status = status
                 row.updated_at = utcnow()
                 if error:
@@ -331,12 +368,15 @@ async def record_status(
 
 
 async def purge_dedup_rows(sessions: async_sessionmaker[AsyncSession], older_than: timedelta = DEDUP_RETENTION) -> int:
-    """Inbound rows past every provider's redelivery horizon (the reply itself lives on in
-    the journey's history and the operator tasks)."""
+    """Inbound robot-call status rows past every provider's redelivery horizon. The
+    patient's own messages stay: they are the conversation staff read
+    (`GET /v1/patients/{id}/conversation`)."""
     async with sessions() as s:
         res = await s.exec(
             delete(MessageLog).where(
-                col(MessageLog.direction) == "in", col(MessageLog.created_at) < utcnow() - older_than
+                col(MessageLog.direction) == "in",
+                col(MessageLog.kind) == "call_status",
+                col(MessageLog.created_at) < utcnow() - older_than,
             )
         )
         await s.commit()

@@ -162,6 +162,15 @@ def check_lead_sources(v: list[str]) -> list[str]:
     return out
 
 
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+
+
+def check_template_name(v: str | None) -> str | None:
+    if v is not None and not _TEMPLATE_NAME.match(v):
+        raise ValueError("a WhatsApp template name: lowercase letters, digits and underscores")
+    return v
+
+
 # ---------------------------------------------------------------------------- policy (API)
 class QuietHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -228,6 +237,10 @@ class ClinicBase(SQLModel):
     # Short code naming the clinic's MIS drop folder: IMPORT_DIR/<code>/ (lowercase).
     code: str | None = Field(default=None, max_length=32)
 
+    # An approved WhatsApp template (one body variable) for staff replies outside the
+    # 24-hour window; unset: such a reply is refused (409) and staff call or text instead.
+    whatsapp_reply_template: str | None = Field(default=None, max_length=512)
+
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str) -> str:
@@ -245,6 +258,11 @@ class ClinicBase(SQLModel):
     @classmethod
     def _code(cls, v: str | None) -> str | None:
         return check_code(v)
+
+    @field_validator("whatsapp_reply_template")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        return check_template_name(v)
 
 
 class Clinic(ClinicBase, table=True):
@@ -274,6 +292,8 @@ class ClinicUpdate(SQLModel):
     timezone: str | None = None
     review_url: str | None = None
     code: str | None = Field(default=None, max_length=32)
+
+    whatsapp_reply_template: str | None = Field(default=None, max_length=512)
     policy: dict[str, Any] | None = None  # merged into the current policy, then validated
     lead_sources: list[str] | None = None  # replaces the list; patients keep the source they have
 
@@ -296,6 +316,11 @@ class ClinicUpdate(SQLModel):
     @classmethod
     def _code(cls, v: str | None) -> str | None:
         return check_code(v)
+
+    @field_validator("whatsapp_reply_template")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        return check_template_name(v)
 
 
 class ClinicPublic(ClinicBase):
@@ -467,6 +492,12 @@ class MessageLog(SQLModel, table=True):
     subject_id: str | None = Field(default=None, index=True, max_length=64)
     workflow_id: str | None = Field(default=None, max_length=255)
     provider_message_id: str | None = Field(default=None, index=True, max_length=255)
+    subject_type: str | None = Field(default=None, max_length=32)  # appointment, treatment_plan...
+    # The patient this message is about: a child's message goes to (or comes from) the guardian.
+    about_patient_id: str | None = Field(default=None, index=True, max_length=32)
+    question_id: str | None = Field(default=None, max_length=32)  # asked (out) or answered (in)
+    task_id: str | None = Field(default=None, max_length=32)  # raised by (in) / resolves (out)
+    sent_by: str | None = Field(default=None, max_length=32)  # the staff user of a staff reply
     body: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = Field(default=None, max_length=1000)

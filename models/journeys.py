@@ -16,6 +16,10 @@ from models.policy import JourneyPolicy
 # ------------------------------------------------------------------ appointment journey
 APPOINTMENT_WORKFLOW = "AppointmentJourney"
 APPOINTMENT_REPLY_SIGNAL = "patient_reply"
+# Every journey that asks the patient something takes these two signals (same names, same
+# payloads): the answer (`PatientReply`), and "the question never arrived" (`DeliveryFailure`).
+PATIENT_REPLY_SIGNAL = APPOINTMENT_REPLY_SIGNAL
+DELIVERY_FAILED_SIGNAL = "delivery_failed"
 APPOINTMENT_STATE_QUERY = "state"
 # Fire-and-forget cancel from another journey (a cancelled treatment plan); staff use the
 # validated `cancel` update instead. Ignored once the visit is past cancelling.
@@ -83,6 +87,44 @@ class PatientReply:
     call_status: str | None = None
     provider_message_id: str | None = None
     received_at: datetime | None = None
+    question_id: str | None = None  # the open question routing matched (None: nearest visit)
+    question_kind: str | None = None
+    message_id: str | None = None  # our inbound message_log row (links the task it raises)
+
+
+# ------------------------------------------------------------------ open questions
+# What kinds of answer a question understands (conversations.routing matches a reply to them).
+ANSWER_YES_NO = "yes_no"  # confirm / decline words, confirm:/decline: buttons
+ANSWER_SCORE = "score"  # 0..10, nps: buttons
+ANSWER_DIGIT = "digit"  # a key press on a robot call
+
+
+@dataclass
+class Question:
+    """A message that expects an answer. Sent along with the message (`OutboundMessage.question`,
+    `VoiceCall.question`); the send activity records it as an open question once the message
+    is out. Routing then delivers a matching reply to `workflow_id` as `signal`."""
+
+    kind: str  # confirmation, voice_confirmation, survey, lab_results, ...
+    subject_type: str  # appointment, treatment_plan, ...
+    subject_id: str
+    answers: list[str]  # ANSWER_* kinds it understands
+    open_until: datetime | None = None  # aware; None: until the journey closes it
+    signal: str = PATIENT_REPLY_SIGNAL
+    subject_version: int | None = None  # an appointment's version: a reschedule closes older ones
+    subject_state: str | None = None  # e.g. a plan's stage: moving on closes it
+
+
+@dataclass
+class DeliveryFailure:
+    """Signal `delivery_failed`: the provider reported an asked question as failed or
+    undelivered. The journey re-sends it on its next channel (excluding `failed_channels`)."""
+
+    question_id: str
+    question_kind: str
+    message_key: str  # the idempotency key of the message that did not arrive
+    failed_channels: list[str] = field(default_factory=list)
+    status: str = "failed"
 
 
 def button_id(action: str, appointment_id: str, value: str | None = None) -> str:
@@ -122,6 +164,8 @@ class OutboundMessage:
     workflow_id: str | None = None
     buttons: list[Button] = field(default_factory=list)
     template: str | None = None  # WhatsApp template name outside the 24-hour window
+    question: Question | None = None  # this message asks something: record an open question
+    exclude_channels: list[str] = field(default_factory=list)  # re-send after these failed
 
 
 @dataclass
@@ -134,6 +178,7 @@ class VoiceCall:
     prompt: str
     subject_id: str | None = None
     workflow_id: str | None = None
+    question: Question | None = None
 
 
 @dataclass

@@ -39,17 +39,23 @@ with workflow.unsafe.imports_passed_through():
         clinic_zone,
     )
     from models.journeys import (
+        ANSWER_DIGIT,
+        ANSWER_SCORE,
+        ANSWER_YES_NO,
         APPOINTMENT_CANCEL_SIGNAL,
         APPOINTMENT_REPLY_SIGNAL,
         APPOINTMENT_STATE_QUERY,
         APPOINTMENT_WORKFLOW,
+        DELIVERY_FAILED_SIGNAL,
         FHIR_STATUS,
         OPEN_STAGES,
         AppointmentInput,
         AppointmentOutcome,
         Button,
+        DeliveryFailure,
         OutboundMessage,
         PatientReply,
+        Question,
         SendResult,
         VoiceCall,
         button_id,
@@ -57,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.payloads import CancelTasks, TaskRef, TaskRequest
     from models.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves nested hints
+    from models.quiet_hours import next_send_time
     from workflows.replies import classify, parse_score
 
 # ------------------------------------------------------------------ stages and rules
@@ -269,9 +276,7 @@ class AppointmentJourney:
         await self._send("booking_notice" if first else "reschedule_notice", text, "notice")
         self._record("notice_sent" if first else "reschedule_notice_sent")
 
-    async def _ask(self) -> None:
-        s = self.s
-        first = s.asks_sent == 0
+    def _ask_message(self) -> tuple[str, list[Button], Question]:
         c = self._ctx()
         text = (
             f"Reminder: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
@@ -281,9 +286,25 @@ class AppointmentJourney:
             Button(id=button_id("confirm", self.inp.appointment_id), title="Confirm"),
             Button(id=button_id("decline", self.inp.appointment_id), title="Can't come"),
         ]
+        return text, buttons, self._question("confirmation", [ANSWER_YES_NO], self._start())
+
+    def _question(self, kind: str, answers: list[str], open_until: datetime) -> Question:
+        return Question(
+            kind=kind,
+            subject_type="appointment",
+            subject_id=self.inp.appointment_id,
+            answers=answers,
+            open_until=open_until,
+            subject_version=self.s.version,
+        )
+
+    async def _ask(self) -> None:
+        s = self.s
+        first = s.asks_sent == 0
+        text, buttons, question = self._ask_message()
         step = "ask" if first else f"reask-{s.asks_sent}"
         version = s.version
-        result = await self._send("reminder" if first else "reask", text, step, buttons)
+        result = await self._send("reminder" if first else "reask", text, step, buttons, question=question)
         if s.version != version:
             return  # rescheduled meanwhile: this ask was about the old time
         s.last_contact_at = workflow.now()
@@ -313,6 +334,7 @@ class AppointmentJourney:
                 prompt=prompt,
                 subject_id=self.inp.appointment_id,
                 workflow_id=self.wid,
+                question=self._question("voice_confirmation", [ANSWER_DIGIT], self._start()),
             ),
             result_type=SendResult,
             start_to_close_timeout=SEND_TIMEOUT,
@@ -359,7 +381,8 @@ class AppointmentJourney:
         ]
         # Marked before the send: an answer may overtake the activity's completion.
         self.s.survey_sent_at = workflow.now()
-        await self._send("survey", text, "survey", buttons)
+        question = self._question("survey", [ANSWER_SCORE], self.s.survey_sent_at + self.p.td("survey_timeout"))
+        await self._send("survey", text, "survey", buttons, question=question)
         self._record("survey_sent")
 
     async def _answer_feedback(self) -> None:
@@ -432,8 +455,15 @@ class AppointmentJourney:
                 self._record("patient_declined_late")
             return
         self._record("patient_message")
+        self._unread(reply)
+
+    def _unread(self, reply: PatientReply) -> None:
+        details = {"message_log_id": reply.message_id} if reply.message_id else {}
         self._effects.append(
-            ("task", ("unread_message", "Patient wrote a message: read and answer", f"message-{s.replies}"))
+            (
+                "task",
+                ("unread_message", "Patient wrote a message: read and answer", f"message-{self.s.replies}", details),
+            )
         )
 
     def _meaning(self, reply: PatientReply) -> str:
@@ -461,9 +491,48 @@ class AppointmentJourney:
             self._record(f"nps_{score}")
         else:
             self._record("patient_message")
-            self._effects.append(
-                ("task", ("unread_message", "Patient wrote a message: read and answer", f"message-{s.replies}"))
-            )
+            self._unread(reply)
+
+    @workflow.signal(name=DELIVERY_FAILED_SIGNAL)
+    def delivery_failed(self, failure: DeliveryFailure) -> None:
+        """The provider reported an ask as failed/undelivered: the next channel gets it now
+        (SMS after the messenger; with no channel left, the robot call) instead of waiting
+        in silence for the next re-ask."""
+        s = self.s
+        if failure.question_kind != "confirmation" or not failure.message_key.startswith(self._key("")):
+            return  # another question, or one about a time this visit no longer has
+        if s.stage != "booked" or s.asks_stopped or s.opted_out or s.channel_dead:
+            return
+        self._record(f"ask_{failure.status}")
+        self._effects.append(("resend", failure))
+        self._changes += 1
+
+    async def _resend_ask(self, failure: DeliveryFailure) -> None:
+        s = self.s
+        if s.stage != "booked" or s.asks_stopped or not failure.message_key.startswith(self._key("")):
+            return
+        text, buttons, question = self._ask_message()
+        last = failure.failed_channels[-1] if failure.failed_channels else "channel"
+        result = await self._send(
+            "reask",
+            text,
+            "",
+            buttons,
+            question=question,
+            exclude=failure.failed_channels,
+            key=f"{failure.message_key}:after-{last}",
+        )
+        if not failure.message_key.startswith(self._key("")):
+            return  # rescheduled meanwhile: this ask was about the old time
+        if result.status == "sent":
+            s.last_contact_at = workflow.now()
+            self._record(f"ask_resent_{result.channel}")
+        elif result.status == "opted_out":
+            s.opted_out = True
+            self._record("opted_out")
+        else:  # no channel left: the robot call, at once
+            s.channel_dead = True
+            self._record(f"ask_{result.status}")
 
     # ---------------------------------------------------------------- updates
     @workflow.update
@@ -640,34 +709,24 @@ class AppointmentJourney:
         return t.astimezone(self._tz()).strftime("%d.%m.%Y %H:%M")
 
     def _quiet(self, at: datetime, critical_by: datetime | None = None) -> datetime:
-        """Move a planned send out of the clinic's quiet hours (to the window's end). A send
-        that would then come too late (after `critical_by`) is same-day-critical: it keeps
-        its time."""
-        qh = self.p.quiet_hours
-        if qh is None:
-            return at
-        local = at.astimezone(self._tz())
-        sh, sm = (int(x) for x in qh.start.split(":"))
-        eh, em = (int(x) for x in qh.end.split(":"))
-        start_t, end_t, t = sh * 60 + sm, eh * 60 + em, local.hour * 60 + local.minute
-        if start_t == end_t:
-            return at
-        inside = (start_t <= t < end_t) if start_t < end_t else (t >= start_t or t < end_t)
-        if not inside:
-            return at
-        end_local = local.replace(hour=eh, minute=em, second=0, microsecond=0)
-        if end_local <= local:
-            end_local = (local + timedelta(days=1)).replace(hour=eh, minute=em, second=0, microsecond=0)
-        moved = end_local.astimezone(at.tzinfo)
-        if critical_by is not None and moved >= critical_by:
-            return at
-        return moved
+        """Move a planned send out of the clinic's quiet hours (models.quiet_hours, the one
+        rule for every automated send)."""
+        return next_send_time(at, self.p.quiet_hours, self._tz(), critical_by)
 
-    async def _send(self, kind: str, text: str, step: str, buttons: list[Button] | None = None) -> SendResult:
+    async def _send(
+        self,
+        kind: str,
+        text: str,
+        step: str,
+        buttons: list[Button] | None = None,
+        question: Question | None = None,
+        exclude: list[str] | None = None,
+        key: str | None = None,
+    ) -> SendResult:
         return await workflow.execute_activity(
             "send_patient_message",
             OutboundMessage(
-                idempotency_key=self._key(step),
+                idempotency_key=key or self._key(step),
                 patient_id=self.inp.patient_id,
                 clinic_id=self.inp.clinic_id,
                 kind=kind,
@@ -675,6 +734,8 @@ class AppointmentJourney:
                 subject_id=self.inp.appointment_id,
                 workflow_id=self.wid,
                 buttons=buttons or [],
+                question=question,
+                exclude_channels=exclude or [],
             ),
             result_type=SendResult,
             start_to_close_timeout=SEND_TIMEOUT,
@@ -716,8 +777,10 @@ class AppointmentJourney:
         while self._effects:
             kind, args = self._effects.pop(0)
             if kind == "task":
-                task_kind, title, step = args
-                await self._task(task_kind, title, step)
+                task_kind, title, step, *more = args
+                await self._task(task_kind, title, step, details=more[0] if more else None)
+            elif kind == "resend":
+                await self._resend_ask(args)
             elif kind == "cancel_tasks":
                 kinds, reason = args
                 await self._cancel_tasks(kinds, reason)

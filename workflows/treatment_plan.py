@@ -34,16 +34,27 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from core.search_attributes import TREATMENT_STAGE
     from models.appointment_journey import CancelRequest as AppointmentCancel
+    from models.appointment_journey import clinic_zone
     from models.journeys import (
+        ANSWER_YES_NO,
         APPOINTMENT_CANCEL_SIGNAL,
         APPOINTMENT_WORKFLOW,
+        DELIVERY_FAILED_SIGNAL,
+        PATIENT_REPLY_SIGNAL,
         AppointmentInput,
         AppointmentOutcome,
+        Button,
+        DeliveryFailure,
         OutboundMessage,
+        PatientReply,
+        Question,
         SendResult,
         appointment_workflow_id,
+        button_id,
+        parse_button_id,
     )
     from models.payloads import CancelTasks, TaskRef, TaskRequest
+    from models.quiet_hours import next_send_time
 
     # The plan's contracts live in a passed-through module: their datetime fields must be
     # the host's datetime class for the payload converter (the sandbox proxies `datetime`).
@@ -64,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         VisitObservation,
         direction,
     )
+    from workflows.replies import classify
 
 TREATMENT_PLAN_WORKFLOW = "TreatmentPlanJourney"
 STATE_QUERY = "state"
@@ -80,6 +92,15 @@ RETRY = RetryPolicy(
 # A changed lab-results question (v2 names what to do next). Plans already past that point
 # replay the v1 wording; new ones ask with v2.
 LAB_ASK_V2 = "lab-ask-wording-v2"
+# The lab-results question follows the clinic's quiet hours (it did not at first).
+LAB_ASK_QUIET_HOURS = "lab-ask-quiet-hours"
+LAB_QUESTION = "lab_results"
+
+
+def _yes_no(r: PatientReply) -> str:
+    if r.kind == "button" and r.button_id and (parsed := parse_button_id(r.button_id)):
+        return parsed[0] if parsed[0] in ("confirm", "decline") else "other"
+    return classify(r.text) if r.kind == "text" else "other"
 
 
 def plan_workflow_id(plan_id: str) -> str:
@@ -96,6 +117,8 @@ class TreatmentPlanJourney:
         self._lock = asyncio.Lock()  # one state change at a time (updates, timers, children)
         self._wake = False
         self._watching = 0
+        self._replies: list[PatientReply] = []  # answers routed here, handled by the main loop
+        self._failures: list[DeliveryFailure] = []  # questions the provider could not deliver
 
     # ------------------------------------------------------------------ main loop
     @workflow.run
@@ -116,6 +139,7 @@ class TreatmentPlanJourney:
                 break
             async with self._lock:
                 await self._fire_due_timers()
+                await self._handle_patient()
             if self._should_rest():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._should_rest():  # a handler may have started a child meanwhile
@@ -136,6 +160,8 @@ class TreatmentPlanJourney:
             and self.s.status == "active"
             and not self._lock.locked()
             and self._watching == 0
+            and not self._replies
+            and not self._failures
             and not any(a.running for a in self.s.appointments)
         )
 
@@ -167,6 +193,8 @@ class TreatmentPlanJourney:
                 self.s.timers.append(self._timer("callback", req.callback_at))
             if to.asks_lab_results:
                 after = workflow.now() + self.s.policy.td("lab_results_after")
+                if workflow.patched(LAB_ASK_QUIET_HOURS):
+                    after = self._out_of_quiet_hours(after)
                 self.s.timers.append(self._timer("lab_ask", after))
             self._record(
                 "advanced",
@@ -404,6 +432,12 @@ class TreatmentPlanJourney:
         now = workflow.now()
         due = [t for t in self.s.timers if t.fire_at <= now]
         for t in due:
+            if t.kind == "lab_ask" and workflow.patched(LAB_ASK_QUIET_HOURS):
+                later = self._out_of_quiet_hours(now)
+                if later > now:  # e.g. planned before the clinic set its quiet hours
+                    t.fire_at = later
+                    self._record("lab_results_ask_deferred", by=Actor(role="journey"), note="quiet hours")
+                    continue
             if t.kind == "callback":
                 await self._task(
                     f"callback:{t.id}",
@@ -424,32 +458,116 @@ class TreatmentPlanJourney:
         else:
             text = "Are your lab test results ready?"
         wf_id = workflow.info().workflow_id
-        result: SendResult = await workflow.execute_activity(
+        result = await self._send_lab_question(text, f"{wf_id}:lab-ask:{t.id}")
+        self._record("lab_results_asked", by=Actor(role="journey"), note=result.status)
+        if result.status != "sent":  # no messenger, opted out, failed: a person calls instead
+            await self._lab_call_task(f"lab-call:{t.id}")
+
+    async def _send_lab_question(self, text: str, key: str, exclude: list[str] | None = None) -> SendResult:
+        """The lab-results question: an open question the plan's `patient_reply` answers."""
+        pid = self.s.plan_id
+        return await workflow.execute_activity(
             "send_patient_message",
             OutboundMessage(
-                idempotency_key=f"{wf_id}:lab-ask:{t.id}",
+                idempotency_key=key,
                 patient_id=self.s.patient_id,
                 clinic_id=self.s.clinic_id,
                 kind="lab_results_ask",
                 text=text,
-                subject_id=self.s.plan_id,
-                workflow_id=wf_id,
+                subject_id=pid,
+                workflow_id=workflow.info().workflow_id,
+                buttons=[
+                    Button(id=button_id("confirm", pid), title="Results are ready"),
+                    Button(id=button_id("decline", pid), title="Not yet"),
+                ],
+                question=Question(
+                    kind=LAB_QUESTION,
+                    subject_type="treatment_plan",
+                    subject_id=pid,
+                    answers=[ANSWER_YES_NO],
+                    subject_state=self.s.stage,
+                ),
+                exclude_channels=exclude or [],
             ),
             result_type=SendResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
-        self._record("lab_results_asked", by=Actor(role="journey"), note=result.status)
-        if result.status != "sent":  # no messenger, opted out, failed: a person calls instead
-            await self._task(
-                f"lab-call:{t.id}",
-                "plan_callback",
-                "Ask the patient whether lab test results are ready",
-                due_at=workflow.now(),
-            )
+
+    async def _lab_call_task(self, step: str) -> None:
+        await self._task(
+            step, "plan_callback", "Ask the patient whether lab test results are ready", due_at=workflow.now()
+        )
+
+    def _out_of_quiet_hours(self, at: datetime) -> datetime:
+        return next_send_time(at, self.s.policy.quiet_hours, clinic_zone(self.s.timezone))
+
+    # ------------------------------------------------------------------ the patient answers
+    @workflow.signal(name=PATIENT_REPLY_SIGNAL)
+    def patient_reply(self, reply: PatientReply) -> None:
+        """An answer routed here (conversations.routing): the lab-results question's yes/no,
+        or a message about the plan. Handled by the main loop under the lock."""
+        if self.s.status == "active":
+            self._replies.append(reply)
+            self._wake = True
+
+    @workflow.signal(name=DELIVERY_FAILED_SIGNAL)
+    def delivery_failed(self, failure: DeliveryFailure) -> None:
+        if self.s.status == "active" and failure.question_kind == LAB_QUESTION:
+            self._failures.append(failure)
+            self._wake = True
+
+    async def _handle_patient(self) -> None:
+        lab_stage = self.d.stage(self.s.stage).asks_lab_results
+        changed = False
+        while self._replies:
+            r = self._replies.pop(0)
+            changed = True
+            meaning = _yes_no(r)
+            self.s.seq += 1
+            if r.question_kind == LAB_QUESTION and lab_stage and meaning == "confirm":
+                self.s.timers = [t for t in self.s.timers if t.kind != "lab_ask"]
+                self._record("lab_results_ready", by=Actor(role="patient"))
+                await self._task(
+                    f"lab-ready:{self.s.seq}",
+                    "plan_callback",
+                    "Lab test results are ready: call the patient to book the next visit",
+                    due_at=workflow.now(),
+                )
+            elif r.question_kind == LAB_QUESTION and lab_stage and meaning == "decline":
+                # Not yet: ask again after the clinic's lab_results_after.
+                self.s.timers = [t for t in self.s.timers if t.kind != "lab_ask"]
+                after = self._out_of_quiet_hours(workflow.now() + self.s.policy.td("lab_results_after"))
+                self.s.timers.append(self._timer("lab_ask", after))
+                self._record("lab_results_not_ready", by=Actor(role="patient"))
+            else:
+                self._record("patient_message", by=Actor(role="patient"))
+                await self._task(
+                    f"message:{self.s.seq}",
+                    "unread_message",
+                    "Patient wrote about the treatment plan: read and answer",
+                    due_at=workflow.now(),
+                    details={"message_log_id": r.message_id} if r.message_id else None,
+                )
+        while self._failures:
+            f = self._failures.pop(0)
+            if not lab_stage:
+                continue
+            changed = True
+            text = "Are your lab test results ready? Reply YES when they are, and we will book your next visit."
+            last = f.failed_channels[-1] if f.failed_channels else "channel"
+            result = await self._send_lab_question(text, f"{f.message_key}:after-{last}", f.failed_channels)
+            self._record("lab_results_asked", by=Actor(role="journey"), note=f"resent: {result.status}")
+            if result.status != "sent":
+                self.s.seq += 1
+                await self._lab_call_task(f"lab-call:undelivered:{self.s.seq}")
+        if changed:
+            await self._sync()
 
     # ------------------------------------------------------------------ side effects
-    async def _task(self, step: str, kind: str, title: str, due_at: datetime | None) -> None:
+    async def _task(
+        self, step: str, kind: str, title: str, due_at: datetime | None, details: dict | None = None
+    ) -> None:
         wf_id = workflow.info().workflow_id
         await workflow.execute_activity(
             "create_operator_task",
@@ -463,7 +581,7 @@ class TreatmentPlanJourney:
                 subject_id=self.s.plan_id,
                 workflow_id=wf_id,
                 due_at=due_at,
-                details={"direction": self.s.direction, "stage": self.s.stage},
+                details={"direction": self.s.direction, "stage": self.s.stage, **(details or {})},
             ),
             result_type=TaskRef,
             start_to_close_timeout=ACTIVITY_TIMEOUT,

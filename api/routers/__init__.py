@@ -4,6 +4,7 @@ from api.routers import (
     appointments,
     auth,
     codec,
+    conversations,
     directory,
     files,
     health,
@@ -26,6 +27,8 @@ ROUTERS = [
     # Patients' replies: provider webhooks, and the sandbox provider's window.
     webhooks.router,
     sandbox.router,
+    # Conversations: staff reply on the patient's channel; the thread, in and out.
+    conversations.router,
     # Treatment plans (SPEC §4).
     treatment_plans.router,
     # Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.

@@ -51,6 +51,9 @@ class SandboxReply(BaseModel):
     digit: str | None = Field(None, pattern=r"^[0-9*#]$")
     button_id: str | None = Field(None, max_length=256)
     message_id: str | None = Field(None, max_length=64, description="optional: the same id twice has one effect")
+    reply_to: str | None = Field(
+        None, max_length=255, description="optional: the provider_message_id of the message this reply quotes"
+    )
 
     @model_validator(mode="after")
     def _one_answer(self) -> SandboxReply:
@@ -64,6 +67,10 @@ class SandboxReplyResult(BaseModel):
     outcome: str  # signalled, unread, opted_out, opted_in, duplicate
     appointment_id: str | None
     message_id: str | None
+    subject_type: str | None = None  # what the reply was routed to (appointment, treatment_plan)
+    subject_id: str | None = None
+    question_id: str | None = None  # the open question it answered (or, unread: the closed one)
+    task_id: str | None = None  # unread: the operator task it raised
 
 
 def _public(row: MessageLog) -> SandboxMessage:
@@ -142,8 +149,15 @@ async def sandbox_reply(body: SandboxReply, request: Request, session: SessionDe
             digit=body.digit,
             button_id=body.button_id,
             appointment_hint=last_out.subject_id if (body.digit and last_out) else None,
+            reply_to=body.reply_to,
         ),
     )
     return SandboxReplyResult(
-        outcome=result.outcome, appointment_id=result.appointment_id, message_id=result.message_id
+        outcome=result.outcome,
+        appointment_id=result.appointment_id,
+        message_id=result.message_id,
+        subject_type=result.subject_type,
+        subject_id=result.subject_id,
+        question_id=result.question_id,
+        task_id=result.task_id,
     )

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from api.deps import ALL_STAFF, SessionDep, require_roles
+from api.errors import invalid_field
+from api.routers.conversations import Subject, deliver, patient_for
 from models.core import OperatorTask, OperatorTaskPublic, Role, StaffUser, TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -23,6 +25,15 @@ _STATE_ALIASES = {
 
 class TaskComplete(BaseModel):
     outcome: str | None = Field(None, max_length=1000)
+    reply: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="an answer to send the patient on their channel before completing (unread_message tasks)",
+    )
+
+
+REPLY_ROLES = (Role.front_desk, Role.operator, Role.admin)
 
 
 @router.get("", response_model=list[OperatorTaskPublic])
@@ -78,17 +89,35 @@ async def get_task(task_id: str, session: SessionDep, _: Staff) -> OperatorTask:
 
 @router.post("/{task_id}/complete", response_model=OperatorTaskPublic)
 async def complete_task(
-    task_id: str, session: SessionDep, user: Staff, body: TaskComplete | None = None
+    task_id: str, request: Request, session: SessionDep, user: Staff, body: TaskComplete | None = None
 ) -> OperatorTask:
     task = await session.get(OperatorTask, task_id)
     if task is None:
         raise HTTPException(404, f"task {task_id} not found")
     if task.state in (TaskState.completed, TaskState.cancelled):
         raise HTTPException(409, f"task is already {task.state.value}")
+    outcome = body.outcome if body else None
+    if body is not None and body.reply is not None:
+        # The answer goes out first: refused (opted out, WhatsApp window) -> 409, task stays open.
+        if user.role not in REPLY_ROLES:
+            raise HTTPException(403, f"role {user.role.value!r} may not write to patients")
+        if not task.patient_id:
+            raise invalid_field("reply", "this task is not about a patient; there is nobody to answer")
+        patient = await patient_for(session, task.patient_id, user)
+        subject = (
+            Subject(type=task.subject_type, id=task.subject_id)  # type: ignore[arg-type]
+            if task.subject_type in ("appointment", "treatment_plan") and task.subject_id
+            else None
+        )
+        sent = await deliver(request, session, patient, user, body.reply, subject, task_id=task.id)
+        outcome = outcome or f"answered the patient (message {sent.id})"
+        await session.refresh(task)
+        if task.state in (TaskState.completed, TaskState.cancelled):
+            return task  # completed meanwhile by someone else; the answer went out once
     task.state = TaskState.completed
     task.completed_at = datetime.now(UTC)
     task.completed_by = user.id
-    task.outcome = body.outcome if body else None
+    task.outcome = outcome
     session.add(task)
     await session.commit()
     await session.refresh(task)

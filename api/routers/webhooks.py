@@ -120,6 +120,7 @@ def _whatsapp_message(m: dict[str, Any]) -> Inbound:
         text=text,
         button_id=button,
         provider_message_id=m["id"],
+        reply_to=(m.get("context") or {}).get("id"),  # the patient quoted one of our messages
         received_at=datetime.fromtimestamp(int(ts), UTC) if ts else utcnow(),
         extra={"type": mtype} if mtype not in ("text", "interactive", "button") else {},
     )
@@ -145,6 +146,7 @@ async def whatsapp_webhook(request: Request) -> Response:
                         st["id"],
                         st.get("status", ""),
                         json.dumps(errors)[:1000] if errors else None,
+                        request.app.state.temporal,
                     )
                     results.append(f"status:{st.get('status')}")
                 for m in value.get("messages") or []:
@@ -196,6 +198,7 @@ async def telegram_webhook(request: Request) -> Response:
                 telegram_chat_id=str(m["chat"]["id"]),
                 text=m.get("text"),
                 provider_message_id=str(update_id),
+                reply_to=str(r["message_id"]) if (r := m.get("reply_to_message")) else None,
                 received_at=datetime.fromtimestamp(int(m.get("date") or 0), UTC) if m.get("date") else utcnow(),
             )
     except (KeyError, TypeError):
@@ -272,7 +275,16 @@ async def twilio_sms_status(request: Request) -> Response:
     p = await _twilio_params(request)
     sid = p.get("MessageSid") or p.get("SmsSid")
     if sid:
-        await record_status(request.app.state.sessions, sid, p.get("MessageStatus", ""), p.get("ErrorCode"))
+        try:
+            await record_status(
+                request.app.state.sessions,
+                sid,
+                p.get("MessageStatus", ""),
+                p.get("ErrorCode"),
+                request.app.state.temporal,
+            )
+        except Exception as e:  # noqa: BLE001 - DB/Temporal trouble: ask Twilio to retry
+            return _unavailable(e)
     return Response(status_code=204)
 
 
