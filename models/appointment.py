@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, inspect
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -94,16 +95,24 @@ def months_before(t: datetime, months: int) -> datetime:
     return t.replace(year=y, month=m, day=min(t.day, last[m - 1]))
 
 
-def first_visit_flags(visits: Iterable[tuple[str, datetime, str]]) -> dict[str, bool]:
+def first_visit_flags(
+    visits: Iterable[tuple[str, datetime, str]], last_visit_on: date | None = None
+) -> dict[str, bool]:
     """One patient's visits as (id, starts_at, stage) -> {id: first_visit}.
 
     A visit is a first one when no *other* real visit (stage not in NOT_A_VISIT) of the patient
-    started within the FIRST_VISIT_GAP_MONTHS before it (ties on the start broken by id)."""
+    started within the FIRST_VISIT_GAP_MONTHS before it (ties on the start broken by id).
+    `last_visit_on` (the MIS patient base's last visit, from before our records) counts as a
+    real visit for visits on a later day."""
     ordered = sorted(((as_utc(t), i, st) for i, t, st in visits), key=lambda v: (v[0], v[1]))
     out: dict[str, bool] = {}
+    mis = datetime(last_visit_on.year, last_visit_on.month, last_visit_on.day, tzinfo=UTC) if last_visit_on else None
     last_real: datetime | None = None
     for t, i, st in ordered:
-        out[i] = last_real is None or last_real <= months_before(t, FIRST_VISIT_GAP_MONTHS)
+        before = last_real
+        if mis is not None and last_visit_on is not None and last_visit_on < t.date():
+            before = mis if before is None else max(before, mis)
+        out[i] = before is None or before <= months_before(t, FIRST_VISIT_GAP_MONTHS)
         if st not in NOT_A_VISIT:
             last_real = t
     return out
@@ -132,13 +141,28 @@ def refresh_first_visits_sync(session: Session, patient_ids: Iterable[str]) -> i
             by_patient: dict[str, list[Appointment]] = {}
             for a in rows.values():
                 by_patient.setdefault(a.patient_id, []).append(a)
-            for visits in by_patient.values():
-                flags = first_visit_flags((a.id, a.starts_at, a.stage) for a in visits)
+            mis_last = _last_visits(session, [p for p in chunk if p in by_patient])
+            for pid, visits in by_patient.items():
+                flags = first_visit_flags(((a.id, a.starts_at, a.stage) for a in visits), mis_last.get(pid))
                 for a in visits:
                     if a.first_visit != flags[a.id]:
                         a.first_visit = flags[a.id]
                         changed += 1
     return changed
+
+
+def _last_visits(session: Session, patient_ids: list[str]) -> dict[str, date | None]:
+    """Each patient's MIS last visit date, as this session sees it (pending changes included)."""
+    if not patient_ids:
+        return {}
+    pt = Patient.__table__.c  # type: ignore[attr-defined]
+    rows = session.execute(sa_select(pt.id, pt.last_visit_on).where(pt.id.in_(patient_ids))).all()
+    out: dict[str, date | None] = {r[0]: r[1] for r in rows}
+    wanted = set(patient_ids)
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Patient) and obj.id in wanted:
+            out[obj.id] = obj.last_visit_on
+    return out
 
 
 async def refresh_first_visits(session: AsyncSession, patient_ids: Iterable[str]) -> int:
@@ -153,8 +177,9 @@ _FIRST_VISIT_INPUTS = ("starts_at", "stage", "patient_id")
 @event.listens_for(Session, "before_flush")
 def _keep_first_visit_flags(session: Session, _ctx: Any, _instances: Any) -> None:
     """Every ORM write of an appointment (booking, reschedule, the journey's sync, a plan's
-    visit, an import) that adds one, deletes one or changes its start, stage or patient
-    recomputes that patient's first-visit flags in the same transaction."""
+    visit, an import) that adds one, deletes one or changes its start, stage or patient — or
+    of a patient's MIS `last_visit_on` — recomputes that patient's first-visit flags in the
+    same transaction."""
     patients: set[str] = set()
     for obj in session.new:
         if isinstance(obj, Appointment):
@@ -163,6 +188,10 @@ def _keep_first_visit_flags(session: Session, _ctx: Any, _instances: Any) -> Non
         if isinstance(obj, Appointment):
             patients.add(obj.patient_id)
     for obj in session.dirty:
+        if isinstance(obj, Patient):
+            if inspect(obj).attrs["last_visit_on"].history.has_changes():
+                patients.add(obj.id)
+            continue
         if not isinstance(obj, Appointment):
             continue
         state = inspect(obj)

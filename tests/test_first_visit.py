@@ -43,6 +43,16 @@ def test_rule_by_hand() -> None:
     }
 
 
+def test_mis_last_visit_counts_as_a_prior_visit() -> None:
+    from datetime import date
+
+    t = datetime(2026, 10, 5, 9, tzinfo=UTC)
+    assert first_visit_flags([("a", t, "booked")], date(2026, 6, 1)) == {"a": False}  # 4 months before
+    assert first_visit_flags([("a", t, "booked")], date(2026, 3, 1)) == {"a": True}  # 7 months before
+    # The MIS's last visit *is* this visit (a completed-visits import): not a prior one.
+    assert first_visit_flags([("a", t, "finished")], date(2026, 10, 5)) == {"a": True}
+
+
 @pytest.fixture
 async def sessions(db_url: str) -> AsyncIterator:  # noqa: F811
     engine = make_engine(db_url)
@@ -140,3 +150,13 @@ async def test_flags_follow_bookings_moves_and_stages(sessions) -> None:  # type
         await s.commit()
         await s.refresh(later)
         assert later.first_visit is False
+
+        # The MIS says the patient was here a month before the earliest visit: that one is a
+        # repeat too, the moment the patient's last_visit_on is written.
+        await s.refresh(earlier)
+        assert earlier.first_visit is True
+        patient.last_visit_on = (t(2, 1) - timedelta(days=30)).date()
+        s.add(patient)
+        await s.commit()
+        await s.refresh(earlier)
+        assert earlier.first_visit is False
