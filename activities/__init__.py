@@ -8,6 +8,7 @@ from typing import Any
 from activities.appointments import AppointmentActivities
 from activities.deps import Deps
 from activities.email import EmailActivities
+from activities.imports import ImportActivities
 from activities.invoices import InvoiceActivities
 from activities.messaging import MessagingActivities
 from activities.reports import ReportActivities
@@ -21,6 +22,7 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
     appointments = AppointmentActivities(deps)
     plans = TreatmentActivities(deps)
     reports = ReportActivities(deps)
+    imports = ImportActivities(deps)
     return [
         tasks.create_operator_task,
         tasks.cancel_operator_tasks,
@@ -34,4 +36,8 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
         EmailActivities(deps).send_email,
         reports.build_expense_report,
         reports.build_management_pack,
+        imports.prepare_import,
+        imports.apply_import_batch,
+        imports.finish_import,
+        imports.scan_drop_folder,
     ]

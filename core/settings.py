@@ -76,6 +76,8 @@ class Settings(BaseSettings):
 
     network_timezone: str = Field(default="Europe/Kyiv", alias="NETWORK_TIMEZONE")
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, alias="MAX_UPLOAD_BYTES")
+    # The clinics' MIS drop folders: IMPORT_DIR/<clinic code>/ (default DATA_DIR/imports).
+    import_dir: Path | None = Field(default=None, alias="IMPORT_DIR")
 
     # Supplier invoices (SPEC §5): a step waiting this long reminds its owner, then escalates
     # to the director. ISO-8601 (`P2D`, `PT4H`) or seconds.
@@ -110,6 +112,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> Settings:
         self.data_dir = Path(self.data_dir).resolve()
+        self.import_dir = Path(self.import_dir).resolve() if self.import_dir else self.data_dir / "imports"
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'journeys.db'}"
         if not self.public_base_url:

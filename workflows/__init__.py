@@ -8,6 +8,7 @@ from __future__ import annotations
 from workflows.appointment import AppointmentJourney
 from workflows.invoice import InvoiceApproval
 from workflows.management_pack import MonthlyManagementPack
+from workflows.mis_import import MisDropFolder, MisImport
 from workflows.monthly_report import MonthlyExpenseReport
 from workflows.treatment_plan import TreatmentPlanJourney
 
@@ -17,4 +18,6 @@ WORKFLOWS: list[type] = [
     InvoiceApproval,  # SPEC §5
     MonthlyExpenseReport,  # SPEC §5.7, started by the monthly Schedule
     MonthlyManagementPack,  # SPEC §6 reports (issue 13), started by the monthly Schedule
+    MisImport,  # SPEC §6, one per MIS file
+    MisDropFolder,  # SPEC §6, started by each clinic's daily drop-folder Schedule
 ]

@@ -75,6 +75,7 @@ CAN = {  # which update fits which stage
     "confirm": ("booked", "needs_clarification"),
     "check_in": BEFORE_VISIT,
     "finish": ("checked_in", "confirmed"),
+    "no_show": BEFORE_VISIT,
 }
 HISTORY_LIMIT = 300  # entries kept in state (the oldest are dropped beyond this)
 
@@ -627,6 +628,21 @@ class AppointmentJourney:
     @finish.validator
     def _check_finish(self, req: StaffAction) -> None:
         self._require("finish")
+
+    @workflow.update
+    def no_show(self, req: StaffAction) -> AppointmentView:
+        # Staff (or the MIS's completed-visits file) say the patient did not come: the same
+        # ending as the journey's own no-show timer, now.
+        self.s.asks_stopped = True
+        self._set_stage("no_show", "no_show_reported")
+        self._effects.append(("cancel_tasks", (["unconfirmed", "declined", "unread_message"], "no-show")))
+        self._effects.append(("task", ("no_show_rebook", "Patient did not come: offer a new time", "no_show")))
+        self._changes += 1
+        return self.view()
+
+    @no_show.validator
+    def _check_no_show(self, req: StaffAction) -> None:
+        self._require("no_show")
 
     def _require(self, action: str) -> None:
         stage = self.s.stage

@@ -8,6 +8,7 @@ from api.routers import (
     directory,
     files,
     health,
+    imports,
     invoices,
     reports,
     sandbox,
@@ -35,4 +36,6 @@ ROUTERS = [
     files.router,
     invoices.router,
     reports.router,
+    # The daily MIS import (SPEC §6): mapping, uploads, progress, drop-folder pickup.
+    imports.router,
 ]

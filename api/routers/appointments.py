@@ -357,6 +357,13 @@ async def finish(appointment_id: str, session: SessionDep, temporal: TemporalDep
     return await _update(temporal, appt, "finish", StaffAction(by=user.id))
 
 
+@router.post("/{appointment_id}/no-show", response_model=AppointmentOut)
+async def no_show(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Arrival) -> AppointmentOut:
+    appt = await _row(session, appointment_id)
+    _must_be_open(appt, "mark as no-show")
+    return await _update(temporal, appt, "no_show", StaffAction(by=user.id))
+
+
 # ---------------------------------------------------------------- helpers
 async def _row(session: SessionDep, appointment_id: str) -> Appointment:
     appt = await session.get(Appointment, appointment_id)

@@ -1,0 +1,792 @@
+"""MIS import activities: read and check the file into per-row records (`prepare_import`),
+apply a batch of rows (`apply_import_batch`), close the run (`finish_import`), and pick up
+a clinic's drop folder (`scan_drop_folder`).
+
+Every row is applied in one transaction with its ledger entry (`import_row`), so a bad row
+leaves nothing behind and a retried batch (worker killed) skips rows already done. A row
+whose database change is committed but whose journey start/update may not have happened
+is `committed`: a retry repeats only that step, which is idempotent (the same workflow id;
+the same update id, which Temporal accepts once)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+
+from activities.deps import Deps
+from core import booking, imports
+from core.logging import get_logger
+from core.mis_files import (
+    FileError,
+    RowError,
+    name_key,
+    parse_date,
+    parse_int,
+    parse_outcome,
+    parse_phone,
+    parse_source,
+    parse_time,
+    read_table,
+    region_of,
+    resolve_columns,
+    text,
+    time_in_date_cell,
+)
+from models.appointment import Appointment
+from models.core import Channel, Clinic, Doctor, Patient
+from models.imports import (
+    DEFAULT_HEADERS,
+    BatchRef,
+    DropResult,
+    DropScan,
+    ImportInput,
+    ImportKind,
+    ImportMapping,
+    ImportPlan,
+    ImportRow,
+    ImportRun,
+    ImportState,
+    PatientMisId,
+    RowState,
+)
+from models.journeys import OPEN_STAGES, appointment_workflow_id
+
+log = get_logger("activities.imports")
+
+BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
+EFFECT_CONCURRENCY = 8  # journey starts/updates in flight per batch
+# A completed-visits file may close a visit a little before its booked time (the patient
+# came early); one further ahead is a mistake in the file.
+COMPLETED_AHEAD = timedelta(hours=12)
+TEMP_SUFFIXES = (".tmp", ".part", ".crdownload", "~")
+
+
+# ------------------------------------------------------------------ preparing rows
+@dataclass
+class _Prepared:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Batcher:
+    """Rows of one family (same phone, else same MIS id / name) share a batch, so two
+    batches running at once never create the same patient twice."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.current, self.filled = size, 0, 0
+        self.by_key: dict[str, int] = {}
+
+    def place(self, key: str | None) -> int:
+        if key is not None and key in self.by_key:
+            return self.by_key[key]
+        if self.filled >= self.size:
+            self.current, self.filled = self.current + 1, 0
+        self.filled += 1
+        if key is not None:
+            self.by_key[key] = self.current
+        return self.current
+
+
+def _family_key(d: dict[str, Any]) -> str | None:
+    if d.get("phone"):
+        return f"phone:{d['phone']}"
+    if d.get("guardian"):
+        return f"guardian:{name_key(d['guardian'])}"
+    if d.get("patient_id"):
+        return f"mis:{d['patient_id']}"
+    return None
+
+
+def _doctor_matcher(doctors: list[Doctor]) -> Callable[[str], Doctor | None]:
+    """Exact name (case, spaces, ё ignored), else the one doctor whose surname and initials
+    fit ("Коваль И.В." for "Коваль Ирина Викторовна")."""
+    exact = {name_key(d.full_name): d for d in doctors}
+
+    def initials(n: str) -> str:
+        parts = n.replace(".", " ").split()
+        return parts[0] + " " + "".join(p[0] for p in parts[1:]) if parts else ""
+
+    def match(raw: str) -> Doctor | None:
+        k = name_key(raw)
+        if k in exact:
+            return exact[k]
+        fits = [d for d in doctors if initials(name_key(d.full_name)) == initials(k) and len(k.split()) >= 1]
+        if len(fits) == 1:
+            return fits[0]
+        fits = [d for d in doctors if name_key(d.full_name).split()[:1] == k.split()[:1]]
+        return fits[0] if len(fits) == 1 and len(k.split()) == 1 else None
+
+    return match
+
+
+class ImportActivities:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    # -------------------------------------------------------------- prepare
+    @activity.defn(name="prepare_import")
+    async def prepare_import(self, inp: ImportInput) -> ImportPlan:
+        async with self.deps.sessions() as s:
+            run = await s.get(ImportRun, inp.import_id)
+            if run is None:
+                raise RuntimeError("import run not found")
+            if run.state == ImportState.failed:
+                return ImportPlan(total_rows=0, failed=True)
+            if run.total_rows is None:
+                await self._parse_into_rows(s, run, inp.batch_size)
+                if run.state == ImportState.failed:
+                    return ImportPlan(total_rows=0, failed=True)
+            q = (
+                select(ImportRow.phase, ImportRow.batch)
+                .where(ImportRow.import_id == run.id, ImportRow.state != RowState.done)
+                .distinct()
+            )
+            phases: dict[int, set[int]] = {}
+            for phase, batch in (await s.exec(q)).all():
+                phases.setdefault(phase, set()).add(batch)
+            return ImportPlan(
+                total_rows=run.total_rows or 0,
+                phases=[sorted(phases[p]) for p in sorted(phases)],
+            )
+
+    async def _parse_into_rows(self, s: AsyncSession, run: ImportRun, batch_size: int) -> None:
+        clinic = await s.get(Clinic, run.clinic_id)
+        assert clinic is not None
+        mapping = await imports.mapping_of(s, clinic.id)
+        now = datetime.now(UTC)
+        try:
+            table = read_table(run.content)
+            cols = resolve_columns(table.headers, mapping.columns, ImportKind(run.kind))
+        except FileError as e:
+            run.state, run.error, run.finished_at = ImportState.failed, str(e)[:1000], now
+            s.add(run)
+            await s.commit()
+            return
+        headers = {f: table.headers[i] for f, i in cols.items()}
+        run.headers = headers
+        doctors = list((await s.exec(select(Doctor).where(Doctor.clinic_id == clinic.id))).all())
+        ctx = _RowContext(
+            kind=ImportKind(run.kind),
+            clinic=clinic,
+            mapping=mapping,
+            headers=headers,
+            region=region_of(clinic.phone),
+            tz=ZoneInfo(clinic.timezone),
+            now=now,
+            doctor=_doctor_matcher(doctors),
+            lead_sources=list(clinic.lead_sources),
+        )
+        batcher = _Batcher(batch_size)
+        records: list[dict[str, Any]] = []
+        first_row_of: dict[str, int] = {}
+        for n, cells in table.rows:
+
+            def cell(f: str, cells: list[Any] = cells) -> Any:
+                i = cols.get(f)
+                return cells[i] if i is not None and i < len(cells) else None
+
+            rec: dict[str, Any] = {"import_id": run.id, "row": n, "batch": 0, "phase": 0, "column": None}
+            rec |= {"reason": None, "appointment_id": None, "patient_id": None}
+            try:
+                data = ctx.parse(cell)
+                vid = data.get("visit_id")
+                if vid is not None:
+                    if vid in first_row_of:
+                        raise RowError(
+                            headers.get("visit_id"),
+                            f"visit id {vid} is listed again (first in row {first_row_of[vid]}); list each visit once",
+                        )
+                    first_row_of[vid] = n
+                phase = (
+                    1 if (ctx.kind == ImportKind.patients and (data.get("guardian") or data.get("guardian_id"))) else 0
+                )
+                rec |= {"data": data, "state": RowState.pending.value, "outcome": None, "phase": phase}
+                rec["batch"] = batcher.place(_family_key(data)) + phase * 1_000_000
+            except RowError as e:
+                rec |= {"data": {}, "state": RowState.done.value, "outcome": "error"}
+                rec |= {"column": e.column, "reason": e.reason[:500]}
+                # A bad row still names its visit: an authoritative file does not cancel it.
+                vid = text(cell("visit_id"))
+                if vid and vid not in first_row_of:
+                    first_row_of[vid] = n
+            records.append(rec)
+        if ctx.kind == ImportKind.visits and mapping.authoritative_days:
+            records += await self._absent_visits(s, run, ctx, set(first_row_of), records)
+        if records:
+            await (await s.connection()).execute(insert(ImportRow), records)
+        run.total_rows = len(records)
+        run.state, run.started_at = ImportState.running, now
+        s.add(run)
+        await s.commit()
+
+    async def _absent_visits(
+        self, s: AsyncSession, run: ImportRun, ctx: _RowContext, listed: set[str], records: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The file is the whole day for every day it lists: the clinic's MIS visits of those
+        days that it does not list were cancelled there."""
+        days = {date.fromisoformat(r["data"]["day"]) for r in records if r["data"].get("day")}
+        out: list[dict[str, Any]] = []
+        for day in sorted(days):
+            start = datetime(day.year, day.month, day.day, tzinfo=ctx.tz)
+            q = select(Appointment).where(
+                Appointment.clinic_id == ctx.clinic.id,
+                col(Appointment.mis_visit_id).is_not(None),
+                col(Appointment.stage).in_(BEFORE_VISIT),
+                col(Appointment.starts_at) >= max(start.astimezone(UTC), ctx.now),
+                col(Appointment.starts_at) < (start + timedelta(days=1)).astimezone(UTC),
+            )
+            for a in (await s.exec(q.order_by(col(Appointment.starts_at)))).all():
+                if a.mis_visit_id in listed:
+                    continue
+                out.append(
+                    {
+                        "import_id": run.id,
+                        "row": -(len(out) + 1),
+                        "batch": 2_000_000 + len(out) // 200,
+                        "phase": 2,
+                        "state": RowState.pending.value,
+                        "outcome": None,
+                        "column": None,
+                        "reason": None,
+                        "data": {"action": "cancel_absent", "visit_id": a.mis_visit_id, "day": day.isoformat()},
+                        "appointment_id": a.id,
+                        "patient_id": a.patient_id,
+                    }
+                )
+        return out
+
+    # -------------------------------------------------------------- apply
+    @activity.defn(name="apply_import_batch")
+    async def apply_import_batch(self, ref: BatchRef) -> int:
+        async with self.deps.sessions() as s:
+            run = await s.get(ImportRun, ref.import_id)
+            assert run is not None
+            clinic = await s.get(Clinic, run.clinic_id)
+            assert clinic is not None
+            mapping = await imports.mapping_of(s, clinic.id)
+            q = (
+                select(ImportRow)
+                .where(ImportRow.import_id == run.id, ImportRow.batch == ref.batch, ImportRow.state != RowState.done)
+                .order_by(col(ImportRow.row))
+            )
+            rows = list((await s.exec(q)).all())
+        applier = _Applier(self.deps, activity.client(), run, clinic, mapping)
+        effects: list[ImportRow] = []
+        for row in rows:
+            activity.heartbeat(row.row)
+            if row.state == RowState.committed:
+                effects.append(row)
+            elif await applier.apply(row):
+                effects.append(row)
+        sem = asyncio.Semaphore(EFFECT_CONCURRENCY)
+
+        async def one(row: ImportRow) -> None:
+            async with sem:
+                await applier.effect(row)
+            activity.heartbeat(row.row)
+
+        await asyncio.gather(*(one(r) for r in effects))
+        return len(rows)
+
+    # -------------------------------------------------------------- finish
+    @activity.defn(name="finish_import")
+    async def finish_import(self, import_id: str) -> str:
+        async with self.deps.sessions() as s:
+            run = await s.get(ImportRun, import_id)
+            assert run is not None
+            if run.state not in (ImportState.completed, ImportState.failed):
+                run.state, run.finished_at = ImportState.completed, datetime.now(UTC)
+                s.add(run)
+                await s.commit()
+            st = await imports.status(s, run, with_errors=False)
+        log.info("import finished", import_id=import_id, kind=run.kind, state=run.state, **st.counts)
+        return str(run.state)
+
+    # -------------------------------------------------------------- drop folder
+    @activity.defn(name="scan_drop_folder")
+    async def scan_drop_folder(self, scan: DropScan) -> DropResult:
+        settings = self.deps.settings
+        out = DropResult()
+        async with self.deps.sessions() as s:
+            clinic = await s.get(Clinic, scan.clinic_id)
+            if clinic is None or not clinic.code:
+                log.warning("drop folder scan for a clinic without a code", clinic_id=scan.clinic_id)
+                return out
+            assert settings.import_dir is not None
+            folder = Path(settings.import_dir) / clinic.code
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                return out
+            files = sorted(
+                p
+                for p in folder.iterdir()
+                if p.is_file() and not p.name.startswith((".", "~$")) and not p.name.endswith(TEMP_SUFFIXES)
+            )
+            for path in files:
+                activity.heartbeat(path.name)
+                content = path.read_bytes()
+                sha = hashlib.sha256(content).hexdigest()
+                run, created = await imports.register(
+                    s,
+                    clinic=clinic,
+                    kind=kind_from_name(path.name),
+                    file_name=path.name,
+                    content=content,
+                    source="drop",
+                    dedup_key=f"drop:{clinic.id}:{sha}",
+                )
+                await imports.start(activity.client(), settings.temporal_task_queue, run)
+                if created:
+                    out.import_ids.append(run.id)
+                else:
+                    out.skipped += 1
+                _move_aside(path, folder / ("processed" if created else "duplicates"))
+        log.info("drop folder scanned", clinic_id=scan.clinic_id, started=len(out.import_ids), skipped=out.skipped)
+        return out
+
+
+def kind_from_name(name: str) -> ImportKind:
+    """The drop folder tells files apart by name: completed…, patients…, anything else is
+    a visits file."""
+    low = name.casefold()
+    if low.startswith(("completed", "выполнен", "завершен", "проведен")):
+        return ImportKind.completed
+    if low.startswith(("patients", "пациент")):
+        return ImportKind.patients
+    return ImportKind.visits
+
+
+def _move_aside(path: Path, to: Path) -> None:
+    to.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = to / f"{stamp}-{path.name}"
+    n = 1
+    while target.exists():
+        target, n = to / f"{stamp}-{n}-{path.name}", n + 1
+    shutil.move(str(path), target)
+
+
+# ------------------------------------------------------------------ parsing one row
+@dataclass
+class _RowContext:
+    kind: ImportKind
+    clinic: Clinic
+    mapping: ImportMapping
+    headers: dict[str, str]
+    region: str | None
+    tz: ZoneInfo
+    now: datetime
+    doctor: Callable[[str], Doctor | None]
+    lead_sources: list[str]
+
+    def h(self, f: str) -> str:
+        return self.headers.get(f, f)
+
+    def parse(self, cell: Callable[[str], Any]) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        d["full_name"] = text(cell("full_name"))
+        if not d["full_name"]:
+            raise RowError(self.h("full_name"), "the patient's full name is empty")
+        d["patient_id"] = text(cell("patient_id"))
+        d["phone"] = parse_phone(cell("phone"), self.h("phone"), self.region)
+        d["guardian"] = text(cell("guardian"))
+        bd = cell("birth_date")
+        if text(bd):
+            b = parse_date(bd, self.h("birth_date"))
+            if b > self.now.date():
+                raise RowError(self.h("birth_date"), f"the birth date {b:%d.%m.%Y} is in the future")
+            d["birth_date"] = b.isoformat()
+        if self.kind != ImportKind.completed:
+            d["source"] = parse_source(cell("source"), self.h("source"), self.lead_sources)
+        if self.kind == ImportKind.patients:
+            return self._patient(d, cell)
+        d["visit_id"] = text(cell("visit_id"))
+        if not d["visit_id"]:
+            raise RowError(self.h("visit_id"), "the visit id is empty")
+        if not (d["patient_id"] or d["phone"] or d["guardian"]):
+            raise RowError(
+                self.h("phone"),
+                "no phone, no patient id and no guardian: the patient can be neither matched nor reached",
+            )
+        raw_date = cell("date")
+        day = parse_date(raw_date, self.h("date"))
+        at = parse_time(cell("time"), self.h("time")) if text(cell("time")) else time_in_date_cell(raw_date)
+        if at is None:
+            raise RowError(self.h("time"), "the visit has no time; write it as HH:MM")
+        starts = datetime.combine(day, at, tzinfo=self.tz)
+        d["starts_at"], d["day"] = starts.astimezone(UTC).isoformat(), day.isoformat()
+        d["duration"] = (
+            parse_int(cell("duration"), self.h("duration"), 5, 720)
+            if text(cell("duration"))
+            else self.mapping.default_duration_minutes
+        )
+        doctor_name = text(cell("doctor"))
+        if not doctor_name:
+            raise RowError(self.h("doctor"), "the doctor is empty")
+        doc = self.doctor(doctor_name)
+        if doc is None:
+            raise RowError(
+                self.h("doctor"),
+                f"{doctor_name!r} is not a doctor of this clinic; add the doctor (POST /v1/doctors) or fix the name",
+            )
+        d["doctor_id"] = doc.id
+        d["service"] = (text(cell("service")) or self.mapping.default_service)[:200]
+        if self.kind == ImportKind.visits:
+            if starts <= self.now:
+                raise RowError(
+                    self.h("date"),
+                    f"the visit at {starts:%d.%m.%Y %H:%M} has already begun; a visits file lists upcoming visits",
+                )
+        else:
+            d["status"] = parse_outcome(cell("status"), self.h("status"))
+            if starts > self.now + COMPLETED_AHEAD:
+                raise RowError(self.h("date"), f"the visit at {starts:%d.%m.%Y %H:%M} has not happened yet")
+        return d
+
+    def _patient(self, d: dict[str, Any], cell: Callable[[str], Any]) -> dict[str, Any]:
+        if not d["patient_id"]:
+            raise RowError(self.h("patient_id"), "the patient id (card number) is empty")
+        d["guardian_id"] = text(cell("guardian_id"))
+        lv = cell("last_visit")
+        if text(lv):
+            d["last_visit"] = parse_date(lv, self.h("last_visit")).isoformat()
+        if text(cell("loyalty_points")):
+            d["loyalty_points"] = parse_int(cell("loyalty_points"), self.h("loyalty_points"), 0, 10_000_000)
+        email = text(cell("email"))
+        if email:
+            if "@" not in email or " " in email:
+                raise RowError(self.h("email"), f"{email!r} is not an e-mail address")
+            d["email"] = email[:320]
+        return d
+
+
+# ------------------------------------------------------------------ applying one row
+class _Applier:
+    def __init__(self, deps: Deps, temporal: Client, run: ImportRun, clinic: Clinic, mapping: ImportMapping) -> None:
+        self.deps, self.temporal, self.run, self.clinic, self.mapping = deps, temporal, run, clinic, mapping
+        self.kind = ImportKind(run.kind)
+        self.tq = deps.settings.temporal_task_queue
+
+    async def apply(self, row: ImportRow) -> bool:
+        """Apply one pending row in one transaction with its ledger entry. Returns whether a
+        journey start/update must follow (the row is then `committed`)."""
+        for attempt in range(2):
+            try:
+                async with self.deps.sessions() as s:
+                    follow = await self._apply(s, row)
+                    await s.commit()
+                    return follow
+            except RowError as e:
+                await self._error(row, e.column, e.reason)
+                return False
+            except booking.SlotTaken as e:
+                c = e.clash
+                tz = ZoneInfo(self.clinic.timezone)
+                await self._error(
+                    row,
+                    self._h("time"),
+                    "the doctor already has a visit "
+                    f"{c.starts_at.astimezone(tz):%d.%m.%Y %H:%M}–{c.ends_at.astimezone(tz):%H:%M}"
+                    + (f" (visit id {c.mis_visit_id})" if c.mis_visit_id else "")
+                    + "; fix the time or the doctor in the MIS",
+                )
+                return False
+            except booking.InvalidBooking as e:
+                await self._error(row, self._h("date"), e.message)
+                return False
+            except IntegrityError:
+                if attempt == 1:
+                    raise
+                # Another import wrote the same visit or patient a moment ago: look again.
+        return False
+
+    def _h(self, f: str) -> str:
+        """The file's header for a field (errors name the column the clinic sees)."""
+        return str(self.run.headers.get(f) or DEFAULT_HEADERS[f][0])
+
+    async def _error(self, row: ImportRow, column: str | None, reason: str) -> None:
+        async with self.deps.sessions() as s:
+            r = await s.get(ImportRow, (row.import_id, row.row))
+            assert r is not None
+            r.state, r.outcome, r.column, r.reason = RowState.done, "error", column, reason[:500]
+            s.add(r)
+            await s.commit()
+
+    async def _ledger(
+        self, s: AsyncSession, row: ImportRow, state: RowState, outcome: str, appt: str | None, patient: str | None
+    ) -> None:
+        r = await s.get(ImportRow, (row.import_id, row.row))
+        assert r is not None
+        r.state, r.outcome, r.appointment_id, r.patient_id = state, outcome, appt, patient
+        s.add(r)
+        row.state, row.outcome, row.appointment_id, row.patient_id = state, outcome, appt, patient
+
+    async def _apply(self, s: AsyncSession, row: ImportRow) -> bool:
+        d = row.data
+        if d.get("action") == "cancel_absent":
+            await self._ledger(s, row, RowState.committed, "cancelled", row.appointment_id, row.patient_id)
+            return True
+        if self.kind == ImportKind.patients:
+            return await self._apply_patient(s, row)
+        q = select(Appointment).where(
+            Appointment.clinic_id == self.clinic.id, Appointment.mis_visit_id == d["visit_id"]
+        )
+        existing = (await s.exec(q)).first()
+        if self.kind == ImportKind.completed:
+            return await self._apply_completed(s, row, existing)
+        starts_at = datetime.fromisoformat(d["starts_at"])
+        if existing is None:
+            patient = await self._patient(s, d)
+            appt = await booking.reserve(
+                s,
+                clinic=self.clinic,
+                doctor_id=d["doctor_id"],
+                patient_id=patient.id,
+                starts_at=starts_at,
+                duration_minutes=d["duration"],
+                service=d["service"],
+                mis_visit_id=d["visit_id"],
+            )
+            await self._ledger(s, row, RowState.committed, "created", appt.id, patient.id)
+            return True
+        same = existing.starts_at == starts_at and existing.duration_minutes == d["duration"]
+        if existing.doctor_id != d["doctor_id"]:
+            raise RowError(
+                self._h("doctor"),
+                f"visit {d['visit_id']} is booked with another doctor here; a visit cannot change doctor: "
+                "cancel it in the MIS and book a new visit",
+            )
+        if same:
+            await self._ledger(s, row, RowState.done, "unchanged", existing.id, existing.patient_id)
+            return False
+        if existing.stage not in BEFORE_VISIT:
+            raise RowError(
+                self._h("date"),
+                f"visit {d['visit_id']} is already {existing.stage.replace('_', ' ')}: it cannot be moved",
+            )
+        if starts_at <= datetime.now(UTC):
+            raise RowError(self._h("date"), "the new time is in the past")
+        await self._ledger(s, row, RowState.committed, "rescheduled", existing.id, existing.patient_id)
+        return True
+
+    async def _apply_completed(self, s: AsyncSession, row: ImportRow, existing: Appointment | None) -> bool:
+        d = row.data
+        if existing is not None:
+            if existing.stage in OPEN_STAGES:
+                await self._ledger(s, row, RowState.committed, "updated", existing.id, existing.patient_id)
+                return True
+            await self._ledger(s, row, RowState.done, "unchanged", existing.id, existing.patient_id)
+            return False
+        # A visit we never had a journey for (booked before the import began, or by phone):
+        # its record feeds the reports and the first-visit count; nothing is sent.
+        patient = await self._patient(s, d)
+        starts_at = datetime.fromisoformat(d["starts_at"])
+        appt = Appointment(
+            clinic_id=self.clinic.id,
+            doctor_id=d["doctor_id"],
+            patient_id=patient.id,
+            service=d["service"],
+            starts_at=starts_at,
+            ends_at=starts_at + timedelta(minutes=d["duration"]),
+            duration_minutes=d["duration"],
+            stage=d["status"],
+            mis_visit_id=d["visit_id"],
+            workflow_id="",
+            history=[{"at": datetime.now(UTC).isoformat(), "event": "imported_completed", "stage": d["status"]}],
+        )
+        appt.workflow_id = appointment_workflow_id(appt.id)
+        s.add(appt)
+        await self._ledger(s, row, RowState.done, "created", appt.id, patient.id)
+        return False
+
+    async def _apply_patient(self, s: AsyncSession, row: ImportRow) -> bool:
+        d = row.data
+        link = await s.get(PatientMisId, (self.clinic.id, d["patient_id"]))
+        guardian: Patient | None = None
+        if d.get("guardian_id"):
+            glink = await s.get(PatientMisId, (self.clinic.id, d["guardian_id"]))
+            if glink is None:
+                raise RowError(
+                    self._h("guardian_id"),
+                    f"guardian {d['guardian_id']} is not in this file or the patient base; add the guardian's row",
+                )
+            guardian = await s.get(Patient, glink.patient_id)
+        elif d.get("guardian"):
+            guardian = await self._guardian(s, d["guardian"], d.get("phone"))
+        p = await s.get(Patient, link.patient_id) if link else None
+        if p is None:
+            p = await self._match(s, d, guardian)
+        want: dict[str, Any] = {
+            "full_name": d["full_name"][:200],
+            "birth_date": date.fromisoformat(d["birth_date"]) if d.get("birth_date") else None,
+            "guardian_id": guardian.id if guardian else None,
+            "phone": None if guardian else d.get("phone"),
+            "source": d.get("source"),
+            "last_visit_on": date.fromisoformat(d["last_visit"]) if d.get("last_visit") else None,
+            "loyalty_points": d.get("loyalty_points"),
+            "email": d.get("email"),
+        }
+        if p is None:
+            p = self._new_patient(want)
+            s.add(p)
+            outcome = "created"
+        else:
+            outcome = "unchanged"
+            for k, v in want.items():
+                # The MIS is the source of truth for what it states; blank cells keep ours.
+                if v is None or not hasattr(p, k) or k == "phone" and guardian is not None:
+                    continue
+                if getattr(p, k) != v:
+                    setattr(p, k, v)
+                    outcome = "updated"
+            s.add(p)
+        await s.flush()
+        if link is None:
+            s.add(PatientMisId(clinic_id=self.clinic.id, mis_patient_id=d["patient_id"], patient_id=p.id))
+        await self._ledger(s, row, RowState.done, outcome, None, p.id)
+        return False
+
+    def _new_patient(self, want: dict[str, Any]) -> Patient:
+        p = Patient(
+            full_name=want["full_name"],
+            phone=want.get("phone"),
+            birth_date=want.get("birth_date"),
+            guardian_id=want.get("guardian_id"),
+            clinic_id=self.clinic.id,
+            preferred_channel=Channel.sms,
+            email=want.get("email"),
+        )
+        if want.get("last_visit_on"):
+            p.last_visit_on = want["last_visit_on"]
+        if want.get("loyalty_points") is not None:
+            p.loyalty_points = want["loyalty_points"]
+        if want.get("source"):
+            p.source = want["source"]
+        return p
+
+    # ---------------------------------------------------------- patients
+    async def _patient(self, s: AsyncSession, d: dict[str, Any]) -> Patient:
+        """The visit's patient: by the clinic's MIS patient id, else phone + name (a child:
+        the guardian named in the row, whose phone the row carries); created if new."""
+        link = await s.get(PatientMisId, (self.clinic.id, d["patient_id"])) if d.get("patient_id") else None
+        if link is not None:
+            p = await s.get(Patient, link.patient_id)
+            assert p is not None
+            return p
+        guardian = await self._guardian(s, d["guardian"], d.get("phone")) if d.get("guardian") else None
+        p = await self._match(s, d, guardian)
+        if p is None:
+            p = self._new_patient(
+                {
+                    "full_name": d["full_name"][:200],
+                    "phone": None if guardian else d.get("phone"),
+                    "birth_date": date.fromisoformat(d["birth_date"]) if d.get("birth_date") else None,
+                    "guardian_id": guardian.id if guardian else None,
+                    "source": d.get("source"),
+                }
+            )
+            s.add(p)
+            await s.flush()
+        if d.get("patient_id"):
+            s.add(PatientMisId(clinic_id=self.clinic.id, mis_patient_id=d["patient_id"], patient_id=p.id))
+        return p
+
+    async def _match(self, s: AsyncSession, d: dict[str, Any], guardian: Patient | None) -> Patient | None:
+        key = name_key(d["full_name"])
+        if guardian is not None:
+            q = select(Patient).where(Patient.guardian_id == guardian.id)
+        elif d.get("phone"):
+            q = select(Patient).where(Patient.phone == d["phone"])
+        else:
+            return None
+        return next((p for p in (await s.exec(q)).all() if name_key(p.full_name) == key), None)
+
+    async def _guardian(self, s: AsyncSession, name: str, phone: str | None) -> Patient:
+        """The guardian named in a row: by phone + name, else by name among the clinic's
+        patients; a guardian with a phone we do not know yet is added."""
+        key = name_key(name)
+        if phone:
+            q = select(Patient).where(Patient.phone == phone)
+            found = next((p for p in (await s.exec(q)).all() if name_key(p.full_name) == key), None)
+            if found is not None:
+                return found
+        q2 = select(Patient).where(Patient.clinic_id == self.clinic.id, Patient.full_name == " ".join(name.split()))
+        same = [p for p in (await s.exec(q2)).all() if p.phone]
+        if len(same) == 1 and not phone:
+            return same[0]
+        if not phone:
+            raise RowError(
+                self._h("guardian"),
+                f"guardian {name!r} is not a patient of this clinic{' (several have this name)' if same else ''} "
+                "and the row has no phone: import the patient base first or add the guardian's phone",
+            )
+        g = Patient(full_name=" ".join(name.split())[:200], phone=phone, clinic_id=self.clinic.id)
+        s.add(g)
+        await s.flush()
+        return g
+
+    # ---------------------------------------------------------- journeys
+    async def effect(self, row: ImportRow) -> None:
+        """The journey side of a committed row; idempotent, then the row is done."""
+        async with self.deps.sessions() as s:
+            appt = await s.get(Appointment, row.appointment_id) if row.appointment_id else None
+            assert appt is not None
+            uid = f"{self.run.workflow_id}-row{row.row}"
+            try:
+                if row.outcome == "created":
+                    await booking.start_journey(self.temporal, self.tq, appt, self.clinic)
+                elif row.outcome == "rescheduled":
+                    d = row.data
+                    await booking.move(
+                        s, self.temporal, appt, datetime.fromisoformat(d["starts_at"]), d["duration"], update_id=uid
+                    )
+                elif row.outcome == "cancelled":
+                    day = row.data.get("day", "")
+                    await booking.cancel(
+                        self.temporal, appt, f"not in the clinic's MIS schedule for {day}", update_id=uid
+                    )
+                elif row.outcome == "updated":  # a completed visit whose journey is open
+                    await self._close_visit(appt, row.data["status"], uid)
+            except booking.SlotTaken as e:
+                await self._error(row, self._h("time"), f"the doctor already has a visit at that time ({e.clash.id})")
+                return
+            except booking.InvalidBooking as e:
+                await self._error(row, self._h("date"), e.message)
+                return
+            except WorkflowUpdateFailedError as e:
+                # The journey refused (its stage moved on meanwhile): say so on the row.
+                cause = getattr(e, "cause", None)
+                msg = getattr(cause, "message", None) or "the journey refused the change"
+                await self._error(row, None, f"visit {appt.mis_visit_id}: {msg}")
+                return
+        async with self.deps.sessions() as s:
+            r = await s.get(ImportRow, (row.import_id, row.row))
+            assert r is not None
+            r.state = RowState.done
+            s.add(r)
+            await s.commit()
+
+    async def _close_visit(self, appt: Appointment, status: str, uid: str) -> None:
+        from models.appointment_journey import StaffAction
+
+        h = self.temporal.get_workflow_handle(appt.workflow_id)
+        if status == "no_show":
+            await h.execute_update("no_show", StaffAction(note="MIS: no-show"), id=f"{uid}-noshow")
+            return
+        if appt.stage in BEFORE_VISIT:
+            await h.execute_update("check_in", StaffAction(note="MIS: visit completed"), id=f"{uid}-in")
+        await h.execute_update("finish", StaffAction(note="MIS: visit completed"), id=f"{uid}-finish")
