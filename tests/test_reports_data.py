@@ -344,3 +344,16 @@ async def test_pack_has_a_sheet_per_report(world: dict[str, Any]) -> None:
         assert_sheet_matches(sheets[r.title[:31]], r.to_json())
         if any(t.chart for t in r.tables if t.rows):
             assert sheets[r.title[:31]]._charts, r.name
+
+
+def test_confirmation_facts_follow_the_current_version() -> None:
+    from models.appointment import confirmation_facts
+
+    t = utc(10, 1)
+    h = lambda *evs: [(t + timedelta(minutes=i), e) for i, e in enumerate(evs)]  # noqa: E731
+    f = confirmation_facts(h("booked", "ask_sent", "patient_declined", "patient_confirmed"))
+    assert (f.confirmation, f.confirmed_at) == ("declined", None)  # the first answer counts
+    f = confirmation_facts(h("booked", "ask_sent", "patient_confirmed", "rescheduled_v2", "ask_sent"))
+    assert (f.confirmation, f.confirmed_at, f.operator_confirmed) == (None, None, False)  # asked afresh
+    f = confirmation_facts(h("booked", "ask_sent", "deadline_unconfirmed", "confirmed_by_operator", "survey_sent"))
+    assert (f.confirmation, f.operator_confirmed, f.survey_sent_at) == ("no_answer", True, t + timedelta(minutes=4))
