@@ -7,7 +7,8 @@ network's when several clinics are in scope; a visit belongs to the period by it
 
 - first-time patient: a patient with a *finished* visit in the period flagged `first_visit`
   (their first visit, or first after six months: models.appointment); counted once, at their
-  earliest such visit. "returning" = they had a real visit before (six months or more ago).
+  earliest such visit. "returning" = they had a real visit before (six months or more ago),
+  with us or by the MIS patient base's `last_visit_on`.
 - first-time booking: a patient with any visit in the period flagged `first_visit` (whatever
   became of it); converted = that patient is a first-time patient of the period.
 - visits by specialty: finished visits per doctor specialty.
@@ -242,22 +243,31 @@ async def first_time_patients(session: AsyncSession, scope: Scope) -> tuple[list
     ft = first_time_patients_q(scope)
     rows = await _rows(
         session,
-        select(ft, p.full_name, p.source, d.full_name.label("doctor"), d.specialty)
+        select(ft, p.full_name, p.source, p.last_visit_on, d.full_name.label("doctor"), d.specialty)
         .join(Patient.__table__, p.id == ft.c.patient_id)  # type: ignore[attr-defined]
         .join(Doctor.__table__, d.id == ft.c.doctor_id)  # type: ignore[attr-defined]
         .order_by(ft.c.starts_at, ft.c.appointment_id),
     )
     clinics = await _names(session, Clinic, {r.clinic_id for r in rows}, "name")
     tzs = await _clinic_tz(session, {r.clinic_id for r in rows})
+
+    def returning_(r: Any) -> bool:
+        # A real visit with us before, or the MIS base's last visit on an earlier day (the same
+        # rule as the first-visit flag: models.appointment.first_visit_flags).
+        mis = r.last_visit_on
+        if isinstance(mis, str):
+            mis = date.fromisoformat(mis[:10])
+        return bool(r.was_back) or (mis is not None and mis < r.starts_at.astimezone(UTC).date())
+
+    back = {r.patient_id: returning_(r) for r in rows}
     total = len(rows)
-    returning = sum(r.was_back for r in rows)
-    per_clinic = await _rows(
-        session,
-        select(ft.c.clinic_id, func.count().label("n"), func.sum(ft.c.was_back).label("ret"))
-        .group_by(ft.c.clinic_id)
-        .order_by(ft.c.clinic_id),
-    )
-    names = await _names(session, Clinic, {r.clinic_id for r in per_clinic}, "name")
+    returning = sum(back.values())
+    per: dict[str, list[int]] = {}
+    for r in rows:
+        c = per.setdefault(r.clinic_id, [0, 0])
+        c[0] += 1
+        c[1] += back[r.patient_id]
+    names = clinics
     by_clinic = Table(
         "by_clinic",
         "By clinic",
@@ -268,13 +278,8 @@ async def first_time_patients(session: AsyncSession, scope: Scope) -> tuple[list
             Column("returning", "Returning after 6+ months"),
         ],
         [
-            {
-                "clinic": names.get(r.clinic_id, r.clinic_id),
-                "first_time": r.n,
-                "new": r.n - int(r.ret or 0),
-                "returning": int(r.ret or 0),
-            }
-            for r in per_clinic
+            {"clinic": names.get(cid, cid), "first_time": n, "new": n - ret, "returning": ret}
+            for cid, (n, ret) in sorted(per.items(), key=lambda kv: names.get(kv[0], kv[0]))
         ],
         {"clinic": "Total", "first_time": total, "new": total - returning, "returning": returning},
         Chart("bar", "clinic", ["new", "returning"], "First-time patients by clinic"),
@@ -301,7 +306,7 @@ async def first_time_patients(session: AsyncSession, scope: Scope) -> tuple[list
                 "clinic": clinics.get(r.clinic_id, r.clinic_id),
                 "doctor": r.doctor,
                 "specialty": r.specialty,
-                "returning": "yes" if r.was_back else "no",
+                "returning": "yes" if back[r.patient_id] else "no",
             }
             for r in rows
         ],

@@ -19,12 +19,13 @@ from core.reports import REPORTS
 from core.security import hash_password
 from core.settings import Settings
 from models.appointment import Appointment
-from models.core import Clinic, Doctor, Patient, Role, StaffUser
+from models.core import Role, StaffUser
 from tests.appointment_support import FAST, phone, sent
 from tests.conftest import Api
 from tests.support.live import eventually
 from tests.support.report_sheets import assert_sheet_matches, workbook_sheets
 from tests.test_invoice_flow import Inbox, smtp
+from tests.test_mis_import import csv_bytes, finished, upload
 
 __all__ = ["smtp"]
 KYIV = ZoneInfo("Europe/Kyiv")
@@ -317,26 +318,9 @@ async def test_monthly_pack_emails_last_months_workbook(
     today = datetime.now(ZoneInfo(settings.network_timezone)).date()
     month = previous_month(today)
     last_day = today.replace(day=1) - timedelta(days=1)
-    # Last month's visits cannot be booked through the API (the past): written as the journeys'
-    # rows would be, one first-time patient with a finished visit and NPS 9.
+    # Last month's visits arrive by the MIS import (they cannot be booked in the past).
     tag = uuid.uuid4().hex[:6]
-    async with deps.sessions() as s:
-        clinic = Clinic(name=f"Pack {tag}", address="Kyiv", phone="+380441234567")
-        s.add(clinic)
-        await s.flush()
-        doctor = Doctor(clinic_id=clinic.id, full_name="Dr Pack", specialty=f"pack-{tag}")
-        patient = Patient(full_name="Pack Patient", phone=phone(), clinic_id=clinic.id, source="site")
-        s.add_all([doctor, patient])
-        await s.flush()
-        start = datetime(last_day.year, last_day.month, 10, 9, tzinfo=UTC)
-        s.add(
-            Appointment(clinic_id=clinic.id, doctor_id=doctor.id, patient_id=patient.id, service="Consultation",
-                        starts_at=start, ends_at=start + timedelta(minutes=30), duration_minutes=30,
-                        stage="finished", workflow_id="appointment-pack", nps=9,
-                        survey_sent_at=start + timedelta(hours=2))
-        )  # fmt: skip
-        await s.commit()
-
+    clinic = await _imported_last_month(api, tag, last_day)
     schedule_id = f"monthly-management-pack-test-{tag}"
     handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue, schedule_id=schedule_id)
     handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue, schedule_id=schedule_id)
@@ -370,8 +354,94 @@ async def test_monthly_pack_emails_last_months_workbook(
             )
             assert_sheet_matches(sheets[title[:31]], r.json())
         wb = load_workbook(io.BytesIO(data))
-        spec_rows = [row for row in wb["Visits by specialty"].iter_rows(values_only=True) if row[0] == f"pack-{tag}"]
-        assert spec_rows and spec_rows[0][1] == 1
+        spec = {row[0]: row[1] for row in wb["Visits by specialty"].iter_rows(values_only=True)}
+        assert spec[f"implantology-{tag}"] == 1  # the imported clinic's visits are in the pack
+        conv = [row for row in wb["First-visit conversion"].iter_rows(values_only=True) if row[0] == clinic["name"]]
+        assert conv and conv[0][1:4] == (3, 2, 66.7)
         assert "First-time patients" in msg.get_body(preferencelist=("plain",)).get_content()
     finally:
         await handle.delete()
+
+
+async def _imported_last_month(api: Api, tag: str, last_day: Any) -> dict[str, Any]:
+    """A clinic whose last month arrives by the MIS import: the patient base (with lead sources
+    in the MIS's words and last visits from before our time), then the completed visits.
+
+        card  patient   source           MIS last visit      visits last month (L)
+        M-1   Гнатюк    Инстаграм        -                   H-1 L/05 therapy finished (first)
+                                                             H-2 L/12 implantology finished (repeat)
+        M-2   Панченко  Сайт             60 days before L/06  H-3 L/06 therapy finished (a repeat)
+        M-3   Новий     Звонок           -                   H-4 L/07 implantology no-show (first booking)
+        M-4   Ещё       По рекомендации  8 months before     H-5 L/08 therapy finished (first, returning)
+    """
+    admin = api.as_(Role.admin)
+    r = await admin.post(
+        "/v1/clinics",
+        json={"name": f"Imported {tag}", "address": "Kyiv", "phone": "+380441234567", "timezone": "Europe/Kyiv",
+              "policy": FAST},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    clinic = dict(r.json())
+    for name, specialty in (
+        ("Коваль Ирина Викторовна", f"therapy-{tag}"),
+        ("Бондар Олег Петрович", f"implantology-{tag}"),
+    ):
+        r = await admin.post("/v1/doctors", json={"clinic_id": clinic["id"], "full_name": name, "specialty": specialty})
+        assert r.status_code == 201, r.text
+    first = last_day.replace(day=1)
+    day = lambda d: first.replace(day=d)  # noqa: E731
+    phones = [phone() for _ in range(4)]
+    base = [
+        ["M-1", "Гнатюк Леся", phones[0], "Инстаграм", ""],
+        ["M-2", "Панченко Ира", phones[1], "Сайт", (day(6) - timedelta(days=60)).strftime("%d.%m.%Y")],
+        ["M-3", "Новий Пацієнт", phones[2], "Звонок", ""],
+        ["M-4", "Ещё Пациент", phones[3], "По рекомендации", (day(8) - timedelta(days=240)).strftime("%d.%m.%Y")],
+    ]
+    headers = ["№ карты", "ФИО", "Телефон", "Источник", "Последний визит"]
+    res = await finished(api, await upload(api, clinic["id"], "patients", "p.csv", csv_bytes(headers, base)))
+    assert res["counts"]["created"] == 4 and res["counts"]["errors"] == 0, res
+    ther, impl = "Коваль Ирина Викторовна", "Бондар Олег Петрович"
+    visits = [
+        ["H-1", "M-1", "Гнатюк Леся", phones[0], day(5), "09:00", ther, "Осмотр", "пришёл"],
+        ["H-2", "M-1", "Гнатюк Леся", phones[0], day(12), "09:00", impl, "Имплантация", "пришёл"],
+        ["H-3", "M-2", "Панченко Ира", phones[1], day(6), "10:00", ther, "Осмотр", "пришёл"],
+        ["H-4", "M-3", "Новий Пацієнт", phones[2], day(7), "11:00", impl, "Консультация", "неявка"],
+        ["H-5", "M-4", "Ещё Пациент", phones[3], day(8), "12:00", ther, "Осмотр", "пришёл"],
+    ]
+    for v in visits:
+        v[4] = v[4].strftime("%d.%m.%Y")
+    headers = ["ID визита", "№ карты", "ФИО", "Телефон", "Дата", "Время", "Врач", "Услуга", "Статус"]
+    res = await finished(api, await upload(api, clinic["id"], "completed", "c.csv", csv_bytes(headers, visits)))
+    assert res["counts"]["created"] == 5 and res["counts"]["errors"] == 0, res
+    clinic["ther"], clinic["impl"] = f"therapy-{tag}", f"implantology-{tag}"
+    return clinic
+
+
+async def test_reports_over_an_import(api: Api) -> None:
+    from workflows.monthly_report import previous_month
+
+    today = datetime.now(KYIV).date()
+    last_day = today.replace(day=1) - timedelta(days=1)
+    tag = uuid.uuid4().hex[:6]
+    c = await _imported_last_month(api, tag, last_day)
+    assert previous_month(today) == f"{last_day:%Y-%m}"
+    params = {"clinic_id": c["id"], "from": last_day.replace(day=1).isoformat(), "to": last_day.isoformat()}
+
+    ft = await _report(api, "first-time-patients", params)
+    # M-1 (H-1, never before) and M-4 (H-5, the MIS saw them 8 months earlier); M-2's H-3 comes
+    # 60 days after an MIS visit; M-3 did not come.
+    assert ft["summary"] == {"first_time_patients": 2, "new_patients": 1, "returning_patients": 1}
+    assert [x["patient"] for x in ft["tables"]["patients"]["rows"]] == ["Гнатюк Леся", "Ещё Пациент"]
+    src = await _report(api, "patients-by-source", params)
+    assert {k: v["patients"] for k, v in _rows(src, "by_source", "source").items()} == {"instagram": 1, "referral": 1}
+    conv = await _report(api, "first-visit-conversion", params)  # M-1 M-3 M-4 booked a first visit; 2 came
+    assert conv["summary"] == {"first_time_bookings": 3, "reached_consultation": 2, "conversion": 66.7}
+    assert _rows(conv, "by_source", "source")["call"] == {"source": "call", "booked": 1, "reached": 0, "rate": 0.0}
+    sp = await _report(api, "visits-by-specialty", params)  # H-1 H-3 H-5 therapy, H-2 implantology
+    by = _rows(sp, "by_specialty", "specialty")
+    assert (by[c["ther"]]["visits"], by[c["ther"]]["share"], by[c["impl"]]["share"]) == (3, 75.0, 25.0)
+    conf = await _report(api, "confirmations", params)  # nobody was asked (imported after the fact)
+    s = conf["summary"]
+    assert (s["visits"], s["asked"], s["no_shows"], s["no_show_rate"]) == (5, 0, 1, 20.0)
+    nps = await _report(api, "nps", params)
+    assert (nps["summary"]["surveys"], nps["summary"]["nps"]) == (0, None)
