@@ -12,6 +12,7 @@ RUN uv sync --frozen --no-dev --no-install-project
 
 COPY alembic.ini worker.py ./
 COPY core ./core
+COPY contracts ./contracts
 COPY models ./models
 COPY workflows ./workflows
 COPY activities ./activities

@@ -10,12 +10,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from contracts.appointment import AppointmentContext, AppointmentSnapshot, ContextRequest
 from conversations.questions import expire
 from core.logging import get_logger
 from models.appointment import Appointment, apply_confirmation_facts
-from models.appointment_journey import AppointmentContext
 from models.core import Clinic, Doctor
-from workflows.appointment import AppointmentSnapshot, ContextRequest
 
 log = get_logger("activities.appointments")
 
@@ -59,32 +58,14 @@ class AppointmentActivities:
 
     @activity.defn(name="sync_appointment")
     async def sync_appointment(self, snap: AppointmentSnapshot) -> None:
-        history = [{"at": h.at.isoformat(), "event": h.event, "stage": h.stage} for h in snap.history]
+        columns = snap.columns()
         async with self.deps.sessions() as s:
             row = await s.get(Appointment, snap.appointment_id)
             if row is None:  # e.g. a treatment plan started the journey as a child
-                row = Appointment(
-                    id=snap.appointment_id,
-                    clinic_id=snap.clinic_id,
-                    doctor_id=snap.doctor_id,
-                    patient_id=snap.patient_id,
-                    service=snap.service,
-                    workflow_id=snap.workflow_id,
-                    plan_id=snap.plan_id,
-                    starts_at=snap.starts_at,
-                    ends_at=snap.ends_at,
-                    duration_minutes=snap.duration_minutes,
-                )
-            row.stage = snap.stage
-            row.version = snap.version
-            row.starts_at = snap.starts_at
-            row.ends_at = snap.ends_at
-            row.duration_minutes = snap.duration_minutes
-            row.asks_sent = snap.asks_sent
-            row.voice_calls = snap.voice_calls
-            row.nps = snap.nps
-            row.cancel_reason = snap.cancel_reason
-            row.history = history
+                row = Appointment(**columns)
+            else:
+                for name, value in columns.items():
+                    setattr(row, name, value)
             apply_confirmation_facts(row, ((h.at, h.event) for h in snap.history))
             row.updated_at = datetime.now(UTC)
             s.add(row)

@@ -22,11 +22,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from contracts.common import Attachment, EmailRequest, EmailResult
 from core.db import insert_once
 from core.logging import get_logger
 from core.settings import Settings
 from models.core import Role, StaffUser
-from models.invoice import Attachment, EmailLog, EmailRequest, EmailResult
+from models.invoice import EmailLog
 
 log = get_logger("activities.email")
 SMTP_TIMEOUT = 20.0

@@ -40,11 +40,11 @@ from activities.providers.sandbox import SandboxClient
 from activities.providers.telegram import TelegramClient
 from activities.providers.twilio import TwilioClient
 from activities.providers.whatsapp import WhatsAppClient
+from contracts.common import Button, OutboundMessage, Question, SendResult, VoiceCall
 from conversations.questions import open_question
 from core.db import insert_once
 from core.logging import get_logger
 from models.core import Channel, MessageLog, Patient
-from models.journeys import Button, OutboundMessage, Question, SendResult, VoiceCall
 
 log = get_logger("activities.messaging")
 

@@ -8,10 +8,10 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from activities.deps import Deps
+from contracts.common import CancelTasks, TaskRef, TaskRequest
 from core.db import insert_once
 from core.logging import get_logger
 from models.core import MessageLog, OperatorTask, Role, TaskState
-from models.payloads import CancelTasks, TaskRef, TaskRequest
 
 log = get_logger("activities.tasks")
 

@@ -12,13 +12,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from contracts.appointment import appointment_workflow_id
+from contracts.treatment_plan import BookedAppointment, PlanBooking, PlanSnapshot
 from conversations.questions import expire
 from core.logging import get_logger
 from models.appointment import Appointment, doctor_clash
 from models.core import Doctor, Patient
-from models.journeys import appointment_workflow_id
 from models.treatment import TreatmentPlan, TreatmentPlanItem
-from models.treatment_directions import BookedAppointment, PlanBooking, PlanSnapshot
 
 log = get_logger("activities.treatment")
 

@@ -31,6 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.common import PatientReply
 from conversations.questions import answer as answer_question
 from conversations.questions import expire as expire_questions
 from conversations.questions import undelivered as question_undelivered
@@ -38,7 +39,6 @@ from conversations.routing import pick_target
 from core.db import insert_once
 from core.logging import get_logger
 from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
-from models.journeys import PatientReply
 
 log = get_logger("api.inbound")
 

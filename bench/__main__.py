@@ -36,14 +36,13 @@ import uvicorn
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, CancelRequest, appointment_workflow_id
 from core import search_attributes as sa
 from core.db import migrate
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import connect
-from models.appointment_journey import CancelRequest
 from models.core import Role
-from models.journeys import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
 
 TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 

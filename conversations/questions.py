@@ -11,11 +11,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.common import DELIVERY_FAILED_SIGNAL, DeliveryFailure, Question
 from core.db import insert_once
 from core.logging import get_logger
 from models.conversation import OpenQuestion
 from models.core import MessageLog, utcnow
-from models.journeys import DELIVERY_FAILED_SIGNAL, DeliveryFailure, Question
 
 log = get_logger("conversations.questions")
 

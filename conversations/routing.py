@@ -27,18 +27,11 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from contracts.appointment import APPOINTMENT_REPLY_SIGNAL, OPEN_STAGES, appointment_workflow_id
+from contracts.common import ANSWER_DIGIT, ANSWER_SCORE, ANSWER_YES_NO, parse_button_id
 from models.appointment import Appointment
 from models.conversation import OpenQuestion
 from models.core import MessageLog, utcnow
-from models.journeys import (
-    ANSWER_DIGIT,
-    ANSWER_SCORE,
-    ANSWER_YES_NO,
-    APPOINTMENT_REPLY_SIGNAL,
-    OPEN_STAGES,
-    appointment_workflow_id,
-    parse_button_id,
-)
 from workflows.replies import classify, parse_score
 
 if TYPE_CHECKING:

@@ -22,11 +22,17 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from contracts.appointment import (
+    APPOINTMENT_WORKFLOW,
+    AppointmentInput,
+    AppointmentSnapshot,
+    CancelRequest,
+    RescheduleRequest,
+    appointment_workflow_id,
+)
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from models.appointment import Appointment, doctor_clash
-from models.appointment_journey import AppointmentView, CancelRequest, RescheduleRequest
 from models.core import Clinic, policy_from_json
-from models.journeys import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
 
 
 class BookingError(Exception):
@@ -165,7 +171,7 @@ async def move(
     starts_at: datetime,
     duration_minutes: int | None = None,
     update_id: str | None = None,
-) -> AppointmentView:
+) -> AppointmentSnapshot:
     """Reschedule: the new slot is checked under the doctor's lock, the journey takes the
     new time (a new version: nothing goes out for the old one), and the row takes the slot
     in the same transaction, so a booking racing this one sees it. A refused update raises
@@ -175,8 +181,8 @@ async def move(
     duration = duration_minutes or appt.duration_minutes
     ends_at = starts_at + timedelta(minutes=duration)
     await check_slot_free(session, appt.doctor_id, starts_at, ends_at, exclude=appt.id)
-    view: AppointmentView = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
-        "reschedule", RescheduleRequest(starts_at, duration_minutes), id=update_id, result_type=AppointmentView
+    view: AppointmentSnapshot = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
+        "reschedule", RescheduleRequest(starts_at, duration_minutes), id=update_id, result_type=AppointmentSnapshot
     )
     appt.starts_at, appt.ends_at, appt.duration_minutes = starts_at, ends_at, duration
     session.add(appt)
@@ -184,8 +190,8 @@ async def move(
     return view
 
 
-async def cancel(temporal: Client, appt: Appointment, reason: str, update_id: str | None = None) -> AppointmentView:
-    view: AppointmentView = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
-        "cancel", CancelRequest(reason), id=update_id, result_type=AppointmentView
+async def cancel(temporal: Client, appt: Appointment, reason: str, update_id: str | None = None) -> AppointmentSnapshot:
+    view: AppointmentSnapshot = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
+        "cancel", CancelRequest(reason), id=update_id, result_type=AppointmentSnapshot
     )
     return view

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from contracts.appointment import FHIR_STATUS, OPEN_STAGES
 from models.core import TZ, Doctor, Patient, as_utc, new_id, utcnow
-from models.journeys import OPEN_STAGES
 
 
 class Appointment(SQLModel, table=True):
@@ -56,6 +56,10 @@ class Appointment(SQLModel, table=True):
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = TZ(nullable=False, default=utcnow)
     updated_at: datetime | None = TZ(nullable=True)
+
+    @property
+    def fhir_status(self) -> str:
+        return FHIR_STATUS[self.stage]
 
 
 async def doctor_clash(

@@ -17,7 +17,7 @@ from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
-from models.policy import JourneyPolicy, QuietHours
+from contracts.policy import DEFAULT_POLICY, DURATION_FIELDS, JourneyPolicy, QuietHours
 
 
 def new_id() -> str:
@@ -172,41 +172,37 @@ def check_template_name(v: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------- policy (API)
+_D = DEFAULT_POLICY  # the one place the defaults are written (contracts/policy.py)
+_DQ = QuietHours()
+
+
 class QuietHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    start: str = PField("21:00", pattern=_HHMM)
-    end: str = PField("08:00", pattern=_HHMM)
+    start: str = PField(_DQ.start, pattern=_HHMM)
+    end: str = PField(_DQ.end, pattern=_HHMM)
 
 
 class PolicyIn(BaseModel):
-    """Durations accept ISO-8601 (`PT24H`, `P3D`) or seconds (`86400`, `1.5`)."""
+    """Durations accept ISO-8601 (`PT24H`, `P3D`) or seconds (`86400`, `1.5`). Defaults and
+    field names are those of `JourneyPolicy`; this model adds the bounds."""
 
     model_config = ConfigDict(extra="forbid")
-    reminder_lead: timedelta = timedelta(hours=24)
-    reask_interval: timedelta = timedelta(hours=2)
-    reask_count: int = PField(3, ge=0, le=10)
-    voice_call_after: timedelta = timedelta(hours=1)
-    voice_call_attempts: int = PField(1, ge=0, le=5)
-    confirm_deadline: timedelta = timedelta(minutes=30)
-    no_show_grace: timedelta = timedelta(minutes=1)
-    require_check_in: bool = False
-    feedback_delay: timedelta = timedelta(hours=1)
-    survey_timeout: timedelta = timedelta(days=3)
+    reminder_lead: timedelta = _D.reminder_lead_td
+    reask_interval: timedelta = _D.reask_interval_td
+    reask_count: int = PField(_D.reask_count, ge=0, le=10)
+    voice_call_after: timedelta = _D.voice_call_after_td
+    voice_call_attempts: int = PField(_D.voice_call_attempts, ge=0, le=5)
+    confirm_deadline: timedelta = _D.confirm_deadline_td
+    no_show_grace: timedelta = _D.no_show_grace_td
+    require_check_in: bool = _D.require_check_in
+    feedback_delay: timedelta = _D.feedback_delay_td
+    survey_timeout: timedelta = _D.survey_timeout_td
     quiet_hours: QuietHoursIn | None = PField(default_factory=QuietHoursIn)  # type: ignore[arg-type]
-    callback_hour: str = PField("09:00", pattern=_HHMM)
-    lab_results_after: timedelta = timedelta(days=7)
-    max_history_events: int = PField(8000, ge=100, le=40000)
+    callback_hour: str = PField(_D.callback_hour, pattern=_HHMM)
+    lab_results_after: timedelta = _D.lab_results_after_td
+    max_history_events: int = PField(_D.max_history_events, ge=100, le=40000)
 
-    @field_validator(
-        "reminder_lead",
-        "reask_interval",
-        "voice_call_after",
-        "confirm_deadline",
-        "no_show_grace",
-        "feedback_delay",
-        "survey_timeout",
-        "lab_results_after",
-    )
+    @field_validator(*DURATION_FIELDS)
     @classmethod
     def _non_negative(cls, v: timedelta) -> timedelta:
         if v.total_seconds() < 0:

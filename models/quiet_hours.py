@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
 
-from models.policy import QuietHours
+from contracts.policy import QuietHours
 
 
 def _minutes(hhmm: str) -> int:

@@ -16,8 +16,8 @@ from pydantic import Field as PField
 from sqlalchemy import Column, Numeric
 from sqlmodel import Field, SQLModel
 
+from contracts.treatment_directions import DIRECTIONS
 from models.core import TZ, new_id, utcnow
-from models.treatment_directions import DIRECTIONS
 
 KOPECK = Decimal("0.01")
 HUNDRED = Decimal(100)

@@ -13,8 +13,9 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from activities.deps import Deps
+from contracts.appointment import APPOINTMENT_REPLY_SIGNAL, appointment_workflow_id
+from contracts.common import PatientReply
 from models.core import MessageLog, Role
-from models.journeys import APPOINTMENT_REPLY_SIGNAL, PatientReply, appointment_workflow_id
 from tests.conftest import Api
 
 FAST = {  # seconds instead of hours: a journey moves within a test

@@ -14,16 +14,10 @@ from temporalio.worker import Worker
 from activities import build_activities
 from activities.appointments import AppointmentActivities
 from activities.deps import Deps
+from contracts.appointment import AppointmentInput, AppointmentSnapshot, HistoryEntry, appointment_workflow_id
+from contracts.common import OutboundMessage, SendResult, VoiceCall
+from contracts.policy import JourneyPolicy
 from models.appointment import Appointment
-from models.appointment_journey import AppointmentSnapshot, HistoryEntry
-from models.journeys import (
-    AppointmentInput,
-    OutboundMessage,
-    SendResult,
-    VoiceCall,
-    appointment_workflow_id,
-)
-from models.policy import JourneyPolicy
 from tests.appointment_support import make_clinic
 from tests.conftest import Api
 from tests.support.live import eventually
@@ -116,6 +110,6 @@ async def test_no_channel_goes_straight_to_the_voice_call(api: Api, client: Clie
 
 
 def _cancel():  # type: ignore[no-untyped-def]
-    from models.appointment_journey import CancelRequest
+    from contracts.appointment import CancelRequest
 
     return CancelRequest(reason="test over")

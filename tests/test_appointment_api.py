@@ -192,7 +192,7 @@ async def test_failed_start_leaves_no_row_and_a_retry_books(api: Api, deps, monk
 async def test_get_falls_back_to_the_row_when_no_worker_answers(api: Api, client: Client, deps) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime, timedelta
 
-    from models.journeys import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+    from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
 
     clinic = await make_clinic(api)
     start = datetime.now(UTC) + timedelta(hours=1)

@@ -8,8 +8,8 @@ import asyncio
 from temporalio.client import Client
 
 from activities.deps import Deps
+from contracts.appointment import AppointmentOutcome, appointment_workflow_id
 from models.core import Role
-from models.journeys import AppointmentOutcome, appointment_workflow_id
 from tests.appointment_support import (
     book,
     events,

@@ -20,17 +20,18 @@ from temporalio.worker import Replayer, Worker
 
 from activities import build_activities
 from activities.deps import Deps
-from core.codec import data_converter
-from core.settings import Settings
-from models.appointment_journey import RescheduleRequest, StaffAction
-from models.journeys import (
+from contracts.appointment import (
     APPOINTMENT_REPLY_SIGNAL,
     AppointmentInput,
     AppointmentOutcome,
-    PatientReply,
+    RescheduleRequest,
+    StaffAction,
     appointment_workflow_id,
 )
-from models.policy import JourneyPolicy
+from contracts.common import PatientReply
+from contracts.policy import JourneyPolicy
+from core.codec import data_converter
+from core.settings import Settings
 from tests.appointment_support import make_clinic
 from tests.conftest import Api
 from tests.support.live import eventually

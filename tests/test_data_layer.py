@@ -19,10 +19,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
 from activities.tasks import TaskActivities
+from contracts.common import CancelTasks, TaskRequest
 from core.db import make_engine, migrate, session_factory, sync_url
 from core.settings import PROJECT_ROOT, Settings
 from models.core import Clinic, MessageLog, OperatorTask, Patient, Role, TaskState
-from models.payloads import CancelTasks, TaskRequest
 
 
 def _postgres_server_url() -> str:

@@ -73,7 +73,7 @@ def test_ui_decodes_payloads_through_our_codec_endpoint() -> None:
 def test_dockerfile_builds_from_the_lock_file() -> None:
     text = (PROJECT_ROOT / "Dockerfile").read_text()
     assert "uv.lock" in text and "--frozen" in text
-    for pkg in ("core", "models", "workflows", "activities", "api", "migrations"):
+    for pkg in ("core", "contracts", "models", "workflows", "activities", "api", "migrations"):
         assert f"COPY {pkg} ./{pkg}" in text
     assert 'ENTRYPOINT ["journeys"]' in text and "USER journeys" in text
 

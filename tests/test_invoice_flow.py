@@ -14,8 +14,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from activities.deps import Deps
+from contracts.invoice import InvoiceSnapshot
 from models.core import Role
-from models.invoice import InvoiceSnapshot
 from tests.conftest import Api
 from tests.support.live import eventually, free_port
 

@@ -14,15 +14,9 @@ from sqlmodel import select
 from temporalio.client import Client
 
 from activities.deps import Deps
+from contracts.invoice import INVOICE_WORKFLOW, InvoiceInput, InvoicePolicy, InvoiceSnapshot, invoice_workflow_id
 from core.settings import Settings
 from models.core import Role, StaffUser, new_id
-from models.invoice import (
-    INVOICE_WORKFLOW,
-    InvoiceInput,
-    InvoicePolicy,
-    InvoiceSnapshot,
-    invoice_workflow_id,
-)
 from tests.conftest import Api
 from tests.support.live import eventually
 from tests.test_invoice_flow import Inbox, parties, smtp, submit, to_awaiting_documents, upload

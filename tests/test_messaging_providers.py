@@ -15,9 +15,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
+from contracts.common import Button, OutboundMessage, SendResult, VoiceCall, button_id
 from core.settings import Settings
 from models.core import Channel, MessageLog
-from models.journeys import Button, OutboundMessage, SendResult, VoiceCall, button_id
 from tests.support.fake_providers import TG_TOKEN, TW_FROM, TW_SID, TW_TOKEN, WA_TOKEN, Rig, provider_rig
 from tests.support.live import eventually
 from tests.support.people import People, random_chat_id

@@ -19,26 +19,24 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from core.codec import ENCODING, EncryptionCodec
-from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
-from core.settings import Settings
-from models.core import Role
-from models.policy import JourneyPolicy
-from models.treatment import PlanItemIn, PricingError, price_plan
-from models.treatment_directions import (
-    DIRECTIONS,
+from contracts.policy import JourneyPolicy
+from contracts.treatment_directions import DIRECTIONS
+from contracts.treatment_plan import (
+    STATE_QUERY,
+    TREATMENT_PLAN_WORKFLOW,
     PlanInput,
     PlanState,
     PlanView,
     Pricing,
-)
-from tests.conftest import Api
-from tests.support.live import eventually
-from workflows.treatment_plan import (
-    STATE_QUERY,
-    TREATMENT_PLAN_WORKFLOW,
     plan_workflow_id,
 )
+from core.codec import ENCODING, EncryptionCodec
+from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
+from core.settings import Settings
+from models.core import Role
+from models.treatment import PlanItemIn, PricingError, price_plan
+from tests.conftest import Api
+from tests.support.live import eventually
 
 HISTORIES = Path(__file__).parent / "histories"
 FAST = {  # SPEC §3/§4 timings squeezed into seconds

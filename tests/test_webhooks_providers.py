@@ -19,10 +19,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import Deps
+from contracts.common import OutboundMessage, PatientReply, VoiceCall, button_id
 from core.logging import configure_logging
 from core.settings import Settings
 from models.core import Channel, MessageLog, OperatorTask, Patient
-from models.journeys import OutboundMessage, PatientReply, VoiceCall, button_id
 from tests.support.fake_providers import TG_TOKEN, WA_VERIFY, Rig, provider_rig
 from tests.support.live import eventually
 from tests.support.people import People, random_chat_id, random_phone

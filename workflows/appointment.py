@@ -25,11 +25,15 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
-    from models.appointment_journey import (
+    from contracts.appointment import (
+        APPOINTMENT_CANCEL_SIGNAL,
+        APPOINTMENT_REPLY_SIGNAL,
+        APPOINTMENT_STATE_QUERY,
+        APPOINTMENT_WORKFLOW,
         AppointmentContext,
+        AppointmentInput,
+        AppointmentOutcome,
         AppointmentSnapshot,
-        AppointmentView,
         CancelRequest,
         ContextRequest,
         HistoryEntry,
@@ -38,31 +42,26 @@ with workflow.unsafe.imports_passed_through():
         StaffAction,
         clinic_zone,
     )
-    from models.journeys import (
+    from contracts.common import (
         ANSWER_DIGIT,
         ANSWER_SCORE,
         ANSWER_YES_NO,
-        APPOINTMENT_CANCEL_SIGNAL,
-        APPOINTMENT_REPLY_SIGNAL,
-        APPOINTMENT_STATE_QUERY,
-        APPOINTMENT_WORKFLOW,
         DELIVERY_FAILED_SIGNAL,
-        FHIR_STATUS,
-        OPEN_STAGES,
-        AppointmentInput,
-        AppointmentOutcome,
         Button,
+        CancelTasks,
         DeliveryFailure,
         OutboundMessage,
         PatientReply,
         Question,
         SendResult,
+        TaskRef,
+        TaskRequest,
         VoiceCall,
         button_id,
         parse_button_id,
     )
-    from models.payloads import CancelTasks, TaskRef, TaskRequest
-    from models.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves nested hints
+    from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves nested hints
+    from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
     from models.quiet_hours import next_send_time
     from workflows.replies import classify, parse_score
 
@@ -202,7 +201,7 @@ class AppointmentJourney:
             if s.notice_version != s.version and s.stage in BEFORE_VISIT:
                 # The booking notice goes first: an ask never precedes it.
                 return self._quiet(now, critical_by=start), self._send_notice
-            deadline = start - p.td("confirm_deadline")
+            deadline = start - p.confirm_deadline_td
             booked_late = s.version_booked_at is not None and s.version_booked_at >= deadline
             if s.stage == "booked" and not s.asks_stopped and not booked_late:
                 # (Booked inside the deadline window, e.g. by phone for today: nobody to ask.)
@@ -211,7 +210,7 @@ class AppointmentJourney:
                 if contact is not None:
                     plan.append(contact)
             if s.stage in ("booked", "needs_clarification") or (s.stage == "confirmed" and p.require_check_in):
-                plan.append((start + p.td("no_show_grace"), self._no_show))
+                plan.append((start + p.no_show_grace_td, self._no_show))
             if s.stage in ("confirmed", "checked_in"):
                 plan.append((self._ends(), self._visit_over))
         elif s.stage == "finished":
@@ -219,11 +218,11 @@ class AppointmentJourney:
             if not s.post_memo_done:
                 plan.append((self._quiet(s.finished_at), self._send_post_memo))
             elif s.survey_sent_at is None:
-                plan.append((self._quiet(s.finished_at + p.td("feedback_delay")), self._send_survey))
+                plan.append((self._quiet(s.finished_at + p.feedback_delay_td), self._send_survey))
             elif s.nps_answered:
                 plan.append((now, self._answer_feedback))
             else:
-                plan.append((s.survey_sent_at + p.td("survey_timeout"), self._survey_timed_out))
+                plan.append((s.survey_sent_at + p.survey_timeout_td, self._survey_timed_out))
         if not plan:
             return None, None
         due, step = min(plan, key=lambda x: x[0])
@@ -239,20 +238,18 @@ class AppointmentJourney:
         if s.channel_dead:
             if not calls_left:
                 return None
-            at = (
-                now if s.last_contact_at is None or s.voice_calls == 0 else s.last_contact_at + p.td("voice_call_after")
-            )
+            at = now if s.last_contact_at is None or s.voice_calls == 0 else s.last_contact_at + p.voice_call_after_td
             step = self._voice_call
         elif s.asks_sent == 0:
-            at = max(self._start() - p.td("reminder_lead"), self._booked_at())
+            at = max(self._start() - p.reminder_lead_td, self._booked_at())
             step = self._ask
         elif s.asks_sent <= p.reask_count:
             assert s.last_contact_at is not None
-            at = s.last_contact_at + p.td("reask_interval")
+            at = s.last_contact_at + p.reask_interval_td
             step = self._ask
         elif calls_left:
             assert s.last_contact_at is not None
-            at = s.last_contact_at + p.td("voice_call_after")
+            at = s.last_contact_at + p.voice_call_after_td
             step = self._voice_call
         else:
             return None
@@ -382,7 +379,7 @@ class AppointmentJourney:
         ]
         # Marked before the send: an answer may overtake the activity's completion.
         self.s.survey_sent_at = workflow.now()
-        question = self._question("survey", [ANSWER_SCORE], self.s.survey_sent_at + self.p.td("survey_timeout"))
+        question = self._question("survey", [ANSWER_SCORE], self.s.survey_sent_at + self.p.survey_timeout_td)
         await self._send("survey", text, "survey", buttons, question=question)
         self._record("survey_sent")
 
@@ -537,7 +534,7 @@ class AppointmentJourney:
 
     # ---------------------------------------------------------------- updates
     @workflow.update
-    def reschedule(self, req: RescheduleRequest) -> AppointmentView:
+    def reschedule(self, req: RescheduleRequest) -> AppointmentSnapshot:
         s = self.s
         s.version += 1
         s.version_booked_at = workflow.now()
@@ -571,7 +568,7 @@ class AppointmentJourney:
             )
 
     @workflow.update
-    def cancel(self, req: CancelRequest) -> AppointmentView:
+    def cancel(self, req: CancelRequest) -> AppointmentSnapshot:
         self._cancel(req)
         return self.view()
 
@@ -594,7 +591,7 @@ class AppointmentJourney:
         self._require("cancel")
 
     @workflow.update
-    def confirm(self, req: StaffAction) -> AppointmentView:
+    def confirm(self, req: StaffAction) -> AppointmentSnapshot:
         # The operator reached the patient by phone: stop asks and calls at once.
         self.s.asks_stopped = True
         self._effects.append(("cancel_tasks", ([], "confirmed by phone")))
@@ -607,7 +604,7 @@ class AppointmentJourney:
         self._require("confirm")
 
     @workflow.update
-    def check_in(self, req: StaffAction) -> AppointmentView:
+    def check_in(self, req: StaffAction) -> AppointmentSnapshot:
         self.s.asks_stopped = True
         self.s.checked_in = True
         self._effects.append(("cancel_tasks", (["unconfirmed", "declined"], "patient arrived")))
@@ -620,7 +617,7 @@ class AppointmentJourney:
         self._require("check_in")
 
     @workflow.update
-    def finish(self, req: StaffAction) -> AppointmentView:
+    def finish(self, req: StaffAction) -> AppointmentSnapshot:
         self._finish("finished_by_doctor")
         self._changes += 1
         return self.view()
@@ -656,25 +653,26 @@ class AppointmentJourney:
 
     # ---------------------------------------------------------------- query
     @workflow.query(name=APPOINTMENT_STATE_QUERY)
-    def view(self) -> AppointmentView:
+    def view(self) -> AppointmentSnapshot:
+        """The one snapshot: query answer, update result and `sync_appointment` input."""
         s, i = self.s, self.inp
-        return AppointmentView(
-            id=i.appointment_id,
+        return AppointmentSnapshot(
+            appointment_id=i.appointment_id,
             workflow_id=self.wid,
-            stage=s.stage,
-            fhir_status=FHIR_STATUS[s.stage],
-            starts_at=self._start(),
-            ends_at=self._ends(),
-            duration_minutes=s.duration_minutes,
-            version=s.version,
-            asks_sent=s.asks_sent,
-            voice_calls=s.voice_calls,
-            nps=s.nps,
             clinic_id=i.clinic_id,
             doctor_id=i.doctor_id,
             patient_id=i.patient_id,
             service=i.service,
             plan_id=i.plan_id,
+            stage=s.stage,
+            version=s.version,
+            starts_at=self._start(),
+            ends_at=self._ends(),
+            duration_minutes=s.duration_minutes,
+            asks_sent=s.asks_sent,
+            voice_calls=s.voice_calls,
+            nps=s.nps,
+            cancel_reason=s.cancel_reason,
             history=list(s.history),
         )
 
@@ -802,31 +800,13 @@ class AppointmentJourney:
                 await self._cancel_tasks(kinds, reason)
 
     async def _sync(self) -> None:
-        s, i = self.s, self.inp
+        s = self.s
         if s.synced_revision == s.revision:
             return
         revision = s.revision
         await workflow.execute_activity(
             "sync_appointment",
-            AppointmentSnapshot(
-                appointment_id=i.appointment_id,
-                workflow_id=self.wid,
-                clinic_id=i.clinic_id,
-                doctor_id=i.doctor_id,
-                patient_id=i.patient_id,
-                service=i.service,
-                plan_id=i.plan_id,
-                stage=s.stage,
-                version=s.version,
-                starts_at=self._start(),
-                ends_at=self._ends(),
-                duration_minutes=s.duration_minutes,
-                asks_sent=s.asks_sent,
-                voice_calls=s.voice_calls,
-                nps=s.nps,
-                cancel_reason=s.cancel_reason,
-                history=list(s.history),
-            ),
+            self.view(),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=RETRY,
         )
@@ -841,4 +821,4 @@ def _memo(service: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-__all__ = ["AppointmentJourney", "AppointmentView", "JourneyState", "OPEN_STAGES"]
+__all__ = ["AppointmentJourney"]

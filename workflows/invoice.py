@@ -25,21 +25,20 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from core.search_attributes import EXPENSE_CATEGORY, INVOICE_STATE
-    from models.invoice import (
+    from contracts.common import CancelTasks, EmailRequest, TaskRequest
+    from contracts.invoice import (
         ACTIONS,
         FINAL_STATES,
         INVOICE_STATE_QUERY,
         INVOICE_WORKFLOW,
         STEP_OWNER,
-        EmailRequest,
         InvoiceAction,
         InvoiceCommand,
         InvoiceInput,
         InvoiceSnapshot,
         InvoiceState,
     )
-    from models.payloads import CancelTasks, TaskRequest
+    from core.search_attributes import EXPENSE_CATEGORY, INVOICE_STATE
 
 SYNC_TIMEOUT = timedelta(seconds=30)
 TASK_TIMEOUT = timedelta(seconds=30)

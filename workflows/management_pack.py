@@ -11,7 +11,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.invoice import Attachment, EmailRequest, local_date
+    from contracts.common import Attachment, EmailRequest
+    from contracts.invoice import local_date
     from models.management_pack import (
         BUILD_MANAGEMENT_PACK_ACTIVITY,
         MANAGEMENT_PACK_RECIPIENT_ROLES,

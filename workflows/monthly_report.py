@@ -10,11 +10,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.invoice import (
+    from contracts.common import Attachment, EmailRequest
+    from contracts.invoice import (
         MONTHLY_REPORT_SCHEDULE_ID,
         MONTHLY_REPORT_WORKFLOW,
-        Attachment,
-        EmailRequest,
         MonthlyReportInput,
         ReportFile,
         local_date,

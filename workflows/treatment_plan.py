@@ -32,39 +32,45 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from core.search_attributes import TREATMENT_STAGE
-    from models.appointment_journey import CancelRequest as AppointmentCancel
-    from models.appointment_journey import clinic_zone
-    from models.journeys import (
-        ANSWER_YES_NO,
+    from contracts.appointment import (
         APPOINTMENT_CANCEL_SIGNAL,
         APPOINTMENT_WORKFLOW,
-        DELIVERY_FAILED_SIGNAL,
-        PATIENT_REPLY_SIGNAL,
         AppointmentInput,
         AppointmentOutcome,
+        appointment_workflow_id,
+        clinic_zone,
+    )
+    from contracts.appointment import CancelRequest as AppointmentCancel
+    from contracts.common import (
+        ANSWER_YES_NO,
+        DELIVERY_FAILED_SIGNAL,
+        PATIENT_REPLY_SIGNAL,
         Button,
+        CancelTasks,
         DeliveryFailure,
         OutboundMessage,
         PatientReply,
         Question,
         SendResult,
-        appointment_workflow_id,
+        TaskRef,
+        TaskRequest,
         button_id,
         parse_button_id,
     )
-    from models.payloads import CancelTasks, TaskRef, TaskRequest
-    from models.quiet_hours import next_send_time
 
     # The plan's contracts live in a passed-through module: their datetime fields must be
     # the host's datetime class for the payload converter (the sandbox proxies `datetime`).
-    from models.treatment_directions import (
-        CANCELLED,
+    from contracts.treatment_directions import CANCELLED, Direction, direction
+    from contracts.treatment_plan import (
+        ADVANCE_UPDATE,
+        CANCEL_UPDATE,
+        PLAN_TASK_KINDS,
+        STATE_QUERY,
+        TREATMENT_PLAN_WORKFLOW,
         Actor,
         AdvanceRequest,
         BookedAppointment,
         CancelRequest,
-        Direction,
         HistoryEntry,
         LinkedAppointment,
         PendingTimer,
@@ -73,15 +79,11 @@ with workflow.unsafe.imports_passed_through():
         PlanSnapshot,
         PlanView,
         VisitObservation,
-        direction,
     )
+    from core.search_attributes import TREATMENT_STAGE
+    from models.quiet_hours import next_send_time
     from workflows.replies import classify
 
-TREATMENT_PLAN_WORKFLOW = "TreatmentPlanJourney"
-STATE_QUERY = "state"
-ADVANCE_UPDATE = "advance"
-CANCEL_UPDATE = "cancel"
-PLAN_TASK_KINDS = ["plan_callback", "plan_rebook"]
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(
@@ -101,10 +103,6 @@ def _yes_no(r: PatientReply) -> str:
     if r.kind == "button" and r.button_id and (parsed := parse_button_id(r.button_id)):
         return parsed[0] if parsed[0] in ("confirm", "decline") else "other"
     return classify(r.text) if r.kind == "text" else "other"
-
-
-def plan_workflow_id(plan_id: str) -> str:
-    return f"treatment-plan-{plan_id}"
 
 
 # ----------------------------------------------------------------------------- workflow
@@ -192,7 +190,7 @@ class TreatmentPlanJourney:
             if req.callback_at is not None:
                 self.s.timers.append(self._timer("callback", req.callback_at))
             if to.asks_lab_results:
-                after = workflow.now() + self.s.policy.td("lab_results_after")
+                after = workflow.now() + self.s.policy.lab_results_after_td
                 if workflow.patched(LAB_ASK_QUIET_HOURS):
                     after = self._out_of_quiet_hours(after)
                 self.s.timers.append(self._timer("lab_ask", after))
@@ -537,7 +535,7 @@ class TreatmentPlanJourney:
             elif r.question_kind == LAB_QUESTION and lab_stage and meaning == "decline":
                 # Not yet: ask again after the clinic's lab_results_after.
                 self.s.timers = [t for t in self.s.timers if t.kind != "lab_ask"]
-                after = self._out_of_quiet_hours(workflow.now() + self.s.policy.td("lab_results_after"))
+                after = self._out_of_quiet_hours(workflow.now() + self.s.policy.lab_results_after_td)
                 self.s.timers.append(self._timer("lab_ask", after))
                 self._record("lab_results_not_ready", by=Actor(role="patient"))
             else:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from activities.providers import ProviderRejected, Sent, post
+from contracts.common import Button
 from core.settings import Settings
-from models.journeys import Button
 
 MAX_BUTTONS = 3
 MAX_TITLE = 20

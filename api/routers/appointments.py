@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio.client import (
@@ -28,19 +28,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import invalid_field
+from contracts.appointment import APPOINTMENT_STATE_QUERY, STAGES, AppointmentSnapshot, StaffAction
 from core import booking
 from core.settings import Settings
 from models.appointment import Appointment
-from models.appointment_journey import (
-    AppointmentView,
-    StaffAction,
-)
 from models.core import Clinic, Doctor, Patient, Role, StaffUser
-from models.journeys import (
-    APPOINTMENT_STATE_QUERY,
-    FHIR_STATUS,
-    STAGES,
-)
 
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
 QUERY_TIMEOUT = timedelta(seconds=5)  # a live answer, or the DB's copy when no worker answers
@@ -88,12 +80,17 @@ class NoteIn(BaseModel):
 
 
 class HistoryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     at: datetime
     event: str
     stage: str
 
 
 class AppointmentOut(BaseModel):
+    """Read with `model_validate(x, from_attributes=True)` from the journey's
+    `AppointmentSnapshot` (live) or from the `appointment` row (its synced copy) alike."""
+
+    model_config = ConfigDict(from_attributes=True)
     id: str
     workflow_id: str
     stage: str
@@ -111,53 +108,13 @@ class AppointmentOut(BaseModel):
     voice_calls: int
     nps: int | None
     history: list[HistoryOut]
-    live: bool = Field(description="true: answered by the running journey; false: from the DB")
+    live: bool = Field(False, description="true: answered by the running journey; false: from the DB")
 
 
-def _from_row(a: Appointment) -> AppointmentOut:
-    return AppointmentOut(
-        id=a.id,
-        workflow_id=a.workflow_id,
-        stage=a.stage,
-        fhir_status=FHIR_STATUS[a.stage],
-        clinic_id=a.clinic_id,
-        doctor_id=a.doctor_id,
-        patient_id=a.patient_id,
-        service=a.service,
-        plan_id=a.plan_id,
-        starts_at=a.starts_at,
-        ends_at=a.ends_at,
-        duration_minutes=a.duration_minutes,
-        version=a.version,
-        asks_sent=a.asks_sent,
-        voice_calls=a.voice_calls,
-        nps=a.nps,
-        history=[HistoryOut(**h) for h in a.history],
-        live=False,
-    )
-
-
-def _from_view(v: AppointmentView) -> AppointmentOut:
-    return AppointmentOut(
-        id=v.id,
-        workflow_id=v.workflow_id,
-        stage=v.stage,
-        fhir_status=v.fhir_status,
-        clinic_id=v.clinic_id,
-        doctor_id=v.doctor_id,
-        patient_id=v.patient_id,
-        service=v.service,
-        plan_id=v.plan_id,
-        starts_at=v.starts_at,
-        ends_at=v.ends_at,
-        duration_minutes=v.duration_minutes,
-        version=v.version,
-        asks_sent=v.asks_sent,
-        voice_calls=v.voice_calls,
-        nps=v.nps,
-        history=[HistoryOut(at=h.at, event=h.event, stage=h.stage) for h in v.history],
-        live=True,
-    )
+def _out(source: Appointment | AppointmentSnapshot) -> AppointmentOut:
+    out = AppointmentOut.model_validate(source, from_attributes=True)
+    out.live = isinstance(source, AppointmentSnapshot)
+    return out
 
 
 # ---------------------------------------------------------------- booking
@@ -210,7 +167,7 @@ async def book(
         return await _replay(existing, body, temporal, settings, session)
     except booking.BookingError as e:
         raise _http(e) from e
-    return _from_row(appt)
+    return _out(appt)
 
 
 def _http(e: booking.BookingError) -> HTTPException:
@@ -241,7 +198,7 @@ async def _replay(
     assert clinic is not None
     # Make sure the journey runs (a first attempt may have died between row and start).
     await booking.start_journey(temporal, settings.temporal_task_queue, existing, clinic)
-    return _from_row(existing)
+    return _out(existing)
 
 
 # ---------------------------------------------------------------- reading
@@ -287,7 +244,7 @@ async def list_appointments(
             col(Appointment.starts_at) < (day + timedelta(days=1)).astimezone(UTC),
         )
     q = q.order_by(col(Appointment.starts_at)).offset(offset).limit(limit)
-    return [_from_row(a) for a in (await session.exec(q)).all()]
+    return [_out(a) for a in (await session.exec(q)).all()]
 
 
 @router.get("/{appointment_id}", response_model=AppointmentOut)
@@ -296,19 +253,19 @@ async def get_appointment(appointment_id: str, session: SessionDep, temporal: Te
     try:
         view = await _handle(temporal, appt).query(
             APPOINTMENT_STATE_QUERY,
-            result_type=AppointmentView,
+            result_type=AppointmentSnapshot,
             reject_condition=QueryRejectCondition.NOT_OPEN,
             rpc_timeout=QUERY_TIMEOUT,
         )
     except WorkflowQueryRejectedError:
-        return _from_row(appt)  # the journey has ended: the row holds its final state
+        return _out(appt)  # the journey has ended: the row holds its final state
     except RPCError as e:
         # Not found (not started yet / retention passed) or no worker answering in time:
         # the row is the last state the journey wrote (`live: false` says so).
         if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
             raise
-        return _from_row(appt)
-    return _from_view(view)
+        return _out(appt)
+    return _out(view)
 
 
 # ---------------------------------------------------------------- changes (updates)
@@ -322,7 +279,7 @@ async def reschedule(
         view = await booking.move(session, temporal, appt, body.starts_at, body.duration_minutes)
     except booking.BookingError as e:
         raise _http(e) from e
-    return _from_view(view)
+    return _out(view)
 
 
 @router.post("/{appointment_id}/cancel", response_model=AppointmentOut)
@@ -331,7 +288,7 @@ async def cancel(
 ) -> AppointmentOut:
     appt = await _row(session, appointment_id)
     _must_be_open(appt, "cancel")
-    return _from_view(await booking.cancel(temporal, appt, body.reason))
+    return _out(await booking.cancel(temporal, appt, body.reason))
 
 
 @router.post("/{appointment_id}/confirm", response_model=AppointmentOut)
@@ -385,5 +342,5 @@ def _handle(temporal: Client, appt: Appointment) -> WorkflowHandle[Any, Any]:
 
 
 async def _update(temporal: Client, appt: Appointment, name: str, arg: object) -> AppointmentOut:
-    view = await _handle(temporal, appt).execute_update(name, arg, result_type=AppointmentView)
-    return _from_view(view)
+    view = await _handle(temporal, appt).execute_update(name, arg, result_type=AppointmentSnapshot)
+    return _out(view)

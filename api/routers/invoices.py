@@ -5,7 +5,6 @@ a missing choice by either (422)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
@@ -19,27 +18,28 @@ from temporalio.service import RPCError
 
 from api.deps import ALL_STAFF, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.routers.files import FINANCE_ROLES
+from contracts.invoice import (
+    FINAL_STATES,
+    INVOICE_STATE_QUERY,
+    INVOICE_WORKFLOW,
+    InvoiceCommand,
+    InvoiceInput,
+    InvoicePolicy,
+    InvoiceSnapshot,
+    InvoiceState,
+    invoice_workflow_id,
+)
 from core.search_attributes import EXPENSE_CATEGORY, INVOICE_STATE
 from models.core import Role, StaffUser
 from models.files import StoredFile
 from models.invoice import (
-    FINAL_STATES,
-    INVOICE_STATE_QUERY,
-    INVOICE_WORKFLOW,
-    STEP_OWNER,
     ApproveIn,
     ClosingDocumentsIn,
     CommentIn,
     Invoice,
-    InvoiceAction,
-    InvoiceCommand,
     InvoiceCreate,
-    InvoiceInput,
     InvoicePage,
-    InvoicePolicy,
     InvoicePublic,
-    InvoiceSnapshot,
-    InvoiceState,
     PartyPublic,
     PayerEntity,
     PayerEntityCreate,
@@ -47,7 +47,6 @@ from models.invoice import (
     ResubmitIn,
     Supplier,
     SupplierCreate,
-    invoice_workflow_id,
 )
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
@@ -136,7 +135,7 @@ async def submit_invoice(
         await session.commit()
         raise
     snap = await handle.query(INVOICE_STATE_QUERY, result_type=InvoiceSnapshot)
-    return _from_snapshot(snap)
+    return _out(snap)
 
 
 def _new_id() -> str:
@@ -194,7 +193,7 @@ async def registry(
     q = select(Invoice).where(*conds).order_by(col(Invoice.created_at).desc(), Invoice.id).offset(offset).limit(limit)
     rows = (await session.exec(q)).all()
     return InvoicePage(
-        items=[_from_row(r) for r in rows],
+        items=[_out(r) for r in rows],
         total=total,
         limit=limit,
         offset=offset,
@@ -210,8 +209,8 @@ async def get_invoice(invoice_id: str, session: SessionDep, temporal: TemporalDe
             INVOICE_STATE_QUERY, result_type=InvoiceSnapshot
         )
     except RPCError:
-        return _from_row(row)
-    out = _from_snapshot(snap)
+        return _out(row)
+    out = _out(snap)
     out.created_at = row.created_at
     return out
 
@@ -316,7 +315,7 @@ async def _act(
         )
     cmd = InvoiceCommand(actor_id=user.id, actor_role=user.role.value, **fields)
     snap = await temporal.get_workflow_handle(row.workflow_id).execute_update(action, cmd, result_type=InvoiceSnapshot)
-    return _from_snapshot(snap)
+    return _out(snap)
 
 
 async def _load(session: AsyncSession, invoice_id: str, user: StaffUser) -> Invoice:
@@ -343,55 +342,5 @@ def _invalid(field: str, msg: str) -> HTTPException:
     return HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
 
 
-def _owner(state: str) -> str | None:
-    return STEP_OWNER.get(state)
-
-
-def _action_dict(a: InvoiceAction | dict) -> dict[str, Any]:
-    return asdict(a) if isinstance(a, InvoiceAction) else dict(a)
-
-
-def _from_snapshot(s: InvoiceSnapshot) -> InvoicePublic:
-    return InvoicePublic(
-        id=s.id,
-        state=s.state,
-        category=s.category,
-        expense_type=s.expense_type,
-        amount=s.amount,
-        currency=s.currency,
-        invoice_file_id=s.invoice_file_id,
-        comment=s.comment,
-        initiator_id=s.initiator_id,
-        payer_entity_id=s.payer_entity_id,
-        supplier_id=s.supplier_id,
-        paid_on=date.fromisoformat(s.paid_on) if s.paid_on else None,
-        closing_file_ids=s.closing_file_ids,
-        workflow_id=s.workflow_id,
-        next_step_owner=_owner(s.state),
-        actions=[_action_dict(a) for a in s.actions],
-        created_at=s.submitted_at,
-        updated_at=s.updated_at,
-    )
-
-
-def _from_row(r: Invoice) -> InvoicePublic:
-    return InvoicePublic(
-        id=r.id,
-        state=r.state.value,
-        category=r.category,
-        expense_type=r.expense_type,
-        amount=str(Decimal(r.amount).quantize(Decimal("0.01"))),
-        currency=r.currency,
-        invoice_file_id=r.invoice_file_id,
-        comment=r.comment,
-        initiator_id=r.initiator_id,
-        payer_entity_id=r.payer_entity_id,
-        supplier_id=r.supplier_id,
-        paid_on=r.paid_on,
-        closing_file_ids=r.closing_file_ids,
-        workflow_id=r.workflow_id,
-        next_step_owner=_owner(r.state.value),
-        actions=r.actions,
-        created_at=r.created_at,
-        updated_at=r.updated_at,
-    )
+def _out(source: Invoice | InvoiceSnapshot) -> InvoicePublic:
+    return InvoicePublic.model_validate(source, from_attributes=True)

@@ -30,20 +30,13 @@ from temporalio.service import RPCError
 from activities.treatment import upsert_plan
 from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import invalid_field
-from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
-from models.core import Clinic, Patient, Role, StaffUser, as_utc, new_id, policy_from_json
-from models.journeys import APPOINTMENT_STATE_QUERY
-from models.treatment import (
-    AdvanceIn,
-    CancelIn,
-    PlanCreate,
-    PlanRow,
-    PricingError,
-    TreatmentPlan,
-    price_plan,
-)
-from models.treatment_directions import (
-    DIRECTIONS,
+from contracts.appointment import APPOINTMENT_STATE_QUERY
+from contracts.treatment_directions import DIRECTIONS, callback_moment, default_callback_date
+from contracts.treatment_plan import (
+    ADVANCE_UPDATE,
+    CANCEL_UPDATE,
+    STATE_QUERY,
+    TREATMENT_PLAN_WORKFLOW,
     Actor,
     AdvanceRequest,
     AppointmentRequest,
@@ -55,15 +48,18 @@ from models.treatment_directions import (
     PlanView,
     Pricing,
     VisitObservation,
-    callback_moment,
-    default_callback_date,
-)
-from workflows.treatment_plan import (
-    ADVANCE_UPDATE,
-    CANCEL_UPDATE,
-    STATE_QUERY,
-    TREATMENT_PLAN_WORKFLOW,
     plan_workflow_id,
+)
+from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
+from models.core import Clinic, Patient, Role, StaffUser, as_utc, new_id, policy_from_json
+from models.treatment import (
+    AdvanceIn,
+    CancelIn,
+    PlanCreate,
+    PlanRow,
+    PricingError,
+    TreatmentPlan,
+    price_plan,
 )
 
 # Namespace for plan ids derived from an Idempotency-Key (fixed: the same key, the same id).

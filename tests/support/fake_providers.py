@@ -411,7 +411,7 @@ class Rig:
 
     async def start_probe(self, appointment_id: str) -> Any:
         """A running workflow with the appointment journey's id, recording replies."""
-        from models.journeys import appointment_workflow_id
+        from contracts.appointment import appointment_workflow_id
 
         return await self.client.start_workflow(
             ReplyProbe.run, id=appointment_workflow_id(appointment_id), task_queue=self.probe_queue

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from contracts.appointment import appointment_workflow_id
 from models.appointment import Appointment
 from models.core import Channel, Clinic, Doctor, Patient
-from models.journeys import appointment_workflow_id
 
 
 def random_phone() -> str:

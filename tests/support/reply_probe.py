@@ -6,7 +6,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.journeys import APPOINTMENT_REPLY_SIGNAL, PatientReply
+    from contracts.appointment import APPOINTMENT_REPLY_SIGNAL
+    from contracts.common import PatientReply
 
 
 @workflow.defn(name="ReplyProbe")

@@ -1,0 +1,93 @@
+"""A clinic's journey policy: every timing of SPEC §3/§4 is data, per clinic.
+
+`JourneyPolicy` is a plain dataclass (seconds as floats, times as "HH:MM") so it crosses
+into workflows unchanged and deterministic; code reads the timings through the typed
+`timedelta` properties below (`policy.confirm_deadline_td`). The defaults here are the only
+ones: the API's `PolicyIn` (models/core.py) takes its defaults from `DEFAULT_POLICY`.
+Add fields with defaults; never rename.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+
+
+@dataclass
+class QuietHours:
+    start: str = "21:00"  # local clinic time, no automated contact from here...
+    end: str = "08:00"  # ...until here (the window may cross midnight)
+
+
+def _td(seconds: float) -> timedelta:
+    return timedelta(seconds=float(seconds))
+
+
+@dataclass
+class JourneyPolicy:
+    # Appointment journey (SPEC §3)
+    reminder_lead: float = 24 * HOUR  # day-before ask at start - reminder_lead
+    reask_interval: float = 2 * HOUR  # silence -> ask again after this
+    reask_count: int = 3  # re-asks after the first ask
+    voice_call_after: float = 1 * HOUR  # silence after the last re-ask -> robot call
+    voice_call_attempts: int = 1
+    confirm_deadline: float = 30 * 60  # not confirmed at start - this -> needs_clarification
+    no_show_grace: float = 60  # start + this, unconfirmed and not checked in -> no_show
+    require_check_in: bool = False  # confirmed patients must still check in by start + grace
+    feedback_delay: float = 1 * HOUR  # after the visit, NPS survey after this
+    survey_timeout: float = 3 * DAY  # no NPS answer -> journey closes
+    quiet_hours: QuietHours | None = field(default_factory=QuietHours)
+    # Treatment plans (SPEC §4)
+    callback_hour: str = "09:00"  # call-back tasks fall due at this local time
+    lab_results_after: float = 7 * DAY  # lab-tests stage asks the patient after this
+    # History hygiene for long-lived workflows
+    max_history_events: int = 8000
+
+    # Typed timings (the fields stay seconds: that is their wire format in saved histories).
+    @property
+    def reminder_lead_td(self) -> timedelta:
+        return _td(self.reminder_lead)
+
+    @property
+    def reask_interval_td(self) -> timedelta:
+        return _td(self.reask_interval)
+
+    @property
+    def voice_call_after_td(self) -> timedelta:
+        return _td(self.voice_call_after)
+
+    @property
+    def confirm_deadline_td(self) -> timedelta:
+        return _td(self.confirm_deadline)
+
+    @property
+    def no_show_grace_td(self) -> timedelta:
+        return _td(self.no_show_grace)
+
+    @property
+    def feedback_delay_td(self) -> timedelta:
+        return _td(self.feedback_delay)
+
+    @property
+    def survey_timeout_td(self) -> timedelta:
+        return _td(self.survey_timeout)
+
+    @property
+    def lab_results_after_td(self) -> timedelta:
+        return _td(self.lab_results_after)
+
+
+DEFAULT_POLICY = JourneyPolicy()
+DURATION_FIELDS = (
+    "reminder_lead",
+    "reask_interval",
+    "voice_call_after",
+    "confirm_deadline",
+    "no_show_grace",
+    "feedback_delay",
+    "survey_timeout",
+    "lab_results_after",
+)
