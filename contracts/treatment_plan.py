@@ -1,6 +1,6 @@
 """The treatment-plan journey's contract (SPEC §4): names, input, state, the query view,
 commands and activity inputs. The direction graph itself (stages, who moves them) is
-models/treatment_directions.py. Pure: no I/O library is imported.
+contracts/treatment_directions.py. Pure: no I/O library is imported.
 Versionable: add fields with defaults, never rename."""
 
 from __future__ import annotations

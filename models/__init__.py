@@ -1,5 +1,5 @@
-"""Tables, API schemas and the small dataclasses that cross into workflows.
+"""Tables and API schemas (SQLModel / pydantic). The dataclasses that cross into workflows
+are the journeys' contracts, in the `contracts` package.
 
-Keep this file free of imports: workflow code imports `models.policy` / `models.payloads`
-modules directly and must not drag SQLModel into the workflow sandbox.
+Keep this file free of imports: importing one model must not drag in the others.
 """

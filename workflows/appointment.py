@@ -121,7 +121,7 @@ RETRY = RetryPolicy(
 )
 
 
-# Payload dataclasses live in models/appointment_journey.py (passed through the sandbox,
+# Payload dataclasses live in contracts/appointment.py (passed through the sandbox,
 # so their datetime fields convert).
 
 

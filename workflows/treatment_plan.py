@@ -1,7 +1,7 @@
 """Treatment-plan journey (SPEC §4): one long-lived workflow per plan, months to years.
 
 Reading guide
-* The plan walks its direction's stage graph (models/treatment_directions.py). Staff move it
+* The plan walks its direction's stage graph (contracts/treatment_directions.py). Staff move it
   with the `advance` update; its validator rejects a move the graph does not allow, naming
   the allowed ones, before anything is written.
 * A visit stage books a visit: a **child appointment journey** ("AppointmentJourney", the
@@ -686,4 +686,4 @@ class TreatmentPlanJourney:
         )
 
 
-__all__ = ["TreatmentPlanJourney"]  # contracts: models.treatment_directions
+__all__ = ["TreatmentPlanJourney"]  # contracts: contracts.treatment_plan
