@@ -28,6 +28,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities.deps import Deps
+from contracts.appointment import OPEN_STAGES, appointment_workflow_id
 from core import booking, imports
 from core.logging import get_logger
 from core.mis_files import (
@@ -63,7 +64,6 @@ from models.imports import (
     PatientMisId,
     RowState,
 )
-from models.journeys import OPEN_STAGES, appointment_workflow_id
 
 log = get_logger("activities.imports")
 
@@ -781,7 +781,7 @@ class _Applier:
             await s.commit()
 
     async def _close_visit(self, appt: Appointment, status: str, uid: str) -> None:
-        from models.appointment_journey import StaffAction
+        from contracts.appointment import StaffAction
 
         h = self.temporal.get_workflow_handle(appt.workflow_id)
         if status == "no_show":

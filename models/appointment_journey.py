@@ -2,3 +2,4 @@
 Kept importable only while branches opened before the move land; to be removed."""
 
 from contracts.appointment import *  # noqa: F401,F403
+from contracts.appointment import AppointmentSnapshot as AppointmentView  # noqa: E402,F401 - the old name

@@ -627,7 +627,7 @@ class AppointmentJourney:
         self._require("finish")
 
     @workflow.update
-    def no_show(self, req: StaffAction) -> AppointmentView:
+    def no_show(self, req: StaffAction) -> AppointmentSnapshot:
         # Staff (or the MIS's completed-visits file) say the patient did not come: the same
         # ending as the journey's own no-show timer, now.
         self.s.asks_stopped = True
