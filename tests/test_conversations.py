@@ -11,13 +11,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
+from temporalio.client import Client
 
 from activities.deps import Deps
+from core.settings import Settings
 from models.conversation import OpenQuestion
 from models.core import MessageLog, Role
 from tests.appointment_support import book, make_clinic, phone, state, tasks
 from tests.conftest import Api
 from tests.support.live import eventually
+from tests.test_treatment_plans import _save_history as save_history
 
 # Asked at once (start - reminder_lead is already past), no re-asks or robot calls to muddy
 # which question is the most recent one.
@@ -71,7 +74,9 @@ async def to_lab_tests(api: Api, plan_id: str) -> dict[str, Any]:
     return r.json()
 
 
-async def test_lab_results_yes_answers_the_plan_not_an_unasked_visit(api: Api, deps: Deps, worker: None) -> None:
+async def test_lab_results_yes_answers_the_plan_not_an_unasked_visit(
+    api: Api, deps: Deps, worker: None, client: Client, settings: Settings
+) -> None:
     """The issue's case: the plan asks about lab results, the patient answers "YES". The
     answer reaches the plan; the visit two days later (never asked) stays unconfirmed. A
     second "YES" to the answered question goes to a person, with that question as context."""
@@ -108,6 +113,10 @@ async def test_lab_results_yes_answers_the_plan_not_an_unasked_visit(api: Api, d
     assert v["stage"] == "booked", "a reply to an answered question never re-triggers anything"
     history = [h["action"] for h in (await plan_view(api, plan["id"]))["history"]]
     assert history.count("lab_results_ready") == 1
+    # Kept for the replay test (tests/test_treatment_plans.py): the answered lab question.
+    await save_history(
+        client, settings, (await plan_view(api, plan["id"]))["workflow_id"], "treatment_plan_lab_answered.json"
+    )
 
 
 async def test_two_visits_asked_the_same_day(api: Api, deps: Deps, worker: None) -> None:
@@ -204,7 +213,9 @@ async def test_survey_and_ask_open_at_once(api: Api, deps: Deps, worker: None) -
     await eventually(answered)
 
 
-async def test_plan_lab_question_waits_out_quiet_hours(api: Api, deps: Deps, worker: None) -> None:
+async def test_plan_lab_question_waits_out_quiet_hours(
+    api: Api, deps: Deps, worker: None, client: Client, settings: Settings
+) -> None:
     """The lab-results question falls due inside the clinic's quiet hours: it goes out when
     they end (the same rule as every automated send), not at once."""
     tz = ZoneInfo("Europe/Kyiv")
@@ -231,6 +242,9 @@ async def test_plan_lab_question_waits_out_quiet_hours(api: Api, deps: Deps, wor
     row = await eventually(sent_after_quiet_hours, timeout=150, interval=1)
     assert row.kind == "lab_results_ask" and row.created_at >= end.astimezone(UTC)
     assert len(await lab_messages()) == 1
+    await save_history(
+        client, settings, (await plan_view(api, plan["id"]))["workflow_id"], "treatment_plan_lab_quiet_hours.json"
+    )
 
 
 def test_reply_answer_kinds() -> None:
