@@ -8,29 +8,59 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.deps import Deps
+from core import metrics
 from core.db import make_engine, session_factory
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, get_settings
+from core.telemetry import JourneyMetrics, flush_tracing, free_loopback_port, prometheus_runtime
 from core.temporal import connect, exit_without_teardown
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 log = get_logger("worker")
 
 
 def build_worker(client: Client, deps: Deps, task_queue: str | None = None) -> Worker:
+    s = deps.settings
     return Worker(
         client,
-        task_queue=task_queue or deps.settings.temporal_task_queue,
+        task_queue=task_queue or s.temporal_task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(deps),
         # Activities are async; the executor only serves sync ones, if any are added.
         activity_executor=ThreadPoolExecutor(max_workers=8),
-        max_concurrent_activities=8,
+        max_concurrent_activities=s.worker_max_concurrent_activities,
+        # Journeys in flight stay built in memory; an evicted one is replayed from history.
+        max_cached_workflows=s.worker_max_cached_workflows,
+        interceptors=[JourneyMetrics()],
     )
+
+
+def start_metrics(settings: Settings) -> tuple[object | None, Runtime | None]:
+    """The worker's metrics port (ours + the Temporal SDK's, which exports on a loopback port
+    behind it). Returns (http server, SDK runtime); (None, None) when WORKER_METRICS_PORT=0.
+    A port already taken is logged and the worker runs on without metrics."""
+    if not settings.worker_metrics_port:
+        return None, None
+    sdk_address = f"127.0.0.1:{free_loopback_port()}"
+    try:
+        server = metrics.start_worker_server(
+            settings.worker_metrics_host, settings.worker_metrics_port, f"http://{sdk_address}/metrics"
+        )
+    except OSError as e:
+        log.error(
+            "worker metrics port not available; running without metrics",
+            host=settings.worker_metrics_host,
+            port=settings.worker_metrics_port,
+            error=type(e).__name__,
+        )
+        return None, None
+    log.info("worker metrics serving", host=settings.worker_metrics_host, port=settings.worker_metrics_port)
+    return server, prometheus_runtime(sdk_address)
 
 
 def make_deps(settings: Settings) -> Deps:
@@ -44,11 +74,12 @@ def make_deps(settings: Settings) -> Deps:
 
 
 async def run(settings: Settings) -> None:
+    server, runtime = start_metrics(settings)
     client = None
     delay = 0.5
     while client is None:
         try:
-            client = await connect(settings)
+            client = await connect(settings, runtime=runtime, service="worker")
         except Exception as e:  # noqa: BLE001
             log.warning("temporal not reachable yet", address=settings.temporal_address, error=type(e).__name__)
             await asyncio.sleep(delay)
@@ -65,6 +96,9 @@ async def run(settings: Settings) -> None:
         log.info("worker stopping: finishing in-flight tasks")
     await deps.http.aclose()
     await deps.engine.dispose()
+    flush_tracing()
+    if server is not None:
+        server.shutdown()  # type: ignore[attr-defined]
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from contracts.appointment import AppointmentContext, AppointmentSnapshot, ContextRequest
 from conversations.questions import expire
+from core import metrics
 from core.logging import get_logger
 from models.appointment import Appointment, apply_confirmation_facts
 from models.core import Clinic, Doctor
@@ -61,6 +62,7 @@ class AppointmentActivities:
         columns = snap.columns()
         async with self.deps.sessions() as s:
             row = await s.get(Appointment, snap.appointment_id)
+            entered = row is None or row.stage != snap.stage  # a new row counts its first stage too
             if row is None:  # e.g. a treatment plan started the journey as a child
                 row = Appointment(**columns)
             else:
@@ -71,6 +73,8 @@ class AppointmentActivities:
             s.add(row)
             await expire_moot_questions(s, snap)
             await s.commit()
+        if entered:
+            metrics.appointment_stage_entered(snap.stage)
         log.info("appointment synced", appointment_id=snap.appointment_id, stage=snap.stage, version=snap.version)
 
 

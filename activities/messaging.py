@@ -42,6 +42,7 @@ from activities.providers.twilio import TwilioClient
 from activities.providers.whatsapp import WhatsAppClient
 from contracts.common import Button, OutboundMessage, Question, SendResult, VoiceCall
 from conversations.questions import open_question
+from core import metrics
 from core.db import insert_once
 from core.logging import get_logger
 from models.core import Channel, MessageLog, Patient
@@ -222,6 +223,7 @@ class MessagingActivities:
         if not todo:
             status = "failed" if failed else "no_channel"
             await self._save(row, status=status)
+            metrics.message_failed(row.channel if failed else None, kind, "undeliverable")
             log.warning("message not sent", status=status, **ctx)
             return SendResult(status)
 
@@ -237,6 +239,7 @@ class MessagingActivities:
                 await self._save(
                     row, status="pending", payload={**row.payload, "attempts": attempts}, error=str(e)[:1000]
                 )
+                metrics.message_failed(channel, kind, "refused")
                 log.warning(
                     "provider refused; trying the next channel", channel=channel.value, http_status=e.status, **ctx
                 )
@@ -244,6 +247,7 @@ class MessagingActivities:
             except ProviderUnavailable as e:
                 if not e.maybe_sent:
                     await self._save(row, status="pending", error=str(e)[:1000])
+                metrics.message_failed(channel, kind, "unavailable")
                 log.warning(
                     "provider unavailable; will retry",
                     channel=channel.value,
@@ -259,6 +263,7 @@ class MessagingActivities:
                 payload={**row.payload, **sent.raw},
                 error=None,
             )
+            metrics.message_sent(channel, kind)
             if question is not None:
                 await self._open_question(question, row, patient, recipient)
             log.info(
@@ -271,6 +276,7 @@ class MessagingActivities:
             return SendResult("sent", channel.value, sent.provider_message_id)
 
         await self._save(row, status="failed")
+        metrics.message_failed(row.channel, kind, "undeliverable")
         log.warning("message not sent: every channel refused", **ctx)
         return SendResult("failed", row.channel.value)
 

@@ -9,6 +9,7 @@ from temporalio import activity
 
 from activities.deps import Deps
 from contracts.common import CancelTasks, TaskRef, TaskRequest
+from core import metrics
 from core.db import insert_once
 from core.logging import get_logger
 from models.core import MessageLog, OperatorTask, Role, TaskState
@@ -46,6 +47,7 @@ class TaskActivities:
                     await s.commit()
         if not created:
             return TaskRef(task_id=task.id, created=False)
+        metrics.task_opened(req.kind)
         log.info(
             "operator task raised",
             task_id=task.id,
@@ -71,4 +73,6 @@ class TaskActivities:
                 t.outcome = req.reason or "no longer needed"
                 s.add(t)
             await s.commit()
+            for t in tasks:
+                metrics.task_closed(t.kind, "cancelled")
             return len(tasks)

@@ -36,6 +36,7 @@ from conversations.questions import answer as answer_question
 from conversations.questions import expire as expire_questions
 from conversations.questions import undelivered as question_undelivered
 from conversations.routing import pick_target
+from core import metrics
 from core.db import insert_once
 from core.logging import get_logger
 from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
@@ -100,9 +101,12 @@ def opt_word(text: str | None) -> str | None:
 
 async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str, **kw: Any) -> tuple[OperatorTask, bool]:
     """Idempotent on dedup_key (a unique row), like the create_operator_task activity."""
-    return await insert_once(
+    found = await insert_once(
         s, OperatorTask(dedup_key=dedup_key, kind=kind, title=title, **kw), OperatorTask.dedup_key, dedup_key
     )
+    if found[1]:
+        metrics.task_opened(kind)
+    return found
 
 
 async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import errors, observability
+from api.observability import RequestContext
 from api.routers import ROUTERS
 from core.codec import EncryptionCodec
 from core.db import make_engine, session_factory
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, get_settings
+from core.telemetry import flush_tracing
 from core.temporal import connect
 
 log = get_logger("api")
@@ -28,7 +27,7 @@ async def _connect_temporal(app: FastAPI, settings: Settings) -> None:
     delay = 0.5
     while app.state.temporal is None:
         try:
-            app.state.temporal = await connect(settings)
+            app.state.temporal = await connect(settings, service="api")
             log.info("temporal connected", address=settings.temporal_address, namespace=settings.temporal_namespace)
         except Exception as e:  # noqa: BLE001
             log.warning("temporal not reachable yet", address=settings.temporal_address, error=type(e).__name__)
@@ -48,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = None
         app.state.http = None
         try:
-            app.state.temporal = await connect(settings)
+            app.state.temporal = await connect(settings, service="api")
         except Exception:  # noqa: BLE001
             app.state.connector = asyncio.create_task(_connect_temporal(app, settings))
         for hook in getattr(app.state, "startup_hooks", []):
@@ -59,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for hook in getattr(app.state, "shutdown_hooks", []):
                 await hook(app)
             await app.state.engine.dispose()
+            flush_tracing()
 
     app = FastAPI(
         title="patient-journeys",
@@ -77,29 +77,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
     )
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=rid)
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-request-id"] = rid
-        # The route template, not the raw path: paths may carry a secret (/codec/k/{secret}) and
-        # query strings names or numbers. Unmatched paths are logged as such.
-        route = request.scope.get("route")
-        log.info(
-            "request",
-            method=request.method,
-            path=getattr(route, "path", "<unmatched>"),
-            status=response.status_code,
-            ms=round((time.perf_counter() - start) * 1000, 1),
-        )
-        return response
+    # Outermost: request id, request log line and HTTP metrics (pure ASGI, see api.observability).
+    app.add_middleware(RequestContext)
 
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(observability.router)  # GET /metrics
     return app
 
 

@@ -84,6 +84,21 @@ class Settings(BaseSettings):
     invoice_remind_after: timedelta = Field(default=timedelta(days=2), alias="INVOICE_REMIND_AFTER")
     invoice_escalate_after: timedelta = Field(default=timedelta(days=5), alias="INVOICE_ESCALATE_AFTER")
 
+    # Metrics and traces (issue 14). The API serves GET /metrics on its own port; METRICS_TOKEN,
+    # when set, must come as `Authorization: Bearer <token>`. The worker serves its metrics
+    # (ours + the Temporal SDK's) on WORKER_METRICS_HOST:WORKER_METRICS_PORT (0 = off).
+    metrics_token: str = Field(default="", alias="METRICS_TOKEN")
+    worker_metrics_host: str = Field(default="127.0.0.1", alias="WORKER_METRICS_HOST")
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535, alias="WORKER_METRICS_PORT")
+    # Journeys kept in the worker's memory between tasks (sticky cache). Size it to the journeys
+    # in flight at once (each costs roughly 0.5 MB): a journey evicted is rebuilt from history.
+    worker_max_cached_workflows: int = Field(default=2000, ge=0, le=100_000, alias="WORKER_MAX_CACHED_WORKFLOWS")
+    worker_max_concurrent_activities: int = Field(default=8, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_ACTIVITIES")
+    # OpenTelemetry tracing: off unless the standard endpoint variable is set (OTLP over HTTP,
+    # e.g. http://otel-collector:4318; spans go to <endpoint>/v1/traces).
+    otel_exporter_otlp_endpoint: str = Field(default="", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_service_name: str = Field(default="", alias="OTEL_SERVICE_NAME")
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, v: object) -> object:

@@ -7,18 +7,24 @@ import sys
 from typing import NoReturn
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from core.codec import data_converter
 from core.settings import Settings
+from core.telemetry import client_interceptors
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, runtime: Runtime | None = None, service: str = "journeys") -> Client:
+    """`runtime`: the worker passes one exporting Prometheus metrics. Tracing interceptors are
+    added when OTEL_EXPORTER_OTLP_ENDPOINT is set (spans named after `service`)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings.encryption_keys()),
         tls=settings.temporal_tls,
         api_key=settings.temporal_api_key or None,
+        interceptors=client_interceptors(settings, f"patient-journeys-{service}"),
+        runtime=runtime,
     )
 
 

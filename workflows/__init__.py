@@ -1,23 +1,19 @@
-"""Workflow registry: every journey the worker runs.
+"""The journeys (workflows). Workflow modules are pure and deterministic: no sqlmodel, httpx
+or structlog imports.
 
-Workflow modules are pure and deterministic: no sqlmodel, httpx or structlog imports.
+This package imports nothing: the sandbox runs this file again for every workflow instance it
+builds, so it must stay empty of imports. The registry lives in `workflows.registry`
+(`from workflows import WORKFLOWS` still works, lazily).
 """
 
 from __future__ import annotations
 
-from workflows.appointment import AppointmentJourney
-from workflows.invoice import InvoiceApproval
-from workflows.management_pack import MonthlyManagementPack
-from workflows.mis_import import MisDropFolder, MisImport
-from workflows.monthly_report import MonthlyExpenseReport
-from workflows.treatment_plan import TreatmentPlanJourney
+from typing import Any
 
-WORKFLOWS: list[type] = [
-    AppointmentJourney,  # SPEC §3
-    TreatmentPlanJourney,  # SPEC §4, books visits as child AppointmentJourneys
-    InvoiceApproval,  # SPEC §5
-    MonthlyExpenseReport,  # SPEC §5.7, started by the monthly Schedule
-    MonthlyManagementPack,  # SPEC §6 reports (issue 13), started by the monthly Schedule
-    MisImport,  # SPEC §6, one per MIS file
-    MisDropFolder,  # SPEC §6, started by each clinic's daily drop-folder Schedule
-]
+
+def __getattr__(name: str) -> Any:
+    if name == "WORKFLOWS":
+        from workflows.registry import WORKFLOWS
+
+        return WORKFLOWS
+    raise AttributeError(name)

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from api.deps import ALL_STAFF, SessionDep, require_roles
 from api.errors import invalid_field
 from api.routers.conversations import Subject, deliver, patient_for
+from core import metrics
 from models.core import OperatorTask, OperatorTaskPublic, Role, StaffUser, TaskState
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -120,5 +121,6 @@ async def complete_task(
     task.outcome = outcome
     session.add(task)
     await session.commit()
+    metrics.task_closed(task.kind, "completed")
     await session.refresh(task)
     return task

@@ -25,6 +25,7 @@ from sqlmodel import select
 from activities.providers.telegram import TelegramClient
 from activities.providers.twilio import twilio_signature
 from api.inbound import Inbound, Routed, record_status, route_inbound
+from core import metrics
 from core.logging import get_logger
 from core.settings import Settings
 from models.core import Channel, MessageLog, normalize_phone, utcnow
@@ -36,6 +37,12 @@ VOICE_LANGUAGE = "uk-UA"
 TWIML = "text/xml"
 # Twilio call outcomes that mean "the patient did not answer the robot".
 CALL_NOT_ANSWERED = ("busy", "no-answer", "failed", "canceled")
+
+
+def _refused(provider: str, status: int, detail: str) -> HTTPException:
+    """A webhook without a valid signature / secret: counted, then refused."""
+    metrics.webhook_signature_failed(provider)
+    return HTTPException(status, detail)
 
 
 def _settings(request: Request) -> Settings:
@@ -91,11 +98,11 @@ async def whatsapp_verify(
 
 def _check_whatsapp(settings: Settings, raw: bytes, header: str | None) -> None:
     if not header:
-        raise HTTPException(401, "missing X-Hub-Signature-256")
+        raise _refused("whatsapp", 401, "missing X-Hub-Signature-256")
     secret = settings.whatsapp_app_secret
     expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     if not secret or not hmac.compare_digest(header, expected):
-        raise HTTPException(403, "bad X-Hub-Signature-256")
+        raise _refused("whatsapp", 403, "bad X-Hub-Signature-256")
 
 
 def _whatsapp_message(m: dict[str, Any]) -> Inbound:
@@ -164,10 +171,10 @@ async def telegram_webhook(request: Request) -> Response:
     settings = _settings(request)
     header = request.headers.get("x-telegram-bot-api-secret-token")
     if not header:
-        raise HTTPException(401, "missing X-Telegram-Bot-Api-Secret-Token")
+        raise _refused("telegram", 401, "missing X-Telegram-Bot-Api-Secret-Token")
     secret = settings.telegram_webhook_secret
     if not secret or not hmac.compare_digest(header, secret):
-        raise HTTPException(403, "bad X-Telegram-Bot-Api-Secret-Token")
+        raise _refused("telegram", 403, "bad X-Telegram-Bot-Api-Secret-Token")
     try:
         update = json.loads(await request.body())
         update_id = int(update["update_id"])
@@ -231,14 +238,14 @@ async def _twilio_params(request: Request) -> dict[str, str]:
     raw = await request.body()
     header = request.headers.get("x-twilio-signature")
     if not header:
-        raise HTTPException(401, "missing X-Twilio-Signature")
+        raise _refused("twilio", 401, "missing X-Twilio-Signature")
     params = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     url = settings.public_base_url.rstrip("/") + request.url.path
     if request.url.query:
         url += "?" + request.url.query
     token = settings.twilio_auth_token
     if not token or not hmac.compare_digest(header, twilio_signature(token, url, params)):
-        raise HTTPException(403, "bad X-Twilio-Signature")
+        raise _refused("twilio", 403, "bad X-Twilio-Signature")
     return params
 
 
