@@ -22,8 +22,8 @@ format:          ## ruff format + autofix
 typecheck:       ## mypy over the packages and modules listed in pyproject [tool.mypy]
 	@.venv/bin/mypy
 
-bench:           ## benchmarks (ratios measured in one run)
-	@scripts/bootstrap.sh && .venv/bin/python -m bench
+bench:           ## benchmarks: ours beside a baseline measured in the same run (ARGS=--large)
+	@scripts/bootstrap.sh && env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m bench $(ARGS)
 
 clean:           ## remove local state (.data); keeps installed tools
 	@scripts/pg-test.sh stop; rm -rf .data

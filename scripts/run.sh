@@ -3,6 +3,9 @@
 #   Temporal dev server + Web UI, the worker and the API. Ctrl-C stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Write .pyc files even where the environment says not to: the worker's sandbox re-imports
+# workflow modules per instance, and without bytecode each import compiles the source again.
+unset PYTHONDONTWRITEBYTECODE
 scripts/bootstrap.sh
 
 export DATA_DIR=${DATA_DIR:-$PWD/.data}

@@ -3,6 +3,9 @@
 # real Temporal (the dev server binary in .tools/bin) and real PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Write .pyc files even where the environment says not to: the worker's sandbox re-imports
+# workflow modules per instance, and without bytecode each import compiles the source again.
+unset PYTHONDONTWRITEBYTECODE
 scripts/bootstrap.sh
 TEST_DATABASE_URL=$(scripts/pg-test.sh start)
 export TEST_DATABASE_URL
