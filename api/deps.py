@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -18,6 +19,26 @@ from models.core import Role, StaffUser
 oauth2 = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
+# A JSON \\u escape of a UTF-16 surrogate that is not one half of a pair: valid JSON, but no
+# character, so it cannot be stored or sent (the database's UTF-8 encoder refuses it).
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})(?<!\\)(?:\\\\)*\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+async def no_lone_surrogates(request: Request) -> None:
+    """App-wide: a JSON body with a lone surrogate is a client's mistake (422), caught before
+    any handler writes anything."""
+    if "json" not in request.headers.get("content-type", ""):
+        return
+    if _LONE_SURROGATE.search(await request.body()):
+        raise HTTPException(
+            422,
+            detail=[{"loc": ["body"], "msg": "text contains a lone UTF-16 surrogate", "type": "value_error"}],
+        )
+
+
 def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -27,13 +48,32 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+MAX_OFFSET = 1_000_000  # paging deeper than this is a client bug (and must stay a 4xx)
+RETRY_AFTER = "5"  # seconds, for 503s while Temporal is unreachable
+
+
 def get_temporal(request: Request) -> Client:
+    """The process's Temporal client; 503 + Retry-After while it is not connected yet (the
+    API keeps connecting in the background and recovers by itself)."""
+    client = request.app.state.temporal
+    if client is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "Temporal is unavailable; retry shortly",
+            headers={"Retry-After": RETRY_AFTER},
+        )
+    return client
+
+
+def get_temporal_if_connected(request: Request) -> Client | None:
+    """For reads that can answer from the database while Temporal is away."""
     return request.app.state.temporal
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+MaybeTemporalDep = Annotated[Client | None, Depends(get_temporal_if_connected)]
 
 _UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 

@@ -10,6 +10,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.deps import RETRY_AFTER
+
 
 def field_error(e: ValidationError, prefix: tuple[str, ...] = ("body",)) -> HTTPException:
     return HTTPException(
@@ -39,6 +41,17 @@ def rejection(err: WorkflowUpdateFailedError) -> HTTPException:
 
 
 def install(app: FastAPI) -> None:
+    from api.inbound import InProgress, TemporalNotConnected
+
+    @app.exception_handler(InProgress)
+    @app.exception_handler(TemporalNotConnected)
+    async def _retry_later(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "this message is being processed or cannot be yet; retry shortly"},
+            headers={"Retry-After": RETRY_AFTER},
+        )
+
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": "conflicts with existing data"})
@@ -53,9 +66,15 @@ def install(app: FastAPI) -> None:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return JSONResponse(status_code=404, content={"detail": "journey not found"})
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            return JSONResponse(status_code=503, content={"detail": "Temporal is unavailable; retry shortly"})
+            return JSONResponse(
+                status_code=503,
+                content={"detail": "Temporal is unavailable; retry shortly"},
+                headers={"Retry-After": RETRY_AFTER},
+            )
         if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
             return JSONResponse(
-                status_code=429, content={"detail": "too many requests in flight for this journey; retry shortly"}
+                status_code=429,
+                content={"detail": "too many requests in flight for this journey; retry shortly"},
+                headers={"Retry-After": RETRY_AFTER},
             )
         return JSONResponse(status_code=502, content={"detail": "Temporal error"})

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -109,8 +109,23 @@ async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str, **k
     return found
 
 
+class TemporalNotConnected(Exception):
+    """The API has no Temporal connection yet: the delivery is retried later (503)."""
+
+
+class InProgress(Exception):
+    """Another delivery of this message is being processed right now: the provider should
+    retry later (503), never be told "done" for work that may still fail."""
+
+
 async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:
-    """The dedup row; None when this delivery was already handled (or is being handled)."""
+    """The dedup row, claimed for this delivery; None when the message was already processed.
+
+    Only a processed message is a duplicate. A row still `received` is either being handled
+    by a concurrent delivery (InProgress: retry later) or was left by a delivery that failed
+    or crashed; once it is older than STALE_CLAIM it is taken over (an atomic compare-and-set
+    on its timestamp, so two redeliveries cannot both take it). A failed delivery releases
+    its claim at once (`_release`), so the provider's next retry is processed."""
     row = MessageLog(
         idempotency_key=msg.dedup_key,
         direction="in",
@@ -135,11 +150,33 @@ async def _claim(s: AsyncSession, msg: Inbound) -> MessageLog | None:
         return None
     touched = found.updated_at or found.created_at
     if utcnow() - touched < STALE_CLAIM:
-        return None  # a concurrent delivery is on it
-    found.updated_at = utcnow()
-    s.add(found)
+        raise InProgress(msg.dedup_key)
+    now = utcnow()
+    res = await s.exec(
+        update(MessageLog)
+        .where(
+            col(MessageLog.id) == found.id,
+            col(MessageLog.status) == "received",
+            func.coalesce(col(MessageLog.updated_at), col(MessageLog.created_at)) == touched,
+        )
+        .values(updated_at=now)
+    )
     await s.commit()
+    if res.rowcount != 1:
+        raise InProgress(msg.dedup_key)
+    await s.refresh(found)
     return found
+
+
+async def _release(sessions: async_sessionmaker[AsyncSession], row_id: str) -> None:
+    """Give up the claim of a delivery that failed: the next delivery processes it at once.
+    Best effort - if the database is what failed, the claim goes stale after STALE_CLAIM."""
+    try:
+        async with sessions() as s:
+            await s.exec(delete(MessageLog).where(col(MessageLog.id) == row_id, col(MessageLog.status) == "received"))
+            await s.commit()
+    except Exception as e:  # noqa: BLE001
+        log.warning("inbound claim not released; it goes stale", error=type(e).__name__)
 
 
 async def _senders(s: AsyncSession, msg: Inbound) -> list[Patient]:
@@ -166,167 +203,180 @@ async def _finish(s: AsyncSession, row: MessageLog, status: str, **kw: Any) -> N
 
 
 async def route_inbound(sessions: async_sessionmaker[AsyncSession], temporal: Client | None, msg: Inbound) -> Routed:
+    """Process one delivery. Raises (the webhook answers 503, the provider retries) when it
+    could not be processed; the claim is released so that retry is not taken for a duplicate."""
     await _maybe_purge(sessions)
-    async with sessions() as s:
-        row = await _claim(s, msg)
-        if row is None:
-            log.info("inbound duplicate ignored", channel=msg.channel.value, dedup_key=msg.dedup_key)
-            return Routed("duplicate")
-        senders = await _senders(s, msg)
-        if not senders:
-            await raise_task(
-                s,
-                f"unknown_sender:{msg.dedup_key}",
-                "unknown_sender",
-                f"Message from an unknown {msg.channel.value} sender",
-                details={
-                    "channel": msg.channel.value,
-                    "from": msg.phone or msg.telegram_chat_id,
-                    "text": msg.text,
-                    "button_id": msg.button_id,
-                    "digit": msg.digit,
-                },
-            )
-            await _finish(s, row, "unknown_sender")
-            # The sender's number goes to the task (the DB), never to the log.
-            log.warning("inbound from unknown sender", channel=msg.channel.value, dedup_key=msg.dedup_key)
-            return Routed("unknown_sender", message_id=row.id)
-        sender = senders[0]
-        row.patient_id = sender.id
+    row_id: str | None = None
+    try:
+        async with sessions() as s:
+            row = await _claim(s, msg)
+            if row is None:
+                log.info("inbound duplicate ignored", channel=msg.channel.value, dedup_key=msg.dedup_key)
+                return Routed("duplicate")
+            row_id = row.id
+            return await _process(s, temporal, msg, row)
+    except BaseException:
+        if row_id is not None:  # released once this session (and any lock it held) is closed
+            await _release(sessions, row_id)
+        raise
 
-        if msg.kind == "text" and (word := opt_word(msg.text)):
-            for p in senders:
-                p.opted_out = word == "stop"
-                p.opted_out_at = utcnow() if word == "stop" else None
-                s.add(p)
-            outcome = "opted_out" if word == "stop" else "opted_in"
-            await _finish(s, row, outcome)
-            log.info(
-                "patient messaging preference changed", outcome=outcome, patient_id=sender.id, channel=msg.channel.value
-            )
-            return Routed(outcome, patient_id=sender.id, message_id=row.id)
 
-        ids = [p.id for p in senders]
-        children = (await s.exec(select(Patient.id).where(col(Patient.guardian_id).in_(ids)))).all()
-        family = [*ids, *children]
-        target = await pick_target(s, ids, family, msg)
-        subject_type, subject_id = target.subject
-        clinic_id = target.clinic_id or sender.clinic_id
-        about = target.patient_id or sender.id
-        question = target.question if target.how == "question" else None
-        if (wf_id := target.workflow_id) is not None:
-            reply = PatientReply(
-                source=msg.source,
-                kind=msg.kind,
-                text=msg.text,
-                button_id=msg.button_id,
-                digit=msg.digit,
-                call_status=msg.call_status,
-                provider_message_id=msg.provider_message_id,
-                received_at=msg.received_at,
-                question_id=question.id if question else None,
-                question_kind=question.kind if question else None,
-                message_id=row.id,
-            )
-            if temporal is None:
-                raise RuntimeError("Temporal is not connected yet")
-            try:
-                await temporal.get_workflow_handle(wf_id).signal(target.signal, reply)
-            except RPCError as e:
-                if e.status != RPCStatusCode.NOT_FOUND:
-                    raise  # row stays `received`: the provider's retry processes it again
-                log.info("journey not running; reply goes to an operator", workflow_id=wf_id)
-                if question is not None:
-                    await expire_questions(s, question.subject_id, "the journey has ended")
-                    await s.commit()
-            else:
-                if question is not None and msg.kind != "call_status":
-                    await answer_question(s, question, row.id)
-                await _finish(
-                    s,
-                    row,
-                    "signalled",
-                    subject_type=subject_type,
-                    subject_id=subject_id,
-                    about_patient_id=about,
-                    question_id=question.id if question else None,
-                    workflow_id=wf_id,
-                    clinic_id=clinic_id,
-                )
-                log.info(
-                    "patient reply signalled",
-                    channel=msg.channel.value,
-                    kind=msg.kind,
-                    routed_by=target.how + (" (named)" if target.named else ""),
-                    subject_type=subject_type,
-                    subject_id=subject_id,
-                    question_id=question.id if question else None,
-                    workflow_id=wf_id,
-                    patient_id=sender.id,
-                )
-                return Routed(
-                    "signalled",
-                    appointment_id=subject_id if subject_type == "appointment" else None,
-                    patient_id=sender.id,
-                    message_id=row.id,
-                    subject_type=subject_type,
-                    subject_id=subject_id,
-                    question_id=question.id if question else None,
-                )
-        if msg.kind == "call_status":  # a robot call nobody is waiting for any more
-            await _finish(s, row, "recorded", subject_id=subject_id, subject_type=subject_type)
-            return Routed("recorded", patient_id=sender.id, message_id=row.id)
-        details: dict[str, Any] = {
-            "channel": msg.channel.value,
-            "text": msg.text,
-            "button_id": msg.button_id,
-            "digit": msg.digit,
-            "call_status": msg.call_status,
-            "message_log_id": row.id,
-        }
-        if target.how == "closed_question" and target.question is not None:
-            # Answered or expired: never re-triggered; a person sees what it answered.
-            details["question"] = target.question.context(utcnow())
-            title = f"Patient replied to a question that is already {target.question.effective_state(utcnow())}"
-        else:
-            title = f"Unread {msg.channel.value} message from a patient"
-        task, _ = await raise_task(
+async def _process(s: AsyncSession, temporal: Client | None, msg: Inbound, row: MessageLog) -> Routed:
+    senders = await _senders(s, msg)
+    if not senders:
+        await raise_task(
             s,
-            f"unread_message:{msg.dedup_key}",
-            "unread_message",
-            title,
-            patient_id=about,
-            clinic_id=clinic_id,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            details=details,
+            f"unknown_sender:{msg.dedup_key}",
+            "unknown_sender",
+            f"Message from an unknown {msg.channel.value} sender",
+            details={
+                "channel": msg.channel.value,
+                "from": msg.phone or msg.telegram_chat_id,
+                "text": msg.text,
+                "button_id": msg.button_id,
+                "digit": msg.digit,
+            },
         )
-        await _finish(
-            s,
-            row,
-            "unread",
-            clinic_id=clinic_id,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            about_patient_id=about,
-            question_id=target.question.id if target.question else None,
-            task_id=task.id,
-        )
+        await _finish(s, row, "unknown_sender")
+        # The sender's number goes to the task (the DB), never to the log.
+        log.warning("inbound from unknown sender", channel=msg.channel.value, dedup_key=msg.dedup_key)
+        return Routed("unknown_sender", message_id=row.id)
+    sender = senders[0]
+    row.patient_id = sender.id
+
+    if msg.kind == "text" and (word := opt_word(msg.text)):
+        for p in senders:
+            p.opted_out = word == "stop"
+            p.opted_out_at = utcnow() if word == "stop" else None
+            s.add(p)
+        outcome = "opted_out" if word == "stop" else "opted_in"
+        await _finish(s, row, outcome)
         log.info(
-            "patient message for a person: operator task",
-            channel=msg.channel.value,
-            routed_by=target.how,
-            patient_id=sender.id,
+            "patient messaging preference changed", outcome=outcome, patient_id=sender.id, channel=msg.channel.value
         )
-        return Routed(
-            "unread",
-            patient_id=sender.id,
+        return Routed(outcome, patient_id=sender.id, message_id=row.id)
+
+    ids = [p.id for p in senders]
+    children = (await s.exec(select(Patient.id).where(col(Patient.guardian_id).in_(ids)))).all()
+    family = [*ids, *children]
+    target = await pick_target(s, ids, family, msg)
+    subject_type, subject_id = target.subject
+    clinic_id = target.clinic_id or sender.clinic_id
+    about = target.patient_id or sender.id
+    question = target.question if target.how == "question" else None
+    if (wf_id := target.workflow_id) is not None:
+        reply = PatientReply(
+            source=msg.source,
+            kind=msg.kind,
+            text=msg.text,
+            button_id=msg.button_id,
+            digit=msg.digit,
+            call_status=msg.call_status,
+            provider_message_id=msg.provider_message_id,
+            received_at=msg.received_at,
+            question_id=question.id if question else None,
+            question_kind=question.kind if question else None,
             message_id=row.id,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            question_id=target.question.id if target.question else None,
-            task_id=task.id,
         )
+        if temporal is None:
+            raise TemporalNotConnected()
+        try:
+            await temporal.get_workflow_handle(wf_id).signal(target.signal, reply)
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise  # row stays `received`: the provider's retry processes it again
+            log.info("journey not running; reply goes to an operator", workflow_id=wf_id)
+            if question is not None:
+                await expire_questions(s, question.subject_id, "the journey has ended")
+                await s.commit()
+        else:
+            if question is not None and msg.kind != "call_status":
+                await answer_question(s, question, row.id)
+            await _finish(
+                s,
+                row,
+                "signalled",
+                subject_type=subject_type,
+                subject_id=subject_id,
+                about_patient_id=about,
+                question_id=question.id if question else None,
+                workflow_id=wf_id,
+                clinic_id=clinic_id,
+            )
+            log.info(
+                "patient reply signalled",
+                channel=msg.channel.value,
+                kind=msg.kind,
+                routed_by=target.how + (" (named)" if target.named else ""),
+                subject_type=subject_type,
+                subject_id=subject_id,
+                question_id=question.id if question else None,
+                workflow_id=wf_id,
+                patient_id=sender.id,
+            )
+            return Routed(
+                "signalled",
+                appointment_id=subject_id if subject_type == "appointment" else None,
+                patient_id=sender.id,
+                message_id=row.id,
+                subject_type=subject_type,
+                subject_id=subject_id,
+                question_id=question.id if question else None,
+            )
+    if msg.kind == "call_status":  # a robot call nobody is waiting for any more
+        await _finish(s, row, "recorded", subject_id=subject_id, subject_type=subject_type)
+        return Routed("recorded", patient_id=sender.id, message_id=row.id)
+    details: dict[str, Any] = {
+        "channel": msg.channel.value,
+        "text": msg.text,
+        "button_id": msg.button_id,
+        "digit": msg.digit,
+        "call_status": msg.call_status,
+        "message_log_id": row.id,
+    }
+    if target.how == "closed_question" and target.question is not None:
+        # Answered or expired: never re-triggered; a person sees what it answered.
+        details["question"] = target.question.context(utcnow())
+        title = f"Patient replied to a question that is already {target.question.effective_state(utcnow())}"
+    else:
+        title = f"Unread {msg.channel.value} message from a patient"
+    task, _ = await raise_task(
+        s,
+        f"unread_message:{msg.dedup_key}",
+        "unread_message",
+        title,
+        patient_id=about,
+        clinic_id=clinic_id,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )
+    await _finish(
+        s,
+        row,
+        "unread",
+        clinic_id=clinic_id,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        about_patient_id=about,
+        question_id=target.question.id if target.question else None,
+        task_id=task.id,
+    )
+    log.info(
+        "patient message for a person: operator task",
+        channel=msg.channel.value,
+        routed_by=target.how,
+        patient_id=sender.id,
+    )
+    return Routed(
+        "unread",
+        patient_id=sender.id,
+        message_id=row.id,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        question_id=target.question.id if target.question else None,
+        task_id=task.id,
+    )
 
 
 # Provider statuses only ever move a sent message forward.

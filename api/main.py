@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors, observability
+from api.deps import no_lone_surrogates
 from api.observability import RequestContext
+from api.repair import repair_loop
 from api.routers import ROUTERS
 from core.codec import EncryptionCodec
 from core.db import make_engine, session_factory
@@ -22,17 +24,21 @@ from core.temporal import connect
 log = get_logger("api")
 
 
+CONNECT_WAIT = 3.0  # seconds the API waits for Temporal at startup before serving without it
+
+
 async def _connect_temporal(app: FastAPI, settings: Settings) -> None:
-    """Keep trying: the API may start before Temporal; /health says so meanwhile."""
+    """Keep trying: the API may start before Temporal. Meanwhile journey calls answer 503
+    with Retry-After (api.deps.get_temporal) and /health names what is missing."""
     delay = 0.5
     while app.state.temporal is None:
         try:
-            app.state.temporal = await connect(settings, service="api")
+            app.state.temporal = await asyncio.wait_for(connect(settings, service="api"), timeout=10)
             log.info("temporal connected", address=settings.temporal_address, namespace=settings.temporal_namespace)
         except Exception as e:  # noqa: BLE001
             log.warning("temporal not reachable yet", address=settings.temporal_address, error=type(e).__name__)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+            delay = min(delay * 2, 5)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,15 +52,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.codec = EncryptionCodec(settings.encryption_keys())
         app.state.temporal = None
         app.state.http = None
-        try:
-            app.state.temporal = await connect(settings, service="api")
-        except Exception:  # noqa: BLE001
-            app.state.connector = asyncio.create_task(_connect_temporal(app, settings))
+        connector = asyncio.create_task(_connect_temporal(app, settings))
+        await asyncio.wait([connector], timeout=CONNECT_WAIT)
+        repairer = asyncio.create_task(repair_loop(app.state))
         for hook in getattr(app.state, "startup_hooks", []):
             await hook(app)
         try:
             yield
         finally:
+            for task in (connector, repairer):
+                task.cancel()
+            await asyncio.gather(connector, repairer, return_exceptions=True)
             for hook in getattr(app.state, "shutdown_hooks", []):
                 await hook(app)
             await app.state.engine.dispose()
@@ -66,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Appointments, treatment plans and supplier invoices as durable Temporal "
         "journeys. Log in at POST /v1/auth/token, then send `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        dependencies=[Depends(no_lone_surrogates)],
     )
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []

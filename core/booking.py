@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -31,7 +32,7 @@ from contracts.appointment import (
     appointment_workflow_id,
 )
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
-from models.appointment import Appointment, doctor_clash
+from models.appointment import Appointment, doctor_clash, lock_doctor
 from models.core import Clinic, policy_from_json
 
 
@@ -43,6 +44,15 @@ class InvalidBooking(BookingError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field, self.message = field, message
+
+
+class KeyTaken(BookingError):
+    """The Idempotency-Key already has its booking (found under the doctor's lock): a
+    concurrent retry answers with that appointment instead of a slot clash with it."""
+
+    def __init__(self, existing: Appointment) -> None:
+        super().__init__("this Idempotency-Key already has its booking")
+        self.existing = existing
 
 
 class SlotTaken(BookingError):
@@ -85,6 +95,28 @@ async def check_slot_free(
         raise SlotTaken(clash)
 
 
+# A booking's start call gives up well before api.repair would start the journey itself.
+START_TIMEOUT = timedelta(seconds=5)
+BOOKING_HORIZON = timedelta(days=5 * 366)
+
+
+def not_too_far(starts_at: datetime) -> None:
+    if starts_at > datetime.now(UTC) + BOOKING_HORIZON:
+        raise InvalidBooking("starts_at", "starts_at is more than 5 years ahead")
+
+
+async def by_key(session: AsyncSession, key: str) -> Appointment | None:
+    return (await session.exec(select(Appointment).where(Appointment.idempotency_key == key))).first()
+
+
+async def mark_started(session: AsyncSession, appt: Appointment) -> None:
+    """The journey runs: the row is no longer one for api.repair to start."""
+    if not appt.journey_started:
+        appt.journey_started = True
+        session.add(appt)
+        await session.commit()
+
+
 async def reserve(
     session: AsyncSession,
     *,
@@ -103,7 +135,13 @@ async def reserve(
     commits (together with whatever else belongs to the same change), then `start_journey`."""
     if starts_at <= datetime.now(UTC):
         raise InvalidBooking("starts_at", "starts_at is in the past")
+    not_too_far(starts_at)
     ends_at = starts_at + timedelta(minutes=duration_minutes)
+    # Under the doctor's lock (held to the commit): first the key, then the slot. A concurrent
+    # retry of the same Idempotency-Key waits here and then finds the booking it raced.
+    await lock_doctor(session, doctor_id)
+    if idempotency_key and (existing := await by_key(session, idempotency_key)) is not None:
+        raise KeyTaken(existing)
     await check_slot_free(session, doctor_id, starts_at, ends_at)
     appt = Appointment(
         clinic_id=clinic.id,
@@ -138,6 +176,7 @@ async def start_journey(temporal: Client, task_queue: str, appt: Appointment, cl
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            rpc_timeout=START_TIMEOUT,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(CLINIC_ID, inp.clinic_id),
@@ -151,9 +190,11 @@ async def start_journey(temporal: Client, task_queue: str, appt: Appointment, cl
 
 
 async def book(session: AsyncSession, temporal: Client, task_queue: str, *, clinic: Clinic, **kw: Any) -> Appointment:
-    """Reserve, commit, start. If the start fails the row is removed again: no row without
-    its journey (nothing half-written)."""
+    """Reserve, commit, start. If the start fails the row is removed again: nothing
+    half-written. The row is committed `journey_started = false` and marked once the journey
+    runs: a process killed in between leaves a row api.repair starts the journey of."""
     appt = await reserve(session, clinic=clinic, **kw)
+    appt.journey_started = False
     await session.commit()
     try:
         await start_journey(temporal, task_queue, appt, clinic)
@@ -161,6 +202,7 @@ async def book(session: AsyncSession, temporal: Client, task_queue: str, *, clin
         await session.delete(appt)
         await session.commit()
         raise
+    await mark_started(session, appt)
     return appt
 
 
@@ -178,6 +220,7 @@ async def move(
     before anything is written. `update_id` makes a repeated call one reschedule."""
     if starts_at <= datetime.now(UTC):
         raise InvalidBooking("starts_at", "starts_at is in the past")
+    not_too_far(starts_at)
     duration = duration_minutes or appt.duration_minutes
     ends_at = starts_at + timedelta(minutes=duration)
     await check_slot_free(session, appt.doctor_id, starts_at, ends_at, exclude=appt.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -12,6 +13,14 @@ _hasher = PasswordHasher()
 # Verifying against this when the user does not exist keeps timing uniform.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 ALGORITHM = "HS256"
+
+
+def same_secret(offered: str | None, expected: str | None) -> bool:
+    """Constant-time comparison of a secret a client sent (header, query) with ours. Any text
+    is accepted: a non-ASCII value is simply not equal (hmac.compare_digest raises on it)."""
+    if not offered or not expected:
+        return False
+    return hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def hash_password(password: str) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, inspect
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, inspect, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col, select
@@ -54,6 +54,9 @@ class Appointment(SQLModel, table=True):
     survey_sent_at: datetime | None = TZ(nullable=True)  # the NPS survey went out
     cancel_reason: str | None = Field(default=None, max_length=500)
     history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # False from the booking's commit until its journey is known to run: a booking whose API
+    # died in between is found by api.repair and its journey started (no row without a journey).
+    journey_started: bool = Field(default=True, index=True)
     created_at: datetime = TZ(nullable=False, default=utcnow)
     updated_at: datetime | None = TZ(nullable=True)
 
@@ -62,16 +65,29 @@ class Appointment(SQLModel, table=True):
         return FHIR_STATUS[self.stage]
 
 
+async def lock_doctor(session: AsyncSession, doctor_id: str) -> None:
+    """Hold the doctor's slot lock until the caller's commit, so two bookings (or a booking
+    and a reschedule) of one doctor are checked and written one after the other.
+
+    PostgreSQL: the doctor's row, SELECT ... FOR UPDATE. SQLite has no row locks and its
+    default (deferred) transactions let two writers read the same free slot: a no-op UPDATE
+    as the first write takes the database's write lock (what BEGIN IMMEDIATE does) before the
+    check reads, waiting out the other writer (busy_timeout) instead of racing it."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite":
+        await session.exec(update(Doctor).where(col(Doctor.id) == doctor_id).values(id=Doctor.id))
+    else:
+        await session.exec(select(Doctor.id).where(Doctor.id == doctor_id).with_for_update())
+
+
 async def doctor_clash(
     session: AsyncSession, doctor_id: str, starts_at: datetime, ends_at: datetime, exclude: str | None = None
 ) -> Appointment | None:
     """An open visit of the same doctor that intersects [starts_at, ends_at), if any.
     (Timestamps are stored in UTC on every database, so this compares in SQL.)
 
-    The doctor's row is locked first (SELECT ... FOR UPDATE) until the caller commits, so two
-    bookings for one doctor are checked one after the other on PostgreSQL and cannot both
-    take the slot. SQLite, the single-machine default, has no row locks."""
-    await session.exec(select(Doctor.id).where(Doctor.id == doctor_id).with_for_update())
+    Takes the doctor's lock first (`lock_doctor`), held until the caller commits."""
+    await lock_doctor(session, doctor_id)
     q = select(Appointment).where(
         Appointment.doctor_id == doctor_id,
         col(Appointment.stage).in_(OPEN_STAGES),

@@ -11,7 +11,7 @@ from typing import Any, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic import Field as PField
 from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
@@ -182,6 +182,26 @@ class QuietHoursIn(BaseModel):
     end: str = PField(_DQ.end, pattern=_HHMM)
 
 
+# Upper bound of each policy duration (the lower bound is 0: tests compress hours to seconds).
+POLICY_DURATION_BOUNDS: dict[str, timedelta] = {
+    "reminder_lead": timedelta(days=30),
+    "reask_interval": timedelta(days=7),
+    "voice_call_after": timedelta(days=7),
+    "confirm_deadline": timedelta(days=7),
+    "no_show_grace": timedelta(days=1),
+    "feedback_delay": timedelta(days=30),
+    "survey_timeout": timedelta(days=90),
+    "lab_results_after": timedelta(days=365),
+}
+
+
+assert set(POLICY_DURATION_BOUNDS) == set(DURATION_FIELDS), "every policy duration needs its bound"
+
+
+def _iso(td: timedelta) -> str:
+    return f"P{td.days}D" if not td.seconds else f"PT{int(td.total_seconds())}S"
+
+
 class PolicyIn(BaseModel):
     """Durations accept ISO-8601 (`PT24H`, `P3D`) or seconds (`86400`, `1.5`). Defaults and
     field names are those of `JourneyPolicy`; this model adds the bounds."""
@@ -204,9 +224,13 @@ class PolicyIn(BaseModel):
 
     @field_validator(*DURATION_FIELDS)
     @classmethod
-    def _non_negative(cls, v: timedelta) -> timedelta:
+    def _bounded(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        """Every duration within a sane range, so a journey's timers always fit a calendar."""
+        top = POLICY_DURATION_BOUNDS[str(info.field_name)]
         if v.total_seconds() < 0:
-            raise ValueError("duration must not be negative")
+            raise ValueError(f"{info.field_name} must not be negative")
+        if v > top:
+            raise ValueError(f"{info.field_name} must be at most {_iso(top)}")
         return v
 
     def to_policy(self) -> JourneyPolicy:

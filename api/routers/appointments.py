@@ -26,7 +26,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from api.deps import MAX_OFFSET, MaybeTemporalDep, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import invalid_field
 from contracts.appointment import APPOINTMENT_STATE_QUERY, STAGES, AppointmentSnapshot, StaffAction
 from core import booking
@@ -49,7 +49,10 @@ Doctoring = Annotated[StaffUser, Depends(require_roles(Role.doctor, Role.front_d
 def _aware(v: datetime) -> datetime:
     if v.tzinfo is None:
         raise ValueError("starts_at needs a UTC offset, e.g. 2026-05-04T10:30:00+03:00")
-    return v.astimezone(UTC)
+    try:
+        return v.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("starts_at is out of range") from None
 
 
 class AppointmentCreate(BaseModel):
@@ -128,11 +131,8 @@ async def book(
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> AppointmentOut:
-    if idempotency_key:
-        q = select(Appointment).where(Appointment.idempotency_key == idempotency_key)
-        existing = (await session.exec(q)).first()
-        if existing is not None:
-            return await _replay(existing, body, temporal, settings, session)
+    if idempotency_key and (existing := await booking.by_key(session, idempotency_key)) is not None:
+        return await _replay(existing, body, temporal, settings, session)
 
     clinic = await session.get(Clinic, body.clinic_id)
     if clinic is None:
@@ -158,10 +158,12 @@ async def book(
             plan_id=body.plan_id,
             idempotency_key=idempotency_key,
         )
-    except IntegrityError:  # the same Idempotency-Key raced us: answer with its booking
+    except booking.KeyTaken as e:  # a concurrent retry of this key booked it first
+        await session.commit()  # ends the lock (nothing was written); keeps `existing` loaded
+        return await _replay(e.existing, body, temporal, settings, session)
+    except IntegrityError:  # the same Idempotency-Key raced us (for another doctor): its booking
         await session.rollback()
-        q = select(Appointment).where(Appointment.idempotency_key == idempotency_key)
-        existing = (await session.exec(q)).first()
+        existing = await booking.by_key(session, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
         return await _replay(existing, body, temporal, settings, session)
@@ -198,6 +200,7 @@ async def _replay(
     assert clinic is not None
     # Make sure the journey runs (a first attempt may have died between row and start).
     await booking.start_journey(temporal, settings.temporal_task_queue, existing, clinic)
+    await booking.mark_started(session, existing)
     return _out(existing)
 
 
@@ -212,7 +215,7 @@ async def list_appointments(
     doctor_id: str | None = None,
     patient_id: str | None = None,
     limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[AppointmentOut]:
     q = select(Appointment)
     if stage is not None:
@@ -239,17 +242,24 @@ async def list_appointments(
         if clinic_id and (clinic := await session.get(Clinic, clinic_id)) is not None:
             tz = ZoneInfo(clinic.timezone)
         day = datetime(date_.year, date_.month, date_.day, tzinfo=tz)
-        q = q.where(
-            col(Appointment.starts_at) >= day.astimezone(UTC),
-            col(Appointment.starts_at) < (day + timedelta(days=1)).astimezone(UTC),
-        )
+        try:
+            since, until = day.astimezone(UTC), (day + timedelta(days=1)).astimezone(UTC)
+        except OverflowError:  # the first or last day of the calendar
+            raise HTTPException(
+                422, detail=[{"loc": ["query", "date"], "msg": "date is out of range", "type": "value_error"}]
+            ) from None
+        q = q.where(col(Appointment.starts_at) >= since, col(Appointment.starts_at) < until)
     q = q.order_by(col(Appointment.starts_at)).offset(offset).limit(limit)
     return [_out(a) for a in (await session.exec(q)).all()]
 
 
 @router.get("/{appointment_id}", response_model=AppointmentOut)
-async def get_appointment(appointment_id: str, session: SessionDep, temporal: TemporalDep, _: Reader) -> AppointmentOut:
+async def get_appointment(
+    appointment_id: str, session: SessionDep, temporal: MaybeTemporalDep, _: Reader
+) -> AppointmentOut:
     appt = await _row(session, appointment_id)
+    if temporal is None:  # Temporal not reachable since this API started: the DB's copy
+        return _out(appt)
     try:
         view = await _handle(temporal, appt).query(
             APPOINTMENT_STATE_QUERY,
@@ -262,7 +272,12 @@ async def get_appointment(appointment_id: str, session: SessionDep, temporal: Te
     except RPCError as e:
         # Not found (not started yet / retention passed) or no worker answering in time:
         # the row is the last state the journey wrote (`live: false` says so).
-        if e.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+        if e.status not in (
+            RPCStatusCode.NOT_FOUND,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.CANCELLED,
+            RPCStatusCode.UNAVAILABLE,
+        ):
             raise
         return _out(appt)
     return _out(view)

@@ -8,7 +8,6 @@ Access: a staff JWT with role ops/admin, or the CODEC_SECRET (X-Codec-Secret hea
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 import jwt
@@ -18,7 +17,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from api.deps import SessionDep, SettingsDep, oauth2
 from core.codec import EncryptionCodec, UnknownKeyError
-from core.security import decode_token
+from core.security import decode_token, same_secret
 from models.core import Role, StaffUser
 
 router = APIRouter(prefix="/codec", tags=["codec"])
@@ -32,7 +31,7 @@ async def _authorise(
     secret: str | None = None,
 ) -> None:
     offered = secret or request.headers.get("x-codec-secret") or token
-    if settings.codec_secret and offered and hmac.compare_digest(offered, settings.codec_secret):
+    if same_secret(offered, settings.codec_secret):
         return
     if token:
         try:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import ALL_STAFF, SessionDep, require_roles
+from api.deps import ALL_STAFF, MAX_OFFSET, SessionDep, require_roles
 from api.errors import field_error, invalid_field
 from models.core import (
     DEFAULT_LEAD_SOURCES,
@@ -134,7 +134,7 @@ async def create_patient(body: PatientCreate, session: SessionDep, _: Desk) -> P
 
 @router.get("/patients", response_model=list[PatientPublic])
 async def list_patients(
-    session: SessionDep, _: Desk, limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0)
+    session: SessionDep, _: Desk, limit: int = Query(100, ge=1, le=500), offset: int = Query(0, ge=0, le=MAX_OFFSET)
 ) -> list[Patient]:
     q = select(Patient).order_by(col(Patient.created_at)).offset(offset).limit(limit)
     return list((await session.exec(q)).all())

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from api.deps import ALL_STAFF, SessionDep, SettingsDep, TemporalDep, require_roles
+from api.deps import ALL_STAFF, MAX_OFFSET, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.routers.files import FINANCE_ROLES
 from contracts.invoice import (
     FINAL_STATES,
@@ -160,7 +160,7 @@ async def registry(
     initiator: str | None = Query(None, description="staff id or username"),
     state: InvoiceState | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> InvoicePage:
     """Every invoice, paid or not; filter by supplier_id for a counterparty's history.
     Staff outside finance see only the invoices they submitted."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from api.deps import ALL_STAFF, SessionDep, require_roles
+from api.deps import ALL_STAFF, MAX_OFFSET, SessionDep, require_roles
 from api.errors import invalid_field
 from api.routers.conversations import Subject, deliver, patient_for
 from core import metrics
@@ -47,7 +47,7 @@ async def list_tasks(
     subject_id: str | None = None,
     assigned_role: Role | None = None,
     limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[OperatorTask]:
     states: tuple[TaskState, ...]
     if state in _STATE_ALIASES:

@@ -28,7 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.treatment import upsert_plan
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from api.deps import MAX_OFFSET, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import invalid_field
 from contracts.appointment import APPOINTMENT_STATE_QUERY
 from contracts.treatment_directions import DIRECTIONS, callback_moment, default_callback_date
@@ -204,7 +204,7 @@ async def list_plans(
     patient_id: str | None = None,
     due_before: datetime | date | None = Query(None, description="date or timestamp"),
     limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[PlanRow]:
     if direction is not None and direction not in DIRECTIONS:
         raise HTTPException(

@@ -27,6 +27,7 @@ from activities.providers.twilio import twilio_signature
 from api.inbound import Inbound, Routed, record_status, route_inbound
 from core import metrics
 from core.logging import get_logger
+from core.security import same_secret
 from core.settings import Settings
 from models.core import Channel, MessageLog, normalize_phone, utcnow
 
@@ -72,6 +73,16 @@ def _http(request: Request) -> httpx.AsyncClient:
     return app.state.http
 
 
+def _timestamp(raw: Any) -> datetime:
+    """A provider's epoch seconds; anything unusable (\"abc\", 1e400, year 10000) is the time we
+    got it. A field that can never parse must not fail the delivery: the provider would retry
+    it forever."""
+    try:
+        return datetime.fromtimestamp(int(raw), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return utcnow()
+
+
 def _phone(raw: str | None) -> str | None:
     if not raw:
         return None
@@ -91,7 +102,7 @@ async def whatsapp_verify(
     challenge: str = Query("", alias="hub.challenge"),
 ) -> str:
     expected = _settings(request).whatsapp_verify_token
-    if mode != "subscribe" or not expected or not hmac.compare_digest(token, expected):
+    if mode != "subscribe" or not same_secret(token, expected):
         raise HTTPException(403, "verification failed")
     return challenge
 
@@ -101,7 +112,7 @@ def _check_whatsapp(settings: Settings, raw: bytes, header: str | None) -> None:
         raise _refused("whatsapp", 401, "missing X-Hub-Signature-256")
     secret = settings.whatsapp_app_secret
     expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-    if not secret or not hmac.compare_digest(header, expected):
+    if not secret or not same_secret(header, expected):
         raise _refused("whatsapp", 403, "bad X-Hub-Signature-256")
 
 
@@ -128,7 +139,7 @@ def _whatsapp_message(m: dict[str, Any]) -> Inbound:
         button_id=button,
         provider_message_id=m["id"],
         reply_to=(m.get("context") or {}).get("id"),  # the patient quoted one of our messages
-        received_at=datetime.fromtimestamp(int(ts), UTC) if ts else utcnow(),
+        received_at=_timestamp(ts) if ts else utcnow(),
         extra={"type": mtype} if mtype not in ("text", "interactive", "button") else {},
     )
 
@@ -173,12 +184,12 @@ async def telegram_webhook(request: Request) -> Response:
     if not header:
         raise _refused("telegram", 401, "missing X-Telegram-Bot-Api-Secret-Token")
     secret = settings.telegram_webhook_secret
-    if not secret or not hmac.compare_digest(header, secret):
+    if not same_secret(header, secret):
         raise _refused("telegram", 403, "bad X-Telegram-Bot-Api-Secret-Token")
     try:
         update = json.loads(await request.body())
         update_id = int(update["update_id"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise HTTPException(400, "not a Telegram update") from None
     key = f"in:telegram:{update_id}"
     msg: Inbound | None = None
@@ -206,7 +217,7 @@ async def telegram_webhook(request: Request) -> Response:
                 text=m.get("text"),
                 provider_message_id=str(update_id),
                 reply_to=str(r["message_id"]) if (r := m.get("reply_to_message")) else None,
-                received_at=datetime.fromtimestamp(int(m.get("date") or 0), UTC) if m.get("date") else utcnow(),
+                received_at=_timestamp(m.get("date")) if m.get("date") else utcnow(),
             )
     except (KeyError, TypeError):
         raise HTTPException(400, "not a Telegram update") from None
@@ -244,7 +255,7 @@ async def _twilio_params(request: Request) -> dict[str, str]:
     if request.url.query:
         url += "?" + request.url.query
     token = settings.twilio_auth_token
-    if not token or not hmac.compare_digest(header, twilio_signature(token, url, params)):
+    if not token or not same_secret(header, twilio_signature(token, url, params)):
         raise _refused("twilio", 403, "bad X-Twilio-Signature")
     return params
 

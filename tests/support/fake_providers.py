@@ -408,6 +408,7 @@ class Rig:
     api_url: str
     probe_queue: str
     client: Client
+    app: Any = None  # the rig's API app (tests may take its Temporal client away)
 
     async def start_probe(self, appointment_id: str) -> Any:
         """A running workflow with the appointment journey's id, recording replies."""
@@ -441,11 +442,12 @@ async def provider_rig(
         assert not real.sandbox_providers
         real_deps = Deps(settings=real, engine=deps.engine, sessions=deps.sessions, http=deps.http)
         queue = f"probe-{uuid.uuid4().hex[:8]}"
+        app = create_app(real)
         async with (
-            serve(create_app(real), app_port) as api_url,
+            serve(app, app_port) as api_url,
             Worker(client, task_queue=queue, workflows=[ReplyProbe]),
         ):
             fake.webhook_base = api_url
             assert urlsplit(api_url).port == app_port
-            yield Rig(fake, real, real_deps, MessagingActivities(real_deps), api_url, queue, client)
+            yield Rig(fake, real, real_deps, MessagingActivities(real_deps), api_url, queue, client, app)
     await fake.http.aclose()
