@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import col, select
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import SessionDep, SettingsDep, TemporalDep, require_roles
+from api.deps import MAX_OFFSET, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import invalid_field
 from core import imports
 from core.mis_files import FileError, read_table, resolve_columns
@@ -224,7 +224,7 @@ async def list_imports(
     user: Importer,
     clinic_id: str,
     limit: int = Query(20, ge=1, le=100),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[ImportOut]:
     await _clinic(session, clinic_id, user)
     q = (
