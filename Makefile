@@ -1,5 +1,5 @@
 # patient-journeys: the two commands are `make run` and `make test`.
-.PHONY: run test install lint format typecheck bench clean help
+.PHONY: run test install lint format typecheck bench bench-reports clean help
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,6 +24,9 @@ typecheck:       ## mypy over the packages and modules listed in pyproject [tool
 
 bench:           ## benchmarks: ours beside a baseline measured in the same run (ARGS=--large)
 	@scripts/bootstrap.sh && env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m bench $(ARGS)
+
+bench-reports:   ## management reports over 1M appointments in PostgreSQL (generated once)
+	@scripts/bootstrap.sh && .venv/bin/python -m bench.reports
 
 clean:           ## remove local state (.data); keeps installed tools
 	@scripts/pg-test.sh stop; rm -rf .data

@@ -271,6 +271,13 @@ async def test_reports_over_journeys_that_ran(api: Api, deps: Deps) -> None:
 async def test_who_may_read_reports(api: Api, deps: Deps) -> None:
     c = await _clinic(api)
     other = await _clinic(api)
+    # A clinic's lead-source list: slugs, lower-cased, never empty.
+    admin = api.as_(Role.admin)
+    r = await admin.patch(f"/v1/clinics/{other['id']}", json={"lead_sources": ["Site", "tiktok", "site"]})
+    assert r.status_code == 200 and r.json()["lead_sources"] == ["site", "tiktok"], r.text
+    for bad_list in ([], ["two words"], None):
+        r = await admin.patch(f"/v1/clinics/{other['id']}", json={"lead_sources": bad_list})
+        assert r.status_code == 422, (bad_list, r.text)
     p = {"clinic_id": c["id"], "from": "2026-10-01", "to": "2026-10-31"}
     for role in (Role.director, Role.deputy_director, Role.admin):
         assert (await api.as_(role).get("/v1/reports/nps", params=p)).status_code == 200, role
