@@ -19,11 +19,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from contracts.invoice import MonthlyReportInput, ReportFile
+from contracts.management_pack import BUILD_MANAGEMENT_PACK_ACTIVITY, ManagementPackFile, ManagementPackInput
 from core.logging import get_logger
 from core.report_workbook import workbook_bytes
 from core.reports import REPORTS, Report, build_report
 from models.invoice import Invoice
-from models.management_pack import BUILD_MANAGEMENT_PACK_ACTIVITY, ManagementPackFile, ManagementPackInput
 
 log = get_logger("activities.reports")
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")

@@ -13,7 +13,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from contracts.common import Attachment, EmailRequest
     from contracts.invoice import local_date
-    from models.management_pack import (
+    from contracts.management_pack import (
         BUILD_MANAGEMENT_PACK_ACTIVITY,
         MANAGEMENT_PACK_RECIPIENT_ROLES,
         MANAGEMENT_PACK_SCHEDULE_ID,
