@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from sqlmodel import select
@@ -226,6 +227,93 @@ async def _ensure_schedules(client: Client, s: Settings) -> None:
     for ensure in (monthly_report.ensure_schedule, management_pack.ensure_schedule):
         handle = await ensure(client, s)
         typer.echo(f"schedule {handle.id!r} is up to date ({s.network_timezone})")
+    from core import imports
+    from core.db import make_engine, session_factory
+
+    engine = make_engine(s.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            n = await imports.ensure_all_drop_schedules(client, s.temporal_task_queue, session)
+    finally:
+        await engine.dispose()
+    typer.echo(f"MIS drop-folder schedules up to date for {n} clinic(s) with a code")
+
+
+@app.command("import")
+def import_file(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="CSV or XLSX from the MIS"),
+    clinic: str = typer.Option(..., "--clinic", "-c", help="clinic id or code"),
+    kind: str = typer.Option("visits", "--kind", "-k", help="visits, completed or patients"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the import with a progress bar"),
+) -> None:
+    """Import a file from the clinic's MIS (the same import as POST /v1/imports), following
+    it with a progress bar; prints the counts and every row that was refused, with why."""
+    from core.temporal import exit_without_teardown
+    from models.imports import ImportKind
+
+    try:
+        kind_v = ImportKind(kind)
+    except ValueError:
+        raise typer.BadParameter("one of: visits, completed, patients", param_hint="--kind") from None
+    code = asyncio.run(_import_file(file.name, file.read_bytes(), clinic, kind_v, wait))
+    exit_without_teardown(code)
+
+
+async def _import_file(name: str, content: bytes, clinic_ref: str, kind: Any, wait: bool) -> int:
+    from sqlmodel import or_
+
+    from core import imports
+    from core.db import make_engine, session_factory
+    from core.mis_files import FileError, read_table, resolve_columns
+    from core.temporal import connect
+    from models.core import Clinic
+
+    s = get_settings()
+    engine = make_engine(s.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            q = select(Clinic).where(or_(Clinic.id == clinic_ref, Clinic.code == clinic_ref))
+            clinic = (await session.exec(q)).first()
+            if clinic is None:
+                typer.echo(f"no clinic with id or code {clinic_ref!r}", err=True)
+                return 2
+            try:
+                table = read_table(content)
+                resolve_columns(table.headers, (await imports.mapping_of(session, clinic.id)).columns, kind)
+            except FileError as e:
+                typer.echo(f"{name}: {e}", err=True)
+                return 2
+            run, _ = await imports.register(
+                session, clinic=clinic, kind=kind, file_name=name, content=content, source="cli"
+            )
+            client = await connect(s)
+            await imports.start(client, s.temporal_task_queue, run)
+            typer.echo(f"import {run.id} started (workflow {run.workflow_id})")
+            if not wait:
+                return 0
+            total = len(table.rows)
+            with typer.progressbar(length=total, label=f"{kind.value:>9}", show_pos=True) as bar:
+                shown = 0
+                while True:
+                    await asyncio.sleep(0.5)
+                    await session.refresh(run)
+                    st = await imports.status(session, run, with_errors=False)
+                    done = min(st.processed_rows, total)
+                    bar.update(done - shown)
+                    shown = done
+                    if run.state in ("completed", "failed"):
+                        break
+            st = await imports.status(session, run)
+            if st.error:
+                typer.echo(f"failed: {st.error}", err=True)
+                return 1
+            typer.echo("  ".join(f"{k}: {v}" for k, v in st.counts.items()))
+            for problem in st.errors:
+                where = f"  row {problem.row}" + (f", column {problem.column!r}" if problem.column else "")
+                typer.echo(f"{where}: {problem.reason}")
+            return 0
+    finally:
+        await engine.dispose()
 
 
 @app.command()

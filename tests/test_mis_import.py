@@ -520,3 +520,170 @@ async def test_rows_ledger_counts_every_row_once(deps: Deps, api: Api) -> None:
         ledger = (await s.exec(select(ImportRow).where(ImportRow.import_id == res["id"]))).all()
     assert sorted(r.row for r in ledger) == [2, 3, 4, 5, 6]
     assert all(r.state == "done" for r in ledger)
+
+
+async def test_worker_killed_mid_import_applies_no_row_twice(
+    api: Api, deps: Deps, client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    import asyncio
+    import signal
+    import subprocess
+
+    from sqlalchemy import func
+
+    from core import imports
+    from models.core import Clinic
+    from models.imports import IMPORT_WORKFLOW, ImportInput, ImportKind, ImportRun
+    from tests.test_worker_killed import _start_worker, _worker_env
+
+    clinic = await make_clinic(api)
+    r = await api.as_(Role.director).put(
+        f"/v1/clinics/{clinic['id']}/import-mapping", json={"default_duration_minutes": 5}
+    )
+    assert r.status_code == 200, r.text
+    n = 240
+    # One doctor, 100 five-minute slots a day over four days: no two visits clash.
+    rows = []
+    for i in range(n):
+        d = tomorrow(4 + i // 100)
+        slot = i % 100
+        rows.append(
+            [
+                f"K{i}",
+                f"P{i}",
+                f"Пациент Номер {i}",
+                phone(),
+                "",
+                "",
+                f"{d:%d.%m.%Y}",
+                f"{8 + slot // 12:02d}:{slot % 12 * 5:02d}",
+                "Коваль Ирина Викторовна",
+                "",
+            ]
+        )
+    tq = f"import-killed-{uuid.uuid4().hex[:8]}"
+    async with deps.sessions() as s:
+        c = await s.get(Clinic, clinic["id"])
+        assert c is not None
+        run, _ = await imports.register(
+            s,
+            clinic=c,
+            kind=ImportKind.visits,
+            file_name="big.csv",
+            content=csv_bytes(VISIT_HEADERS, rows),
+            source="cli",
+        )
+    env = _worker_env(settings, tq)
+    log = tmp_path / "worker.log"
+    worker = _start_worker(env, log)
+    try:
+        await client.start_workflow(
+            IMPORT_WORKFLOW, ImportInput(run.id, batch_size=20, concurrency=2), id=run.workflow_id, task_queue=tq
+        )
+
+        async def done_rows() -> int:
+            async with deps.sessions() as s:
+                q = (
+                    select(func.count())
+                    .select_from(ImportRow)
+                    .where(ImportRow.import_id == run.id, ImportRow.state == "done")
+                )
+                return int((await s.exec(q)).one())
+
+        async def some_applied() -> None:
+            assert await done_rows() >= 40
+
+        await eventually(some_applied, timeout=120, interval=0.1)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        assert await done_rows() < n, "the import finished before the worker could be killed"
+        worker = _start_worker(env, log)
+
+        async def completed() -> None:
+            async with deps.sessions() as s:
+                r = await s.get(ImportRun, run.id)
+                assert r is not None and r.state == "completed", r and r.state
+
+        await eventually(completed, timeout=240, interval=0.5)
+        async with deps.sessions() as s:
+            r = await s.get(ImportRun, run.id)
+            assert r is not None
+            st = await imports.status(s, r)
+            assert st.counts["created"] == n and st.counts["errors"] == 0, (st.counts, st.errors[:5], st.total_rows)
+            appts = (await s.exec(select(Appointment).where(Appointment.clinic_id == clinic["id"]))).all()
+            assert len(appts) == n and {a.mis_visit_id for a in appts} == {f"K{i}" for i in range(n)}
+            assert all(a.version == 1 for a in appts)
+            patients = (await s.exec(select(Patient).where(Patient.clinic_id == clinic["id"]))).all()
+            assert len(patients) == n
+
+        async def one_journey_each() -> None:
+            count = await client.count_workflows(f"ClinicId = '{clinic['id']}' AND WorkflowType = 'AppointmentJourney'")
+            assert count.count == n, count.count
+
+        await eventually(one_journey_each, timeout=60, interval=1)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        await asyncio.sleep(0)
+
+
+async def test_cli_import_follows_with_progress_and_lists_refused_rows(
+    api: Api, deps: Deps, settings: Settings, tmp_path: Path
+) -> None:
+    import asyncio
+    import sys
+
+    from tests.test_worker_killed import _worker_env
+
+    code = f"cli-{uuid.uuid4().hex[:6]}"
+    clinic = await make_clinic(api, code=code)
+    d = tomorrow().strftime("%d.%m.%Y")
+    rows = [
+        ["X1", "", "Левченко Ива", phone(), "", "", d, "09:00", "Бондар Олег Петрович", ""],
+        ["X2", "", "Мороз Ян", phone(), "", "", d, "25:00", "Бондар Олег Петрович", ""],
+        ["X3", "", "Клименко Ия", phone(), "", "", d, "10:00", "Бондар Олег Петрович", ""],
+    ]
+    path = tmp_path / "visits.xlsx"
+    path.write_bytes(xlsx_bytes(VISIT_HEADERS, rows))
+    env = _worker_env(settings, settings.temporal_task_queue)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "core.cli",
+        "import",
+        str(path),
+        "--clinic",
+        code,
+        "--kind",
+        "visits",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "created: 2" in text and "errors: 1" in text, text
+    assert "row 3, column 'Время': '25:00' is not a time of day" in text, text
+    assert set(await visits_of(deps, clinic["id"])) == {"X1", "X3"}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes("Кто;Когда\nя;завтра\n".encode("cp1251"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "core.cli",
+        "import",
+        str(bad),
+        "--clinic",
+        code,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 2 and "no column for visit_id" in out.decode(), out.decode()
