@@ -115,10 +115,17 @@ async def test_staff_reply_on_each_channel_and_the_thread(rig: Rig, api: Api, cl
         assert sent_tg["text"] == "Ваші аналізи готові."
 
         sms = await _patient(desk, clinic["id"], "sms")
-        r = await desk.post(f"/v1/patients/{sms['id']}/messages", json={"text": "Нагадуємо про оплату."})
+        key = {"Idempotency-Key": f"desk-{uuid.uuid4().hex}"}
+        r = await desk.post(f"/v1/patients/{sms['id']}/messages", json={"text": "Нагадуємо про оплату."}, headers=key)
         assert r.status_code == 201 and r.json()["channel"] == "sms", r.text
         form = rig.fake.sent("twilio", "Messages")[-1].form
         assert form and form["To"] == sms["phone"] and form["Body"] == "Нагадуємо про оплату."
+        n = len(rig.fake.sent("twilio", "Messages"))
+        again = await desk.post(
+            f"/v1/patients/{sms['id']}/messages", json={"text": "Нагадуємо про оплату."}, headers=key
+        )
+        assert again.status_code == 201 and again.json()["id"] == r.json()["id"]  # the same request: sent once
+        assert len(rig.fake.sent("twilio", "Messages")) == n
 
         # A subject must be the patient's own; doctors do not write; an opted-out patient: 409.
         r = await desk.post(
@@ -204,3 +211,49 @@ async def test_failed_whatsapp_ask_falls_back_to_sms_then_the_call(rig: Rig, api
             assert v["voice_calls"] == 1 and v["stage"] == "booked"
 
         await eventually(called, timeout=60)
+
+
+async def test_undelivered_lab_question_moves_to_sms_then_a_person(rig: Rig, api: Api, deps: Deps) -> None:
+    """The plan's lab-results question fails on WhatsApp: it goes again by SMS; that SMS is
+    undelivered too: an operator calls (plan_callback)."""
+    clinic = await make_clinic(api, lab_results_after=1)
+    async with httpx.AsyncClient(base_url=rig.api_url, timeout=30, headers=api.headers(Role.doctor)) as c:
+        patient = await _patient(c, clinic["id"], "whatsapp")
+        r = await c.post(
+            "/v1/treatment-plans",
+            json={
+                "patient_id": patient["id"],
+                "clinic_id": clinic["id"],
+                "direction": "therapy",
+                "items": [{"service": "Filling", "tooth": 26, "unit_price": "1800.00"}],
+            },
+        )
+        assert r.status_code == 201, r.text
+        plan = r.json()
+        r = await c.post(f"/v1/treatment-plans/{plan['id']}/advance", json={"to_stage": "lab_tests"})
+        assert r.status_code == 200, r.text
+
+        async def asked_on(channel: str) -> MessageLog:
+            rows = [m for m in await _rows(deps, plan["id"]) if m.channel.value == channel and m.status == "sent"]
+            assert rows and rows[-1].question_id, rows
+            return rows[-1]
+
+        wa = await eventually(lambda: asked_on("whatsapp"), timeout=60)
+        assert (
+            await rig.fake.whatsapp_status(wa.provider_message_id or "", "failed", patient["phone"])
+        ).status_code == 200
+        sms = await eventually(lambda: asked_on("sms"), timeout=60)
+        assert sms.kind == "lab_results_ask" and sms.idempotency_key == f"{wa.idempotency_key}:after-whatsapp"
+        r = await rig.fake.twilio_post(
+            "/v1/webhooks/twilio/sms/status",
+            {"MessageSid": sms.provider_message_id or "", "AccountSid": TW_SID, "MessageStatus": "undelivered"},
+        )
+        assert r.status_code == 204, r.text
+
+        async def person_calls() -> list[dict[str, Any]]:
+            t = await c.get("/v1/tasks", params={"subject_id": plan["id"], "kind": "plan_callback"})
+            assert t.status_code == 200 and t.json(), t.text
+            return list(t.json())
+
+        (task,) = await eventually(person_calls, timeout=60)
+        assert "lab test results" in task["title"]
