@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         button_id,
         parse_button_id,
     )
+    from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves PlanState's nested hints
 
     # The plan's contracts live in a passed-through module: their datetime fields must be
     # the host's datetime class for the payload converter (the sandbox proxies `datetime`).
