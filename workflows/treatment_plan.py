@@ -59,11 +59,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves PlanState's nested hints
 
-    # Nested dataclass hints (PlanState.policy -> JourneyPolicy.quiet_hours) are resolved by
-    # name through the sandbox's sys.modules: the module must be imported here by name, not
-    # only transitively, or decoding fails once this module is loaded on its own.
-    from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401
-
     # The plan's contracts live in a passed-through module: their datetime fields must be
     # the host's datetime class for the payload converter (the sandbox proxies `datetime`).
     from contracts.treatment_directions import CANCELLED, Direction, direction
