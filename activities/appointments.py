@@ -13,6 +13,7 @@ from activities.deps import Deps
 from contracts.appointment import AppointmentContext, AppointmentSnapshot, ContextRequest
 from conversations.questions import expire
 from core import metrics
+from core.links import page_url
 from core.logging import get_logger
 from models.appointment import Appointment, apply_confirmation_facts
 from models.core import Clinic, Doctor
@@ -46,15 +47,15 @@ class AppointmentActivities:
             raise ApplicationError(
                 "clinic or doctor of the appointment no longer exists", type="NotFound", non_retryable=True
             )
-        base = self.deps.settings.public_base_url.rstrip("/")
+        st = self.deps.settings
         return AppointmentContext(
             clinic_name=clinic.name,
             clinic_address=clinic.address,
             clinic_phone=clinic.phone,
             review_url=clinic.review_url,
             doctor_name=doctor.full_name,
-            feedback_url=f"{base}/feedback?appointment={req.appointment_id}",
-            link=f"{base}/a/{req.appointment_id}",
+            feedback_url=page_url(st.public_base_url, st.link_secret, req.appointment_id, "feedback"),
+            link=page_url(st.public_base_url, st.link_secret, req.appointment_id),
         )
 
     @activity.defn(name="sync_appointment")

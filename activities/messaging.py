@@ -40,11 +40,12 @@ from activities.providers.sandbox import SandboxClient
 from activities.providers.telegram import TelegramClient
 from activities.providers.twilio import TwilioClient
 from activities.providers.whatsapp import WhatsAppClient
-from contracts.common import Button, OutboundMessage, Question, SendResult, VoiceCall
+from contracts.common import Button, MessageFacts, OutboundMessage, Question, SendResult, VoiceCall
 from conversations.questions import open_question
 from core import metrics
 from core.db import insert_once
 from core.logging import get_logger
+from core.texts.compose import Composed, compose
 from models.core import Channel, MessageLog, Patient
 
 log = get_logger("activities.messaging")
@@ -68,16 +69,28 @@ class MessagingActivities:
     # ------------------------------------------------------------------ activities
     @activity.defn(name="send_patient_message")
     async def send_patient_message(self, msg: OutboundMessage) -> SendResult:
+        text, buttons, template, template_language = msg.text, list(msg.buttons), msg.template, None
+        language = None
+        if msg.render:
+            kind = msg.render_kind or msg.kind
+            composed = await self._compose(msg.clinic_id, msg.patient_id, kind, msg.facts, buttons)
+            if composed is None:
+                return SendResult("skipped")
+            text, buttons = composed.text, composed.buttons
+            template, template_language = composed.whatsapp_template, composed.whatsapp_template_language
+            language = composed.language
         return await self._deliver(
             key=msg.idempotency_key,
             patient_id=msg.patient_id,
             clinic_id=msg.clinic_id,
             kind=msg.kind,
-            text=msg.text,
+            text=text,
             subject_id=msg.subject_id,
             workflow_id=msg.workflow_id,
-            buttons=list(msg.buttons),
-            template=msg.template,
+            buttons=buttons,
+            template=template,
+            template_language=template_language,
+            language=language,
             voice=False,
             question=msg.question,
             exclude=list(msg.exclude_channels),
@@ -85,19 +98,36 @@ class MessagingActivities:
 
     @activity.defn(name="place_voice_call")
     async def place_voice_call(self, call: VoiceCall) -> SendResult:
+        text, language = call.prompt, None
+        if call.render:
+            composed = await self._compose(call.clinic_id, call.patient_id, "voice_prompt", call.facts, [])
+            if composed is None:
+                return SendResult("skipped")
+            text, language = composed.text, composed.language
         return await self._deliver(
             key=call.idempotency_key,
             patient_id=call.patient_id,
             clinic_id=call.clinic_id,
             kind="voice_call",
-            text=call.prompt,
+            text=text,
             subject_id=call.subject_id,
             workflow_id=call.workflow_id,
             buttons=[],
             template=None,
+            language=language,
             voice=True,
             question=call.question,
         )
+
+    async def _compose(
+        self, clinic_id: str, patient_id: str, kind: str, facts: MessageFacts | None, buttons: list[Button]
+    ) -> Composed | None:
+        """Render the clinic's template (core/texts) for this kind, subject and recipient."""
+        async with self.deps.sessions() as s:
+            try:
+                return await compose(s, self.deps.settings, clinic_id, patient_id, kind, facts, buttons)
+            except LookupError as e:
+                raise ApplicationError(str(e), type="NotFound", non_retryable=True) from None
 
     # ------------------------------------------------------------------ planning
     def channels_for(self, recipient: Patient, voice: bool) -> list[Channel]:
@@ -163,6 +193,8 @@ class MessagingActivities:
         sent_by: str | None = None,
         task_id: str | None = None,
         subject_type: str | None = None,
+        template_language: str | None = None,
+        language: str | None = None,
     ) -> SendResult:
         async with self.deps.sessions() as s:
             patient = await s.get(Patient, patient_id)
@@ -193,6 +225,8 @@ class MessagingActivities:
                 payload={
                     "buttons": [asdict(b) for b in buttons],
                     "template": template,
+                    "template_language": template_language,
+                    "language": language,
                     "attempts": [],
                     "excluded": list(exclude or []),
                 },
@@ -230,7 +264,7 @@ class MessagingActivities:
         for channel in todo:
             await self._save(row, status="sending", channel=channel)
             try:
-                sent = await self._call(channel, recipient, row, buttons, template)
+                sent = await self._call(channel, recipient, row, buttons, template, template_language)
             except ProviderRejected as e:
                 attempts = [
                     *row.payload.get("attempts", []),
@@ -287,7 +321,13 @@ class MessagingActivities:
             await self._save(row, question_id=found.id)
 
     async def _call(
-        self, channel: Channel, recipient: Patient, row: MessageLog, buttons: list[Button], template: str | None
+        self,
+        channel: Channel,
+        recipient: Patient,
+        row: MessageLog,
+        buttons: list[Button],
+        template: str | None,
+        template_language: str | None = None,
     ) -> Sent:
         text = row.body or ""
         if self.deps.settings.sandbox_providers:
@@ -295,7 +335,7 @@ class MessagingActivities:
         if channel == Channel.whatsapp:
             assert recipient.phone
             in_window = await self.whatsapp_window_open(recipient.id)
-            return await self.whatsapp.send(recipient.phone, text, buttons, template, in_window)
+            return await self.whatsapp.send(recipient.phone, text, buttons, template, in_window, template_language)
         if channel == Channel.telegram:
             assert recipient.telegram_chat_id
             return await self.telegram.send(recipient.telegram_chat_id, text, buttons)

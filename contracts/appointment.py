@@ -97,6 +97,7 @@ class JourneyState:
     synced_revision: int = 0
     revision: int = 0
     version_booked_at: datetime | None = None  # when this version's time was set
+    feedback: str | None = None  # "like" / "dislike" answered to the survey instead of a score
 
 
 # ------------------------------------------------------------------ input and outcome
@@ -115,6 +116,7 @@ class AppointmentInput:
     plan_id: str | None = None  # set when a treatment plan booked this visit
     booked_at: datetime | None = None
     carried: JourneyState | None = None  # continue-as-new: the journey's state so far
+    service_code: str | None = None  # the clinic catalogue's code (memos, the service's name)
 
 
 @dataclass
@@ -151,6 +153,7 @@ class AppointmentSnapshot:
     nps: int | None
     cancel_reason: str | None
     history: list[HistoryEntry]
+    service_code: str | None = None
 
     @property
     def id(self) -> str:

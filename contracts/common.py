@@ -123,7 +123,24 @@ def parse_button_id(raw: str) -> tuple[str, str, str | None] | None:
 @dataclass
 class Button:
     id: str  # ≤ 256 chars (WhatsApp), ≤ 64 bytes (Telegram)
-    title: str  # ≤ 20 chars (WhatsApp)
+    title: str  # ≤ 20 chars (WhatsApp); "" -> rendered in the patient's language
+    title_kind: str | None = None  # the template of an empty title (default: button.<action>)
+
+
+@dataclass
+class MessageFacts:
+    """What the journey knows about the subject right now (a rescheduled visit's new time):
+    the rendering activity reads everything else (names, address, language, templates)."""
+
+    appointment_id: str | None = None
+    plan_id: str | None = None
+    doctor_id: str | None = None
+    starts_at: datetime | None = None
+    duration_minutes: int | None = None
+    service: str | None = None
+    service_code: str | None = None
+    version: int | None = None
+    nps: int | None = None
 
 
 @dataclass
@@ -136,13 +153,19 @@ class OutboundMessage:
     patient_id: str
     clinic_id: str
     kind: str  # booking_notice, reminder, reask, care_memo, survey, review_link, thanks, ...
-    text: str
+    text: str = ""  # ready text (histories from before templates); empty when `render`
     subject_id: str | None = None  # appointment / plan id
     workflow_id: str | None = None
-    buttons: list[Button] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)  # a title "" is filled in the language
     template: str | None = None  # WhatsApp template name outside the 24-hour window
     question: Question | None = None  # this message asks something: record an open question
     exclude_channels: list[str] = field(default_factory=list)  # re-send after these failed
+    # "Send kind K about subject S": the activity renders the clinic's template for `kind` in
+    # the recipient's language from `facts` (core/texts). Nothing to say (a service without a
+    # care memo) -> SendResult("skipped").
+    render: bool = False
+    facts: MessageFacts | None = None
+    render_kind: str | None = None  # the template to render when not `kind` (a re-sent ask)
 
 
 @dataclass
@@ -152,15 +175,17 @@ class VoiceCall:
     idempotency_key: str
     patient_id: str
     clinic_id: str
-    prompt: str
+    prompt: str = ""
     subject_id: str | None = None
     workflow_id: str | None = None
     question: Question | None = None
+    render: bool = False  # as OutboundMessage: the activity renders `voice_prompt`
+    facts: MessageFacts | None = None
 
 
 @dataclass
 class SendResult:
-    # sent | opted_out | no_channel | failed
+    # sent | opted_out | no_channel | failed | skipped (nothing to say, e.g. no memo)
     status: str
     channel: str | None = None
     provider_message_id: str | None = None

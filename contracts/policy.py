@@ -40,6 +40,10 @@ class JourneyPolicy:
     feedback_delay: float = 1 * HOUR  # after the visit, NPS survey after this
     survey_timeout: float = 3 * DAY  # no NPS answer -> journey closes
     quiet_hours: QuietHours | None = field(default_factory=QuietHours)
+    # Who gets the public review link after the survey: "promoters" (9-10; others get the
+    # internal form or a thank-you) or "everyone" (Google's review policy forbids asking only
+    # happy customers). Detractors' tasks are raised either way.
+    review_link_to: str = "promoters"
     # Treatment plans (SPEC §4)
     callback_hour: str = "09:00"  # call-back tasks fall due at this local time
     lab_results_after: float = 7 * DAY  # lab-tests stage asks the patient after this

@@ -32,7 +32,7 @@ from contracts.common import ANSWER_DIGIT, ANSWER_SCORE, ANSWER_YES_NO, parse_bu
 from models.appointment import Appointment
 from models.conversation import OpenQuestion
 from models.core import MessageLog, utcnow
-from workflows.replies import classify, parse_score
+from workflows.replies import classify, feedback_word, parse_score
 
 if TYPE_CHECKING:
     from api.inbound import Inbound
@@ -107,8 +107,8 @@ def reply_answers(kind: str, text: str | None, button_id: str | None, digit: str
     out = set()
     if classify(text) in ("confirm", "decline"):
         out.add(ANSWER_YES_NO)
-    if parse_score(text) is not None:
-        out.add(ANSWER_SCORE)
+    if parse_score(text) is not None or feedback_word(text) is not None:
+        out.add(ANSWER_SCORE)  # 👍 / «дизлайк» answer a survey too
     return out
 
 

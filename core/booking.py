@@ -32,6 +32,7 @@ from contracts.appointment import (
     appointment_workflow_id,
 )
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
+from core.texts.catalogue import catalogue, match
 from models.appointment import Appointment, doctor_clash, lock_doctor
 from models.core import Clinic, policy_from_json
 
@@ -83,7 +84,26 @@ def journey_input(appt: Appointment, clinic: Clinic) -> AppointmentInput:
         policy=policy_from_json(clinic.policy),
         plan_id=appt.plan_id,
         booked_at=appt.created_at,
+        service_code=appt.service_code,
     )
+
+
+async def resolve_service(
+    session: AsyncSession, clinic: Clinic, service: str | None, service_code: str | None
+) -> tuple[str, str | None]:
+    """(service name, catalogue code): a named code must be in the clinic's catalogue; free
+    text is matched to it by code or name (any language or case) and, when nothing matches,
+    kept as written (no memo then)."""
+    entries = await catalogue(session, clinic.id, clinic.language)
+    if service_code:
+        entry = match(entries, service_code, None)
+        if entry is None or entry.code != service_code:
+            raise InvalidBooking("service_code", f"service_code {service_code!r} is not in this clinic's catalogue")
+        return service or entry.name, entry.code
+    if not service:
+        raise InvalidBooking("service", "name the service: service_code (from the clinic's catalogue) or service")
+    entry = match(entries, None, service)
+    return service, entry.code if entry else None
 
 
 async def check_slot_free(
@@ -125,7 +145,8 @@ async def reserve(
     patient_id: str,
     starts_at: datetime,
     duration_minutes: int,
-    service: str,
+    service: str | None,
+    service_code: str | None = None,
     plan_id: str | None = None,
     idempotency_key: str | None = None,
     mis_visit_id: str | None = None,
@@ -137,6 +158,7 @@ async def reserve(
         raise InvalidBooking("starts_at", "starts_at is in the past")
     not_too_far(starts_at)
     ends_at = starts_at + timedelta(minutes=duration_minutes)
+    service, service_code = await resolve_service(session, clinic, service, service_code)
     # Under the doctor's lock (held to the commit): first the key, then the slot. A concurrent
     # retry of the same Idempotency-Key waits here and then finds the booking it raced.
     await lock_doctor(session, doctor_id)
@@ -148,6 +170,7 @@ async def reserve(
         doctor_id=doctor_id,
         patient_id=patient_id,
         service=service,
+        service_code=service_code,
         starts_at=starts_at,
         ends_at=ends_at,
         duration_minutes=duration_minutes,

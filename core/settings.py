@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Lets the Temporal UI call /codec/* without a staff JWT (sent as the X-Codec-Secret header
     # or "Authorization: Bearer <secret>"). Unset: a random one is kept in DATA_DIR/codec-secret.
     codec_secret: str = Field(default="", alias="CODEC_SECRET")
+    # Signs the patient's page links (/p/<token>). Unset: a random one is kept in
+    # DATA_DIR/link-secret. Changing it invalidates every link already sent.
+    link_secret: str = Field(default="", alias="LINK_SECRET")
 
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     log_json: bool = Field(default=True, alias="LOG_JSON")
@@ -142,6 +145,8 @@ class Settings(BaseSettings):
             )
         if not self.codec_secret:
             self.codec_secret = _local_secret(self.data_dir, "codec-secret", lambda: secrets.token_urlsafe(32))
+        if not self.link_secret:
+            self.link_secret = _local_secret(self.data_dir, "link-secret", lambda: secrets.token_urlsafe(32))
         # Parse eagerly so a malformed value fails at start-up, not at the first payload.
         self.encryption_keys()
         return self

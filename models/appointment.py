@@ -31,6 +31,7 @@ class Appointment(SQLModel, table=True):
     doctor_id: str = Field(foreign_key="doctor.id", index=True, max_length=32)
     patient_id: str = Field(foreign_key="patient.id", index=True, max_length=32)
     service: str = Field(max_length=200)
+    service_code: str | None = Field(default=None, max_length=64)  # the clinic catalogue's code
     starts_at: datetime = TZ(nullable=False, index=True)
     ends_at: datetime = TZ(nullable=False)
     duration_minutes: int

@@ -7,7 +7,7 @@ import enum
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, overload
+from typing import Any, Literal, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -119,6 +119,15 @@ def check_timezone(v: str) -> str:
     return v
 
 
+LANGUAGES = ("ru", "uk", "en")
+
+
+def check_language(v: str) -> str:
+    if v not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    return v
+
+
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
@@ -218,6 +227,7 @@ class PolicyIn(BaseModel):
     feedback_delay: timedelta = _D.feedback_delay_td
     survey_timeout: timedelta = _D.survey_timeout_td
     quiet_hours: QuietHoursIn | None = PField(default_factory=QuietHoursIn)  # type: ignore[arg-type]
+    review_link_to: Literal["promoters", "everyone"] = "promoters"
     callback_hour: str = PField(_D.callback_hour, pattern=_HHMM)
     lab_results_after: timedelta = _D.lab_results_after_td
     max_history_events: int = PField(_D.max_history_events, ge=100, le=40000)
@@ -256,6 +266,12 @@ class ClinicBase(SQLModel):
     review_url: str | None = Field(default=None, max_length=1000)
     # Short code naming the clinic's MIS drop folder: IMPORT_DIR/<code>/ (lowercase).
     code: str | None = Field(default=None, max_length=32)
+    # What the clinic's patients read (a patient may override it): ru, uk or en.
+    language: str = Field(default="ru", max_length=8)
+    # The approved WhatsApp template used outside the 24-hour window: its name and language
+    # code as registered in Meta's WhatsApp Manager (language defaults to the clinic's).
+    whatsapp_template: str = Field(default="appointment_notice", min_length=1, max_length=512)
+    whatsapp_template_language: str | None = Field(default=None, max_length=16)
 
     # An approved WhatsApp template (one body variable) for staff replies outside the
     # 24-hour window; unset: such a reply is refused (409) and staff call or text instead.
@@ -268,6 +284,11 @@ class ClinicBase(SQLModel):
         if out is None:
             raise ValueError("phone is required")
         return out
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        return check_language(v)
 
     @field_validator("timezone")
     @classmethod
@@ -314,6 +335,9 @@ class ClinicUpdate(SQLModel):
     code: str | None = Field(default=None, max_length=32)
 
     whatsapp_reply_template: str | None = Field(default=None, max_length=512)
+    language: str | None = None
+    whatsapp_template: str | None = Field(default=None, min_length=1, max_length=512)
+    whatsapp_template_language: str | None = Field(default=None, max_length=16)
     policy: dict[str, Any] | None = None  # merged into the current policy, then validated
     lead_sources: list[str] | None = None  # replaces the list; patients keep the source they have
 
@@ -321,6 +345,11 @@ class ClinicUpdate(SQLModel):
     @classmethod
     def _sources(cls, v: list[str] | None) -> list[str] | None:
         return check_lead_sources(v) if v is not None else v
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return check_language(v) if v is not None else v
 
     @field_validator("phone")
     @classmethod
@@ -383,6 +412,7 @@ class PatientBase(SQLModel):
     clinic_id: str | None = Field(default=None, foreign_key="clinic.id", max_length=32)
     # lead source (one of the clinic's `lead_sources`, or DEFAULT_LEAD_SOURCES without a clinic)
     source: str | None = Field(default=None, max_length=32, index=True)
+    language: str | None = Field(default=None, max_length=8)  # overrides the clinic's language
 
     @field_validator("phone")
     @classmethod
@@ -393,6 +423,11 @@ class PatientBase(SQLModel):
     @classmethod
     def _source(cls, v: str | None) -> str | None:
         return (v.strip().lower() or None) if v is not None else None
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return check_language(v) if v is not None else v
 
     @field_validator("birth_date")
     @classmethod

@@ -36,7 +36,11 @@ def phone() -> str:
     return f"+38067{random.randint(1000000, 9999999)}"
 
 
-async def make_clinic(api: Api, **policy: Any) -> dict[str, Any]:
+async def make_clinic(
+    api: Api, fields: dict[str, Any] | None = None, patient: dict[str, Any] | None = None, **policy: Any
+) -> dict[str, Any]:
+    """A clinic (extra clinic `fields`, e.g. language), its doctor and one patient (extra
+    `patient` fields, e.g. language)."""
     admin = api.as_(Role.admin)
     r = await admin.post(
         "/v1/clinics",
@@ -47,6 +51,7 @@ async def make_clinic(api: Api, **policy: Any) -> dict[str, Any]:
             "timezone": "Europe/Kyiv",
             "review_url": "https://reviews.example/smile",
             "policy": {**FAST, **policy},
+            **(fields or {}),
         },
     )
     assert r.status_code == 201, r.text
@@ -58,7 +63,13 @@ async def make_clinic(api: Api, **policy: Any) -> dict[str, Any]:
     clinic["doctor_id"] = r.json()["id"]
     r = await admin.post(
         "/v1/patients",
-        json={"full_name": "Olena Test", "phone": phone(), "preferred_channel": "sms", "clinic_id": clinic["id"]},
+        json={
+            "full_name": "Olena Test",
+            "phone": phone(),
+            "preferred_channel": "sms",
+            "clinic_id": clinic["id"],
+            **(patient or {}),
+        },
     )
     assert r.status_code == 201, r.text
     clinic["patient_id"] = r.json()["id"]
@@ -70,20 +81,26 @@ def at(seconds: float) -> str:
 
 
 async def book(
-    api: Api, clinic: dict[str, Any], in_seconds: float = 40, service: str = "Check-up", minutes: int = 30, **kw: Any
+    api: Api,
+    clinic: dict[str, Any],
+    in_seconds: float = 40,
+    service: str | None = "Check-up",
+    minutes: int = 30,
+    service_code: str | None = None,
+    **kw: Any,
 ) -> dict[str, Any]:
-    r = await api.as_(Role.front_desk).post(
-        "/v1/appointments",
-        json={
-            "patient_id": clinic["patient_id"],
-            "clinic_id": clinic["id"],
-            "doctor_id": clinic["doctor_id"],
-            "starts_at": at(in_seconds),
-            "duration_minutes": minutes,
-            "service": service,
-        },
-        **kw,
-    )
+    body: dict[str, Any] = {
+        "patient_id": clinic["patient_id"],
+        "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"],
+        "starts_at": at(in_seconds),
+        "duration_minutes": minutes,
+    }
+    if service is not None:
+        body["service"] = service
+    if service_code is not None:
+        body["service_code"] = service_code
+    r = await api.as_(Role.front_desk).post("/v1/appointments", json=body, **kw)
     assert r.status_code == 201, r.text
     return r.json()
 

@@ -172,6 +172,9 @@ class _RoleClient:
     async def put(self, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
         return await self.api.call(self.role, "PUT", url, **kw)
 
+    async def delete(self, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
+        return await self.api.call(self.role, "DELETE", url, **kw)
+
 
 @pytest.fixture(scope="session")
 async def api(api_url: str, tokens: dict[Role, str]) -> AsyncIterator[Api]:

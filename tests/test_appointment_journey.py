@@ -228,7 +228,7 @@ async def test_nps_10_gets_the_review_link(api: Api, client: Client, deps: Deps)
     kinds = [m.kind for m in msgs]
     assert "care_memo" in kinds  # after implantation
     # The booking notice carried the before-procedure memo.
-    assert msgs[0].kind == "booking_notice" and "Before implantation" in msgs[0].body
+    assert msgs[0].kind == "booking_notice" and "Перед имплантацией" in msgs[0].body  # ru by default
     review = [m for m in msgs if m.kind == "review_link"]
     assert len(review) == 1 and "https://reviews.example/smile" in review[0].body
     assert await tasks(api, appt["id"]) == []

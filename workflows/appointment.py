@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         Button,
         CancelTasks,
         DeliveryFailure,
+        MessageFacts,
         OutboundMessage,
         PatientReply,
         Question,
@@ -63,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves nested hints
     from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
     from models.quiet_hours import next_send_time
-    from workflows.replies import classify, parse_score
+    from workflows.replies import classify, feedback_word, parse_score
 
 # ------------------------------------------------------------------ stages and rules
 TERMINAL = ("no_show", "cancelled")  # "finished" still runs the after-visit part
@@ -78,37 +79,21 @@ CAN = {  # which update fits which stage
 }
 HISTORY_LIMIT = 300  # entries kept in state (the oldest are dropped beyond this)
 
-# Care memos by service keyword: (before the visit, after the visit). The seed clinic keeps
-# 17 templates; these are the common ones, matched on the service name.
-CARE_MEMOS: dict[str, tuple[str | None, str | None]] = {
-    "implant": (
-        "Before implantation: eat a light meal, no alcohol for 24 h, take your usual "
-        "medicines unless the doctor said otherwise.",
-        "After implantation: cold compress 15 min on/off for the first hours, no hot "
-        "food or drinks today, do not rinse vigorously, call us if bleeding persists.",
-    ),
-    "extraction": (
-        None,
-        "After extraction: keep the gauze for 30 min, do not eat for 2 h, no rinsing "
-        "or hot drinks today, do not touch the socket.",
-    ),
-    "anaesthesia": (
-        "Before anaesthesia: nothing to eat for 6 h, come with an adult who can take you home.",
-        "After anaesthesia: rest today, do not drive for 24 h.",
-    ),
-    "sedation": (
-        "Before sedation: nothing to eat for 6 h, come with an adult who can take you home.",
-        "After sedation: rest today, do not drive for 24 h.",
-    ),
-    "whitening": (None, "After whitening: for 48 h avoid coffee, tea, red wine and smoking."),
-    "hygiene": (None, "After professional hygiene: avoid coloured food and drinks for 2 h."),
-    "filling": (None, "After a filling: do not eat until the numbness wears off."),
-    "root canal": (
-        None,
-        "After root canal treatment: avoid chewing on that side until the "
-        "crown/filling is finished; mild pain for 2–3 days is normal.",
-    ),
-}
+# Patient texts are templates rendered by the messaging activity (core/texts): the journey
+# only says "send kind K about this visit". Journeys whose care-memo step ran before that
+# decided by these English keywords whether a memo went out; their histories replay with it.
+CATALOGUE_MEMOS = "care-memo-from-catalogue"
+FEEDBACK_WORDS = "survey-like-dislike"
+LEGACY_MEMO_KEYWORDS = (
+    "implant",
+    "extraction",
+    "anaesthesia",
+    "sedation",
+    "whitening",
+    "hygiene",
+    "filling",
+    "root canal",
+)
 
 # Activities: named, explicit timeouts, bounded retries; business errors are non-retryable.
 SEND_TIMEOUT = timedelta(seconds=30)
@@ -260,31 +245,18 @@ class AppointmentJourney:
 
     # ---------------------------------------------------------------- steps
     async def _send_notice(self) -> None:
-        s, c = self.s, self._ctx()
+        s = self.s
         first = s.version == self.inp.version
-        what = "You are booked" if first else "Your visit has been moved"
-        text = (
-            f"{what}: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
-            f" at {c.clinic_name}, {c.clinic_address} (tel. {c.clinic_phone}). {c.link}"
-        )
-        pre = _memo(self.inp.service)[0]
-        if pre and first:
-            text += f"\n\n{pre}"
         s.notice_version = s.version
-        await self._send("booking_notice" if first else "reschedule_notice", text, "notice")
+        await self._send("booking_notice" if first else "reschedule_notice", "notice")
         self._record("notice_sent" if first else "reschedule_notice_sent")
 
-    def _ask_message(self) -> tuple[str, list[Button], Question]:
-        c = self._ctx()
-        text = (
-            f"Reminder: {self.inp.service} with {c.doctor_name}, {self._local(self._start())}"
-            f", {c.clinic_name}. Will you come? Reply YES to confirm or NO if you cannot."
-        )
-        buttons = [
-            Button(id=button_id("confirm", self.inp.appointment_id), title="Confirm"),
-            Button(id=button_id("decline", self.inp.appointment_id), title="Can't come"),
+    def _ask_message(self) -> tuple[list[Button], Question]:
+        buttons = [  # titles in the patient's language come from templates button.confirm/decline
+            Button(id=button_id("confirm", self.inp.appointment_id), title=""),
+            Button(id=button_id("decline", self.inp.appointment_id), title=""),
         ]
-        return text, buttons, self._question("confirmation", [ANSWER_YES_NO], self._start())
+        return buttons, self._question("confirmation", [ANSWER_YES_NO], self._start())
 
     def _question(self, kind: str, answers: list[str], open_until: datetime) -> Question:
         return Question(
@@ -299,10 +271,10 @@ class AppointmentJourney:
     async def _ask(self) -> None:
         s = self.s
         first = s.asks_sent == 0
-        text, buttons, question = self._ask_message()
+        buttons, question = self._ask_message()
         step = "ask" if first else f"reask-{s.asks_sent}"
         version = s.version
-        result = await self._send("reminder" if first else "reask", text, step, buttons, question=question)
+        result = await self._send("reminder" if first else "reask", step, buttons, question=question)
         if s.version != version:
             return  # rescheduled meanwhile: this ask was about the old time
         s.last_contact_at = workflow.now()
@@ -317,11 +289,7 @@ class AppointmentJourney:
             self._record(f"ask_{result.status}")
 
     async def _voice_call(self) -> None:
-        s, c = self.s, self._ctx()
-        prompt = (
-            f"Hello, this is {c.clinic_name}. You have a visit on "
-            f"{self._local(self._start())}. Press 1 to confirm, press 2 if you cannot come."
-        )
+        s = self.s
         version = s.version
         result = await workflow.execute_activity(
             "place_voice_call",
@@ -329,10 +297,11 @@ class AppointmentJourney:
                 idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
                 patient_id=self.inp.patient_id,
                 clinic_id=self.inp.clinic_id,
-                prompt=prompt,
                 subject_id=self.inp.appointment_id,
                 workflow_id=self.wid,
                 question=self._question("voice_confirmation", [ANSWER_DIGIT], self._start()),
+                render=True,
+                facts=self._facts(),
             ),
             result_type=SendResult,
             start_to_close_timeout=SEND_TIMEOUT,
@@ -359,52 +328,48 @@ class AppointmentJourney:
         self._finish("visit_ended")
 
     async def _send_post_memo(self) -> None:
-        post = _memo(self.inp.service)[1]
         self.s.post_memo_done = True
-        if post:
-            await self._send("care_memo", post, "post-memo")
+        if workflow.patched(CATALOGUE_MEMOS):
+            # The activity finds the service's after-visit memo in the clinic's catalogue.
+            result = await self._send("care_memo", "post-memo")
+            if result.status == "sent":
+                self._record("care_memo_sent")
+        elif any(k in self.inp.service.lower() for k in LEGACY_MEMO_KEYWORDS):
+            await self._send("care_memo", "post-memo")
             self._record("care_memo_sent")
 
     async def _send_survey(self) -> None:
-        c = self._ctx()
         aid = self.inp.appointment_id
-        text = (
-            f"Thank you for visiting {c.clinic_name}! How likely are you to recommend us "
-            f"to a friend? Reply with a number from 0 to 10."
-        )
-        buttons = [
-            Button(id=button_id("nps", aid, "10"), title="10 – excellent"),
-            Button(id=button_id("nps", aid, "8"), title="8 – good"),
-            Button(id=button_id("nps", aid, "4"), title="4 – poor"),
-        ]
+        buttons = [Button(id=button_id("nps", aid, v), title="") for v in ("10", "8", "4")]
         # Marked before the send: an answer may overtake the activity's completion.
         self.s.survey_sent_at = workflow.now()
         question = self._question("survey", [ANSWER_SCORE], self.s.survey_sent_at + self.p.survey_timeout_td)
-        await self._send("survey", text, "survey", buttons, question=question)
+        await self._send("survey", "survey", buttons, question=question)
         self._record("survey_sent")
 
     async def _answer_feedback(self) -> None:
-        s, c = self.s, self._ctx()
+        s = self.s
         nps = s.nps if s.nps is not None else 0
+        everyone = self.p.review_link_to == "everyone"
+        if s.nps is None and s.feedback == "like":
+            nps = 8  # a thumbs-up without a score: thanked like a passive (7-8), never a task
         if nps >= 9:
-            text = "Thank you! It would help us a lot if you shared it: " + (c.review_url or "")
-            await self._send("review_link", text, "feedback-answer")
+            await self._send("review_link", "feedback-answer")
         elif nps >= 7:
-            await self._send("thanks", "Thank you for your feedback!", "feedback-answer")
+            await self._send("thanks_review" if everyone else "thanks", "feedback-answer")
         else:
-            await self._send(
-                "feedback_form",
-                "We are sorry it was not perfect. Please tell us "
-                f"what went wrong, the clinic director reads every answer: "
-                f"{c.feedback_url}",
-                "feedback-answer",
-            )
+            await self._send("feedback_form_review" if everyone else "feedback_form", "feedback-answer")
+            details: dict[str, Any] = {"nps": s.nps}
+            if s.feedback:
+                details["feedback"] = s.feedback
             await self._task(
                 "detractor_feedback",
-                f"Negative feedback (NPS {nps}): contact the patient",
+                f"Negative feedback (NPS {nps}): contact the patient"
+                if s.nps is not None
+                else "Negative feedback (dislike): contact the patient",
                 "detractor",
                 assigned_role="director",
-                details={"nps": nps},
+                details=details,
             )
         s.closed = True
         self._record("journey_closed")
@@ -484,9 +449,18 @@ class AppointmentJourney:
                 score = parse_score(parsed[2])
         elif reply.kind in ("text", "digit"):
             score = parse_score(reply.text if reply.kind == "text" else reply.digit)
+        feeling = feedback_word(reply.text) if reply.kind == "text" and score is None else None
         if score is not None and s.survey_sent_at is not None and not s.nps_answered:
             s.nps, s.nps_answered = score, True
             self._record(f"nps_{score}")
+        elif (
+            feeling is not None
+            and s.survey_sent_at is not None
+            and not s.nps_answered
+            and workflow.patched(FEEDBACK_WORDS)
+        ):
+            s.feedback, s.nps_answered = feeling, True
+            self._record(f"feedback_{feeling}")
         else:
             self._record("patient_message")
             self._unread(reply)
@@ -509,16 +483,17 @@ class AppointmentJourney:
         s = self.s
         if s.stage != "booked" or s.asks_stopped or not failure.message_key.startswith(self._key("")):
             return
-        text, buttons, question = self._ask_message()
+        buttons, question = self._ask_message()
         last = failure.failed_channels[-1] if failure.failed_channels else "channel"
         result = await self._send(
             "reask",
-            text,
             "",
             buttons,
             question=question,
             exclude=failure.failed_channels,
             key=f"{failure.message_key}:after-{last}",
+            # The same words on the next channel: the first ask's text if that one failed.
+            render_kind="reminder" if failure.message_key.removeprefix(self._key("")).startswith("ask") else None,
         )
         if not failure.message_key.startswith(self._key("")):
             return  # rescheduled meanwhile: this ask was about the old time
@@ -674,6 +649,7 @@ class AppointmentJourney:
             nps=s.nps,
             cancel_reason=s.cancel_reason,
             history=list(s.history),
+            service_code=i.service_code,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -686,9 +662,6 @@ class AppointmentJourney:
 
     def _booked_at(self) -> datetime:
         return self.inp.booked_at or workflow.info().start_time
-
-    def _ctx(self) -> AppointmentContext:
-        return self.s.context or AppointmentContext()
 
     def _key(self, step: str) -> str:
         return f"{self.wid}:v{self.s.version}:{step}"
@@ -719,24 +692,36 @@ class AppointmentJourney:
     def _tz(self) -> tzinfo:
         return clinic_zone(self.inp.timezone)
 
-    def _local(self, t: datetime) -> str:
-        return t.astimezone(self._tz()).strftime("%d.%m.%Y %H:%M")
-
     def _quiet(self, at: datetime, critical_by: datetime | None = None) -> datetime:
         """Move a planned send out of the clinic's quiet hours (models.quiet_hours, the one
         rule for every automated send)."""
         return next_send_time(at, self.p.quiet_hours, self._tz(), critical_by)
 
+    def _facts(self) -> MessageFacts:
+        s, i = self.s, self.inp
+        return MessageFacts(
+            appointment_id=i.appointment_id,
+            plan_id=i.plan_id,
+            doctor_id=i.doctor_id,
+            starts_at=self._start(),
+            duration_minutes=s.duration_minutes,
+            service=i.service,
+            service_code=i.service_code,
+            version=s.version,
+            nps=s.nps,
+        )
+
     async def _send(
         self,
         kind: str,
-        text: str,
         step: str,
         buttons: list[Button] | None = None,
         question: Question | None = None,
         exclude: list[str] | None = None,
         key: str | None = None,
+        render_kind: str | None = None,
     ) -> SendResult:
+        """Send kind K about this visit: the activity renders the clinic's template."""
         return await workflow.execute_activity(
             "send_patient_message",
             OutboundMessage(
@@ -744,12 +729,14 @@ class AppointmentJourney:
                 patient_id=self.inp.patient_id,
                 clinic_id=self.inp.clinic_id,
                 kind=kind,
-                text=text,
                 subject_id=self.inp.appointment_id,
                 workflow_id=self.wid,
                 buttons=buttons or [],
                 question=question,
                 exclude_channels=exclude or [],
+                render=True,
+                facts=self._facts(),
+                render_kind=render_kind,
             ),
             result_type=SendResult,
             start_to_close_timeout=SEND_TIMEOUT,
@@ -811,14 +798,6 @@ class AppointmentJourney:
             retry_policy=RETRY,
         )
         s.synced_revision = revision
-
-
-def _memo(service: str) -> tuple[str | None, str | None]:
-    low = service.lower()
-    for key, memos in CARE_MEMOS.items():
-        if key in low:
-            return memos
-    return None, None
 
 
 __all__ = ["AppointmentJourney"]

@@ -138,6 +138,23 @@ def classify(text: str | None) -> Meaning:
     return "other"
 
 
+# Like / dislike, answered to the survey (a score is better, but a thumb is an answer too).
+LIKE_WORDS = frozenset({"👍", "👍🏻", "👍🏼", "👍🏽", "👍🏾", "👍🏿", "лайк", "like", "❤️", "❤", "супер", "super"})
+DISLIKE_WORDS = frozenset({"👎", "👎🏻", "👎🏼", "👎🏽", "👎🏾", "👎🏿", "дизлайк", "dislike"})
+
+
+def feedback_word(text: str | None) -> str | None:
+    """ "like" / "dislike" for 👍 / 👎, «лайк» / «дизлайк», like / dislike; else None."""
+    if not text:
+        return None
+    t = normalize(text)
+    if t in LIKE_WORDS:
+        return "like"
+    if t in DISLIKE_WORDS:
+        return "dislike"
+    return None
+
+
 def parse_score(text: str | None) -> int | None:
     """An NPS answer: "10", "8/10", " 7 " -> int 0..10; anything else -> None."""
     if not text:

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         Button,
         CancelTasks,
         DeliveryFailure,
+        MessageFacts,
         OutboundMessage,
         PatientReply,
         Question,
@@ -452,17 +453,16 @@ class TreatmentPlanJourney:
             await self._sync()
 
     async def _ask_lab_results(self, t: PendingTimer) -> None:
-        if workflow.patched(LAB_ASK_V2):
-            text = "Are your lab test results ready? Reply YES when they are, and we will book your next visit."
-        else:
-            text = "Are your lab test results ready?"
+        # The text is the clinic's template `lab_results_ask`, rendered by the activity (the
+        # patch call stays: histories that passed it carry its marker).
+        workflow.patched(LAB_ASK_V2)
         wf_id = workflow.info().workflow_id
-        result = await self._send_lab_question(text, f"{wf_id}:lab-ask:{t.id}")
+        result = await self._send_lab_question(f"{wf_id}:lab-ask:{t.id}")
         self._record("lab_results_asked", by=Actor(role="journey"), note=result.status)
         if result.status != "sent":  # no messenger, opted out, failed: a person calls instead
             await self._lab_call_task(f"lab-call:{t.id}")
 
-    async def _send_lab_question(self, text: str, key: str, exclude: list[str] | None = None) -> SendResult:
+    async def _send_lab_question(self, key: str, exclude: list[str] | None = None) -> SendResult:
         """The lab-results question: an open question the plan's `patient_reply` answers."""
         pid = self.s.plan_id
         return await workflow.execute_activity(
@@ -472,12 +472,11 @@ class TreatmentPlanJourney:
                 patient_id=self.s.patient_id,
                 clinic_id=self.s.clinic_id,
                 kind="lab_results_ask",
-                text=text,
                 subject_id=pid,
                 workflow_id=workflow.info().workflow_id,
-                buttons=[
-                    Button(id=button_id("confirm", pid), title="Results are ready"),
-                    Button(id=button_id("decline", pid), title="Not yet"),
+                buttons=[  # titles: templates button.lab_ready / button.lab_not_ready
+                    Button(id=button_id("confirm", pid), title="", title_kind="button.lab_ready"),
+                    Button(id=button_id("decline", pid), title="", title_kind="button.lab_not_ready"),
                 ],
                 question=Question(
                     kind=LAB_QUESTION,
@@ -487,6 +486,8 @@ class TreatmentPlanJourney:
                     subject_state=self.s.stage,
                 ),
                 exclude_channels=exclude or [],
+                render=True,
+                facts=MessageFacts(plan_id=pid),
             ),
             result_type=SendResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -553,9 +554,8 @@ class TreatmentPlanJourney:
             if not lab_stage:
                 continue
             changed = True
-            text = "Are your lab test results ready? Reply YES when they are, and we will book your next visit."
             last = f.failed_channels[-1] if f.failed_channels else "channel"
-            result = await self._send_lab_question(text, f"{f.message_key}:after-{last}", f.failed_channels)
+            result = await self._send_lab_question(f"{f.message_key}:after-{last}", f.failed_channels)
             self._record("lab_results_asked", by=Actor(role="journey"), note=f"resent: {result.status}")
             if result.status != "sent":
                 self.s.seq += 1

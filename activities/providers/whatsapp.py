@@ -18,7 +18,9 @@ MAX_BUTTONS = 3
 MAX_TITLE = 20
 MAX_ID = 256
 # The template a clinic registers for automated notices outside the 24-hour window; its body
-# has one variable ({{1}}) that carries our text, plus up to 3 quick-reply buttons.
+# has one variable ({{1}}) that carries our text, plus up to 3 quick-reply buttons. Each
+# clinic names its own (clinic.whatsapp_template, .whatsapp_template_language); these are
+# the fallbacks for a message sent without one.
 DEFAULT_TEMPLATE = "appointment_notice"
 TEMPLATE_LANGUAGE = "uk"
 
@@ -40,7 +42,13 @@ class WhatsAppClient:
         return bool(self.s.whatsapp_access_token and self.s.whatsapp_phone_number_id)
 
     def payload(
-        self, to: str, text: str, buttons: list[Button], template: str | None, in_window: bool
+        self,
+        to: str,
+        text: str,
+        buttons: list[Button],
+        template: str | None,
+        in_window: bool,
+        template_language: str | None = None,
     ) -> dict[str, Any]:
         base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": wa_number(to)}
         usable = [b for b in buttons if len(b.id) <= MAX_ID][:MAX_BUTTONS]
@@ -60,7 +68,7 @@ class WhatsAppClient:
                 "type": "template",
                 "template": {
                     "name": template or DEFAULT_TEMPLATE,
-                    "language": {"code": TEMPLATE_LANGUAGE},
+                    "language": {"code": template_language or TEMPLATE_LANGUAGE},
                     "components": components,
                 },
             }
@@ -89,8 +97,9 @@ class WhatsAppClient:
         buttons: list[Button] | None = None,
         template: str | None = None,
         in_window: bool = True,
+        template_language: str | None = None,
     ) -> Sent:
-        body = self.payload(to, text, buttons or [], template, in_window)
+        body = self.payload(to, text, buttons or [], template, in_window, template_language)
         data = await post(
             self.channel,
             self.http,

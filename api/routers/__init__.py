@@ -12,7 +12,9 @@ from api.routers import (
     invoices,
     reports,
     sandbox,
+    services,
     tasks,
+    templates,
     treatment_plans,
     webhooks,
 )
@@ -30,6 +32,9 @@ ROUTERS = [
     sandbox.router,
     # Conversations: staff reply on the patient's channel; the thread, in and out.
     conversations.router,
+    # What patients read: templates per clinic and language, the service catalogue with memos.
+    templates.router,
+    services.router,
     # Treatment plans (SPEC §4).
     treatment_plans.router,
     # Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio.client import (
@@ -61,10 +61,19 @@ class AppointmentCreate(BaseModel):
     doctor_id: str = Field(min_length=1, max_length=32)
     starts_at: datetime
     duration_minutes: int = Field(ge=5, le=12 * 60)
-    service: str = Field(min_length=1, max_length=200)
+    # The clinic catalogue's code, or free text matched to the catalogue by code or name
+    # (any language, any case); at least one of the two.
+    service: str | None = Field(default=None, min_length=1, max_length=200)
+    service_code: str | None = Field(default=None, min_length=1, max_length=64)
     plan_id: str | None = Field(default=None, max_length=32)
 
     _tz = field_validator("starts_at")(_aware)
+
+    @model_validator(mode="after")
+    def _service_named(self) -> AppointmentCreate:
+        if not self.service and not self.service_code:
+            raise ValueError("name the service: service_code (from the clinic's catalogue) or service")
+        return self
 
 
 class RescheduleIn(BaseModel):
@@ -102,6 +111,7 @@ class AppointmentOut(BaseModel):
     doctor_id: str
     patient_id: str
     service: str
+    service_code: str | None = None
     plan_id: str | None
     starts_at: datetime
     ends_at: datetime
@@ -155,6 +165,7 @@ async def book(
             starts_at=body.starts_at,
             duration_minutes=body.duration_minutes,
             service=body.service,
+            service_code=body.service_code,
             plan_id=body.plan_id,
             idempotency_key=idempotency_key,
         )

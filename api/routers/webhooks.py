@@ -35,6 +35,7 @@ log = get_logger("api.webhooks")
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 VOICE_LANGUAGE = "uk-UA"
+VOICE_LANGUAGES = {"uk": "uk-UA", "ru": "ru-RU", "en": "en-GB"}
 TWIML = "text/xml"
 # Twilio call outcomes that mean "the patient did not answer the robot".
 CALL_NOT_ANSWERED = ("busy", "no-answer", "failed", "canceled")
@@ -320,10 +321,16 @@ async def _call_row(request: Request, log_id: str | None, call_sid: str | None) 
     return row
 
 
-def _gather(request: Request, prompt: str, log_id: str | None) -> Response:
+def _voice_language(row: MessageLog | None) -> str:
+    """The call's language as rendered (payload.language), as Twilio <Say> names it."""
+    lang = (row.payload or {}).get("language") if row is not None else None
+    return VOICE_LANGUAGES.get(lang or "", VOICE_LANGUAGE)
+
+
+def _gather(request: Request, prompt: str, log_id: str | None, language: str = VOICE_LANGUAGE) -> Response:
     base = _settings(request).public_base_url.rstrip("/")
     action = f"{base}/v1/webhooks/twilio/voice" + (f"?m={log_id}" if log_id else "")
-    lang = quoteattr(VOICE_LANGUAGE)
+    lang = quoteattr(language)
     return _twiml(
         f'<Gather numDigits="1" timeout="8" action={quoteattr(action)} method="POST">'
         f"<Say language={lang}>{escape(prompt)}</Say></Gather>"
@@ -340,7 +347,7 @@ async def twilio_voice_twiml(request: Request, m: str | None = None) -> Response
     row = await _call_row(request, m, p.get("CallSid"))
     if row is None:
         return _twiml("<Hangup/>")
-    return _gather(request, row.body or "", row.id)
+    return _gather(request, row.body or "", row.id, _voice_language(row))
 
 
 @router.post("/twilio/voice")
@@ -354,7 +361,7 @@ async def twilio_voice(request: Request, m: str | None = None) -> Response:
     row = await _call_row(request, m, call_sid)
     if not digits:
         prompt = "Press 1 to confirm your visit, 2 if you cannot come."
-        return _gather(request, row.body if row and row.body else prompt, row.id if row else None)
+        return _gather(request, row.body if row and row.body else prompt, row.id if row else None, _voice_language(row))
     inbound = p.get("Direction", "inbound") == "inbound" and row is None
     msg = Inbound(
         channel=Channel.voice,
@@ -371,7 +378,9 @@ async def twilio_voice(request: Request, m: str | None = None) -> Response:
         await _route(request, msg)
     except Exception as e:  # noqa: BLE001
         return _unavailable(e)
-    return _twiml(f"<Say language={quoteattr(VOICE_LANGUAGE)}>Дякуємо!</Say><Hangup/>")
+    lang = _voice_language(row)
+    thanks = {"ru-RU": "Спасибо!", "en-GB": "Thank you!"}.get(lang, "Дякуємо!")
+    return _twiml(f"<Say language={quoteattr(lang)}>{thanks}</Say><Hangup/>")
 
 
 @router.post("/twilio/voice/status")
