@@ -36,6 +36,7 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
         EmailActivities(deps).send_email,
         reports.build_expense_report,
         reports.build_management_pack,
+        reports.management_pack_recipients,
         imports.prepare_import,
         imports.apply_import_batch,
         imports.finish_import,

@@ -19,10 +19,18 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from contracts.invoice import MonthlyReportInput, ReportFile
-from contracts.management_pack import BUILD_MANAGEMENT_PACK_ACTIVITY, ManagementPackFile, ManagementPackInput
+from contracts.management_pack import (
+    BUILD_MANAGEMENT_PACK_ACTIVITY,
+    MANAGEMENT_PACK_RECIPIENT_ROLE,
+    PACK_RECIPIENTS_ACTIVITY,
+    ManagementPackFile,
+    ManagementPackInput,
+    PackRecipients,
+)
 from core.logging import get_logger
 from core.report_workbook import workbook_bytes
 from core.reports import REPORTS, Report, build_report
+from models.core import Clinic, Role, StaffUser
 from models.invoice import Invoice
 
 log = get_logger("activities.reports")
@@ -107,12 +115,21 @@ def build_expense_workbook(month: str, invoices: list[Invoice]) -> tuple[bytes, 
     return buf.getvalue(), sum(grand.values(), Decimal("0"))
 
 
-async def build_pack(session: AsyncSession, month: str, timezone: str) -> tuple[bytes, list[Report]]:
-    """Every management report for the whole network over one month: the monthly pack."""
+async def build_pack(
+    session: AsyncSession, month: str, timezone: str, clinic: Clinic | None = None
+) -> tuple[bytes, list[Report]]:
+    """Every management report over one month, for the whole network (in the network's
+    timezone) or one clinic (in its own): the monthly pack."""
     first, nxt = month_bounds(month)
     reports = [
         await build_report(
-            session, name, clinic_ids=None, period_from=first, period_to=nxt - timedelta(days=1), timezone=timezone
+            session,
+            name,
+            clinic_ids=[clinic.id] if clinic else None,
+            period_from=first,
+            period_to=nxt - timedelta(days=1),
+            timezone=clinic.timezone if clinic else timezone,
+            clinic_name=clinic.name if clinic else None,
         )
         for name in REPORTS
     ]
@@ -120,7 +137,7 @@ async def build_pack(session: AsyncSession, month: str, timezone: str) -> tuple[
 
 
 def _headline(reports: list[Report]) -> dict[str, str]:
-    """A few network figures for the e-mail body (counts and rates only, no patient data)."""
+    """A few figures for the e-mail body (counts and rates only, no patient data)."""
     want = {
         "first-time-patients": ["first_time_patients"],
         "first-visit-conversion": ["conversion"],
@@ -166,17 +183,40 @@ class ReportActivities:
         except ValueError as e:
             raise ApplicationError(str(e), type="BadMonth", non_retryable=True) from None
         async with self.deps.sessions() as s:
-            data, reports = await build_pack(s, inp.month, inp.timezone)
+            clinic = await s.get(Clinic, inp.clinic_id) if inp.clinic_id else None
+            if inp.clinic_id and clinic is None:
+                raise ApplicationError("the clinic no longer exists", type="NotFound", non_retryable=True)
+            data, reports = await build_pack(s, inp.month, inp.timezone, clinic)
         folder = self.deps.settings.data_dir / "reports"
         folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()[:12]
-        path = folder / f"management-{inp.month}-{digest}.xlsx"
+        which = f"-{clinic.code or clinic.id[:8]}" if clinic else ""
+        path = folder / f"management-{inp.month}{which}-{digest}.xlsx"
         path.write_bytes(data)
-        log.info("management pack built", month=inp.month, sheets=len(reports))
+        log.info("management pack built", month=inp.month, clinic_id=inp.clinic_id, sheets=len(reports))
         return ManagementPackFile(
             month=inp.month,
             path=str(path),
-            filename=f"management-pack-{inp.month}.xlsx",
+            filename=f"management-pack-{inp.month}{which}.xlsx",
             sheets=len(reports),
             headline=_headline(reports),
+            clinic_id=clinic.id if clinic else None,
+            clinic_name=clinic.name if clinic else None,
         )
+
+    @activity.defn(name=PACK_RECIPIENTS_ACTIVITY)
+    async def management_pack_recipients(self, inp: ManagementPackInput) -> PackRecipients:
+        """Active directors with an e-mail address, split by reach (network / their clinic)."""
+        out = PackRecipients()
+        async with self.deps.sessions() as s:
+            q = select(StaffUser).where(
+                StaffUser.role == Role(MANAGEMENT_PACK_RECIPIENT_ROLE),
+                StaffUser.active == True,  # noqa: E712
+                col(StaffUser.email).is_not(None),
+            )
+            for u in (await s.exec(q.order_by(col(StaffUser.id)))).all():
+                if u.clinic_id is None:
+                    out.network.append(u.id)
+                else:
+                    out.clinics.setdefault(u.clinic_id, []).append(u.id)
+        return out

@@ -9,13 +9,24 @@ from dataclasses import dataclass, field
 MANAGEMENT_PACK_WORKFLOW = "MonthlyManagementPack"
 MANAGEMENT_PACK_SCHEDULE_ID = "monthly-management-pack"
 BUILD_MANAGEMENT_PACK_ACTIVITY = "build_management_pack"
-MANAGEMENT_PACK_RECIPIENT_ROLES = ["director"]
+PACK_RECIPIENTS_ACTIVITY = "management_pack_recipients"
+MANAGEMENT_PACK_RECIPIENT_ROLE = "director"
 
 
 @dataclass
 class ManagementPackInput:
     timezone: str = "Europe/Kyiv"
     month: str | None = None  # YYYY-MM; None: the month before the run's own date
+    clinic_id: str | None = None  # None: the whole network; else one clinic's pack
+
+
+@dataclass
+class PackRecipients:
+    """Directors by reach (staff ids only): network directors get the network's pack; a
+    director tied to a clinic gets that clinic's pack and never another's."""
+
+    network: list[str] = field(default_factory=list)
+    clinics: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -24,4 +35,12 @@ class ManagementPackFile:
     path: str
     filename: str
     sheets: int
-    headline: dict[str, str] = field(default_factory=dict)  # network figures for the e-mail body
+    headline: dict[str, str] = field(default_factory=dict)  # figures for the e-mail body (no patient data)
+    clinic_id: str | None = None
+    clinic_name: str | None = None
+
+
+@dataclass
+class ManagementPackResult:
+    month: str
+    packs: list[ManagementPackFile] = field(default_factory=list)

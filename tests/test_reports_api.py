@@ -157,7 +157,7 @@ async def test_reports_over_journeys_that_ran(api: Api, deps: Deps) -> None:
     async def patient_a() -> None:
         # v1: first visit, confirmed by SMS reply, finished, NPS 10; then v4, a repeat visit the
         # operator confirms after an unanswered ask, finished, survey unanswered.
-        ids["v1"] = v1 = await _book(api, c, pa, "ther", 330)
+        ids["v1"] = v1 = await _book(api, c, pa, "ther", 400)
         await _until(api, v1, _asked)
         await _say(api, pa, "Так, буду")
         await _until(api, v1, lambda v: v["stage"] == "confirmed")
@@ -165,7 +165,7 @@ async def test_reports_over_journeys_that_ran(api: Api, deps: Deps) -> None:
         await _surveyed(deps, v1)
         await _say(api, pa, "10")
         await _until(api, v1, lambda v: v["nps"] == 10)
-        ids["v4"] = v4 = await _book(api, c, pa, "impl", 400)
+        ids["v4"] = v4 = await _book(api, c, pa, "impl", 500)
         await _until(api, v4, _asked)
         await _act(api, v4, "confirm", "check-in", "finish")
         await _surveyed(deps, v4)
@@ -186,7 +186,7 @@ async def test_reports_over_journeys_that_ran(api: Api, deps: Deps) -> None:
         await _until(api, v3, lambda v: v["nps"] == 3)
 
     async def patient_d() -> None:  # v5: confirms on WhatsApp, cancels later
-        ids["v5"] = v5 = await _book(api, c, pd, "ther", 700)
+        ids["v5"] = v5 = await _book(api, c, pd, "ther", 800)
         await _until(api, v5, _asked)
         await _say(api, pd, "да")
         await _until(api, v5, lambda v: v["stage"] == "confirmed")
@@ -328,6 +328,12 @@ async def test_monthly_pack_emails_last_months_workbook(
     # Last month's visits arrive by the MIS import (they cannot be booked in the past).
     tag = uuid.uuid4().hex[:6]
     clinic = await _imported_last_month(api, tag, last_day)
+    # The clinic's own director (tied to it) gets that clinic's pack, not the network's.
+    branch_email = f"branch-{tag}@clinic.test"
+    async with deps.sessions() as s:
+        s.add(StaffUser(username=f"branch-{tag}", password_hash=hash_password("pw-branch-123"), role=Role.director,
+                        clinic_id=clinic["id"], email=branch_email))  # fmt: skip
+        await s.commit()
     schedule_id = f"monthly-management-pack-test-{tag}"
     handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue, schedule_id=schedule_id)
     handle = await ensure_schedule(client, settings, task_queue=settings.temporal_task_queue, schedule_id=schedule_id)
@@ -339,13 +345,16 @@ async def test_monthly_pack_emails_last_months_workbook(
         await handle.trigger()
         subject = f"Management pack, {month}"
 
-        async def mailed() -> None:
-            assert smtp.about(subject)
+        def mail(subj: str) -> list[Any]:
+            return [m for m in smtp.messages if m["Subject"] == subj]
 
-        await eventually(mailed, timeout=60)
-        [msg] = smtp.about(subject)
+        async def mailed() -> None:
+            assert mail(subject) and mail(f"{subject}, {clinic['name']}")
+
+        await eventually(mailed, timeout=90)
+        [msg] = mail(subject)
         me = await api.as_(Role.director).get("/v1/auth/me")
-        assert me.json()["email"] in msg["To"]
+        assert me.json()["email"] in msg["To"] and branch_email not in msg["To"]
         [part] = list(msg.iter_attachments())
         assert part.get_filename() == f"management-pack-{month}.xlsx"
         data = part.get_payload(decode=True)
@@ -366,6 +375,29 @@ async def test_monthly_pack_emails_last_months_workbook(
         conv = [row for row in wb["First-visit conversion"].iter_rows(values_only=True) if row[0] == clinic["name"]]
         assert conv and conv[0][1:4] == (3, 2, 66.7)
         assert "First-time patients" in msg.get_body(preferencelist=("plain",)).get_content()
+
+        # The branch director's pack: their clinic only, each sheet equal to the clinic's JSON.
+        [own] = mail(f"{subject}, {clinic['name']}")
+        assert own["To"] == branch_email
+        [part] = list(own.iter_attachments())
+        sheets = workbook_sheets(part.get_payload(decode=True))
+        for name, title in REPORTS.items():
+            assert list(sheets[title[:31]].iter_rows(min_row=2, max_row=2, values_only=True))[0][:2] == (
+                "Clinic",
+                clinic["name"],
+            )
+            if name == "operator-queue":
+                continue
+            r = await api.as_(Role.director).get(
+                f"/v1/reports/{name}", params={"clinic_id": clinic["id"], "from": first, "to": last_day.isoformat()}
+            )
+            assert_sheet_matches(sheets[title[:31]], r.json())
+        ft = [
+            row
+            for row in sheets["First-time patients"].iter_rows(values_only=True)
+            if row[0] == "First-time patients" and isinstance(row[1], int)  # the summary line
+        ]
+        assert ft[0][1] == 2  # M-1 and M-4, as in test_reports_over_an_import
     finally:
         await handle.delete()
 
