@@ -15,8 +15,6 @@ from temporalio.client import Client
 
 from core.settings import Settings
 
-POLLER_FRESH = timedelta(minutes=2)
-
 
 async def database_problem(engine: AsyncEngine) -> str | None:
     try:
@@ -46,10 +44,11 @@ async def temporal_problems(settings: Settings, client: Client | None) -> list[s
         )
     except Exception as e:  # noqa: BLE001
         return [f"temporal unreachable at {settings.temporal_address} ({type(e).__name__})", "worker unknown"]
+    # A live worker renews its long polls every few seconds (the server's long-poll interval,
+    # 10 s with our dynamic config); a dead one's last access only ages.
     now = datetime.now(UTC)
-    fresh = [
-        p for resp in responses for p in resp.pollers if now - p.last_access_time.ToDatetime(tzinfo=UTC) < POLLER_FRESH
-    ]
+    window = timedelta(seconds=settings.health_poller_window)
+    fresh = [p for resp in responses for p in resp.pollers if now - p.last_access_time.ToDatetime(tzinfo=UTC) < window]
     if not fresh:
         return [f"no worker polling task queue {settings.temporal_task_queue!r}"]
     return []

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # e.g. http://otel-collector:4318; spans go to <endpoint>/v1/traces).
     otel_exporter_otlp_endpoint: str = Field(default="", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     otel_service_name: str = Field(default="", alias="OTEL_SERVICE_NAME")
+    # /health: a worker counts as alive while a poller of our task queue was seen this recently.
+    # Needs the server's long polls shorter than this (core.temporal.DEV_SERVER_ARGS, and
+    # deploy/temporal/dynamicconfig.yaml for the compose stack: 10 s).
+    health_poller_window: float = Field(default=20.0, gt=0, le=600, alias="HEALTH_POLLER_WINDOW")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

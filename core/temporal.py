@@ -13,6 +13,10 @@ from core.codec import data_converter
 from core.settings import Settings
 from core.telemetry import client_interceptors
 
+# Dev server flags: long polls renewed every 10 s (default 60 s), so the task queue's poller
+# last-access time shows a dead worker within seconds (/health, HEALTH_POLLER_WINDOW).
+DEV_SERVER_ARGS = ["--dynamic-config-value", 'matching.longPollExpirationInterval="10s"']
+
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None, service: str = "journeys") -> Client:
     """`runtime`: the worker passes one exporting Prometheus metrics. Tracing interceptors are

@@ -48,6 +48,7 @@ if [ "${EXTERNAL_TEMPORAL:-0}" != 1 ]; then
     --ip "$TEMPORAL_HOST" --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" \
     --db-filename "$DATA_DIR/temporal.db" --namespace "${TEMPORAL_NAMESPACE:-default}" \
     --ui-codec-endpoint "http://$API_HOST:$API_PORT/codec/k/$CODEC_SECRET" \
+    --dynamic-config-value 'matching.longPollExpirationInterval="10s"' \
     --log-level warn $($J search-attributes) > "$DATA_DIR/temporal.log" 2>&1 &
   pids+=($!)
   wait_port "$TEMPORAL_HOST" "$TEMPORAL_PORT" "Temporal" 60

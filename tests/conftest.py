@@ -24,7 +24,7 @@ from activities.deps import Deps
 from core import search_attributes
 from core.db import migrate
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import connect
+from core.temporal import DEV_SERVER_ARGS, connect
 from models.core import Role
 from tests.support.live import free_port, running_worker, serve
 
@@ -43,6 +43,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(TEMPORAL_BIN),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
+        dev_server_extra_args=DEV_SERVER_ARGS,
     )
     try:
         yield env

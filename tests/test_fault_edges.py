@@ -340,3 +340,32 @@ async def test_whatsapp_timestamp_that_can_never_parse_is_2xx_and_recorded(rig: 
     async with deps.sessions() as s:
         row = (await s.exec(select(MessageLog).where(MessageLog.idempotency_key == f"in:whatsapp:{wamid}"))).one()
     assert row.status != "received"
+
+
+# ------------------------------------------------------------------ 11: /health and a dead worker
+async def test_health_sees_the_only_worker_gone_within_seconds(settings: Settings, deps: Deps, client: Client) -> None:
+    """An idle live worker stays healthy (its long polls are renewed), and once the only
+    worker is gone /health says so within HEALTH_POLLER_WINDOW, not minutes later."""
+    from core.health import missing
+    from tests.support.live import running_worker
+
+    tq = f"health-{uuid.uuid4().hex[:8]}"
+    s = settings.model_copy(update={"temporal_task_queue": tq})
+    loop = asyncio.get_running_loop()
+    async with running_worker(client, deps, tq):
+
+        async def healthy() -> None:
+            assert await missing(s, deps.engine, client) == []
+
+        await eventually(healthy, timeout=30)
+        idle_until = loop.time() + 1.5 * s.health_poller_window  # idle longer than the window
+        while loop.time() < idle_until:
+            assert await missing(s, deps.engine, client) == [], "an idle live worker was reported missing"
+            await asyncio.sleep(2)
+    gone = loop.time()
+
+    async def noticed() -> None:
+        assert any("no worker" in m for m in await missing(s, deps.engine, client))
+
+    await eventually(noticed, timeout=s.health_poller_window + 30, interval=1)
+    print(f"worker gone noticed after {loop.time() - gone:.1f} s")
