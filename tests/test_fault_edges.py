@@ -369,3 +369,52 @@ async def test_health_sees_the_only_worker_gone_within_seconds(settings: Setting
 
     await eventually(noticed, timeout=s.health_poller_window + 30, interval=1)
     print(f"worker gone noticed after {loop.time() - gone:.1f} s")
+
+
+# ------------------------------------------------------------------ 8: API started before Temporal
+async def test_api_started_while_temporal_is_down_recovers_by_itself(settings: Settings, api: Api) -> None:
+    """The API comes up with Temporal unreachable: journey calls are 503 + Retry-After (not
+    500), and once a Temporal server appears at the address the same process books again."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from api.main import create_app
+    from core import search_attributes
+    from core.temporal import DEV_SERVER_ARGS
+    from tests.conftest import TEMPORAL_BIN
+    from tests.support.live import free_port, serve
+
+    clinic = await make_clinic(api, reminder_lead=3600)
+    temporal_port = free_port()
+    s = settings.model_copy(
+        update={"temporal_address": f"127.0.0.1:{temporal_port}", "temporal_task_queue": f"late-{uuid.uuid4().hex[:6]}"}
+    )
+    body = {
+        "patient_id": clinic["patient_id"],
+        "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"],
+        "starts_at": at(3 * 3600),
+        "duration_minutes": 30,
+        "service": "Check-up",
+    }
+    headers = api.headers(Role.front_desk)
+    async with serve(create_app(s), free_port()) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
+        r = await http.post("/v1/appointments", json=body, headers=headers)
+        assert r.status_code == 503 and r.headers.get("retry-after"), r.text
+        r = await http.get("/v1/appointments", params={"doctor_id": clinic["doctor_id"]}, headers=headers)
+        assert r.json() == []  # nothing half-written
+        env = await WorkflowEnvironment.start_local(
+            port=temporal_port,
+            dev_server_existing_path=str(TEMPORAL_BIN),
+            search_attributes=search_attributes.ALL,
+            dev_server_log_level="error",
+            dev_server_extra_args=DEV_SERVER_ARGS,
+        )
+        try:
+
+            async def books() -> None:
+                r = await http.post("/v1/appointments", json=body, headers=headers)
+                assert r.status_code == 201, r.text
+
+            await eventually(books, timeout=60, interval=1)
+        finally:
+            await env.shutdown()
