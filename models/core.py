@@ -87,6 +87,7 @@ class Channel(enum.StrEnum):
     telegram = "telegram"
     sms = "sms"
     voice = "voice"
+    web = "web"  # the patient's own page (/p/<token>): inbound only, never a send channel
 
 
 class TaskState(enum.StrEnum):

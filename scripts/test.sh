@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 # workflow modules per instance, and without bytecode each import compiles the source again.
 unset PYTHONDONTWRITEBYTECODE
 scripts/bootstrap.sh
+# The patient pages are tested in a real headless browser: Debian's chromium + its driver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "==> installing chromium and chromium-driver from Debian packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq chromium chromium-driver >&2
+fi
 TEST_DATABASE_URL=$(scripts/pg-test.sh start)
 export TEST_DATABASE_URL
 trap 'scripts/pg-test.sh stop' EXIT

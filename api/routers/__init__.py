@@ -10,6 +10,7 @@ from api.routers import (
     health,
     imports,
     invoices,
+    pages,
     reports,
     sandbox,
     services,
@@ -35,6 +36,8 @@ ROUTERS = [
     # What patients read: templates per clinic and language, the service catalogue with memos.
     templates.router,
     services.router,
+    # The patient's own pages behind the signed links in every message (/p/<token>).
+    pages.router,
     # Treatment plans (SPEC §4).
     treatment_plans.router,
     # Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.
