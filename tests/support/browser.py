@@ -70,7 +70,8 @@ class Browser:
         await self._call("POST", f"/element/{await self.find(css)}/value", {"text": text})
 
     async def screenshot(self, path: Path) -> None:
-        path.write_bytes(base64.b64decode(await self._call("GET", "/screenshot")))
+        png = base64.b64decode(await self._call("GET", "/screenshot"))
+        await asyncio.to_thread(path.write_bytes, png)
 
 
 @asynccontextmanager
