@@ -13,9 +13,10 @@ RUN pip install --no-cache-dir uv==0.13.9
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
-COPY alembic.ini worker.py ./
+COPY alembic.ini worker.py cli.py ./
 COPY core ./core
 COPY contracts ./contracts
+COPY providers ./providers
 COPY models ./models
 COPY workflows ./workflows
 COPY activities ./activities

@@ -18,7 +18,7 @@ from core.db import make_engine, session_factory
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, get_settings
 from core.telemetry import JourneyMetrics, flush_tracing, free_loopback_port, prometheus_runtime
-from core.temporal import connect, exit_without_teardown
+from core.temporal import connect, exit_without_teardown, workflow_runner
 from workflows.registry import WORKFLOWS
 
 log = get_logger("worker")
@@ -30,6 +30,7 @@ def build_worker(client: Client, deps: Deps, task_queue: str | None = None) -> W
         client,
         task_queue=task_queue or s.temporal_task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
         activities=build_activities(deps),
         # Activities are async; the executor only serves sync ones, if any are added.
         activity_executor=ThreadPoolExecutor(max_workers=8),

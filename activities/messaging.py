@@ -35,11 +35,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
-from activities.providers import ProviderRejected, ProviderUnavailable, Sent
-from activities.providers.sandbox import SandboxClient
-from activities.providers.telegram import TelegramClient
-from activities.providers.twilio import TwilioClient
-from activities.providers.whatsapp import WhatsAppClient
 from contracts.common import Button, MessageFacts, OutboundMessage, Question, SendResult, VoiceCall
 from conversations.questions import open_question
 from core import metrics
@@ -47,6 +42,11 @@ from core.db import insert_once
 from core.logging import get_logger
 from core.texts.compose import Composed, compose
 from models.core import Channel, MessageLog, Patient
+from providers import ProviderRejected, ProviderUnavailable, Sent
+from providers.sandbox import SandboxClient
+from providers.telegram import TelegramClient
+from providers.twilio import TwilioClient
+from providers.whatsapp import WhatsAppClient
 
 log = get_logger("activities.messaging")
 

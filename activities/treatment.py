@@ -3,11 +3,9 @@ for) and mirror the plan into the database for the operators' list. Both idempot
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -18,58 +16,9 @@ from conversations.questions import expire
 from core.logging import get_logger
 from models.appointment import Appointment, doctor_clash
 from models.core import Doctor, Patient
-from models.treatment import TreatmentPlan, TreatmentPlanItem
+from models.treatment import upsert_plan
 
 log = get_logger("activities.treatment")
-
-
-async def upsert_plan(s: AsyncSession, snap: PlanSnapshot) -> bool:
-    """Insert the plan (with its items) or move it forward; an older snapshot never
-    overwrites a newer one. Returns whether anything changed. The caller commits."""
-    row = await s.get(TreatmentPlan, snap.plan_id)
-    now = datetime.now(UTC)
-    if row is None:
-        p = snap.pricing
-        s.add(
-            TreatmentPlan(
-                id=snap.plan_id,
-                clinic_id=snap.clinic_id,
-                patient_id=snap.patient_id,
-                direction=snap.direction,
-                stage=snap.stage,
-                status=snap.status,
-                next_due_at=snap.next_due_at,
-                workflow_id=snap.workflow_id,
-                subtotal=Decimal(p.subtotal),
-                discount_percent=Decimal(p.discount_percent),
-                discount_amount=Decimal(p.discount_amount),
-                bonus_points=p.bonus_points,
-                total=Decimal(p.total),
-                sync_version=snap.version,
-                updated_at=now,
-            )
-        )
-        await s.flush()  # the plan row before its items (foreign key)
-        for n, it in enumerate(snap.items):
-            s.add(
-                TreatmentPlanItem(
-                    id=f"{snap.plan_id[:28]}{n:04d}",
-                    plan_id=snap.plan_id,
-                    position=n,
-                    service=it.service,
-                    tooth=it.tooth,
-                    unit_price=Decimal(it.unit_price),
-                    quantity=it.quantity,
-                    line_total=Decimal(it.line_total),
-                )
-            )
-        return True
-    if row.sync_version >= snap.version:
-        return False
-    row.stage, row.status, row.next_due_at = snap.stage, snap.status, snap.next_due_at
-    row.sync_version, row.updated_at = snap.version, now
-    s.add(row)
-    return True
 
 
 class TreatmentActivities:

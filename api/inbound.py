@@ -19,7 +19,6 @@ and the sandbox all end in `route_inbound`.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +31,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.common import PatientReply
+from contracts.replies import opt_word
 from conversations.questions import answer as answer_question
 from conversations.questions import expire as expire_questions
 from conversations.questions import undelivered as question_undelivered
@@ -43,12 +43,6 @@ from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
 
 log = get_logger("api.inbound")
 
-# Carrier opt-out vocabulary (CTIA / Twilio) plus Russian and Ukrainian. CANCEL is here on
-# purpose: it is an opt-out word, never an appointment keyword.
-STOP_WORDS = frozenset(
-    {"stop", "unsubscribe", "end", "quit", "stopall", "revoke", "optout", "cancel", "стоп", "отписаться", "відписатися"}
-)
-START_WORDS = frozenset({"start", "unstop", "старт"})
 STALE_CLAIM = timedelta(seconds=10)
 DEDUP_RETENTION = timedelta(days=30)  # providers redeliver for up to ~7 days
 PURGE_EVERY = timedelta(hours=1)
@@ -86,17 +80,6 @@ class Routed:
     subject_id: str | None = None
     question_id: str | None = None
     task_id: str | None = None
-
-
-def opt_word(text: str | None) -> str | None:
-    if not text:
-        return None
-    word = re.sub(r"[\s.!,;:/]+", " ", text).strip().lower()
-    if word in STOP_WORDS:
-        return "stop"
-    if word in START_WORDS:
-        return "start"
-    return None
 
 
 async def raise_task(s: AsyncSession, dedup_key: str, kind: str, title: str, **kw: Any) -> tuple[OperatorTask, bool]:

@@ -76,7 +76,7 @@ async def main(n: int, database_url: str | None = None) -> None:
     import socket
 
     from api.main import create_app
-    from core.cli import _create_user
+    from cli import _create_user
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -29,10 +29,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.appointment import APPOINTMENT_REPLY_SIGNAL, OPEN_STAGES, appointment_workflow_id
 from contracts.common import ANSWER_DIGIT, ANSWER_SCORE, ANSWER_YES_NO, parse_button_id
+from contracts.replies import classify, feedback_word, parse_score
 from models.appointment import Appointment
 from models.conversation import OpenQuestion
 from models.core import MessageLog, utcnow
-from workflows.replies import classify, feedback_word, parse_score
 
 if TYPE_CHECKING:
     from api.inbound import Inbound

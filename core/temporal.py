@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from core.codec import data_converter
 from core.settings import Settings
@@ -43,3 +44,11 @@ def exit_without_teardown(code: int = 0) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker and replayer runs the journeys in. The `contracts` package
+    (pure dataclasses and names) passes through whole: its classes are the host's, so the
+    payload converter can resolve their type hints however a workflow module imported them."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules("contracts", "core.search_attributes")
+    return SandboxedWorkflowRunner(restrictions=restrictions)

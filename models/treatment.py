@@ -8,15 +8,17 @@ Bonus points: 1 point = 1 currency unit; points may not exceed the discounted to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic import Field as PField
 from sqlalchemy import Column, Numeric
 from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.treatment_directions import DIRECTIONS
+from contracts.treatment_plan import PlanSnapshot
 from models.core import TZ, new_id, utcnow
 
 KOPECK = Decimal("0.01")
@@ -195,3 +197,52 @@ class PlanRow(BaseModel):
     total: Decimal
     workflow_id: str
     updated_at: datetime | None
+
+
+async def upsert_plan(s: AsyncSession, snap: PlanSnapshot) -> bool:
+    """Insert the plan (with its items) or move it forward; an older snapshot never
+    overwrites a newer one. Returns whether anything changed. The caller commits."""
+    row = await s.get(TreatmentPlan, snap.plan_id)
+    now = datetime.now(UTC)
+    if row is None:
+        p = snap.pricing
+        s.add(
+            TreatmentPlan(
+                id=snap.plan_id,
+                clinic_id=snap.clinic_id,
+                patient_id=snap.patient_id,
+                direction=snap.direction,
+                stage=snap.stage,
+                status=snap.status,
+                next_due_at=snap.next_due_at,
+                workflow_id=snap.workflow_id,
+                subtotal=Decimal(p.subtotal),
+                discount_percent=Decimal(p.discount_percent),
+                discount_amount=Decimal(p.discount_amount),
+                bonus_points=p.bonus_points,
+                total=Decimal(p.total),
+                sync_version=snap.version,
+                updated_at=now,
+            )
+        )
+        await s.flush()  # the plan row before its items (foreign key)
+        for n, it in enumerate(snap.items):
+            s.add(
+                TreatmentPlanItem(
+                    id=f"{snap.plan_id[:28]}{n:04d}",
+                    plan_id=snap.plan_id,
+                    position=n,
+                    service=it.service,
+                    tooth=it.tooth,
+                    unit_price=Decimal(it.unit_price),
+                    quantity=it.quantity,
+                    line_total=Decimal(it.line_total),
+                )
+            )
+        return True
+    if row.sync_version >= snap.version:
+        return False
+    row.stage, row.status, row.next_due_at = snap.stage, snap.status, snap.next_due_at
+    row.sync_version, row.updated_at = snap.version, now
+    s.add(row)
+    return True

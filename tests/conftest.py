@@ -106,7 +106,7 @@ async def worker(client: Client, deps: Deps, settings: Settings) -> AsyncIterato
 @pytest.fixture(scope="session")
 async def users(settings: Settings) -> dict[Role, str]:
     """One staff user per role; returns role -> username."""
-    from core.cli import _create_user
+    from cli import _create_user
 
     names = {}
     for role in Role:

@@ -17,6 +17,7 @@ from activities.deps import Deps
 from contracts.appointment import AppointmentInput, AppointmentSnapshot, HistoryEntry, appointment_workflow_id
 from contracts.common import OutboundMessage, SendResult, VoiceCall
 from contracts.policy import JourneyPolicy
+from core.temporal import workflow_runner
 from models.appointment import Appointment
 from tests.appointment_support import make_clinic
 from tests.conftest import Api
@@ -78,7 +79,13 @@ async def test_no_channel_goes_straight_to_the_voice_call(api: Api, client: Clie
     clinic = await make_clinic(api)
     tq = f"appt-logic-{uuid.uuid4().hex[:8]}"
     aid = uuid.uuid4().hex
-    async with Worker(client, task_queue=tq, workflows=[AppointmentJourney], activities=[*real, no_messenger, robot]):
+    async with Worker(
+        client,
+        task_queue=tq,
+        workflows=[AppointmentJourney],
+        workflow_runner=workflow_runner(),
+        activities=[*real, no_messenger, robot],
+    ):
         handle = await client.start_workflow(
             AppointmentJourney.run,
             AppointmentInput(

@@ -134,7 +134,7 @@ async def test_demo_command_books_journeys(api: Api, settings, monkeypatch) -> N
 
     from typer.testing import CliRunner
 
-    import core.cli as cli
+    import cli
 
     pw = "demo-admin-pw-123"
     try:

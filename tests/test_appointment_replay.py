@@ -32,6 +32,7 @@ from contracts.common import PatientReply
 from contracts.policy import JourneyPolicy
 from core.codec import data_converter
 from core.settings import Settings
+from core.temporal import workflow_runner
 from tests.appointment_support import make_clinic
 from tests.conftest import Api
 from tests.support.live import eventually
@@ -49,7 +50,7 @@ def _converter():  # type: ignore[no-untyped-def]
 async def test_saved_histories_replay_with_current_code() -> None:
     files = sorted(HISTORIES.glob("appointment_*.json"))
     assert files, "no saved histories in tests/histories"
-    replayer = Replayer(workflows=[AppointmentJourney], data_converter=_converter())
+    replayer = Replayer(workflows=[AppointmentJourney], workflow_runner=workflow_runner(), data_converter=_converter())
     for f in files:
         from temporalio.client import WorkflowHistory
 
@@ -64,7 +65,13 @@ async def test_record_histories(api: Api, settings: Settings, deps: Deps) -> Non
         settings.temporal_address, namespace=settings.temporal_namespace, data_converter=_converter()
     )
     tq = f"replay-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=tq, workflows=[AppointmentJourney], activities=build_activities(deps)):
+    async with Worker(
+        client,
+        task_queue=tq,
+        workflows=[AppointmentJourney],
+        workflow_runner=workflow_runner(),
+        activities=build_activities(deps),
+    ):
         HISTORIES.mkdir(exist_ok=True)
         for name, scenario in (("full_visit", _full_visit), ("no_show", _no_show)):
             clinic = await make_clinic(api, reask_interval=0.5, confirm_deadline=3, no_show_grace=0.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.replies import classify, parse_score
+from contracts.replies import classify, parse_score
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def test_healthchecks_and_start_order() -> None:
 
 def test_app_services_use_our_settings_and_cli() -> None:
     aliases = {f.alias for f in Settings.model_fields.values()}
-    from core.cli import app as cli
+    from cli import app as cli
 
     commands = {c.name or c.callback.__name__ for c in cli.registered_commands}
     for name in ("api", "worker", "migrate"):
@@ -58,7 +58,7 @@ def test_app_services_use_our_settings_and_cli() -> None:
     assert SERVICES["migrate"]["command"] == ["migrate-and-register"]
     import inspect
 
-    from core import cli as cli_module
+    import cli as cli_module
 
     src = inspect.getsource(cli_module.migrate_and_register)
     assert "_register_search_attributes" in src and "_ensure_schedules" in src
@@ -74,7 +74,7 @@ def test_ui_decodes_payloads_through_our_codec_endpoint() -> None:
 def test_dockerfile_builds_from_the_lock_file() -> None:
     text = (PROJECT_ROOT / "Dockerfile").read_text()
     assert "uv.lock" in text and "--frozen" in text
-    for pkg in ("core", "contracts", "models", "workflows", "activities", "api", "migrations"):
+    for pkg in ("core", "contracts", "providers", "models", "workflows", "activities", "api", "migrations"):
         assert f"COPY {pkg} ./{pkg}" in text
     assert 'ENTRYPOINT ["journeys"]' in text and "USER journeys" in text
 

@@ -18,10 +18,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.deps import Deps
+from contracts.appointment import appointment_workflow_id
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Channel, MessageLog, Role, utcnow
-from models.journeys import appointment_workflow_id
 from tests.appointment_support import FAST, at, make_clinic
 from tests.conftest import Api
 from tests.support.fake_providers import TG_SECRET, Rig, provider_rig

@@ -15,6 +15,7 @@ from aiosmtpd.controller import Controller
 
 from activities.deps import Deps
 from contracts.invoice import InvoiceSnapshot
+from core.temporal import workflow_runner
 from models.core import Role
 from tests.conftest import Api
 from tests.support.live import eventually, free_port
@@ -166,7 +167,9 @@ async def test_happy_path_with_emails(api: Api, smtp: Inbox, users: dict[Role, s
     from workflows.invoice import InvoiceApproval
 
     history = await client.get_workflow_handle(f"invoice-{inv['id']}").fetch_history()
-    await Replayer(workflows=[InvoiceApproval], data_converter=client.data_converter).replay_workflow(history)
+    await Replayer(
+        workflows=[InvoiceApproval], workflow_runner=workflow_runner(), data_converter=client.data_converter
+    ).replay_workflow(history)
 
 
 async def test_rework_twice_then_approve(api: Api) -> None:

@@ -95,7 +95,8 @@ async def test_reminder_then_escalation(
 async def test_monthly_schedule_emails_last_months_report(
     api: Api, client: Client, settings: Settings, smtp: Inbox
 ) -> None:
-    from workflows.monthly_report import ensure_schedule, previous_month
+    from core.schedules import ensure_expense_report_schedule as ensure_schedule
+    from workflows.monthly_report import previous_month
 
     today = datetime.now(ZoneInfo(settings.network_timezone)).date()
     last_month = previous_month(today)

@@ -653,7 +653,7 @@ async def test_cli_import_follows_with_progress_and_lists_refused_rows(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "core.cli",
+        "cli",
         "import",
         str(path),
         "--clinic",
@@ -676,7 +676,7 @@ async def test_cli_import_follows_with_progress_and_lists_refused_rows(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "core.cli",
+        "cli",
         "import",
         str(bad),
         "--clinic",

@@ -10,7 +10,6 @@ import pytest
 from temporalio.client import Client
 
 from activities.deps import Deps
-from activities.providers.whatsapp import WhatsAppClient
 from contracts.appointment import AppointmentOutcome
 from contracts.common import Button
 from core.settings import Settings
@@ -20,6 +19,7 @@ from core.texts.formatting import first_name, fmt_date, fmt_weekday
 from core.texts.memos import DEFAULT_MEMOS, DEFAULT_SERVICES
 from core.texts.render import SAMPLE, TemplateError, check, render, variables_in
 from models.core import Role
+from providers.whatsapp import WhatsAppClient
 from tests.appointment_support import book, make_clinic, reply, sent, tasks
 from tests.conftest import Api
 from tests.support.live import eventually

@@ -319,7 +319,7 @@ async def test_who_may_read_reports(api: Api, deps: Deps) -> None:
 async def test_monthly_pack_emails_last_months_workbook(
     api: Api, client: Client, deps: Deps, settings: Settings, smtp: Inbox
 ) -> None:
-    from workflows.management_pack import ensure_schedule
+    from core.schedules import ensure_management_pack_schedule as ensure_schedule
     from workflows.monthly_report import previous_month
 
     today = datetime.now(ZoneInfo(settings.network_timezone)).date()

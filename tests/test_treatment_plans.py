@@ -33,6 +33,7 @@ from contracts.treatment_plan import (
 from core.codec import ENCODING, EncryptionCodec
 from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
 from core.settings import Settings
+from core.temporal import workflow_runner
 from models.core import Role
 from models.treatment import PlanItemIn, PricingError, price_plan
 from tests.conftest import Api
@@ -565,6 +566,10 @@ async def test_replay_saved_histories() -> None:
     files = sorted(HISTORIES.glob("treatment_*.json"))
     assert files, "no saved treatment-plan histories"
     # Saved histories are decrypted; the codec passes plain payloads through.
-    replayer = Replayer(workflows=[TreatmentPlanJourney], data_converter=data_converter([("replay", os.urandom(32))]))
+    replayer = Replayer(
+        workflows=[TreatmentPlanJourney],
+        workflow_runner=workflow_runner(),
+        data_converter=data_converter([("replay", os.urandom(32))]),
+    )
     for f in files:
         await replayer.replay_workflow(WorkflowHistory.from_json(f.stem, f.read_text()))

@@ -61,10 +61,9 @@ with workflow.unsafe.imports_passed_through():
         button_id,
         parse_button_id,
     )
-    from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves nested hints
+    from contracts.replies import classify, feedback_word, parse_score
     from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
     from models.quiet_hours import next_send_time
-    from workflows.replies import classify, feedback_word, parse_score
 
 # ------------------------------------------------------------------ stages and rules
 TERMINAL = ("no_show", "cancelled")  # "finished" still runs the after-visit part

@@ -6,7 +6,6 @@ Temporal Schedule `monthly-management-pack` (`journeys schedules` creates or upd
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -16,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.invoice import local_date
     from contracts.management_pack import (
         BUILD_MANAGEMENT_PACK_ACTIVITY,
-        MANAGEMENT_PACK_SCHEDULE_ID,
         MANAGEMENT_PACK_WORKFLOW,
         PACK_RECIPIENTS_ACTIVITY,
         ManagementPackFile,
@@ -88,53 +86,3 @@ class MonthlyManagementPack:
             start_to_close_timeout=EMAIL_TIMEOUT,
             retry_policy=RETRY,
         )
-
-
-async def ensure_schedule(
-    client: Any,
-    settings: Any,
-    task_queue: str | None = None,
-    schedule_id: str = MANAGEMENT_PACK_SCHEDULE_ID,
-) -> Any:
-    """Create the monthly schedule, or bring an existing one up to date (idempotent).
-    Not workflow code: called by `journeys schedules` and tests."""
-    from temporalio.client import (
-        Schedule,
-        ScheduleActionStartWorkflow,
-        ScheduleAlreadyRunningError,
-        ScheduleCalendarSpec,
-        ScheduleOverlapPolicy,
-        SchedulePolicy,
-        ScheduleRange,
-        ScheduleSpec,
-        ScheduleUpdate,
-    )
-
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            MANAGEMENT_PACK_WORKFLOW,
-            ManagementPackInput(timezone=settings.network_timezone),
-            id=f"{schedule_id}-run",
-            task_queue=task_queue or settings.temporal_task_queue,
-            execution_timeout=timedelta(days=1),
-        ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(
-                    day_of_month=[ScheduleRange(1)],
-                    hour=[ScheduleRange(7)],
-                    minute=[ScheduleRange(30)],
-                    comment="07:30 on the 1st, network time",
-                )
-            ],
-            time_zone_name=settings.network_timezone,
-        ),
-        # A missed run (cluster down over the 1st) still happens within 3 days.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=3)),
-    )
-    try:
-        return await client.create_schedule(schedule_id, schedule)
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(schedule_id)
-        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
-        return handle

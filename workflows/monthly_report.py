@@ -12,7 +12,6 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from contracts.common import Attachment, EmailRequest
     from contracts.invoice import (
-        MONTHLY_REPORT_SCHEDULE_ID,
         MONTHLY_REPORT_WORKFLOW,
         MonthlyReportInput,
         ReportFile,
@@ -68,53 +67,3 @@ class MonthlyExpenseReport:
         )
         workflow.logger.info("monthly expense report sent", extra={"month": month})
         return report
-
-
-async def ensure_schedule(
-    client,
-    settings,
-    task_queue: str | None = None,  # type: ignore[no-untyped-def]
-    schedule_id: str = MONTHLY_REPORT_SCHEDULE_ID,
-):
-    """Create the monthly schedule, or bring an existing one up to date (idempotent).
-    Not workflow code: called by `journeys schedules` and tests."""
-    from temporalio.client import (
-        Schedule,
-        ScheduleActionStartWorkflow,
-        ScheduleAlreadyRunningError,
-        ScheduleCalendarSpec,
-        ScheduleOverlapPolicy,
-        SchedulePolicy,
-        ScheduleRange,
-        ScheduleSpec,
-        ScheduleUpdate,
-    )
-
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            MONTHLY_REPORT_WORKFLOW,
-            MonthlyReportInput(timezone=settings.network_timezone),
-            id=f"{schedule_id}-run",
-            task_queue=task_queue or settings.temporal_task_queue,
-            execution_timeout=timedelta(days=1),
-        ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(
-                    day_of_month=[ScheduleRange(1)],
-                    hour=[ScheduleRange(7)],
-                    minute=[ScheduleRange(0)],
-                    comment="07:00 on the 1st, network time",
-                )
-            ],
-            time_zone_name=settings.network_timezone,
-        ),
-        # A missed run (cluster down over the 1st) still happens within 3 days.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=3)),
-    )
-    try:
-        return await client.create_schedule(schedule_id, schedule)
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(schedule_id)
-        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
-        return handle

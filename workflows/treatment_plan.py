@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         parse_button_id,
     )
     from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves PlanState's nested hints
+    from contracts.replies import classify
 
     # The plan's contracts live in a passed-through module: their datetime fields must be
     # the host's datetime class for the payload converter (the sandbox proxies `datetime`).
@@ -84,7 +85,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.search_attributes import TREATMENT_STAGE
     from models.quiet_hours import next_send_time
-    from workflows.replies import classify
 
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
-from activities.reports import XLSX_TYPE, build_expense_workbook, month_bounds, paid_in_month
 from api.deps import SessionDep, SettingsDep, require_roles
+from core.expense_report import XLSX_TYPE, build_expense_workbook, month_bounds, paid_in_month
 from core.report_workbook import workbook_bytes
 from core.reports import MAX_PERIOD_DAYS, REPORTS, build_report, previous_month
 from models.core import Clinic, Role, StaffUser

@@ -27,7 +27,6 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.treatment import upsert_plan
 from api.deps import MAX_OFFSET, SessionDep, SettingsDep, TemporalDep, require_roles
 from api.errors import invalid_field
 from contracts.appointment import APPOINTMENT_STATE_QUERY
@@ -60,6 +59,7 @@ from models.treatment import (
     PricingError,
     TreatmentPlan,
     price_plan,
+    upsert_plan,
 )
 
 # Namespace for plan ids derived from an Idempotency-Key (fixed: the same key, the same id).

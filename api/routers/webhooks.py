@@ -22,14 +22,14 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlmodel import select
 
-from activities.providers.telegram import TelegramClient
-from activities.providers.twilio import twilio_signature
 from api.inbound import Inbound, Routed, record_status, route_inbound
 from core import metrics
 from core.logging import get_logger
 from core.security import same_secret
 from core.settings import Settings
 from models.core import Channel, MessageLog, normalize_phone, utcnow
+from providers.telegram import TelegramClient
+from providers.twilio import twilio_signature
 
 log = get_logger("api.webhooks")
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])

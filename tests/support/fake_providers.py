@@ -33,8 +33,8 @@ from temporalio.worker import Worker
 
 from activities.deps import Deps
 from activities.messaging import MessagingActivities
-from activities.providers.twilio import twilio_signature
 from core.settings import Settings
+from providers.twilio import twilio_signature
 from tests.support.live import free_port, serve
 from tests.support.reply_probe import ReplyProbe
 

@@ -222,9 +222,9 @@ async def _register_search_attributes(client: Client, s: Settings) -> None:
 
 
 async def _ensure_schedules(client: Client, s: Settings) -> None:
-    from workflows import management_pack, monthly_report
+    from core.schedules import ALL
 
-    for ensure in (monthly_report.ensure_schedule, management_pack.ensure_schedule):
+    for ensure in ALL:
         handle = await ensure(client, s)
         typer.echo(f"schedule {handle.id!r} is up to date ({s.network_timezone})")
     from core import imports

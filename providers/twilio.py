@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from activities.providers import ProviderRejected, Sent, post
 from core.settings import Settings
+from providers import ProviderRejected, Sent, post
 
 
 def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:

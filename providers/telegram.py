@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 
-from activities.providers import ProviderRejected, Sent, post
 from contracts.common import Button
 from core.logging import get_logger
 from core.settings import Settings
+from providers import ProviderRejected, Sent, post
 
 log = get_logger("providers.telegram")
 MAX_CALLBACK_BYTES = 64

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from activities.providers import ProviderRejected, Sent, post
 from contracts.common import Button
 from core.settings import Settings
+from providers import ProviderRejected, Sent, post
 
 MAX_BUTTONS = 3
 MAX_TITLE = 20

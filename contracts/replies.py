@@ -1,6 +1,6 @@
 """What a patient's free-text reply means for an appointment: confirm, decline or other.
 
-Pure and deterministic (used inside the appointment workflow and by webhooks). Carrier
+Pure and deterministic (used inside the journeys and by inbound routing). Carrier
 opt-out words (STOP, CANCEL, UNSUBSCRIBE, ...) are deliberately NOT appointment keywords:
 the carrier acts on them, and reading "cancel" as "decline" would cancel on an opt-out.
 Anything we do not recognise goes to a person ("other").
@@ -89,8 +89,13 @@ DECLINE_WORDS = frozenset(
         "❌",
     }
 )
-# Carrier opt-out words: never appointment keywords (see module docstring).
-OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit", "revoke", "optout"})
+# The one opt-out vocabulary: carrier words (CTIA / Twilio) plus Russian and Ukrainian.
+# Inbound routing opts the patient out on them (and back in on OPT_IN_WORDS); the journeys
+# never read them as an appointment answer. CANCEL is here on purpose: an opt-out word.
+OPT_OUT_WORDS = frozenset(
+    {"stop", "unsubscribe", "end", "quit", "stopall", "revoke", "optout", "cancel", "стоп", "отписаться", "відписатися"}
+)
+OPT_IN_WORDS = frozenset({"start", "unstop", "старт"})
 
 _TRIM = re.compile(r"^[\s.!,;:()\"'«»]+|[\s.!,;:()\"'«»]+$")
 _SPACES = re.compile(r"\s+")
@@ -164,3 +169,15 @@ def parse_score(text: str | None) -> int | None:
         return None
     n = int(m.group(1))
     return n if 0 <= n <= 10 else None
+
+
+def opt_word(text: str | None) -> Literal["stop", "start"] | None:
+    """A message that is only an opt-out ("stop") or opt-in ("start") word, else None."""
+    if not text:
+        return None
+    word = re.sub(r"[\s.!,;:/]+", " ", text).strip().lower()
+    if word in OPT_OUT_WORDS:
+        return "stop"
+    if word in OPT_IN_WORDS:
+        return "start"
+    return None

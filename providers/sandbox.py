@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from activities.providers import Sent
+from providers import Sent
 
 
 class SandboxClient:
