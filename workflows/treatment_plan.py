@@ -58,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
         button_id,
         parse_button_id,
     )
-    from contracts.policy import JourneyPolicy, QuietHours  # noqa: F401 - resolves PlanState's nested hints
     from contracts.replies import classify
 
     # The plan's contracts live in a passed-through module: their datetime fields must be
