@@ -96,12 +96,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app factory each API process runs when API_WORKERS > 1 (settings from the environment)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)
+
+
 def main() -> None:
     import uvicorn
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
+    common = {"host": settings.api_host, "port": settings.api_port, "log_config": None, "access_log": False}
+    if settings.api_workers > 1:  # several processes on one port (bookings scale with them)
+        uvicorn.run("api.main:app_from_env", factory=True, workers=settings.api_workers, **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

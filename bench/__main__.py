@@ -1,18 +1,26 @@
-"""How much does the API add over the Temporal SDK itself?
+"""Scale bench (issue 14): our journeys beside the bare Temporal floor, measured in the same run.
 
-One run, on this machine, against a real Temporal dev server (the binary `make install`
-builds), a migrated database (SQLite by default), the worker as its own process (as in
-production) and the API served by uvicorn on loopback. For each operation the same work is
-done N times through the raw SDK and through the HTTP API, interleaved so both see the same
-background load (the worker running the journeys just started), and the ratio of medians is
-printed:
+One run on this machine: a real Temporal dev server (the binary `make install` builds), a
+migrated database (SQLite by default), our worker as its own process (as in production), a
+bare worker (bench/bare.py: one workflow, one no-op activity, SDK defaults) as another, and
+the API served by uvicorn with several processes. Every figure is printed beside its baseline,
+the ratio and the issue's goal:
 
-  start    client.start_workflow(AppointmentJourney)  vs  POST /v1/appointments
-           (the API also validates, checks the doctor's slot and writes the row)
-  query    handle.query("state")                       vs  GET /v1/appointments/{id}
-  update   handle.execute_update("cancel")             vs  POST /v1/appointments/{id}/cancel
+  bookings      C clients for D seconds: POST /v1/appointments (API processes) vs the SDK's
+                start_workflow of the same journey                           goal >= 0.9x
+  notices       N journeys started at once (an MIS import's shape) until every booking
+                notice is sent vs N bare workflows until every activity ran  goal <= 1.25x
+  burst         N day-before asks due at one instant: p99 lateness and drain vs N bare
+                workflows sleeping until one instant, then one activity      goal <= 1.2x / >= 0.9x
+  reply         patient reply (sandbox webhook path) -> `confirmed` visible through the API
+                vs a bare signal + query                                      goal <= 1.2x
+  memory        worker RSS per open journey vs the bare worker per open bare workflow; the
+                dev server's RSS and the database size per 1,000 journeys; 100k open
+                journeys must keep the worker under 1 GiB (printed as a projection
+                unless --large measured it)
 
-Usage: make bench   (or .venv/bin/python -m bench --n 50)
+Usage: make bench   (.venv/bin/python -m bench --n 300; --large: 10k journeys, 100k open)
+Timings on a shared machine vary run to run: compare ratios from the same run.
 """
 
 from __future__ import annotations
@@ -27,202 +35,638 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+from sqlalchemy import func
+from sqlmodel import col, select
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.testing import WorkflowEnvironment
 
-from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, CancelRequest, appointment_workflow_id
+from bench.bare import BARE_WORKFLOW, BareInput
+from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+from contracts.policy import JourneyPolicy
 from core import search_attributes as sa
-from core.db import migrate
+from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import connect
-from models.core import Role
+from models.core import Channel, MessageLog, Patient, Role
 
 TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
+GiB = 1024**3
 
 
-async def timed(n: int, *fns: Callable[[int], Awaitable[Any]]) -> list[list[float]]:
-    """Run fns[0](i), fns[1](i), ... for i in range(n), interleaved; milliseconds per fn."""
-    out: list[list[float]] = [[] for _ in fns]
-    for i in range(n):
-        for j, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            await fn(i)
-            out[j].append((time.perf_counter() - t0) * 1000)
-    return out
+# ------------------------------------------------------------------------------ processes
+T0 = time.monotonic()
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+def progress(msg: str) -> None:
+    print(f"[{time.monotonic() - T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss(pid: int) -> int:
+    """Resident memory of a process and its children (bytes), from /proc."""
+    total = 0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
         if field.alias and value not in (None, ""):
             env[field.alias] = ",".join(value) if isinstance(value, list) else str(value)
+    env.update(extra)
     return env
 
 
-def row(name: str, sdk: list[float], api: list[float]) -> str:
-    ms, ma = statistics.median(sdk), statistics.median(api)
-    return f"{name:<8} sdk p50 {ms:7.1f} ms   api p50 {ma:7.1f} ms   api/sdk {ma / ms:5.2f}x"
+@dataclass
+class Stack:
+    settings: Settings
+    server: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+    bare: subprocess.Popen[bytes]
+    api: subprocess.Popen[bytes]
+    api_url: str
+    worker_metrics: str
+    client: Client
+    data: Path
+
+    def stop(self) -> None:
+        for p in (self.api, self.worker, self.bare, self.server):
+            if p.poll() is None:
+                p.terminate()
+        for p in (self.api, self.worker, self.bare, self.server):
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
-async def main(n: int, database_url: str | None = None) -> None:
-    import socket
+async def wait_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{what} did not open port {port}")
 
-    from api.main import create_app
-    from cli import _create_user
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(TEMPORAL_BIN), search_attributes=sa.ALL)
+async def start_stack(database_url: str | None, api_procs: int) -> Stack:
     data = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
+    tport, aport, mport = free_port(), free_port(), free_port()
+    server = subprocess.Popen(
+        [str(TEMPORAL_BIN), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(tport), "--headless"]
+        + ["--db-filename", str(data / "temporal.db"), "--log-level", "error", *sa.cli_args()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await wait_port(tport, "temporal dev server", server)
     settings = Settings(
         DATA_DIR=data,
-        TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        TEMPORAL_ADDRESS=f"127.0.0.1:{tport}",
         TEMPORAL_TASK_QUEUE="bench",
-        API_PORT=port,
+        API_PORT=aport,
         LOG_LEVEL="WARNING",
     )
     if database_url:
         settings = settings.model_copy(update={"database_url": database_url})
-    configure_logging("WARNING", json_output=True)
     migrate(settings.database_url)
+    from cli import _create_user
+
     await _create_user(settings.database_url, "bench", "bench-password", Role.admin, None, None, False)
     client = await connect(settings)
     worker = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "worker.py")],
-        env=_env(settings),
+        env=env_for(settings, WORKER_METRICS_PORT=str(mport)),
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
+    bare = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare", "bench-bare"],
+        env=env_for(settings),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = subprocess.Popen(  # `journeys api`, as production runs it, with API_WORKERS processes
+        [sys.executable, "-c", "from api.main import main; main()"],
+        env=env_for(settings, API_WORKERS=str(api_procs)),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await wait_port(aport, "API", api)
+    await wait_port(mport, "worker metrics", worker)
+    return Stack(
+        settings,
+        server,
+        worker,
+        bare,
+        api,
+        f"http://127.0.0.1:{aport}",
+        f"http://127.0.0.1:{mport}/metrics",
+        client,
+        data,
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+async def bounded(n: int, concurrency: int, fn: Callable[[int], Awaitable[Any]]) -> list[Any]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> Any:
+        async with sem:
+            return await fn(i)
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def sticky_cache(http: httpx.AsyncClient, url: str) -> float:
     try:
-        while not server.started:
-            await asyncio.sleep(0.05)
-        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-        token = (await http.post("/v1/auth/token", data={"username": "bench", "password": "bench-password"})).json()[
-            "access_token"
+        text = (await http.get(url)).text
+    except httpx.HTTPError:
+        return float("nan")
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("temporal_sticky_cache_size")
+    )
+
+
+class Bench:
+    def __init__(self, stack: Stack, http: httpx.AsyncClient, n: int, open_target: int) -> None:
+        self.s = stack
+        self.http = http
+        self.n = n
+        self.open_target = open_target
+        self.engine = make_engine(stack.settings.database_url)
+        self.sessions = session_factory(self.engine)
+        self.rows: list[tuple[str, str, str, float | None, str, bool | None]] = []
+        self.notes: list[str] = []
+        self.worker_idle = 0
+        self.server_idle = 0
+        self.db_idle = 0
+        self.burst_aids: list[str] = []
+        self.burst_pids: list[str] = []
+
+    def add(self, what: str, ours: str, base: str, ratio: float | None, goal: str, ok: bool | None) -> None:
+        self.rows.append((what, ours, base, ratio, goal, ok))
+
+    async def clinic(self, name: str) -> tuple[str, str]:
+        r = await self.http.post(
+            "/v1/clinics",
+            json={
+                "name": name,
+                "address": "Kyiv",
+                "phone": "+380441234567",
+                "timezone": "Europe/Kyiv",
+                "policy": {"quiet_hours": None},
+            },
+        )
+        r.raise_for_status()
+        cid = r.json()["id"]
+        d = await self.http.post("/v1/doctors", json={"clinic_id": cid, "full_name": "Dr Bench", "specialty": "x"})
+        d.raise_for_status()
+        return cid, d.json()["id"]
+
+    async def doctors(self, clinic_id: str, k: int) -> list[str]:
+        out = []
+        for i in range(k):
+            d = await self.http.post(
+                "/v1/doctors", json={"clinic_id": clinic_id, "full_name": f"Dr Bench {i}", "specialty": "x"}
+            )
+            d.raise_for_status()
+            out.append(d.json()["id"])
+        return out
+
+    async def patients(self, clinic_id: str, k: int) -> list[str]:
+        """Bulk-inserted (the bench measures journeys, not patient registration)."""
+        rows = [
+            Patient(
+                full_name=f"Bench Patient {i}",
+                phone=f"+38067{(i * 7919) % 10_000_000:07d}",
+                preferred_channel=Channel.sms,
+                clinic_id=clinic_id,
+            )
+            for i in range(k)
         ]
-        http.headers["Authorization"] = f"Bearer {token}"
-        clinic = (
-            await http.post(
-                "/v1/clinics",
-                json={
-                    "name": "Bench",
-                    "address": "Kyiv",
-                    "phone": "+380441234567",
-                    "timezone": "Europe/Kyiv",
-                    "policy": {"quiet_hours": None},
-                },
-            )
-        ).json()
-        doctor = (
-            await http.post(
-                "/v1/doctors", json={"clinic_id": clinic["id"], "full_name": "Dr Bench", "specialty": "therapy"}
-            )
-        ).json()
-        patient = (
-            await http.post(
-                "/v1/patients",
-                json={"full_name": "Bench Patient", "phone": "+380671234567", "preferred_channel": "sms"},
-            )
-        ).json()
-        base = datetime.now(UTC) + timedelta(days=3)
+        ids = [p.id for p in rows]
+        async with self.sessions() as s:
+            for i in range(0, len(rows), 1000):
+                s.add_all(rows[i : i + 1000])
+                await s.commit()
+        return ids
 
-        sdk_ids: list[str] = []
+    async def start_journey(
+        self, clinic_id: str, doctor_id: str, patient_id: str, starts_at: datetime, policy: JourneyPolicy
+    ) -> str:
+        aid = uuid.uuid4().hex
+        await self.s.client.start_workflow(
+            APPOINTMENT_WORKFLOW,
+            AppointmentInput(
+                appointment_id=aid,
+                clinic_id=clinic_id,
+                patient_id=patient_id,
+                doctor_id=doctor_id,
+                starts_at=starts_at,
+                duration_minutes=30,
+                service="Check-up",
+                timezone="Europe/Kyiv",
+                policy=policy,
+                booked_at=datetime.now(UTC),
+            ),
+            id=appointment_workflow_id(aid),
+            task_queue=self.s.settings.temporal_task_queue,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.CLINIC_ID, clinic_id),
+                    SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
+                    SearchAttributePair(sa.APPOINTMENT_START, starts_at),
+                ]
+            ),
+        )
+        return aid
 
-        async def sdk_start(i: int) -> None:
-            aid = uuid.uuid4().hex
-            start = base + timedelta(hours=i)
-            await client.start_workflow(
-                APPOINTMENT_WORKFLOW,
-                AppointmentInput(
-                    appointment_id=aid,
-                    clinic_id=clinic["id"],
-                    patient_id=patient["id"],
-                    doctor_id=doctor["id"],
-                    starts_at=start,
-                    duration_minutes=30,
-                    service="Check-up",
-                    timezone="Europe/Kyiv",
-                ),
-                id=appointment_workflow_id(aid),
-                task_queue=settings.temporal_task_queue,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.CLINIC_ID, clinic["id"]),
-                        SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
-                        SearchAttributePair(sa.APPOINTMENT_START, start),
-                    ]
-                ),
+    async def start_bare(self, inp: BareInput) -> Any:
+        return await self.s.client.start_workflow(
+            BARE_WORKFLOW, inp, id=f"bare-{uuid.uuid4().hex}", task_queue="bench-bare"
+        )
+
+    async def sent(self, clinic_id: str, kind: str) -> tuple[int, datetime | None, list[datetime]]:
+        async with self.sessions() as s:
+            q = select(MessageLog.updated_at).where(
+                MessageLog.clinic_id == clinic_id,
+                MessageLog.kind == kind,
+                MessageLog.direction == "out",
+                col(MessageLog.status).in_(("sent", "unconfirmed")),
             )
-            sdk_ids.append(aid)
+            times = [t for t in (await s.exec(q)).all() if t is not None]
+        times = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
+        return len(times), (max(times) if times else None), times
 
-        api_ids: list[str] = []
+    async def wait_sent(self, clinic_id: str, kind: str, n: int, timeout: float) -> list[datetime]:
+        deadline = time.monotonic() + timeout
+        while True:
+            count, _, times = await self.sent(clinic_id, kind)
+            if count >= n:
+                return times
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {count}/{n} {kind} sent after {timeout:.0f} s")
+            await asyncio.sleep(0.5)
 
-        async def api_start(i: int) -> None:
-            r = await http.post(
+    # -------------------------------------------------------------------------- figures
+    async def bookings(self, clients: int, seconds: float, api_procs: int) -> None:
+        cid, _ = await self.clinic("Bench bookings")
+        docs = await self.doctors(cid, clients)
+        pid = (await self.patients(cid, 1))[0]
+        base = datetime.now(UTC) + timedelta(days=60)
+        policy = JourneyPolicy(quiet_hours=None)
+
+        async def run(fn: Callable[[int, int], Awaitable[None]]) -> float:
+            stop = time.monotonic() + seconds
+            done = 0
+
+            async def client(c: int) -> None:
+                nonlocal done
+                k = 0
+                while time.monotonic() < stop:
+                    await fn(c, k)
+                    k += 1
+                    done += 1
+
+            t0 = time.monotonic()
+            await asyncio.gather(*(client(c) for c in range(clients)))
+            return done / (time.monotonic() - t0)
+
+        async def sdk(c: int, k: int) -> None:
+            await self.start_journey(cid, docs[c], pid, base + timedelta(days=c, minutes=30 * k), policy)
+
+        async def api(c: int, k: int) -> None:
+            r = await self.http.post(
                 "/v1/appointments",
                 json={
-                    "patient_id": patient["id"],
-                    "clinic_id": clinic["id"],
-                    "doctor_id": doctor["id"],
+                    "patient_id": pid,
+                    "clinic_id": cid,
+                    "doctor_id": docs[c],
                     "duration_minutes": 30,
                     "service": "Check-up",
-                    "starts_at": (base + timedelta(days=30, hours=i)).isoformat(),
+                    "starts_at": (base + timedelta(days=100 + c, minutes=30 * k)).isoformat(),
                 },
             )
             r.raise_for_status()
-            api_ids.append(r.json()["id"])
 
-        async def sdk_query(i: int) -> None:
-            await client.get_workflow_handle(appointment_workflow_id(sdk_ids[i])).query("state")
+        sdk_rate = await run(sdk)
+        await self.settle()
+        api_rate = await run(api)
+        ratio = api_rate / sdk_rate
+        self.add(
+            f"bookings/s, {clients} clients x {seconds:.0f} s",
+            f"API {api_rate:.1f}/s ({api_procs} procs)",
+            f"SDK start {sdk_rate:.1f}/s",
+            ratio,
+            ">= 0.9x",
+            ratio >= 0.9,
+        )
+        await self.settle()
 
-        async def api_query(i: int) -> None:
-            (await http.get(f"/v1/appointments/{api_ids[i]}")).raise_for_status()
+    async def settle(self, quiet_for: float = 2.0, timeout: float = 600) -> None:
+        """Wait until the worker has no backlog (its sticky cache stops changing and the
+        message log stops growing), so one figure's spill-over does not load the next."""
+        deadline = time.monotonic() + timeout
+        last: tuple[Any, ...] = ()
+        still_since = time.monotonic()
+        while time.monotonic() < deadline:
+            async with self.sessions() as s:
+                n = (await s.exec(select(func.count()).select_from(MessageLog))).one()
+            now = (n, await sticky_cache(self.http, self.s.worker_metrics))
+            if now != last:
+                last, still_since = now, time.monotonic()
+            elif time.monotonic() - still_since >= quiet_for:
+                return
+            await asyncio.sleep(0.5)
 
-        async def sdk_update(i: int) -> None:
-            await client.get_workflow_handle(appointment_workflow_id(sdk_ids[i])).execute_update(
-                "cancel", CancelRequest(reason="bench")
+    async def notices(self) -> tuple[float, float]:
+        n = self.n
+        cid, did = await self.clinic("Bench notices")
+        pid = (await self.patients(cid, 1))[0]
+        policy = JourneyPolicy(quiet_hours=None)
+        far = datetime.now(UTC) + timedelta(days=30)
+        t0 = datetime.now(UTC)
+        await bounded(n, 50, lambda i: self.start_journey(cid, did, pid, far + timedelta(minutes=30 * i), policy))
+        start_rate = n / (datetime.now(UTC) - t0).total_seconds()
+        times = await self.wait_sent(cid, "booking_notice", n, timeout=max(600, n * 2))
+        ours = (max(times) - t0).total_seconds()
+        await self.settle()
+
+        t1 = time.time()
+        handles = await bounded(n, 50, lambda i: self.start_bare(BareInput()))
+        ran = await asyncio.gather(*(h.result() for h in handles))
+        bare = max(ran) - t1
+        ratio = ours / bare
+        self.add(
+            f"{n} journeys started -> booking notice sent",
+            f"{ours:.1f} s ({n / ours:.1f}/s)",
+            f"bare 1 activity {bare:.1f} s",
+            ratio,
+            "<= 1.25x",
+            ratio <= 1.25,
+        )
+        await self.settle()
+        return start_rate, ours / n
+
+    async def burst(self, start_rate: float, per_notice: float) -> list[str]:
+        n = self.n
+        cid, did = await self.clinic("Bench burst")
+        pids = await self.patients(cid, n)
+        lead = timedelta(hours=24)
+        policy = JourneyPolicy(
+            quiet_hours=None, reminder_lead=lead.total_seconds(), reask_interval=6 * 3600, voice_call_after=6 * 3600
+        )
+        # The instant falls once every journey has started and sent its booking notice.
+        setup = n / max(start_rate, 1) + n * per_notice
+        due = datetime.now(UTC) + timedelta(seconds=15 + 1.5 * setup)
+        aids = await bounded(n, 50, lambda i: self.start_journey(cid, did, pids[i], due + lead, policy))
+        await self.wait_sent(cid, "booking_notice", n, timeout=max(600, n * 2))
+        open_ours = await self.open_journeys()
+        mem_ours = rss(self.s.worker.pid)
+        cache = await sticky_cache(self.http, self.s.worker_metrics)
+        server_mem = rss(self.s.server.pid)
+        wait = (due - datetime.now(UTC)).total_seconds()
+        if wait < 1:
+            self.notes.append(f"burst: the asks' instant passed {-wait:.1f} s before setup ended (slow box)")
+        times = await self.wait_sent(cid, "reminder", n, timeout=max(600, n * 2))
+        late = [(t - due).total_seconds() for t in times]
+        ours_p99, ours_drain = pct(late, 0.99), n / max(1e-3, max(late) - min(0.0, min(late)))
+        await self.settle()
+
+        bare_due = time.time() + 15 + 1.5 * n / max(start_rate, 1)
+        bare_idle = rss(self.s.bare.pid)
+        handles = await bounded(n, 50, lambda i: self.start_bare(BareInput(wake_at=bare_due)))
+        mem_bare = rss(self.s.bare.pid)
+        ran = await asyncio.gather(*(h.result() for h in handles))
+        blate = [r - bare_due for r in ran]
+        bare_p99, bare_drain = pct(blate, 0.99), n / max(1e-3, max(blate) - min(0.0, min(blate)))
+        self.add(
+            f"burst of {n} asks due at one instant: p99 late",
+            f"{ours_p99:.2f} s",
+            f"bare sleep+activity {bare_p99:.2f} s",
+            ours_p99 / max(bare_p99, 1e-3),
+            "<= 1.2x",
+            ours_p99 <= 1.2 * bare_p99,
+        )
+        self.add(
+            "  ... drain",
+            f"{ours_drain:.1f} sends/s",
+            f"bare {bare_drain:.1f}/s",
+            ours_drain / bare_drain,
+            ">= 0.9x",
+            ours_drain >= 0.9 * bare_drain,
+        )
+        self.burst_aids = aids
+        self.burst_pids = pids
+        # Memory: ours with every journey so far open; bare with its n sleepers open.
+        per_ours = (mem_ours - self.worker_idle) / max(open_ours, 1)
+        per_bare = (mem_bare - bare_idle) / n
+        measurable = per_bare >= 1024  # a few KiB of growth over a few workflows is noise
+        self.add(
+            "worker memory per open journey",
+            f"{per_ours / 1024:.0f} KiB ({open_ours} open)",
+            f"bare {per_bare / 1024:.0f} KiB ({n} open)",
+            per_ours / per_bare if measurable else None,
+            "100k open < 1 GiB",
+            None,
+        )
+        cached_bytes = per_ours * max(open_ours, 1) / max(cache, 1) if cache == cache and cache else per_ours
+        projected = self.worker_idle + min(100_000, self.s.settings.worker_max_cached_workflows) * cached_bytes
+        if open_ours < 100_000:
+            self.add(
+                "  ... worker RSS at 100k open (projected)",
+                f"{projected / GiB:.2f} GiB",
+                f"cache {self.s.settings.worker_max_cached_workflows}, {cached_bytes / 1024:.0f} KiB/cached",
+                None,
+                "< 1 GiB",
+                projected < GiB,
             )
+        else:
+            self.add("  ... worker RSS at 100k open", f"{mem_ours / GiB:.2f} GiB", "", None, "< 1 GiB", mem_ours < GiB)
+        db = self.db_bytes()
+        return [
+            f"worker RSS {mem_ours / 2**20:.0f} MiB with {open_ours} journeys open, sticky cache {cache:.0f};"
+            f" dev server RSS {server_mem / 2**20:.0f} MiB ({server_mem / max(open_ours, 1) * 1000 / 2**20:.1f} MiB"
+            f" per 1,000 journeys)"
+            + (
+                f"; database {db / 2**20:.0f} MiB ({db / max(open_ours, 1) * 1000 / 2**20:.2f} MiB per 1,000)"
+                if db
+                else ""
+            )
+        ]
 
-        async def api_update(i: int) -> None:
-            r = await http.post(f"/v1/appointments/{api_ids[i]}/cancel", json={"reason": "bench"})
+    def db_bytes(self) -> int:
+        url = self.s.settings.database_url
+        if url.startswith("sqlite"):
+            path = Path(url.split(":///", 1)[1])
+            return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.exists())
+        return 0
+
+    async def open_journeys(self) -> int:
+        r = await self.s.client.count_workflows(f"WorkflowType='{APPOINTMENT_WORKFLOW}' AND ExecutionStatus='Running'")
+        return r.count
+
+    async def fill_open(self) -> None:
+        """--large: top the open journeys up to open_target (memory at 100k open)."""
+        have = await self.open_journeys()
+        if have >= self.open_target:
+            return
+        cid, did = await self.clinic("Bench open journeys")
+        pid = (await self.patients(cid, 1))[0]
+        far = datetime.now(UTC) + timedelta(days=200)
+        policy = JourneyPolicy(quiet_hours=None)
+        await bounded(
+            self.open_target - have,
+            50,
+            lambda i: self.start_journey(cid, did, pid, far + timedelta(minutes=30 * i), policy),
+        )
+        await self.settle(quiet_for=5)
+
+    async def reply(self, samples: int) -> None:
+        ours: list[float] = []
+        for i in range(min(samples, len(self.burst_aids))):
+            aid, pid = self.burst_aids[i], self.burst_pids[i]
+            t0 = time.perf_counter()
+            r = await self.http.post("/v1/sandbox/reply", json={"patient_id": pid, "text": "так"})
             r.raise_for_status()
+            while True:
+                g = await self.http.get(f"/v1/appointments/{aid}")
+                if g.json().get("stage") == "confirmed":
+                    break
+                if time.perf_counter() - t0 > 60:
+                    raise RuntimeError(f"reply to {aid} not visible after 60 s")
+                await asyncio.sleep(0.005)
+            ours.append((time.perf_counter() - t0) * 1000)
+        handles = await bounded(samples, 10, lambda i: self.start_bare(BareInput(wait_for_poke=True)))
+        await asyncio.sleep(1)
+        bare: list[float] = []
+        for h in handles:
+            t0 = time.perf_counter()
+            await h.signal("poke")
+            while not await h.query("poked"):
+                await asyncio.sleep(0.005)
+            bare.append((time.perf_counter() - t0) * 1000)
+        o, b = statistics.median(ours), statistics.median(bare)
+        self.add(
+            "reply -> `confirmed` visible, p50",
+            f"{o:.1f} ms",
+            f"signal + query {b:.1f} ms",
+            o / b,
+            "<= 1.2x",
+            o <= 1.2 * b,
+        )
 
+
+def table(b: Bench, header: str) -> str:
+    w = [max(len(r[0]) for r in b.rows), max(len(r[1]) for r in b.rows), max(len(r[2]) for r in b.rows)]
+    lines = [header, f"{'figure':<{w[0]}}  {'ours':<{w[1]}}  {'baseline (same run)':<{w[2]}}  ratio   goal"]
+    for what, ours, base, ratio, goal, ok in b.rows:
+        mark = {True: "met", False: "NOT met", None: ""}[ok]
+        r = f"{ratio:5.2f}x" if ratio is not None else "      "
+        lines.append(f"{what:<{w[0]}}  {ours:<{w[1]}}  {base:<{w[2]}}  {r}  {goal} {mark}".rstrip())
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure_logging("WARNING", json_output=True)
+    n = args.n or (10_000 if args.large else 300)
+    open_target = 100_000 if args.large else 0
+    progress("starting the dev server, worker, bare worker and API")
+    stack = await start_stack(args.database_url, args.api_procs)
+    try:
+        http = httpx.AsyncClient(base_url=stack.api_url, timeout=60)
+        token = (await http.post("/v1/auth/token", data={"username": "bench", "password": "bench-password"})).json()
+        http.headers["Authorization"] = f"Bearer {token['access_token']}"
+        progress("waiting for /health")
         while (await http.get("/health")).status_code != 200:  # the worker is polling
             await asyncio.sleep(0.2)
-        results = []
-        for name, sdk_fn, api_fn in (
-            ("start", sdk_start, api_start),
-            ("query", sdk_query, api_query),
-            ("update", sdk_update, api_update),
-        ):
-            sdk_t, api_t = await timed(n, sdk_fn, api_fn)
-            results.append(row(name, sdk_t, api_t))
-        db = settings.database_url.split(":", 1)[0]
-        print(f"\npatient-journeys bench: N={n} per operation, {db}, one run, ratios of medians")
-        print("\n".join(results))
+        b = Bench(stack, http, n, open_target)
+        b.worker_idle = rss(stack.worker.pid)
+        b.server_idle = rss(stack.server.pid)
+        b.db_idle = b.db_bytes()
+        load0 = os.getloadavg()[0]
+        progress("bookings")
+        await b.bookings(args.clients, args.seconds, args.api_procs)
+        progress("journeys -> booking notices")
+        start_rate, per_notice = await b.notices()
+        if open_target:
+            progress(f"topping open journeys up to {open_target}")
+            await b.fill_open()
+        progress("burst of asks")
+        extra = await b.burst(start_rate, per_notice)
+        progress("reply -> visible")
+        await b.reply(args.reply_samples)
+        load1 = os.getloadavg()[0]
+        db = stack.settings.database_url.split(":", 1)[0]
+        header = (
+            f"patient-journeys bench, one run: N={n}, {db}, sandbox provider, {os.cpu_count()} CPUs, "
+            f"load average {load0:.1f} -> {load1:.1f}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        print()
+        print(table(b, header))
+        for line in extra + b.notes:
+            print("  " + line)
+        print(
+            "  provider rate limits: sends are not yet paced per sender; a 429 is retried by Temporal's"
+            " retry policy (the sandbox provider never answers 429)"
+        )
         await http.aclose()
+        await b.engine.dispose()
     finally:
-        server.should_exit = True
-        await serving
-        worker.terminate()
-        worker.wait(timeout=30)
-        await env.shutdown()
+        stack.stop()
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run `finally`: stop the processes
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=30, help="operations per measurement")
+    p.add_argument("--large", action="store_true", help="10k journeys per figure and 100k open journeys")
+    p.add_argument("--n", type=int, default=0, help="journeys per figure (default 300; --large 10,000)")
+    p.add_argument("--clients", type=int, default=20, help="concurrent booking clients")
+    p.add_argument("--seconds", type=float, default=15, help="booking measurement per side")
+    p.add_argument("--api-procs", type=int, default=2, help="API processes (uvicorn --workers)")
+    p.add_argument("--reply-samples", type=int, default=20)
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    args = p.parse_args()
-    asyncio.run(main(args.n, args.database_url))
+    asyncio.run(main(p.parse_args()))

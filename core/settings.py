@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     api_host: str = Field(default="127.0.0.1", alias="API_HOST")
     api_port: int = Field(default=8000, alias="API_PORT")
+    # API processes serving API_PORT (uvicorn workers); each has its own DB pool and Temporal client.
+    api_workers: int = Field(default=1, ge=1, le=64, alias="API_WORKERS")
     public_base_url: str = Field(default="", alias="PUBLIC_BASE_URL")
     # Comma-separated in the environment (NoDecode: not parsed as JSON first).
     cors_origins: Annotated[list[str], NoDecode] = Field(

@@ -42,3 +42,27 @@ def test_encryption_keys_forms_and_errors(tmp_path: Path) -> None:
         Settings(DATA_DIR=str(tmp_path), PAYLOAD_ENCRYPTION_KEYS=k1)
     with pytest.raises(ValidationError, match="host:port"):
         Settings(DATA_DIR=str(tmp_path), TEMPORAL_ADDRESS="localhost")
+
+
+def test_api_workers_run_several_processes_on_one_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """API_WORKERS > 1: uvicorn gets the app factory by import path (each process builds its
+    own app from the environment); 1: the app object itself."""
+    import uvicorn
+
+    import api.main as api_main
+    from core import settings as settings_module
+
+    calls: list[tuple[tuple, dict]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append((a, kw)))
+    monkeypatch.setattr(api_main, "configure_logging", lambda *a, **kw: None)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    for workers in ("3", "1"):
+        monkeypatch.setenv("API_WORKERS", workers)
+        settings_module.get_settings.cache_clear()
+        api_main.main()
+    settings_module.get_settings.cache_clear()
+    (a3, kw3), (a1, kw1) = calls
+    assert a3 == ("api.main:app_from_env",) and kw3["factory"] is True and kw3["workers"] == 3
+    assert not isinstance(a1[0], str) and "workers" not in kw1
+    with pytest.raises(ValidationError):
+        Settings(DATA_DIR=tmp_path, API_WORKERS=0)
