@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import select
@@ -271,3 +273,54 @@ async def test_voice_call_request_shape(rig: Rig, people: People) -> None:
     assert '<Gather numDigits="1"' in twiml and "Натисніть 1 або 2" in twiml
     again = await ActivityEnvironment().run(rig.messaging.place_voice_call, call)
     assert again.duplicate and len([c for c in rig.fake.sent("twilio", "Calls") if c.form["To"] == p.phone]) == 1
+
+
+async def test_rendered_message_uses_the_clinics_whatsapp_template_and_language(rig: Rig, people: People) -> None:
+    """Issue 9: "send kind K about subject S" is rendered here in the patient's language,
+    buttons too, and outside the window goes out in the clinic's own approved template."""
+    from contracts.common import MessageFacts
+    from models.core import Clinic, Doctor
+
+    clinic = await people._add(
+        Clinic(
+            name="Усмішка",
+            address="вул. Хорива, 1, Київ",
+            phone="+380441234567",
+            timezone="Europe/Kyiv",
+            policy={},
+            language="uk",
+            whatsapp_template="visit_reminder_v2",
+            whatsapp_template_language="uk",
+        )
+    )
+    doctor = await people._add(Doctor(clinic_id=clinic.id, full_name="Коваль Ірина", specialty="therapy"))
+    p = await people.patient(Channel.whatsapp)
+    aid = uuid.uuid4().hex
+    m = OutboundMessage(
+        idempotency_key=f"test-{uuid.uuid4().hex}",
+        patient_id=p.id,
+        clinic_id=clinic.id,
+        kind="reminder",
+        subject_id=aid,
+        buttons=[Button(button_id("confirm", aid), ""), Button(button_id("decline", aid), "")],
+        render=True,
+        facts=MessageFacts(
+            appointment_id=aid,
+            doctor_id=doctor.id,
+            starts_at=datetime(2027, 3, 5, 8, 30, tzinfo=UTC),
+            service="Пломбування",
+        ),
+    )
+    r = await send(rig, m)
+    assert r.status == "sent" and r.channel == "whatsapp"
+    body = rig.fake.sent("whatsapp")[-1].json
+    assert body["template"]["name"] == "visit_reminder_v2" and body["template"]["language"] == {"code": "uk"}
+    text = body["template"]["components"][0]["parameters"][0]["text"]
+    assert text.startswith("Добрий день, Olena! Нагадуємо про візит до Усмішка: 5 березня 2027 о 10:30")
+    assert "лікар Коваль Ірина" in text and "/p/" in text and aid not in text
+
+    w = await rig.fake.patient_sends_whatsapp(p.phone, "Добрий день")
+    assert w.status_code == 200, w.text
+    await send(rig, dataclasses.replace(m, idempotency_key=f"test-{uuid.uuid4().hex}"))
+    inter = rig.fake.sent("whatsapp")[-1].json["interactive"]
+    assert [b["reply"]["title"] for b in inter["action"]["buttons"]] == ["Підтверджую", "Не зможу прийти"]

@@ -379,3 +379,24 @@ async def test_service_catalogue_create_list_patch_and_memos(api: Api, deps: Dep
         f"/v1/clinics/{cid}/templates/preview", json={"kind": "memo.laser_after", "appointment_id": appt["id"]}
     )
     assert r.status_code == 200 and r.json()["text"].endswith("звоните: +380441234567.")
+
+
+async def test_clinic_and_patient_languages_are_checked(api: Api) -> None:
+    admin = api.as_(Role.admin)
+    clinic = await make_clinic(api)
+    assert clinic["language"] == "ru" and clinic["whatsapp_template"] == "appointment_notice"  # the defaults
+    r = await admin.patch(
+        f"/v1/clinics/{clinic['id']}",
+        json={"language": "uk", "whatsapp_template": "visit_uk", "whatsapp_template_language": "uk"},
+    )
+    assert r.status_code == 200 and r.json()["language"] == "uk" and r.json()["whatsapp_template"] == "visit_uk"
+    for bad in ("de", None):
+        r = await admin.patch(f"/v1/clinics/{clinic['id']}", json={"language": bad})
+        assert r.status_code == 422 and "language" in r.text
+    r = await admin.patch(f"/v1/clinics/{clinic['id']}", json={"policy": {"review_link_to": "happy_ones"}})
+    assert r.status_code == 422 and "review_link_to" in r.text
+    r = await admin.post(
+        "/v1/patients",
+        json={"full_name": "Test", "phone": "+380671112233", "clinic_id": clinic["id"], "language": "pl"},
+    )
+    assert r.status_code == 422 and "language" in r.text

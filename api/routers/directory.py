@@ -75,7 +75,7 @@ async def update_clinic(clinic_id: str, body: ClinicUpdate, session: SessionDep,
             raise field_error(e, prefix=("body", "policy")) from None
         clinic.policy = merged.to_json()
     for k, v in changes.items():
-        if v is None and k in ("name", "address", "phone", "timezone", "lead_sources"):
+        if v is None and k in ("name", "address", "phone", "timezone", "lead_sources", "language", "whatsapp_template"):
             raise HTTPException(422, f"{k} cannot be null")
         setattr(clinic, k, v)
     session.add(clinic)
