@@ -1,6 +1,10 @@
 """Replay saved appointment-journey histories with the current workflow code: a change that
 would break running journeys (non-determinism) fails here, before it ships.
 
+`appointment_before_texts_no_memo_thumbs_up.json` was recorded with the code from before
+patient texts became templates (#9): a service with no memo and a 👍 answered to the survey,
+so it fails without the `care-memo-from-catalogue` and `survey-like-dislike` patches.
+
 Histories are recorded with a fixed test-only key, so they decrypt in any session. To record
 them again (after an intended, `workflow.patched`-guarded change, keep the old files too):
     REGENERATE_HISTORIES=1 .venv/bin/pytest tests/test_appointment_replay.py -k record
