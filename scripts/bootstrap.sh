@@ -41,3 +41,15 @@ if [ ! -x "$TOOLS/bin/temporal" ]; then
   mkdir -p "$TOOLS/bin"
   GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
 fi
+
+# --- Temporal time-skipping test server (tests only) --------------------------------
+# The SDK would download a native build; we run the same server from Maven Central (Java).
+if [ ! -x "$TOOLS/bin/temporal-test-server" ]; then
+  command -v java >/dev/null && command -v mvn >/dev/null || { echo "Java and Maven are required for the time-skipping test server" >&2; exit 1; }
+  say "fetching the Temporal test server (Maven Central, once)"
+  rm -rf "$TOOLS/test-server"
+  mvn -q -B -f scripts/test-server/pom.xml dependency:copy-dependencies -DoutputDirectory="$TOOLS/test-server/lib" >&2
+  mkdir -p "$TOOLS/bin"
+  printf '#!/bin/sh\n# Launched by WorkflowEnvironment.start_time_skipping(test_server_existing_path=...) as: <this> <port>\nexec java -cp "%s/test-server/lib/*" io.temporal.testserver.TestServer "$@"\n' "$TOOLS" > "$TOOLS/bin/temporal-test-server"
+  chmod +x "$TOOLS/bin/temporal-test-server"
+fi
