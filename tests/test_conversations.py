@@ -257,3 +257,24 @@ def test_reply_answer_kinds() -> None:
     assert reply_answers("button", None, f"nps:{uuid.uuid4().hex}:10", None) == {"score"}
     assert reply_answers("button", None, f"decline:{uuid.uuid4().hex}", None) == {"yes_no"}
     assert reply_answers("digit", None, None, "1") == {"digit"}
+
+
+def test_quiet_hours_rule() -> None:
+    """models.quiet_hours.next_send_time: the one rule every journey plans automated sends by."""
+    from contracts.policy import QuietHours
+    from models.quiet_hours import next_send_time
+
+    kyiv = ZoneInfo("Europe/Kyiv")
+    night = QuietHours(start="21:00", end="08:00")  # crosses midnight
+    late = datetime(2026, 11, 26, 22, 30, tzinfo=kyiv)
+    assert next_send_time(late, night, kyiv) == datetime(2026, 11, 27, 8, 0, tzinfo=kyiv)
+    early = datetime(2026, 11, 27, 6, 15, tzinfo=kyiv)
+    assert next_send_time(early, night, kyiv) == datetime(2026, 11, 27, 8, 0, tzinfo=kyiv)
+    day = datetime(2026, 11, 27, 12, 0, tzinfo=kyiv)
+    assert next_send_time(day, night, kyiv) == day and next_send_time(late, None, kyiv) == late
+    # Same-day-critical: moved past `critical_by` it would be useless, so it keeps its time.
+    assert next_send_time(early, night, kyiv, critical_by=datetime(2026, 11, 27, 7, 0, tzinfo=kyiv)) == early
+    lunch = QuietHours(start="13:00", end="14:00")
+    assert next_send_time(datetime(2026, 11, 27, 13, 20, tzinfo=kyiv), lunch, kyiv) == datetime(
+        2026, 11, 27, 14, 0, tzinfo=kyiv
+    )
