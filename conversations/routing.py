@@ -125,8 +125,8 @@ async def _questions(
     )
     if subject_id is not None:
         q = q.where(OpenQuestion.subject_id == subject_id)
-    else:
-        q = q.where(col(OpenQuestion.asked_at) >= utcnow() - CLOSED_QUESTION_HORIZON)
+    else:  # every open one (a plan may wait weeks), closed ones only if recent
+        q = q.where(or_(OpenQuestion.state == "open", col(OpenQuestion.asked_at) >= utcnow() - CLOSED_QUESTION_HORIZON))
     q = q.order_by(col(OpenQuestion.asked_at).desc()).limit(200)
     return list((await s.exec(q)).all())
 

@@ -278,3 +278,57 @@ def test_quiet_hours_rule() -> None:
     assert next_send_time(datetime(2026, 11, 27, 13, 20, tzinfo=kyiv), lunch, kyiv) == datetime(
         2026, 11, 27, 14, 0, tzinfo=kyiv
     )
+
+
+async def test_routing_order_on_the_database(deps: Deps) -> None:
+    """pick_target alone: an open question weeks old still takes its answer; a score whose
+    survey is answered goes to a person; an expired ask does not take a yes; a named subject
+    wins over a more recent question."""
+    from api.inbound import Inbound
+    from conversations.routing import pick_target
+    from models.core import Channel, utcnow
+
+    me, child = uuid.uuid4().hex, uuid.uuid4().hex
+    plan, visit, other = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    now = utcnow()
+
+    def q(kind: str, subject: str, answers: list[str], ago: timedelta, **kw: Any) -> OpenQuestion:
+        return OpenQuestion(
+            message_key=f"test:{uuid.uuid4().hex}",
+            kind=kind,
+            patient_id=kw.pop("patient_id", me),
+            recipient_id=me,
+            subject_type="treatment_plan" if subject == plan else "appointment",
+            subject_id=subject,
+            workflow_id=f"wf-{subject}",
+            signal="patient_reply",
+            answers=answers,
+            asked_at=now - ago,
+            **kw,
+        )
+
+    lab = q("lab_results", plan, ["yes_no"], timedelta(days=20))
+    survey = q("survey", visit, ["score"], timedelta(days=1), state="answered")
+    stale = q("confirmation", other, ["yes_no"], timedelta(hours=1), open_until=now - timedelta(minutes=1))
+    childs = q("confirmation", visit, ["yes_no"], timedelta(days=30), patient_id=child)
+    async with deps.sessions() as s:
+        s.add_all([lab, survey, stale, childs])
+        await s.commit()
+
+        def msg(**kw: Any) -> Inbound:
+            return Inbound(channel=Channel.sms, source="sandbox", dedup_key=uuid.uuid4().hex, kind="text", **kw)
+
+        t = await pick_target(s, [me], [me, child], msg(text="Так"))
+        assert t.how == "question" and t.question is not None and t.question.id == lab.id  # the most recent open
+        t = await pick_target(s, [me], [me, child], msg(text="10"))
+        assert t.how == "closed_question" and t.question is not None and t.question.id == survey.id
+        t = await pick_target(
+            s, [me], [me, child], Inbound(Channel.sms, "sandbox", "k", "button", button_id=f"confirm:{visit}")
+        )
+        assert t.how == "question" and t.question is not None and t.question.id == childs.id and t.named
+        t = await pick_target(
+            s, [me], [me, child], Inbound(Channel.sms, "sandbox", "k2", "button", button_id=f"confirm:{other}")
+        )
+        assert t.how == "closed_question" and t.question is not None and t.question.id == stale.id
+        t = await pick_target(s, [me], [me, child], msg(text="коли можна прийти?"))
+        assert t.how == "none" and t.workflow_id is None
