@@ -35,6 +35,7 @@ def appointment_workflow_id(appointment_id: str) -> str:
 # ------------------------------------------------------------------ stages
 STAGES = ("booked", "confirmed", "needs_clarification", "checked_in", "finished", "no_show", "cancelled")
 OPEN_STAGES = ("booked", "confirmed", "needs_clarification", "checked_in")
+BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
 FHIR_STATUS = {
     "booked": "booked",
     "confirmed": "booked",

@@ -16,6 +16,7 @@ for the old time can go out.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
 from functools import partial
 from typing import Any
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         APPOINTMENT_REPLY_SIGNAL,
         APPOINTMENT_STATE_QUERY,
         APPOINTMENT_WORKFLOW,
+        BEFORE_VISIT,
         AppointmentContext,
         AppointmentInput,
         AppointmentOutcome,
@@ -63,11 +65,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.replies import classify, feedback_word, parse_score
     from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
-    from models.quiet_hours import next_send_time
+    from workflows import planner
 
 # ------------------------------------------------------------------ stages and rules
 TERMINAL = ("no_show", "cancelled")  # "finished" still runs the after-visit part
-BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
 CAN = {  # which update fits which stage
     "reschedule": BEFORE_VISIT,
     "cancel": BEFORE_VISIT,
@@ -176,71 +177,25 @@ class AppointmentJourney:
     def _ended(self) -> bool:
         return self.s.stage in TERMINAL or (self.s.stage == "finished" and self.s.closed)
 
-    def _next_step(self, now: datetime):  # type: ignore[no-untyped-def]
-        """The earliest due step from the state: (when, coroutine function) or (None, None)."""
-        s, p = self.s, self.p
-        start = self._start()
-        plan: list[tuple[datetime, object]] = []
-        if s.stage in BEFORE_VISIT or s.stage == "checked_in":
-            if s.notice_version != s.version and s.stage in BEFORE_VISIT:
-                # The booking notice goes first: an ask never precedes it.
-                return self._quiet(now, critical_by=start), self._send_notice
-            deadline = start - p.confirm_deadline_td
-            booked_late = s.version_booked_at is not None and s.version_booked_at >= deadline
-            if s.stage == "booked" and not s.asks_stopped and not booked_late:
-                # (Booked inside the deadline window, e.g. by phone for today: nobody to ask.)
-                plan.append((deadline, self._deadline_passed))
-                contact = self._next_contact(now, deadline)
-                if contact is not None:
-                    plan.append(contact)
-            if s.stage in ("booked", "needs_clarification") or (s.stage == "confirmed" and p.require_check_in):
-                plan.append((start + p.no_show_grace_td, self._no_show))
-            if s.stage in ("confirmed", "checked_in"):
-                plan.append((self._ends(), self._visit_over))
-        elif s.stage == "finished":
-            assert s.finished_at is not None
-            if not s.post_memo_done:
-                plan.append((self._quiet(s.finished_at), self._send_post_memo))
-            elif s.survey_sent_at is None:
-                plan.append((self._quiet(s.finished_at + p.feedback_delay_td), self._send_survey))
-            elif s.nps_answered:
-                plan.append((now, self._answer_feedback))
-            else:
-                plan.append((s.survey_sent_at + p.survey_timeout_td, self._survey_timed_out))
-        if not plan:
+    def _next_step(self, now: datetime) -> tuple[datetime | None, Callable[[], Awaitable[None]] | None]:
+        """The earliest due step (workflows/planner.py decides): (when, what to run)."""
+        planned = planner.next_step(self.s, self.p, now, self._booked_at(), self._tz())
+        if planned is None:
             return None, None
-        due, step = min(plan, key=lambda x: x[0])
-        return due, step
-
-    def _next_contact(self, now: datetime, deadline: datetime):  # type: ignore[no-untyped-def]
-        """The next automatic ask or voice call of this version, if one still fits before
-        the confirmation deadline."""
-        s, p = self.s, self.p
-        if s.opted_out:
-            return None
-        calls_left = s.voice_calls < p.voice_call_attempts
-        if s.channel_dead:
-            if not calls_left:
-                return None
-            at = now if s.last_contact_at is None or s.voice_calls == 0 else s.last_contact_at + p.voice_call_after_td
-            step = self._voice_call
-        elif s.asks_sent == 0:
-            at = max(self._start() - p.reminder_lead_td, self._booked_at())
-            step = self._ask
-        elif s.asks_sent <= p.reask_count:
-            assert s.last_contact_at is not None
-            at = s.last_contact_at + p.reask_interval_td
-            step = self._ask
-        elif calls_left:
-            assert s.last_contact_at is not None
-            at = s.last_contact_at + p.voice_call_after_td
-            step = self._voice_call
-        else:
-            return None
-        at = self._quiet(at, critical_by=deadline)
-        if at >= deadline:
-            return None  # too late to ask: the deadline hands it to an operator
-        return at, step
+        due, step = planned
+        run: dict[planner.Step, Callable[[], Awaitable[None]]] = {
+            "notice": self._send_notice,
+            "ask": self._ask,
+            "voice_call": self._voice_call,
+            "deadline": self._deadline_passed,
+            "no_show": self._no_show,
+            "visit_over": self._visit_over,
+            "post_memo": self._send_post_memo,
+            "survey": self._send_survey,
+            "answer_feedback": self._answer_feedback,
+            "survey_timeout": self._survey_timed_out,
+        }
+        return due, run[step]
 
     # ---------------------------------------------------------------- steps
     async def _send_notice(self) -> None:
@@ -690,11 +645,6 @@ class AppointmentJourney:
 
     def _tz(self) -> tzinfo:
         return clinic_zone(self.inp.timezone)
-
-    def _quiet(self, at: datetime, critical_by: datetime | None = None) -> datetime:
-        """Move a planned send out of the clinic's quiet hours (models.quiet_hours, the one
-        rule for every automated send)."""
-        return next_send_time(at, self.p.quiet_hours, self._tz(), critical_by)
 
     def _facts(self) -> MessageFacts:
         s, i = self.s, self.inp
