@@ -38,9 +38,13 @@ def create_user(
     ),
     email: str = typer.Option(None, "--email", help="for e-mailed notifications and reports"),
     full_name: str = typer.Option(None, "--full-name"),
-    update: bool = typer.Option(False, "--update", help="change password/role if the user exists"),
+    clinic: str = typer.Option(
+        None, "--clinic", help="clinic id: the user sees only that branch (required for front_desk and doctor)"
+    ),
+    update: bool = typer.Option(False, "--update", help="change password/role/clinic if the user exists"),
 ) -> None:
     """Create a staff user (or with --update, reset one)."""
+    from api.policy import assignment_problem
     from models.core import Role
 
     try:
@@ -51,20 +55,28 @@ def create_user(
         ) from None
     if len(password) < 8:
         raise typer.BadParameter("password must have at least 8 characters", param_hint="--password")
+    if problem := assignment_problem(role_v, clinic):
+        raise typer.BadParameter(problem, param_hint="--clinic")
     created = asyncio.run(
-        _create_user(get_settings().database_url, username, password, role_v, email, full_name, update)
+        _create_user(get_settings().database_url, username, password, role_v, email, full_name, update, clinic)
     )
-    typer.echo(f"{'created' if created else 'updated'} user {username!r} with role {role_v.value}")
+    where = f" at clinic {clinic}" if clinic else " (whole network)"
+    typer.echo(f"{'created' if created else 'updated'} user {username!r} with role {role_v.value}{where}")
 
 
-async def _create_user(database_url, username, password, role, email, full_name, update) -> bool:  # type: ignore[no-untyped-def]
+async def _create_user(  # type: ignore[no-untyped-def]
+    database_url, username, password, role, email, full_name, update, clinic_id: str | None = None
+) -> bool:
     from core.db import make_engine, session_factory
     from core.security import hash_password
-    from models.core import StaffUser
+    from models.core import Clinic, StaffUser
 
     engine = make_engine(database_url)
     try:
         async with session_factory(engine)() as s:
+            if clinic_id is not None and await s.get(Clinic, clinic_id) is None:
+                typer.echo(f"no clinic {clinic_id!r} (list them: GET /v1/clinics)", err=True)
+                raise typer.Exit(2)
             user = (await s.exec(select(StaffUser).where(StaffUser.username == username))).first()
             if user and not update:
                 typer.echo(f"user {username!r} already exists (use --update to change it)", err=True)
@@ -75,6 +87,8 @@ async def _create_user(database_url, username, password, role, email, full_name,
             user.role = role
             user.email = email or user.email
             user.full_name = full_name or user.full_name
+            if clinic_id is not None or created:
+                user.clinic_id = clinic_id
             s.add(user)
             await s.commit()
             return created
@@ -98,8 +112,9 @@ def ensure_admin() -> None:
         asyncio.run(_create_user(settings.database_url, "admin", password, Role.admin, None, "Administrator", False))
     except typer.Exit:
         return  # someone already made an admin by hand
-    path.write_text(password + "\n")
-    path.chmod(0o600)
+    from core.settings import write_private
+
+    write_private(path, password + "\n")
     typer.echo(f"created user 'admin'; its password is in {path}")
 
 

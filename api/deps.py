@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import jwt
@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from core.security import decode_token
 from core.settings import Settings
-from models.core import Role, StaffUser
+from models.core import StaffUser
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -87,6 +87,12 @@ async def current_user(
             "not authenticated: send a bearer token from POST /v1/auth/token",
             headers=_UNAUTHORIZED,
         )
+    return await staff_from_token(session, settings, token)
+
+
+async def staff_from_token(session: AsyncSession, settings: Settings, token: str) -> StaffUser:
+    """The active staff user a token names, or 401. A deactivated user's tokens, and tokens
+    issued before `tokens_valid_after`, stop working at once (the row is read every time)."""
     try:
         claims = decode_token(settings.jwt_secret, token)
     except jwt.ExpiredSignatureError:
@@ -96,29 +102,16 @@ async def current_user(
     except jwt.PyJWTError:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid token", headers=_UNAUTHORIZED) from None
     user = await session.get(StaffUser, claims["sub"])
-    if user is None or not user.active:
+    revoked = (
+        user is not None
+        and user.tokens_valid_after is not None
+        and float(claims.get("iat", 0)) < user.tokens_valid_after.timestamp()
+    )
+    if user is None or not user.active or revoked:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "user not found or disabled", headers=_UNAUTHORIZED)
     return user
 
 
 CurrentUser = Annotated[StaffUser, Depends(current_user)]
 
-ALL_STAFF = tuple(Role)
-
-
-def require_roles(*roles: Role) -> Callable[[StaffUser], Awaitable[StaffUser]]:
-    """Dependency: the user must hold one of `roles`; `admin` may do everything.
-
-    Routers declare role aliases as `X = Annotated[StaffUser, Depends(require_roles(...))]`
-    (a literal alias, so type checkers see `StaffUser`)."""
-    allowed = set(roles) | {Role.admin}
-
-    async def _check(user: CurrentUser) -> StaffUser:
-        if user.role not in allowed:
-            names = ", ".join(sorted(r.value for r in allowed))
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"role {user.role.value!r} may not do this; allowed: {names}"
-            )
-        return user
-
-    return _check
+# Who may do what (roles and branch scoping) lives in api/policy.py: `policy.may(resource, action)`.

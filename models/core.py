@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic import Field as PField
-from sqlalchemy import JSON, Column, DateTime, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, TypeDecorator, UniqueConstraint
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -402,6 +402,28 @@ class DoctorPublic(DoctorBase):
 
 
 # ---------------------------------------------------------------------------- patients
+_CHAT_ID_HELP = "telegram_chat_id must be an integer or a string of digits (e.g. 700010002 or -1001234567890)"
+
+
+def normalize_chat_id(v: object) -> str | None:
+    """Telegram's `chat.id` is an integer in every Bot API object (negative for groups), so
+    clients send a number or its text. Stored and answered as the canonical decimal string,
+    the form our webhook reads from `message.chat.id`, whichever was sent."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ValueError(_CHAT_ID_HELP)
+    text = str(v).strip()
+    if not text:
+        return None  # an empty form field: no chat id
+    if not re.fullmatch(r"-?\d{1,20}", text):
+        raise ValueError(_CHAT_ID_HELP)
+    n = int(text)
+    if not -(2**63) <= n < 2**63:
+        raise ValueError("telegram_chat_id is out of range (Telegram ids fit in 64 bits)")
+    return str(n)
+
+
 class PatientBase(SQLModel):
     full_name: str = Field(min_length=1, max_length=200)
     phone: str | None = Field(default=None, max_length=32, index=True)
@@ -429,6 +451,11 @@ class PatientBase(SQLModel):
     @classmethod
     def _language(cls, v: str | None) -> str | None:
         return check_language(v) if v is not None else v
+
+    @field_validator("telegram_chat_id", mode="before")
+    @classmethod
+    def _chat_id(cls, v: object) -> object:
+        return normalize_chat_id(v)
 
     @field_validator("birth_date")
     @classmethod
@@ -469,6 +496,8 @@ class StaffUser(SQLModel, table=True):
     clinic_id: str | None = Field(default=None, foreign_key="clinic.id", max_length=32)
     active: bool = Field(default=True)
     created_at: datetime = TZ(nullable=False, default=utcnow)
+    # Tokens issued before this moment are refused (set when a user is deactivated).
+    tokens_valid_after: datetime | None = TZ(nullable=True)
 
 
 class StaffPublic(SQLModel):
@@ -478,6 +507,17 @@ class StaffPublic(SQLModel):
     full_name: str | None
     email: str | None
     clinic_id: str | None
+    active: bool = True
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed login, under `user:<name>` and `addr:<client address>` (the throttle)."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_key_at", "key", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200)
+    at: datetime = TZ(nullable=False)
 
 
 # ---------------------------------------------------------------------------- operator tasks

@@ -67,3 +67,47 @@ def test_health_names_what_is_missing(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "temporal not connected" in out.stderr
+
+
+def test_create_user_with_a_clinic(tmp_path: Path) -> None:
+    import asyncio
+
+    from core.db import make_engine, migrate, session_factory
+    from core.settings import Settings
+    from models.core import Clinic, StaffUser
+
+    s = Settings(DATA_DIR=str(tmp_path), DATABASE_URL="")
+    migrate(s.database_url)
+
+    async def clinic() -> str:
+        engine = make_engine(s.database_url)
+        async with session_factory(engine)() as db:
+            c = Clinic(name="Podil", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv", policy={})
+            db.add(c)
+            await db.commit()
+            cid = c.id
+        await engine.dispose()
+        return cid
+
+    cid = asyncio.run(clinic())
+    args = ("--password", "front-desk-pass", "--role", "front_desk")
+    no_clinic = run("create-user", "--username", "olga", *args, data_dir=tmp_path)
+    assert no_clinic.returncode != 0 and "clinic" in no_clinic.stderr
+    wrong = run("create-user", "--username", "olga", *args, "--clinic", "nope", data_dir=tmp_path)
+    assert wrong.returncode != 0 and "nope" in wrong.stderr
+    ok = run("create-user", "--username", "olga", *args, "--clinic", cid, data_dir=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+
+    async def stored() -> StaffUser | None:
+        from sqlmodel import select
+
+        engine = make_engine(s.database_url)
+        async with session_factory(engine)() as db:
+            u = (await db.exec(select(StaffUser).where(StaffUser.username == "olga"))).first()
+        await engine.dispose()
+        return u
+
+    user = asyncio.run(stored())
+    assert user is not None and user.clinic_id == cid
+    ops = run("create-user", "--username", "net", "--password", "ops-password", "--role", "ops", data_dir=tmp_path)
+    assert ops.returncode == 0 and "whole network" in ops.stdout

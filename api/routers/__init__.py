@@ -14,6 +14,7 @@ from api.routers import (
     reports,
     sandbox,
     services,
+    staff,
     tasks,
     templates,
     treatment_plans,
@@ -23,6 +24,7 @@ from api.routers import (
 ROUTERS = [
     health.router,
     auth.router,
+    staff.router,
     directory.router,
     tasks.router,
     codec.router,

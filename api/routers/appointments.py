@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -26,23 +26,22 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import MAX_OFFSET, MaybeTemporalDep, SessionDep, SettingsDep, TemporalDep, require_roles
+from api import policy
+from api.deps import MAX_OFFSET, MaybeTemporalDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import invalid_field
 from contracts.appointment import APPOINTMENT_STATE_QUERY, STAGES, AppointmentSnapshot, StaffAction
 from core import booking
 from core.settings import Settings
 from models.appointment import Appointment
-from models.core import Clinic, Doctor, Patient, Role, StaffUser
+from models.core import Clinic, Doctor, StaffUser
 
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
 QUERY_TIMEOUT = timedelta(seconds=5)  # a live answer, or the DB's copy when no worker answers
 
-Desk = Annotated[StaffUser, Depends(require_roles(Role.front_desk, Role.operator))]
-Reader = Annotated[
-    StaffUser, Depends(require_roles(Role.front_desk, Role.operator, Role.doctor, Role.director, Role.ops))
-]
-Arrival = Annotated[StaffUser, Depends(require_roles(Role.front_desk, Role.doctor))]
-Doctoring = Annotated[StaffUser, Depends(require_roles(Role.doctor, Role.front_desk))]
+Desk = Annotated[StaffUser, policy.may("appointments", "book")]
+Reader = Annotated[StaffUser, policy.may("appointments", "read")]
+Arrival = Annotated[StaffUser, policy.may("appointments", "check-in")]
+Doctoring = Annotated[StaffUser, policy.may("appointments", "finish")]
 
 
 # ---------------------------------------------------------------- schemas
@@ -137,22 +136,24 @@ async def book(
     session: SessionDep,
     temporal: TemporalDep,
     settings: SettingsDep,
-    _: Desk,
+    user: Desk,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> AppointmentOut:
     if idempotency_key and (existing := await booking.by_key(session, idempotency_key)) is not None:
+        if not policy.in_scope(user, existing.clinic_id):  # another branch's key: as if a different booking
+            raise HTTPException(409, "this Idempotency-Key was already used for a different booking")
         return await _replay(existing, body, temporal, settings, session)
 
     clinic = await session.get(Clinic, body.clinic_id)
-    if clinic is None:
+    if clinic is None or not policy.in_scope(user, clinic.id):
         raise invalid_field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
     doctor = await session.get(Doctor, body.doctor_id)
     if doctor is None:
         raise invalid_field("doctor_id", f"doctor_id {body.doctor_id!r} does not exist")
     if doctor.clinic_id != clinic.id:
         raise invalid_field("doctor_id", "this doctor does not work at this clinic")
-    if await session.get(Patient, body.patient_id) is None:
+    if await policy.patient_visible(session, user, body.patient_id) is None:
         raise invalid_field("patient_id", f"patient_id {body.patient_id!r} does not exist")
     try:
         appt = await booking.book(
@@ -219,7 +220,7 @@ async def _replay(
 @router.get("", response_model=list[AppointmentOut])
 async def list_appointments(
     session: SessionDep,
-    _: Reader,
+    user: Reader,
     clinic_id: str | None = None,
     date_: Annotated[date | None, Query(alias="date", description="local date of the clinic")] = None,
     stage: str | None = None,
@@ -229,6 +230,8 @@ async def list_appointments(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[AppointmentOut]:
     q = select(Appointment)
+    if (cond := policy.clinic_filter(user, Appointment.clinic_id)) is not None:
+        q = q.where(cond)
     if stage is not None:
         if stage not in STAGES:
             raise HTTPException(
@@ -266,9 +269,9 @@ async def list_appointments(
 
 @router.get("/{appointment_id}", response_model=AppointmentOut)
 async def get_appointment(
-    appointment_id: str, session: SessionDep, temporal: MaybeTemporalDep, _: Reader
+    appointment_id: str, session: SessionDep, temporal: MaybeTemporalDep, user: Reader
 ) -> AppointmentOut:
-    appt = await _row(session, appointment_id)
+    appt = await _row(session, appointment_id, user)
     if temporal is None:  # Temporal not reachable since this API started: the DB's copy
         return _out(appt)
     try:
@@ -297,9 +300,9 @@ async def get_appointment(
 # ---------------------------------------------------------------- changes (updates)
 @router.post("/{appointment_id}/reschedule", response_model=AppointmentOut)
 async def reschedule(
-    appointment_id: str, body: RescheduleIn, session: SessionDep, temporal: TemporalDep, _: Desk
+    appointment_id: str, body: RescheduleIn, session: SessionDep, temporal: TemporalDep, user: Desk
 ) -> AppointmentOut:
-    appt = await _row(session, appointment_id)
+    appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "reschedule")
     try:
         view = await booking.move(session, temporal, appt, body.starts_at, body.duration_minutes)
@@ -310,9 +313,9 @@ async def reschedule(
 
 @router.post("/{appointment_id}/cancel", response_model=AppointmentOut)
 async def cancel(
-    appointment_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep, _: Desk
+    appointment_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep, user: Desk
 ) -> AppointmentOut:
-    appt = await _row(session, appointment_id)
+    appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "cancel")
     return _out(await booking.cancel(temporal, appt, body.reason))
 
@@ -321,37 +324,37 @@ async def cancel(
 async def confirm(
     appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Desk, body: NoteIn | None = None
 ) -> AppointmentOut:
-    appt = await _row(session, appointment_id)
+    appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "confirm")
     return await _update(temporal, appt, "confirm", StaffAction(by=user.id, note=body.note if body else None))
 
 
 @router.post("/{appointment_id}/check-in", response_model=AppointmentOut)
 async def check_in(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Arrival) -> AppointmentOut:
-    appt = await _row(session, appointment_id)
+    appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "check-in")
     return await _update(temporal, appt, "check_in", StaffAction(by=user.id))
 
 
 @router.post("/{appointment_id}/finish", response_model=AppointmentOut)
 async def finish(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Doctoring) -> AppointmentOut:
-    appt = await _row(session, appointment_id)
+    appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "finish")
     return await _update(temporal, appt, "finish", StaffAction(by=user.id))
 
 
 @router.post("/{appointment_id}/no-show", response_model=AppointmentOut)
 async def no_show(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Arrival) -> AppointmentOut:
-    appt = await _row(session, appointment_id)
+    appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "mark as no-show")
     return await _update(temporal, appt, "no_show", StaffAction(by=user.id))
 
 
 # ---------------------------------------------------------------- helpers
-async def _row(session: SessionDep, appointment_id: str) -> Appointment:
+async def _row(session: SessionDep, appointment_id: str, user: StaffUser) -> Appointment:
     appt = await session.get(Appointment, appointment_id)
-    if appt is None:
-        raise HTTPException(404, f"appointment {appointment_id} not found")
+    if appt is None or not policy.in_scope(user, appt.clinic_id):
+        raise policy.not_found("appointment", appointment_id)
     return appt
 
 

@@ -9,24 +9,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.deps import Deps
 from activities.messaging import MessagingActivities
-from api.deps import SessionDep, require_roles
+from api import policy
+from api.deps import SessionDep
 from api.routers.webhooks import _http
 from conversations.staff import ProviderDown, StaffMessage, StaffSendRefused, send_staff_message
 from models.appointment import Appointment
 from models.conversation import OpenQuestion
-from models.core import MessageLog, OperatorTask, Patient, Role, StaffUser
+from models.core import MessageLog, OperatorTask, Patient, StaffUser
 from models.treatment import TreatmentPlan
 
 router = APIRouter(prefix="/v1/patients", tags=["conversations"])
-Desk = Annotated[StaffUser, Depends(require_roles(Role.front_desk, Role.operator))]
-Reader = Annotated[StaffUser, Depends(require_roles(Role.front_desk, Role.operator, Role.director, Role.doctor))]
+Desk = Annotated[StaffUser, policy.may("patients", "message")]
+Reader = Annotated[StaffUser, policy.may("patients", "read")]
 
 
 class Subject(BaseModel):
@@ -79,10 +80,10 @@ def messenger(request: Request) -> MessagingActivities:
 
 
 async def patient_for(session: AsyncSession, patient_id: str, user: StaffUser) -> Patient:
-    patient = await session.get(Patient, patient_id)
     # Staff see only their branch: another branch's patient does not exist for them.
-    if patient is None or (user.clinic_id and patient.clinic_id and patient.clinic_id != user.clinic_id):
-        raise HTTPException(404, f"patient {patient_id} not found")
+    patient = await policy.patient_visible(session, user, patient_id)
+    if patient is None:
+        raise policy.not_found("patient", patient_id)
     return patient
 
 

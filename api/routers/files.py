@@ -10,17 +10,16 @@ import zipfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, UploadFile, status
+from fastapi import APIRouter, HTTPException, UploadFile, status
 from fastapi.responses import FileResponse
 
-from api.deps import ALL_STAFF, SessionDep, SettingsDep, require_roles
-from models.core import Role, StaffUser
+from api import policy
+from api.deps import SessionDep, SettingsDep
+from models.core import StaffUser
 from models.files import StoredFile, StoredFilePublic, detect_kind
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
-Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
-# Besides the uploader, these roles see every file (they act on every invoice).
-FINANCE_ROLES = (Role.deputy_director, Role.accountant, Role.director, Role.admin)
+Staff = Annotated[StaffUser, policy.may("files", "upload")]
 CHUNK = 1024 * 1024
 ACCEPTED = "PDF, JPEG, PNG, DOC or DOCX"
 
@@ -30,7 +29,8 @@ def file_path(data_dir: Path, sha256: str) -> Path:
 
 
 def may_see(user: StaffUser, f: StoredFile) -> bool:
-    return user.role in FINANCE_ROLES or f.uploaded_by == user.id
+    # Besides the uploader, finance roles see every file (they act on every invoice).
+    return policy.can(user, "files", "read-all") or f.uploaded_by == user.id
 
 
 def _is_docx(path: str) -> bool:

@@ -9,15 +9,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from api.deps import ALL_STAFF, MAX_OFFSET, SessionDep, SettingsDep, TemporalDep, require_roles
-from api.routers.files import FINANCE_ROLES
+from api import policy
+from api.deps import MAX_OFFSET, SessionDep, SettingsDep, TemporalDep
 from contracts.invoice import (
     FINAL_STATES,
     INVOICE_STATE_QUERY,
@@ -30,7 +30,7 @@ from contracts.invoice import (
     invoice_workflow_id,
 )
 from core.search_attributes import EXPENSE_CATEGORY, INVOICE_STATE
-from models.core import Role, StaffUser
+from models.core import StaffUser
 from models.files import StoredFile
 from models.invoice import (
     ApproveIn,
@@ -50,10 +50,14 @@ from models.invoice import (
 )
 
 router = APIRouter(prefix="/v1", tags=["invoices"])
-Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
-Finance = Annotated[StaffUser, Depends(require_roles(Role.deputy_director, Role.accountant, Role.director))]
-Deputy = Annotated[StaffUser, Depends(require_roles(Role.deputy_director))]
-Accountant = Annotated[StaffUser, Depends(require_roles(Role.accountant))]
+Staff = Annotated[StaffUser, policy.may("invoices", "submit")]
+Finance = Annotated[StaffUser, policy.may("invoices", "counterparties")]
+Deputy = Annotated[StaffUser, policy.may("invoices", "approve")]
+Accountant = Annotated[StaffUser, policy.may("invoices", "pay")]
+
+
+def _reads_all(user: StaffUser) -> bool:
+    return policy.can(user, "invoices", "read-all")
 
 
 # ---------------------------------------------------------------- counterparties
@@ -185,7 +189,7 @@ async def registry(
     if initiator:
         ids = select(StaffUser.id).where(or_(col(StaffUser.id) == initiator, col(StaffUser.username) == initiator))
         conds.append(col(Invoice.initiator_id).in_(ids))
-    if user.role not in FINANCE_ROLES:
+    if not _reads_all(user):
         conds.append(Invoice.initiator_id == user.id)
     total, amount = (
         await session.exec(select(func.count(), func.coalesce(func.sum(Invoice.amount), 0)).where(*conds))
@@ -322,7 +326,7 @@ async def _load(session: AsyncSession, invoice_id: str, user: StaffUser) -> Invo
     row = await session.get(Invoice, invoice_id)
     if row is None:
         raise HTTPException(404, f"invoice {invoice_id} not found")
-    if user.role not in FINANCE_ROLES and row.initiator_id != user.id:
+    if not _reads_all(user) and row.initiator_id != user.id:
         raise HTTPException(403, "only the initiator and finance roles may see this invoice")
     return row
 
@@ -334,7 +338,7 @@ async def _files_exist(session: AsyncSession, ids: list[str], field: str, user: 
     missing = set(ids) - {f.id for f in found}
     if missing:
         raise _invalid(field, f"no uploaded file {sorted(missing)[0]!r}; upload it at POST /v1/files first")
-    if user.role not in FINANCE_ROLES and any(f.uploaded_by != user.id for f in found):
+    if not policy.can(user, "files", "read-all") and any(f.uploaded_by != user.id for f in found):
         raise _invalid(field, "attach files you uploaded yourself")
 
 

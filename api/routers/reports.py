@@ -9,14 +9,15 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import SessionDep, SettingsDep, require_roles
+from api import policy
+from api.deps import CurrentUser, SessionDep, SettingsDep
 from core.expense_report import XLSX_TYPE, build_expense_workbook, month_bounds, paid_in_month
 from core.report_workbook import workbook_bytes
 from core.reports import MAX_PERIOD_DAYS, REPORTS, build_report, previous_month
-from models.core import Clinic, Role, StaffUser
+from models.core import Clinic, StaffUser
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-Finance = Annotated[StaffUser, Depends(require_roles(Role.deputy_director, Role.accountant, Role.director))]
+Finance = Annotated[StaffUser, policy.may("reports", "expenses")]
 
 
 @router.get(
@@ -38,9 +39,13 @@ async def expenses(
 
 
 # ---------------------------------------------------------------- management reports (#13)
-Management = Annotated[StaffUser, Depends(require_roles(Role.director, Role.deputy_director, Role.ops))]
-REPORT_ROLES = {Role.director, Role.deputy_director, Role.admin}
-QUEUE_ROLES = REPORT_ROLES | {Role.ops}
+async def _some_report(user: CurrentUser) -> StaffUser:
+    if not (policy.can(user, "reports", "management") or policy.can(user, "reports", "operator-queue")):
+        raise HTTPException(403, f"role {user.role.value!r} may not read management reports")
+    return user
+
+
+Management = Annotated[StaffUser, Depends(_some_report)]
 
 
 def _bad(field: str, msg: str) -> HTTPException:
@@ -63,11 +68,10 @@ async def management_report(
 ) -> Response:
     if name not in REPORTS:
         raise HTTPException(404, f"no report {name!r}; reports: {', '.join(REPORTS)}")
-    allowed = QUEUE_ROLES if name == "operator-queue" else REPORT_ROLES
-    if user.role not in allowed:
-        raise HTTPException(
-            403, f"role {user.role.value!r} may not read {name}; allowed: {', '.join(sorted(r.value for r in allowed))}"
-        )
+    action = "operator-queue" if name == "operator-queue" else "management"
+    if not policy.can(user, "reports", action):
+        allowed = ", ".join(sorted(r.value for r in policy.MATRIX["reports"][action]))
+        raise HTTPException(403, f"role {user.role.value!r} may not read {name}; allowed: {allowed}")
     scope = await report_scope(session, user, clinic_id)
     tz = scope.timezone if scope.clinic is not None else settings.network_timezone
     if from_ is None and to is None:
@@ -104,10 +108,10 @@ class ReportScope:
 
 async def report_scope(session: SessionDep, user: StaffUser, clinic_id: str | None) -> ReportScope:
     """Branch staff (a user tied to a clinic) see only their clinic; network roles any one, or all."""
-    if user.clinic_id is not None:
-        if clinic_id is not None and clinic_id != user.clinic_id:
-            raise HTTPException(404, f"clinic {clinic_id} not found")
-        clinic_id = user.clinic_id
+    if (own := policy.clinic_scope(user)) is not None:
+        if clinic_id is not None and clinic_id != own:
+            raise policy.not_found("clinic", clinic_id)
+        clinic_id = own
     if clinic_id is None:
         return ReportScope(None, None, "")
     clinic = await session.get(Clinic, clinic_id)

@@ -16,9 +16,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from sqlmodel import col, or_, select
 
-from api.deps import ALL_STAFF, SessionDep, require_roles
+from api import policy
+from api.deps import SessionDep
 from api.inbound import Inbound, route_inbound
-from models.core import Channel, MessageLog, Patient, StaffUser
+from models.core import Channel, MessageLog, StaffUser
 
 
 def _sandbox_only(request: Request) -> None:
@@ -27,7 +28,8 @@ def _sandbox_only(request: Request) -> None:
 
 
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"], dependencies=[Depends(_sandbox_only)])
-Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
+Reader = Annotated[StaffUser, policy.may("sandbox", "read")]
+Replier = Annotated[StaffUser, policy.may("sandbox", "reply")]
 
 
 class SandboxMessage(BaseModel):
@@ -93,13 +95,15 @@ def _public(row: MessageLog) -> SandboxMessage:
 @router.get("/messages", response_model=list[SandboxMessage])
 async def sandbox_messages(
     session: SessionDep,
-    _: Staff,
+    user: Reader,
     patient_id: str | None = None,
     subject_id: str | None = None,
     direction: str | None = Query(None, pattern="^(in|out)$"),
     limit: int = Query(100, ge=1, le=500),
 ) -> list[SandboxMessage]:
     q = select(MessageLog)
+    if (cond := policy.clinic_filter(user, MessageLog.clinic_id)) is not None:
+        q = q.where(cond)
     if patient_id:
         q = q.where(or_(MessageLog.patient_id == patient_id, MessageLog.recipient_id == patient_id))
     if subject_id:
@@ -112,10 +116,10 @@ async def sandbox_messages(
 
 
 @router.post("/reply", response_model=SandboxReplyResult)
-async def sandbox_reply(body: SandboxReply, request: Request, session: SessionDep, _: Staff) -> SandboxReplyResult:
-    patient = await session.get(Patient, body.patient_id)
+async def sandbox_reply(body: SandboxReply, request: Request, session: SessionDep, user: Replier) -> SandboxReplyResult:
+    patient = await policy.patient_visible(session, user, body.patient_id)
     if patient is None:
-        raise HTTPException(404, f"patient {body.patient_id} not found")
+        raise policy.not_found("patient", body.patient_id)
     # Messages about a child went to the guardian, so the guardian is who answers.
     sender_id = patient.guardian_id or patient.id
     last_out = (

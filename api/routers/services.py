@@ -14,24 +14,25 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import ALL_STAFF, SessionDep, require_roles
+from api import policy
+from api.deps import SessionDep
 from api.errors import invalid_field
 from api.routers.templates import clinic_for
 from core.texts.catalogue import Entry, catalogue, from_row
 from core.texts.defaults import MEMO_PREFIX
 from core.texts.memos import DEFAULT_MEMOS
-from models.core import Role, StaffUser, utcnow
+from models.core import StaffUser, utcnow
 from models.texts import MessageTemplate, Service
 
 router = APIRouter(prefix="/v1/clinics/{clinic_id}/services", tags=["patient texts"])
 
-Manager = Annotated[StaffUser, Depends(require_roles(Role.admin, Role.director))]
-Anyone = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
+Manager = Annotated[StaffUser, policy.may("directory", "manage")]
+Anyone = Annotated[StaffUser, policy.may("directory", "read")]
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_\-.]{0,63}$")
 
 

@@ -5,18 +5,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from api.deps import ALL_STAFF, MAX_OFFSET, SessionDep, require_roles
+from api import policy
+from api.deps import MAX_OFFSET, CurrentUser, SessionDep
 from api.errors import invalid_field
 from api.routers.conversations import Subject, deliver, patient_for
 from core import metrics
 from models.core import OperatorTask, OperatorTaskPublic, Role, StaffUser, TaskState
 
+
+async def _some_tasks(user: CurrentUser) -> StaffUser:
+    """Any task family at all (which kinds: policy.task_kind_filter)."""
+    if not policy.task_families(user):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role.value!r} has no operator tasks")
+    return user
+
+
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-Staff = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
+Staff = Annotated[StaffUser, Depends(_some_tasks)]
 
 _STATE_ALIASES = {
     "open": (TaskState.requested, TaskState.in_progress),
@@ -32,9 +41,6 @@ class TaskComplete(BaseModel):
         max_length=4096,
         description="an answer to send the patient on their channel before completing (unread_message tasks)",
     )
-
-
-REPLY_ROLES = (Role.front_desk, Role.operator, Role.admin)
 
 
 @router.get("", response_model=list[OperatorTaskPublic])
@@ -67,7 +73,9 @@ async def list_tasks(
                     }
                 ],
             ) from None
-    q = select(OperatorTask).where(col(OperatorTask.state).in_(states))
+    q = select(OperatorTask).where(col(OperatorTask.state).in_(states), policy.task_kind_filter(user))
+    if (cond := policy.clinic_filter(user, OperatorTask.clinic_id)) is not None:
+        q = q.where(cond)
     if kind:
         q = q.where(OperatorTask.kind == kind)
     if clinic_id:
@@ -81,26 +89,21 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=OperatorTaskPublic)
-async def get_task(task_id: str, session: SessionDep, _: Staff) -> OperatorTask:
-    task = await session.get(OperatorTask, task_id)
-    if task is None:
-        raise HTTPException(404, f"task {task_id} not found")
-    return task
+async def get_task(task_id: str, session: SessionDep, user: Staff) -> OperatorTask:
+    return await _visible(session, user, task_id)
 
 
 @router.post("/{task_id}/complete", response_model=OperatorTaskPublic)
 async def complete_task(
     task_id: str, request: Request, session: SessionDep, user: Staff, body: TaskComplete | None = None
 ) -> OperatorTask:
-    task = await session.get(OperatorTask, task_id)
-    if task is None:
-        raise HTTPException(404, f"task {task_id} not found")
+    task = await _visible(session, user, task_id)
     if task.state in (TaskState.completed, TaskState.cancelled):
         raise HTTPException(409, f"task is already {task.state.value}")
     outcome = body.outcome if body else None
     if body is not None and body.reply is not None:
         # The answer goes out first: refused (opted out, WhatsApp window) -> 409, task stays open.
-        if user.role not in REPLY_ROLES:
+        if not policy.can(user, "patients", "message"):
             raise HTTPException(403, f"role {user.role.value!r} may not write to patients")
         if not task.patient_id:
             raise invalid_field("reply", "this task is not about a patient; there is nobody to answer")
@@ -123,4 +126,13 @@ async def complete_task(
     await session.commit()
     metrics.task_closed(task.kind, "completed")
     await session.refresh(task)
+    return task
+
+
+async def _visible(session: SessionDep, user: StaffUser, task_id: str) -> OperatorTask:
+    """Another clinic's task is 404 (as a missing one); a kind the role may not see is 403."""
+    task = await session.get(OperatorTask, task_id)
+    if task is None or not policy.in_scope(user, task.clinic_id):  # network tasks: network staff
+        raise policy.not_found("task", task_id)
+    policy.ensure_task_kind(user, task.kind)
     return task

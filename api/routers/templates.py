@@ -16,10 +16,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel, Field
 
-from api.deps import ALL_STAFF, SessionDep, SettingsDep, require_roles
+from api import policy
+from api.deps import SessionDep, SettingsDep
 from api.errors import invalid_field
 from contracts.common import Button, MessageFacts, button_id
 from core.texts import LANGUAGES
@@ -28,13 +29,13 @@ from core.texts.defaults import KINDS, MEMO_PREFIX, VARIABLES, default_kinds, de
 from core.texts.memos import DEFAULT_MEMOS
 from core.texts.render import SAMPLE, TemplateError, check, render, variables_in
 from models.appointment import Appointment
-from models.core import Clinic, Role, StaffUser, utcnow
+from models.core import Clinic, StaffUser, utcnow
 from models.texts import MessageTemplate
 
 router = APIRouter(prefix="/v1/clinics/{clinic_id}", tags=["patient texts"])
 
-Manager = Annotated[StaffUser, Depends(require_roles(Role.admin, Role.director))]
-Anyone = Annotated[StaffUser, Depends(require_roles(*ALL_STAFF))]
+Manager = Annotated[StaffUser, policy.may("directory", "manage")]
+Anyone = Annotated[StaffUser, policy.may("directory", "read")]
 _MEMO_CODE = re.compile(r"^[a-z0-9][a-z0-9_]{0,58}$")
 # Kinds a preview renders with buttons (ids are placeholders there).
 _BUTTONS = {"reminder": ("confirm", "decline"), "reask": ("confirm", "decline"), "survey": ("nps",)}
@@ -76,10 +77,9 @@ class PreviewOut(BaseModel):
 # ---------------------------------------------------------------- helpers
 async def clinic_for(session: SessionDep, user: StaffUser, clinic_id: str) -> Clinic:
     clinic = await session.get(Clinic, clinic_id)
-    if clinic is None:
-        raise HTTPException(404, f"clinic {clinic_id} not found")
-    if user.clinic_id and user.clinic_id != clinic_id and user.role != Role.admin:
-        raise HTTPException(403, "this clinic is not your branch")
+    # Another branch's clinic answers as a missing one (api/policy.py: never 403).
+    if clinic is None or not policy.in_scope(user, clinic_id):
+        raise policy.not_found("clinic", clinic_id)
     return clinic
 
 

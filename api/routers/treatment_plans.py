@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, status
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowQueryRejectedError
 from temporalio.common import (
@@ -27,7 +27,8 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from api.deps import MAX_OFFSET, SessionDep, SettingsDep, TemporalDep, require_roles
+from api import policy as access
+from api.deps import MAX_OFFSET, SessionDep, SettingsDep, TemporalDep
 from api.errors import invalid_field
 from contracts.appointment import APPOINTMENT_STATE_QUERY
 from contracts.treatment_directions import DIRECTIONS, callback_moment, default_callback_date
@@ -50,7 +51,7 @@ from contracts.treatment_plan import (
     plan_workflow_id,
 )
 from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
-from models.core import Clinic, Patient, Role, StaffUser, as_utc, new_id, policy_from_json
+from models.core import Clinic, StaffUser, as_utc, new_id, policy_from_json
 from models.treatment import (
     AdvanceIn,
     CancelIn,
@@ -67,12 +68,9 @@ PLAN_KEYS = uuid.UUID("6f1c2d0e-6a43-4d7b-9a53-2f4b8e1c7a10")
 
 router = APIRouter(prefix="/v1/treatment-plans", tags=["treatment plans"])
 
-Planner = Annotated[StaffUser, Depends(require_roles(Role.doctor, Role.front_desk))]
-Mover = Annotated[StaffUser, Depends(require_roles(Role.doctor, Role.front_desk, Role.operator))]
-Reader = Annotated[
-    StaffUser, Depends(require_roles(Role.doctor, Role.front_desk, Role.operator, Role.director, Role.ops))
-]
-Lister = Annotated[StaffUser, Depends(require_roles(Role.operator, Role.director))]
+Planner = Annotated[StaffUser, access.may("plans", "create")]
+Mover = Annotated[StaffUser, access.may("plans", "advance")]
+Reader = Annotated[StaffUser, access.may("plans", "read")]
 CHILD_QUERY_TIMEOUT = timedelta(seconds=3)
 
 
@@ -93,9 +91,9 @@ async def create_plan(
     """201 with the computed total and the first stage. The same `Idempotency-Key` (per staff
     user) again returns the same plan and starts no second journey."""
     clinic = await session.get(Clinic, body.clinic_id)
-    if clinic is None:
+    if clinic is None or not access.in_scope(user, clinic.id):
         raise invalid_field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
-    if await session.get(Patient, body.patient_id) is None:
+    if await access.patient_visible(session, user, body.patient_id) is None:
         raise invalid_field("patient_id", f"patient_id {body.patient_id!r} does not exist")
     try:
         price = price_plan(body.items, body.discount_percent, body.bonus_points)
@@ -196,7 +194,7 @@ async def create_plan(
 @router.get("")
 async def list_plans(
     session: SessionDep,
-    _: Lister,
+    user: Reader,
     clinic_id: str | None = None,
     direction: str | None = None,
     stage: str | None = None,
@@ -218,6 +216,8 @@ async def list_plans(
             ],
         )
     q = select(TreatmentPlan)
+    if (cond := access.clinic_filter(user, TreatmentPlan.clinic_id)) is not None:
+        q = q.where(cond)
     if clinic_id:
         q = q.where(TreatmentPlan.clinic_id == clinic_id)
     if direction:
@@ -241,8 +241,8 @@ async def list_plans(
 
 
 @router.get("/{plan_id}")
-async def get_plan(plan_id: str, session: SessionDep, temporal: TemporalDep, _: Reader) -> dict[str, Any]:
-    row = await _row(session, plan_id)
+async def get_plan(plan_id: str, session: SessionDep, temporal: TemporalDep, user: Reader) -> dict[str, Any]:
+    row = await _row(session, plan_id, user)
     view = await _view(temporal, row)
     live = await _child_stages(temporal, view)
     out = dataclasses.asdict(view)
@@ -256,7 +256,7 @@ async def get_plan(plan_id: str, session: SessionDep, temporal: TemporalDep, _: 
 async def advance(
     plan_id: str, body: AdvanceIn, session: SessionDep, temporal: TemporalDep, user: Mover
 ) -> dict[str, Any]:
-    row = await _row(session, plan_id)
+    row = await _row(session, plan_id, user)
     clinic = await session.get(Clinic, row.clinic_id)
     assert clinic is not None
     policy = policy_from_json(clinic.policy)
@@ -297,7 +297,7 @@ async def advance(
 async def cancel(
     plan_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep, user: Planner
 ) -> dict[str, Any]:
-    row = await _row(session, plan_id)
+    row = await _row(session, plan_id, user)
     out = await temporal.get_workflow_handle(row.workflow_id).execute_update(
         CANCEL_UPDATE,
         CancelRequest(reason=body.reason, actor=_actor(user), cancel_visits=body.cancel_visits),
@@ -309,10 +309,10 @@ async def cancel(
 # ---------------------------------------------------------------- helpers
 
 
-async def _row(session: SessionDep, plan_id: str) -> TreatmentPlan:
+async def _row(session: SessionDep, plan_id: str, user: StaffUser) -> TreatmentPlan:
     row = await session.get(TreatmentPlan, plan_id)
-    if row is None:
-        raise HTTPException(404, f"treatment plan {plan_id} not found")
+    if row is None or not access.in_scope(user, row.clinic_id):
+        raise access.not_found("treatment plan", plan_id)
     return row
 
 
