@@ -9,7 +9,7 @@ unset PYTHONDONTWRITEBYTECODE
 scripts/bootstrap.sh
 
 export DATA_DIR=${DATA_DIR:-$PWD/.data}
-mkdir -p "$DATA_DIR"
+mkdir -p -m 700 "$DATA_DIR"   # patient data and secrets: the owner only
 TEMPORAL_ADDRESS=${TEMPORAL_ADDRESS:-127.0.0.1:7233}
 TEMPORAL_HOST=${TEMPORAL_ADDRESS%:*}
 TEMPORAL_PORT=${TEMPORAL_ADDRESS##*:}
@@ -42,12 +42,13 @@ wait_port() {  # host port name seconds
 }
 
 if [ "${EXTERNAL_TEMPORAL:-0}" != 1 ]; then
-  CODEC_SECRET=$($J codec-secret)
+  # The UI publishes its codec endpoint to anyone who opens it: no secret in it. Ops sign in at
+  # $API/codec/login and tick "Include cross-origin credentials" in the UI's codec settings.
   # shellcheck disable=SC2046
   .tools/bin/temporal server start-dev \
     --ip "$TEMPORAL_HOST" --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" \
     --db-filename "$DATA_DIR/temporal.db" --namespace "${TEMPORAL_NAMESPACE:-default}" \
-    --ui-codec-endpoint "http://$API_HOST:$API_PORT/codec/k/$CODEC_SECRET" \
+    --ui-codec-endpoint "http://$API_HOST:$API_PORT/codec" \
     --dynamic-config-value 'matching.longPollExpirationInterval="10s"' \
     --log-level warn $($J search-attributes) > "$DATA_DIR/temporal.log" 2>&1 &
   pids+=($!)
@@ -68,7 +69,7 @@ cat <<MSG
     API               http://$API_HOST:$API_PORT
     API docs          http://$API_HOST:$API_PORT/docs
     Health            http://$API_HOST:$API_PORT/health
-    Temporal UI       http://$TEMPORAL_HOST:$UI_PORT
+    Temporal UI       http://$TEMPORAL_HOST:$UI_PORT  (payloads: sign in at http://$API_HOST:$API_PORT/codec/login)
     Temporal gRPC     $TEMPORAL_ADDRESS
     Admin login       admin / password in $DATA_DIR/admin-password
     Logs              Temporal: $DATA_DIR/temporal.log; worker and API below

@@ -67,8 +67,20 @@ def test_app_services_use_our_settings_and_cli() -> None:
 def test_ui_decodes_payloads_through_our_codec_endpoint() -> None:
     ui = SERVICES["temporal-ui"]["environment"]
     assert ui["TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert "/codec/k/${CODEC_SECRET" in ui["TEMPORAL_CODEC_ENDPOINT"]
+    # The UI hands its settings (codec endpoint included) to anyone: no secret in it. It sends
+    # the ops sign-in cookie instead.
+    assert ui["TEMPORAL_CODEC_ENDPOINT"].endswith("/codec") and "SECRET" not in ui["TEMPORAL_CODEC_ENDPOINT"]
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
     assert SERVICES["api"]["environment"]["CORS_ORIGINS"] == ui["TEMPORAL_CORS_ORIGINS"]
+
+
+def test_only_the_api_listens_on_public_interfaces() -> None:
+    for name, svc in SERVICES.items():
+        for port in svc.get("ports", []):
+            host = str(port).split(":")[0] if str(port).count(":") == 2 else "0.0.0.0"
+            if name == "api":
+                continue
+            assert host == "127.0.0.1", f"{name} publishes {port} on every interface"
 
 
 def test_dockerfile_builds_from_the_lock_file() -> None:

@@ -59,7 +59,7 @@ def test_make_run_serves_api_ui_and_codec(tmp_path: Path) -> None:
         "TEMPORAL_UI_PORT": str(ui_port),
         "API_PORT": str(api_port),
         "API_HOST": "127.0.0.1",
-        "CORS_ORIGINS": f"http://127.0.0.1:{ui_port}",
+        # No CORS_ORIGINS: the default follows TEMPORAL_UI_PORT, so the UI's codec calls work.
     }
     log = tmp_path / "run.log"
     api, ui = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
@@ -73,9 +73,13 @@ def test_make_run_serves_api_ui_and_codec(tmp_path: Path) -> None:
         assert httpx.get(ui, timeout=10).status_code == 200
 
         # The UI is configured with our codec endpoint, and that endpoint decodes from the UI.
-        codec = httpx.get(f"{ui}/api/v1/settings", timeout=10).json()["Codec"]["Endpoint"]
-        assert codec.startswith(f"{api}/codec")
+        # The UI hands its settings to anyone: they carry no secret, and the endpoint alone
+        # decodes nothing; an ops sign-in (the browser's cookie) does.
+        ui_settings = httpx.get(f"{ui}/api/v1/settings", timeout=10).text
+        codec = json.loads(ui_settings)["Codec"]["Endpoint"]
+        assert codec == f"{api}/codec"
         settings = Settings(DATA_DIR=env["DATA_DIR"])  # the keys `make run` generated
+        assert settings.codec_secret not in ui_settings and "/codec/k/" not in ui_settings
         import asyncio
 
         [p] = asyncio.run(data_converter(settings.encryption_keys()).encode([{"full_name": "Olena"}]))
@@ -87,10 +91,20 @@ def test_make_run_serves_api_ui_and_codec(tmp_path: Path) -> None:
                 }
             ]
         }
-        r = httpx.post(f"{codec}/decode", json=body, headers={"Origin": ui, "X-Namespace": "default"})
-        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ui
-        assert json.loads(base64.b64decode(r.json()["payloads"][0]["data"])) == {"full_name": "Olena"}
+        ui_call = {"Origin": ui, "X-Namespace": "default"}
+        assert httpx.post(f"{codec}/decode", json=body, headers=ui_call).status_code == 401
         admin_password = (Path(env["DATA_DIR"]) / "admin-password").read_text().strip()
+        login = httpx.post(f"{codec}/login", data={"username": "admin", "password": admin_password})
+        assert login.status_code == 200
+        r = httpx.post(f"{codec}/decode", json=body, headers=ui_call, cookies=login.cookies)
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == ui
+        assert r.headers["access-control-allow-credentials"] == "true"
+        assert json.loads(base64.b64decode(r.json()["payloads"][0]["data"])) == {"full_name": "Olena"}
+        # Patient data and secrets on disk are the owner's only.
+        data = Path(env["DATA_DIR"])
+        for f in ("journeys.db", "jwt-secret", "payload-keys.json", "codec-secret", "admin-password"):
+            assert (data / f).stat().st_mode & 0o077 == 0, f"{f} is readable by others"
+        assert data.stat().st_mode & 0o077 == 0
         assert (
             httpx.post(f"{api}/v1/auth/token", data={"username": "admin", "password": admin_password}).status_code
             == 200

@@ -12,6 +12,7 @@ import os
 import uuid
 from datetime import timedelta
 
+import httpx
 import pytest
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowFailureError
@@ -106,6 +107,36 @@ async def _encoded_body(settings: Settings) -> dict:
     }
 
 
+async def test_ui_codec_login_sets_a_cookie_only_ops_can_use(api: Api, settings: Settings, users: dict) -> None:
+    """The Temporal UI can send no secret of ours: ops sign in in the browser, and the UI's
+    "include cross-origin credentials" sends the cookie with each codec call."""
+    body = await _encoded_body(settings)
+    base = str(api.http.base_url)
+    pw = "pw-{role}-12345"
+    async with httpx.AsyncClient(base_url=base) as browser:
+        assert (await browser.get("/codec/login")).status_code == 200
+        r = await browser.post(
+            "/codec/login", data={"username": users[Role.front_desk], "password": pw.format(role="front_desk")}
+        )
+        assert r.status_code == 403 and "journeys_codec" not in r.headers.get("set-cookie", "")
+        assert (await browser.post("/codec/decode", json=body)).status_code == 401
+        r = await browser.post("/codec/login", data={"username": users[Role.ops], "password": pw.format(role="ops")})
+        assert r.status_code == 200, r.text
+        cookie = r.headers["set-cookie"]
+        assert "journeys_codec=" in cookie and "HttpOnly" in cookie and "Path=/codec" in cookie
+        assert "samesite=strict" in cookie.lower()
+        r = await browser.post("/codec/decode", json=body, headers={"Origin": "http://127.0.0.1:8233"})
+        assert r.status_code == 200 and NAME.encode() in base64.b64decode(r.json()["payloads"][0]["data"])
+        assert r.headers["access-control-allow-credentials"] == "true"
+        assert r.headers["access-control-allow-origin"] == "http://127.0.0.1:8233"
+        # The cookie is for the codec only: it is no API login.
+        assert (await browser.get("/v1/auth/me")).status_code == 401
+        assert (await browser.post("/codec/logout")).status_code == 200
+        assert (await browser.post("/codec/decode", json=body)).status_code == 401
+    async with httpx.AsyncClient(base_url=base, cookies={"journeys_codec": "forged"}) as browser:
+        assert (await browser.post("/codec/decode", json=body)).status_code == 401
+
+
 async def test_codec_endpoint_for_ops_only(api: Api, settings: Settings) -> None:
     body = await _encoded_body(settings)
     r = await api.as_(Role.ops).post("/codec/decode", json=body)
@@ -114,12 +145,11 @@ async def test_codec_endpoint_for_ops_only(api: Api, settings: Settings) -> None
     assert NAME.encode() in decoded
     assert (await api.as_(Role.front_desk).post("/codec/decode", json=body)).status_code == 403
     assert (await api.http.post("/codec/decode", json=body)).status_code == 401
+    # The CLI's --codec-header "X-Codec-Secret=…"; never a secret in a URL (the UI publishes its endpoint).
     r = await api.http.post("/codec/decode", json=body, headers={"X-Codec-Secret": settings.codec_secret})
     assert r.status_code == 200
-    # The path form the Temporal UI is configured with by `make run`.
-    r = await api.http.post(f"/codec/k/{settings.codec_secret}/decode", json=body)
-    assert r.status_code == 200
-    assert (await api.http.post("/codec/k/wrong/decode", json=body)).status_code == 401
+    assert (await api.http.post("/codec/decode", json=body, headers={"X-Codec-Secret": "wrong"})).status_code == 401
+    assert (await api.http.post(f"/codec/k/{settings.codec_secret}/decode", json=body)).status_code == 404
     # CORS for the UI origin
     r = await api.http.options(
         "/codec/decode",
@@ -196,11 +226,11 @@ async def test_request_log_shows_route_templates_not_secrets(api: Api, settings:
     configure_logging("INFO", json_output=True)
     logging.getLogger().handlers[0].stream = buf  # type: ignore[attr-defined]
     body = await _encoded_body(settings)
-    r = await api.http.post(f"/codec/k/{settings.codec_secret}/decode", json=body)
+    r = await api.http.post("/codec/decode", json=body, headers={"X-Codec-Secret": settings.codec_secret})
     assert r.status_code == 200
     await api.as_(Role.front_desk).get("/v1/patients", params={"q": PHONE})
     lines = [json.loads(x) for x in buf.getvalue().splitlines()]
     requests = [x for x in lines if x.get("event") == "request" and x.get("logger") == "api"]
-    assert {x["path"] for x in requests} >= {"/codec/k/{secret}/decode", "/v1/patients"}
+    assert {x["path"] for x in requests} >= {"/codec/decode", "/v1/patients"}
     assert all(x.get("request_id") for x in requests)
     assert settings.codec_secret not in buf.getvalue() and PHONE not in buf.getvalue()

@@ -2,25 +2,36 @@
 
 Protocol (Temporal's remote codec): POST {endpoint}/encode|decode with
 `{"payloads": [{"metadata": {k: b64}, "data": b64}]}` and the same shape back.
-Access: a staff JWT with role ops/admin, or the CODEC_SECRET (X-Codec-Secret header, or the
-`/codec/k/{secret}` prefix for UIs that cannot send headers, as the dev server's UI).
+
+Who may call it — a staff identity whose role may `decode` (policy: ops, admin), given as
+* the codec cookie, set by signing in at GET/POST /codec/login in the browser; the Temporal UI
+  sends it when its codec setting "Include cross-origin credentials" is on
+  (`TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true` for the UI server image);
+* `Authorization: Bearer <staff token>` (the UI's "Pass the user access token", or the CLI's
+  `--codec-auth`);
+* or, for the `temporal` CLI and scripts only, the CODEC_SECRET in the `X-Codec-Secret` header
+  (`--codec-header "X-Codec-Secret=…"`). The secret never travels in a URL: the UI publishes
+  its codec endpoint to anyone who can open it (`GET /api/v1/settings`).
 """
 
 from __future__ import annotations
 
+import html
 from typing import Annotated, Any
 
-import jwt
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from api.deps import SessionDep, SettingsDep, oauth2
+from api import policy
+from api.deps import SessionDep, SettingsDep, oauth2, staff_from_token
+from api.login import authenticate
 from core.codec import EncryptionCodec, UnknownKeyError
-from core.security import decode_token, same_secret
-from models.core import Role, StaffUser
+from core.security import create_token, same_secret
 
 router = APIRouter(prefix="/codec", tags=["codec"])
+COOKIE = "journeys_codec"
 
 
 async def _authorise(
@@ -28,22 +39,19 @@ async def _authorise(
     settings: SettingsDep,
     session: SessionDep,
     token: Annotated[str | None, Depends(oauth2)],
-    secret: str | None = None,
 ) -> None:
-    offered = secret or request.headers.get("x-codec-secret") or token
-    if same_secret(offered, settings.codec_secret):
+    secret = request.headers.get("x-codec-secret") or token
+    if same_secret(secret, settings.codec_secret):
         return
-    if token:
-        try:
-            claims = decode_token(settings.jwt_secret, token)
-        except jwt.PyJWTError:
-            claims = None
-        if claims:
-            user = await session.get(StaffUser, claims["sub"])
-            if user and user.active and user.role in (Role.ops, Role.admin):
-                return
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "only ops or admin may read payloads")
-    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "codec access needs an ops/admin token or the codec secret")
+    staff_token = token or request.cookies.get(COOKIE)
+    if not staff_token:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "codec access needs an ops/admin login (sign in at /codec/login, or send a bearer token)",
+        )
+    user = await staff_from_token(session, settings, staff_token)
+    if not policy.can(user, "codec", "decode"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only ops or admin may read payloads")
 
 
 def _codec(request: Request) -> EncryptionCodec:
@@ -78,11 +86,57 @@ async def decode(request: Request) -> dict[str, Any]:
     return await _run(request, encode=False)
 
 
-@router.post("/k/{secret}/encode", dependencies=[Depends(_authorise)], include_in_schema=False)
-async def encode_keyed(request: Request) -> dict[str, Any]:
-    return await _run(request, encode=True)
+# ---------------------------------------------------------------- browser sign-in for the UI
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>patient-journeys: payload access</title></head>
+<body style="font-family:sans-serif;max-width:36em;margin:3em auto">
+<h1>Read payloads in the Temporal UI</h1>{message}
+<form method="post" action="login">
+<p><label>Username <input name="username" autocomplete="username" required></label></p>
+<p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
+<p><button type="submit">Sign in</button></p></form>
+<p>For ops and admin. Then, in the Temporal UI's codec settings, keep this API's
+<code>/codec</code> endpoint and turn on <em>Include cross-origin credentials</em>.</p>
+</body></html>"""
 
 
-@router.post("/k/{secret}/decode", dependencies=[Depends(_authorise)], include_in_schema=False)
-async def decode_keyed(request: Request) -> dict[str, Any]:
-    return await _run(request, encode=False)
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_page() -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(message=""))
+
+
+@router.post("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=200)],
+) -> HTMLResponse:
+    """Sets an HttpOnly, SameSite=Strict cookie scoped to /codec holding a staff token (it ends
+    with the token, and when the user is deactivated)."""
+    user = await authenticate(request, session, settings, username, password)
+    if not policy.can(user, "codec", "decode"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only ops or admin may read payloads")
+    token = create_token(settings.jwt_secret, user.id, user.role.value, settings.jwt_ttl_seconds)
+    secure = request.url.scheme == "https" or settings.public_base_url.startswith("https://")
+    page = HTMLResponse(_PAGE.format(message=f"<p><strong>Signed in as {html.escape(user.username)}.</strong></p>"))
+    page.set_cookie(
+        COOKIE,
+        token,
+        max_age=settings.jwt_ttl_seconds,
+        path="/codec",
+        httponly=True,
+        # Over https the UI may live on another site (e.g. tunnelled to localhost): SameSite=None
+        # is then needed, and CORS (CORS_ORIGINS) still decides who may read an answer.
+        samesite="none" if secure else "strict",
+        secure=secure,
+    )
+    return page
+
+
+@router.post("/logout", include_in_schema=False)
+async def logout() -> HTMLResponse:
+    page = HTMLResponse(_PAGE.format(message="<p>Signed out.</p>"))
+    page.delete_cookie(COOKIE, path="/codec")
+    return page
