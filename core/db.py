@@ -3,6 +3,7 @@ same URL. `DATABASE_URL` may be `sqlite:///path` or `postgresql://...`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,12 +30,27 @@ def sync_url(url: str) -> str:
     return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
 
 
+def private_sqlite_file(url: str) -> None:
+    """The SQLite file holds patient data: create it (and a missing folder) for the owner only,
+    0600 / 0700, before SQLite opens it; its -wal/-shm files inherit the file's mode. An
+    existing file readable by others is tightened."""
+    path = url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else ""
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    p = Path(path)
+    if not p.parent.exists():
+        p.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600))
+    for f in (p, Path(f"{p}-wal"), Path(f"{p}-shm"), Path(f"{p}-journal")):
+        if f.exists() and f.stat().st_mode & 0o077:
+            f.chmod(0o600)
+
+
 def make_engine(url: str) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(url)
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -84,7 +100,5 @@ def migrate(url: str, revision: str = "heads") -> None:
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     cfg.attributes["database_url"] = sync_url(url)
-    if url.startswith("sqlite"):
-        path = sync_url(url).split(":///", 1)[1]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite_file(sync_url(url))
     command.upgrade(cfg, revision)

@@ -31,21 +31,24 @@ class Settings(BaseSettings):
     temporal_task_queue: str = Field(default="journeys", alias="TEMPORAL_TASK_QUEUE")
     temporal_tls: bool = Field(default=False, alias="TEMPORAL_TLS")
     temporal_api_key: str = Field(default="", alias="TEMPORAL_API_KEY")
-    temporal_ui_url: str = Field(default="http://127.0.0.1:8233", alias="TEMPORAL_UI_URL")
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535, alias="TEMPORAL_UI_PORT")
+    temporal_ui_url: str = Field(default="", alias="TEMPORAL_UI_URL")  # default: 127.0.0.1 on the UI port
 
     api_host: str = Field(default="127.0.0.1", alias="API_HOST")
     api_port: int = Field(default=8000, alias="API_PORT")
     # API processes serving API_PORT (uvicorn workers); each has its own DB pool and Temporal client.
     api_workers: int = Field(default=1, ge=1, le=64, alias="API_WORKERS")
     public_base_url: str = Field(default="", alias="PUBLIC_BASE_URL")
-    # Comma-separated in the environment (NoDecode: not parsed as JSON first).
-    cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"],
-        alias="CORS_ORIGINS",
-    )
+    # Comma-separated in the environment (NoDecode: not parsed as JSON first). Unset: the local
+    # Temporal UI's origins on TEMPORAL_UI_PORT (its codec calls come from there).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="CORS_ORIGINS")
 
     jwt_secret: str = Field(default="", alias="JWT_SECRET")
     jwt_ttl_seconds: int = Field(default=8 * 3600, alias="JWT_TTL_SECONDS")
+    # Login throttle: this many failed logins per username, and per client address, within
+    # the window -> 429 with Retry-After until the oldest of them leaves the window.
+    login_max_failures: int = Field(default=10, ge=1, le=1000, alias="LOGIN_MAX_FAILURES")
+    login_window: timedelta = Field(default=timedelta(minutes=15), alias="LOGIN_WINDOW")
     # key id -> base64 (urlsafe or standard) 128/192/256-bit AES key; the first one encrypts.
     payload_encryption_keys: str = Field(default="", alias="PAYLOAD_ENCRYPTION_KEYS")
     # Lets the Temporal UI call /codec/* without a staff JWT (sent as the X-Codec-Secret header
@@ -115,7 +118,7 @@ class Settings(BaseSettings):
             return [o.strip() for o in v.split(",") if o.strip()]
         return v
 
-    @field_validator("invoice_remind_after", "invoice_escalate_after", mode="before")
+    @field_validator("invoice_remind_after", "invoice_escalate_after", "login_window", mode="before")
     @classmethod
     def _seconds(cls, v: object) -> object:
         # Env values arrive as strings: "90" or "1.5" mean seconds, anything else is ISO-8601.
@@ -139,6 +142,13 @@ class Settings(BaseSettings):
         self.import_dir = Path(self.import_dir).resolve() if self.import_dir else self.data_dir / "imports"
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'journeys.db'}"
+        if not self.cors_origins:
+            self.cors_origins = [
+                f"http://127.0.0.1:{self.temporal_ui_port}",
+                f"http://localhost:{self.temporal_ui_port}",
+            ]
+        if not self.temporal_ui_url:
+            self.temporal_ui_url = f"http://127.0.0.1:{self.temporal_ui_port}"
         if not self.public_base_url:
             self.public_base_url = f"http://{self.api_host}:{self.api_port}"
         if not self.jwt_secret:
@@ -201,13 +211,22 @@ def _local_secret(data_dir: Path, name: str, make) -> str:  # type: ignore[no-un
     and survives restarts. Production sets the environment variable instead."""
     path = data_dir / name
     if path.exists():
+        if path.stat().st_mode & 0o077:  # left readable by an older version: owner only
+            path.chmod(0o600)
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
     value = make()
+    write_private(path, value)
+    return value
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only (0600, in a 0700 folder if it makes one) and
+    write `text`; never a moment where others could read it."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(value)
-    return value
+        f.write(text)
 
 
 @lru_cache

@@ -4,10 +4,26 @@
 #   scripts/pg-test.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=$PWD/.data/pgtest
+# Where this checkout's cluster lives: .data/pgtest, or, when run as root (the server then runs
+# as `postgres`) from a folder `postgres` cannot enter (a 0700 home or mktemp -d), a private
+# throwaway folder under /tmp owned by postgres; its path is remembered in .data/pgtest.where.
+WHERE=$PWD/.data/pgtest.where
 
 pgbin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cluster_dir() {
+  if [ -f "$WHERE" ] && [ -d "$(cat "$WHERE")" ]; then cat "$WHERE"; return; fi
+  mkdir -p "$PWD/.data"
+  if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$PWD/.data"; then
+    echo "$PWD/.data/pgtest"
+  else
+    local d
+    d=$(mktemp -d /tmp/journeys-pgtest.XXXXXX)   # 0700, then handed to postgres
+    chown postgres:postgres "$d"
+    echo "$d" > "$WHERE"
+    echo "$d"
+  fi
+}
 
 case "${1:-start}" in
 start)
@@ -17,8 +33,9 @@ start)
     apt-get update -qq >&2 && apt-get install -y -qq postgresql >&2
   fi
   BIN=$(pgbin)
+  DIR=$(cluster_dir)
   mkdir -p "$DIR"
-  [ "$(id -u)" = 0 ] && chown postgres:postgres "$DIR"
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$DIR"; fi
   if [ ! -f "$DIR/PG_VERSION" ]; then
     as_pg "$BIN/initdb" -D "$DIR" -U postgres --auth=trust -E UTF8 >/dev/null
   fi
@@ -41,7 +58,12 @@ start)
   ;;
 stop)
   BIN=$(pgbin)
+  if [ -f "$WHERE" ]; then DIR=$(cat "$WHERE"); else DIR=$PWD/.data/pgtest; fi
   [ -n "$BIN" ] && [ -f "$DIR/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$DIR" -m fast stop >/dev/null 2>&1 || true
+  if [ -f "$WHERE" ]; then  # the folder outside the checkout is throwaway: remove it
+    case "$DIR" in /tmp/journeys-pgtest.*) rm -rf "$DIR" ;; esac
+    rm -f "$WHERE"
+  fi
   ;;
 *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

@@ -66,3 +66,33 @@ def test_api_workers_run_several_processes_on_one_port(tmp_path: Path, monkeypat
     assert not isinstance(a1[0], str) and "workers" not in kw1
     with pytest.raises(ValidationError):
         Settings(DATA_DIR=tmp_path, API_WORKERS=0)
+
+
+def test_cors_defaults_follow_the_ui_port(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in list(os.environ):
+        if k.startswith(("TEMPORAL_", "CORS_")):
+            monkeypatch.delenv(k)
+    s = Settings(DATA_DIR=str(tmp_path))
+    assert s.cors_origins == ["http://127.0.0.1:8233", "http://localhost:8233"]
+    monkeypatch.setenv("TEMPORAL_UI_PORT", "18233")
+    s = Settings(DATA_DIR=str(tmp_path))
+    assert s.cors_origins == ["http://127.0.0.1:18233", "http://localhost:18233"]
+    assert s.temporal_ui_url == "http://127.0.0.1:18233"
+    monkeypatch.setenv("CORS_ORIGINS", "https://ui.clinic.example")
+    assert Settings(DATA_DIR=str(tmp_path)).cors_origins == ["https://ui.clinic.example"]
+
+
+def test_patient_data_and_secrets_are_the_owners_only(tmp_path: Path) -> None:
+    from core.db import migrate
+
+    data = tmp_path / "data"
+    s = Settings(DATA_DIR=str(data))
+    migrate(s.database_url)
+    for name in ("journeys.db", "jwt-secret", "payload-keys.json", "codec-secret"):
+        mode = (data / name).stat().st_mode & 0o777
+        assert mode == 0o600, f"{name} is {oct(mode)}"
+    assert data.stat().st_mode & 0o077 == 0
+    # A database file an older version left readable is tightened on the next start.
+    (data / "journeys.db").chmod(0o644)
+    migrate(s.database_url)
+    assert (data / "journeys.db").stat().st_mode & 0o777 == 0o600

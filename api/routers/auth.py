@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
-from sqlmodel import select
 
 from api.deps import CurrentUser, SessionDep, SettingsDep
-from core.security import create_token, verify_password
+from api.login import authenticate
+from core.security import create_token
 from models.core import StaffPublic, StaffUser
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -23,13 +23,10 @@ class Token(BaseModel):
 
 @router.post("/token", response_model=Token)
 async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, session: SessionDep, settings: SettingsDep
 ) -> Token:
-    user = (await session.exec(select(StaffUser).where(StaffUser.username == form.username))).first()
-    if not verify_password(form.password, user.password_hash if user else None) or user is None or not user.active:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
-        )
+    """401 for a wrong username or password; 429 with Retry-After after too many failures."""
+    user = await authenticate(request, session, settings, form.username, form.password)
     token = create_token(settings.jwt_secret, user.id, user.role.value, settings.jwt_ttl_seconds)
     return Token(access_token=token, expires_in=settings.jwt_ttl_seconds, role=user.role.value)
 
