@@ -16,7 +16,7 @@ import pytest
 
 from activities.deps import Deps
 from api import policy
-from core.cli import _create_user
+from cli import _create_user
 from core.settings import PROJECT_ROOT, Settings
 from models.core import OperatorTask, Role
 from models.invoice import Invoice, InvoiceState

@@ -17,7 +17,7 @@ import pytest
 from sqlmodel import update
 
 from api import login as login_module
-from core.cli import _create_user
+from cli import _create_user
 from core.db import make_engine, migrate, session_factory
 from core.settings import Settings
 from models.core import LoginFailure, Role
