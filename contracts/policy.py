@@ -22,8 +22,14 @@ class QuietHours:
     end: str = "08:00"  # ...until here (the window may cross midnight)
 
 
-def _td(seconds: float) -> timedelta:
-    return timedelta(seconds=float(seconds))
+class _Duration:
+    """A typed `timedelta` view of a seconds field (`policy.reminder_lead_td`)."""
+
+    def __init__(self, seconds_field: str) -> None:
+        self.seconds_field = seconds_field
+
+    def __get__(self, policy: object, owner: type | None = None) -> timedelta:
+        return timedelta(seconds=float(getattr(policy, self.seconds_field)))
 
 
 @dataclass
@@ -51,37 +57,14 @@ class JourneyPolicy:
     max_history_events: int = 8000
 
     # Typed timings (the fields stay seconds: that is their wire format in saved histories).
-    @property
-    def reminder_lead_td(self) -> timedelta:
-        return _td(self.reminder_lead)
-
-    @property
-    def reask_interval_td(self) -> timedelta:
-        return _td(self.reask_interval)
-
-    @property
-    def voice_call_after_td(self) -> timedelta:
-        return _td(self.voice_call_after)
-
-    @property
-    def confirm_deadline_td(self) -> timedelta:
-        return _td(self.confirm_deadline)
-
-    @property
-    def no_show_grace_td(self) -> timedelta:
-        return _td(self.no_show_grace)
-
-    @property
-    def feedback_delay_td(self) -> timedelta:
-        return _td(self.feedback_delay)
-
-    @property
-    def survey_timeout_td(self) -> timedelta:
-        return _td(self.survey_timeout)
-
-    @property
-    def lab_results_after_td(self) -> timedelta:
-        return _td(self.lab_results_after)
+    reminder_lead_td = _Duration("reminder_lead")
+    reask_interval_td = _Duration("reask_interval")
+    voice_call_after_td = _Duration("voice_call_after")
+    confirm_deadline_td = _Duration("confirm_deadline")
+    no_show_grace_td = _Duration("no_show_grace")
+    feedback_delay_td = _Duration("feedback_delay")
+    survey_timeout_td = _Duration("survey_timeout")
+    lab_results_after_td = _Duration("lab_results_after")
 
 
 DEFAULT_POLICY = JourneyPolicy()

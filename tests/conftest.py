@@ -23,12 +23,12 @@ from temporalio.testing import WorkflowEnvironment
 from activities.deps import Deps
 from core import search_attributes
 from core.db import migrate
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import Settings
 from core.temporal import DEV_SERVER_ARGS, connect
 from models.core import Role
+from tests.support.api import TEMPORAL_BIN, Api
 from tests.support.live import free_port, running_worker, serve
 
-TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 ROLE_PASSWORD = "pw-{role}-12345"
 
 
@@ -137,44 +137,6 @@ async def tokens(api_url: str, users: dict[Role, str]) -> dict[Role, str]:
             r.raise_for_status()
             out[role] = r.json()["access_token"]
     return out
-
-
-class Api:
-    """An httpx client against the live API that logs in as a role: `api.as_(Role.operator)`."""
-
-    def __init__(self, http: httpx.AsyncClient, tokens: dict[Role, str]) -> None:
-        self.http = http
-        self.tokens = tokens
-
-    def headers(self, role: Role) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}"}
-
-    async def call(self, role: Role | None, method: str, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
-        headers = {**(self.headers(role) if role else {}), **kw.pop("headers", {})}
-        return await self.http.request(method, url, headers=headers, **kw)
-
-    def as_(self, role: Role) -> _RoleClient:
-        return _RoleClient(self, role)
-
-
-class _RoleClient:
-    def __init__(self, api: Api, role: Role) -> None:
-        self.api, self.role = api, role
-
-    async def get(self, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
-        return await self.api.call(self.role, "GET", url, **kw)
-
-    async def post(self, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
-        return await self.api.call(self.role, "POST", url, **kw)
-
-    async def patch(self, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
-        return await self.api.call(self.role, "PATCH", url, **kw)
-
-    async def put(self, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
-        return await self.api.call(self.role, "PUT", url, **kw)
-
-    async def delete(self, url: str, **kw) -> httpx.Response:  # type: ignore[no-untyped-def]
-        return await self.api.call(self.role, "DELETE", url, **kw)
 
 
 @pytest.fixture(scope="session")

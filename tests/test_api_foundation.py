@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from models.core import Role
-from tests.conftest import Api
+from tests.support.api import Api
 
 
 async def test_health_names_nothing_missing_when_all_up(api: Api) -> None:

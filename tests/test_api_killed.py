@@ -16,8 +16,8 @@ from activities.deps import Deps
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Role
-from tests.appointment_support import at, make_clinic
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import at, make_clinic
 from tests.support.live import eventually, free_port
 from tests.support.procs import Proc, SlowProxy, process_env, wait_http
 

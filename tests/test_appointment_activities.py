@@ -19,8 +19,8 @@ from contracts.common import OutboundMessage, SendResult, VoiceCall
 from contracts.policy import JourneyPolicy
 from core.temporal import workflow_runner
 from models.appointment import Appointment
-from tests.appointment_support import make_clinic
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import make_clinic
 from tests.support.live import eventually
 from workflows.appointment import AppointmentJourney
 

@@ -8,8 +8,8 @@ from temporalio.client import Client
 
 from models.appointment import Appointment
 from models.core import Role
-from tests.appointment_support import at, book, make_clinic
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import at, book, make_clinic
 
 
 def _fields(r) -> set[str]:  # type: ignore[no-untyped-def]

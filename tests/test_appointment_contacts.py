@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from activities.deps import Deps
 from models.core import Role
-from tests.appointment_support import at, book, make_clinic, phone, reply, sent, state, tasks
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import at, book, make_clinic, phone, reply, sent, state, tasks
 from tests.support.live import eventually
 
 

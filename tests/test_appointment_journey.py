@@ -10,7 +10,8 @@ from temporalio.client import Client
 from activities.deps import Deps
 from contracts.appointment import AppointmentOutcome, appointment_workflow_id
 from models.core import Role
-from tests.appointment_support import (
+from tests.support.api import Api
+from tests.support.appointments import (
     book,
     events,
     make_clinic,
@@ -20,7 +21,6 @@ from tests.appointment_support import (
     state,
     tasks,
 )
-from tests.conftest import Api
 from tests.support.live import eventually
 
 
@@ -163,7 +163,7 @@ async def test_reschedule_leaves_no_reminder_for_the_old_time(api: Api, client: 
     clinic = await make_clinic(api, reask_interval=1.5)
     appt = await book(api, clinic)
     await eventually(lambda: _asks_sent(api, appt["id"], 1))
-    from tests.appointment_support import at
+    from tests.support.appointments import at
 
     r = await api.as_(Role.front_desk).post(
         f"/v1/appointments/{appt['id']}/reschedule", json={"starts_at": at(120), "duration_minutes": 45}

@@ -37,8 +37,8 @@ from contracts.policy import JourneyPolicy
 from core.codec import data_converter
 from core.settings import Settings
 from core.temporal import workflow_runner
-from tests.appointment_support import make_clinic
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import make_clinic
 from tests.support.live import eventually
 from workflows.appointment import AppointmentJourney
 

@@ -17,8 +17,8 @@ from activities.deps import Deps
 from core.settings import Settings
 from models.conversation import OpenQuestion
 from models.core import MessageLog, Role
-from tests.appointment_support import book, make_clinic, phone, state, tasks
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import book, make_clinic, phone, state, tasks
 from tests.support.live import eventually
 from tests.test_treatment_plans import _save_history as save_history
 

@@ -15,8 +15,8 @@ from sqlmodel import select
 from activities.deps import Deps
 from core.settings import Settings
 from models.core import MessageLog, Role
-from tests.appointment_support import at, make_clinic
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import at, make_clinic
 from tests.support.fake_providers import TW_SID, Rig, provider_rig
 from tests.support.live import eventually, running_worker
 from tests.support.people import random_chat_id, random_phone

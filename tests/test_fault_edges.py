@@ -22,8 +22,8 @@ from contracts.appointment import appointment_workflow_id
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Channel, MessageLog, Role, utcnow
-from tests.appointment_support import FAST, at, make_clinic
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import FAST, at, make_clinic
 from tests.support.fake_providers import TG_SECRET, Rig, provider_rig
 from tests.support.live import eventually
 from tests.support.people import People
@@ -380,7 +380,7 @@ async def test_api_started_while_temporal_is_down_recovers_by_itself(settings: S
     from api.main import create_app
     from core import search_attributes
     from core.temporal import DEV_SERVER_ARGS
-    from tests.conftest import TEMPORAL_BIN
+    from tests.support.api import TEMPORAL_BIN
     from tests.support.live import free_port, serve
 
     clinic = await make_clinic(api, reminder_lead=3600)

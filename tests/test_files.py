@@ -8,7 +8,7 @@ import zipfile
 
 from core.settings import Settings
 from models.core import Role
-from tests.conftest import Api
+from tests.support.api import Api
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n%%EOF\n"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(40)

@@ -17,7 +17,7 @@ from activities.deps import Deps
 from contracts.invoice import InvoiceSnapshot
 from core.temporal import workflow_runner
 from models.core import Role
-from tests.conftest import Api
+from tests.support.api import Api
 from tests.support.live import eventually, free_port
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"

@@ -9,7 +9,7 @@ from decimal import Decimal
 from openpyxl import load_workbook
 
 from models.core import Role
-from tests.conftest import Api
+from tests.support.api import Api
 from tests.support.live import eventually
 from tests.test_invoice_flow import parties, submit, to_awaiting_documents
 

@@ -17,7 +17,7 @@ from activities.deps import Deps
 from contracts.invoice import INVOICE_WORKFLOW, InvoiceInput, InvoicePolicy, InvoiceSnapshot, invoice_workflow_id
 from core.settings import Settings
 from models.core import Role, StaffUser, new_id
-from tests.conftest import Api
+from tests.support.api import Api
 from tests.support.live import eventually
 from tests.test_invoice_flow import Inbox, parties, smtp, submit, to_awaiting_documents, upload
 

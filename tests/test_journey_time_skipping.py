@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio import activity
@@ -36,9 +35,10 @@ from contracts.common import CancelTasks, OutboundMessage, PatientReply, SendRes
 from contracts.policy import JourneyPolicy
 from core.search_attributes import ALL
 from core.temporal import workflow_runner
+from tests.support.api import TEST_SERVER_BIN
 from workflows.appointment import AppointmentJourney
 
-TEST_SERVER = Path(__file__).resolve().parents[1] / ".tools" / "bin" / "temporal-test-server"
+TEST_SERVER = TEST_SERVER_BIN
 KYIV = "Europe/Kyiv"
 
 

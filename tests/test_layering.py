@@ -172,3 +172,14 @@ def test_one_opt_out_word_list() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert '"unsubscribe"' not in text, f"{path.relative_to(ROOT)} writes its own opt-out words"
+
+
+def test_tests_share_helpers_through_tests_support() -> None:
+    """Helpers live in tests/support/; nothing imports tests.conftest (pytest owns it)."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for line, name in _imports(path)
+        if name == "tests.conftest" or name.startswith("tests.conftest.")
+    ]
+    assert offenders == []

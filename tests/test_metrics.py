@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import PROJECT_ROOT, Settings
 from models.core import Role
-from tests.appointment_support import FAST, at
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import FAST, at
 from tests.support.live import eventually, free_port, serve
 from tests.test_worker_killed import _worker_env
 

@@ -22,8 +22,8 @@ from core.settings import Settings
 from models.appointment import Appointment
 from models.core import MessageLog, Patient, Role
 from models.imports import ImportRow, PatientMisId
-from tests.appointment_support import FAST, phone
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import FAST, phone
 from tests.support.live import eventually
 
 KYIV = ZoneInfo("Europe/Kyiv")

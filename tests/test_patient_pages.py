@@ -18,8 +18,8 @@ from core.links import make_token, read_token
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Role
-from tests.appointment_support import book, make_clinic, sent, state, tasks
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import book, make_clinic, sent, state, tasks
 from tests.support.browser import chromium
 from tests.support.live import eventually
 

@@ -20,8 +20,8 @@ from core.texts.memos import DEFAULT_MEMOS, DEFAULT_SERVICES
 from core.texts.render import SAMPLE, TemplateError, check, render, variables_in
 from models.core import Role
 from providers.whatsapp import WhatsAppClient
-from tests.appointment_support import book, make_clinic, reply, sent, tasks
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import book, make_clinic, reply, sent, tasks
 from tests.support.live import eventually
 
 LANGS = ("ru", "uk", "en")

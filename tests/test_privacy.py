@@ -24,7 +24,7 @@ from core.codec import EncryptionCodec, data_converter
 from core.logging import configure_logging, get_logger
 from core.settings import Settings
 from models.core import Role
-from tests.conftest import Api
+from tests.support.api import Api
 
 NAME = "Olena Petrenko-Zakharchuk"
 PHONE = "+380671234567"

@@ -20,8 +20,8 @@ from core.security import hash_password
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Role, StaffUser
-from tests.appointment_support import FAST, phone, sent
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import FAST, phone, sent
 from tests.support.live import eventually
 from tests.support.report_sheets import assert_sheet_matches, workbook_sheets
 from tests.test_invoice_flow import Inbox, smtp

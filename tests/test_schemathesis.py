@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from models.core import Role
-from tests.conftest import Api
+from tests.support.api import Api
 
 EXAMPLES = os.environ.get("SCHEMATHESIS_EXAMPLES", "8")
 SEED = os.environ.get("SCHEMATHESIS_SEED", "16")

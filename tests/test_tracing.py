@@ -19,8 +19,8 @@ from core.settings import Settings
 from core.telemetry import flush_tracing
 from core.temporal import connect
 from models.core import Role
-from tests.appointment_support import FAST, at
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import FAST, at
 from tests.support.live import eventually, free_port, running_worker, serve
 
 

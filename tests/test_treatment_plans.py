@@ -36,7 +36,7 @@ from core.settings import Settings
 from core.temporal import workflow_runner
 from models.core import Role
 from models.treatment import PlanItemIn, PricingError, price_plan
-from tests.conftest import Api
+from tests.support.api import Api
 from tests.support.live import eventually
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -14,7 +14,7 @@ import pytest
 from activities.deps import Deps
 from core.settings import Settings
 from models.core import Role
-from tests.conftest import Api
+from tests.support.api import Api
 from tests.support.fake_providers import Rig, provider_rig
 from tests.support.live import eventually, running_worker
 from tests.support.people import random_phone

@@ -19,8 +19,8 @@ from temporalio.client import Client
 from activities.deps import Deps
 from core.settings import PROJECT_ROOT, Settings
 from models.core import Role
-from tests.appointment_support import FAST, at, phone
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.appointments import FAST, at, phone
 from tests.support.fake_providers import provider_rig
 from tests.support.live import eventually
 

@@ -16,7 +16,7 @@ from activities.deps import Deps
 from contracts.appointment import APPOINTMENT_REPLY_SIGNAL, appointment_workflow_id
 from contracts.common import PatientReply
 from models.core import MessageLog, Role
-from tests.conftest import Api
+from tests.support.api import Api
 
 FAST = {  # seconds instead of hours: a journey moves within a test
     "reminder_lead": 300,
