@@ -20,7 +20,7 @@ from cli import _create_user
 from core.settings import PROJECT_ROOT, Settings
 from models.core import OperatorTask, Role
 from models.invoice import Invoice, InvoiceState
-from tests.conftest import Api
+from tests.support.api import Api
 
 MISSING = "0" * 32
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
