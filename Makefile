@@ -1,5 +1,5 @@
 # patient-journeys: the two commands are `make run` and `make test`.
-.PHONY: run test install lint format typecheck bench bench-reports clean help
+.PHONY: run test install lint format typecheck bench bench-reports bench-imports clean help
 
 help:            ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,6 +25,8 @@ typecheck:       ## mypy over the packages and modules listed in pyproject [tool
 bench:           ## benchmarks: ours beside a baseline measured in the same run (ARGS=--large)
 	@scripts/bootstrap.sh && env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m bench $(ARGS)
 
+bench-imports:   ## MIS import of a 10,000-row visits file beside the raw SDK starting as many journeys (ARGS=--rows N)
+	@scripts/bootstrap.sh && env -u PYTHONDONTWRITEBYTECODE .venv/bin/python -m bench.imports $(ARGS)
 bench-reports:   ## management reports over 1M appointments in PostgreSQL (generated once)
 	@scripts/bootstrap.sh && .venv/bin/python -m bench.reports
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
@@ -68,6 +68,7 @@ from models.imports import (
 log = get_logger("activities.imports")
 
 BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
+CHUNK = 50  # rows per transaction (each row in its own savepoint)
 EFFECT_CONCURRENCY = 8  # journey starts/updates in flight per batch
 # A completed-visits file may close a visit a little before its booked time (the patient
 # came early); one further ahead is a mistake in the file.
@@ -285,21 +286,20 @@ class ImportActivities:
             )
             rows = list((await s.exec(q)).all())
         applier = _Applier(self.deps, activity.client(), run, clinic, mapping)
-        effects: list[ImportRow] = []
-        for row in rows:
-            activity.heartbeat(row.row)
-            if row.state == RowState.committed:
-                effects.append(row)
-            elif await applier.apply(row):
-                effects.append(row)
+        effects = [r for r in rows if r.state == RowState.committed]  # a retried batch
+        pending = [r for r in rows if r.state == RowState.pending]
+        for i in range(0, len(pending), CHUNK):
+            effects += await applier.apply_chunk(pending[i : i + CHUNK])
         sem = asyncio.Semaphore(EFFECT_CONCURRENCY)
 
-        async def one(row: ImportRow) -> None:
+        async def one(row: ImportRow) -> bool:
             async with sem:
-                await applier.effect(row)
+                ok = await applier.effect(row)
             activity.heartbeat(row.row)
+            return ok
 
-        await asyncio.gather(*(one(r) for r in effects))
+        results = await asyncio.gather(*(one(r) for r in effects))
+        await applier.mark_done([r for r, ok in zip(effects, results, strict=True) if ok])
         return len(rows)
 
     # -------------------------------------------------------------- finish
@@ -481,49 +481,115 @@ class _Applier:
         self.kind = ImportKind(run.kind)
         self.tq = deps.settings.temporal_task_queue
 
-    async def apply(self, row: ImportRow) -> bool:
-        """Apply one pending row in one transaction with its ledger entry. Returns whether a
-        journey start/update must follow (the row is then `committed`)."""
-        for attempt in range(2):
-            try:
+    async def apply_chunk(self, rows: list[ImportRow]) -> list[ImportRow]:
+        """Apply rows in one transaction, each row inside its own savepoint with its ledger
+        entry: a refused row rolls back to its savepoint (nothing of it stays) and records
+        why. Returns the rows whose journey start/update must follow (`committed`). Should
+        the chunk's transaction fail as a whole (a deadlock between two batches on
+        PostgreSQL), the rows are applied one transaction each instead."""
+        try:
+            async with self.deps.sessions() as s:
+                await self._preload(s, rows)
+                follow = [row for row in rows if await self._apply_in(s, row)]
+                await s.commit()
+                return follow
+        except DBAPIError:
+            out: list[ImportRow] = []
+            for row in rows:
                 async with self.deps.sessions() as s:
-                    follow = await self._apply(s, row)
+                    await self._preload(s, [row])
+                    if await self._apply_in(s, row):
+                        out.append(row)
                     await s.commit()
-                    return follow
+            return out
+
+    async def _preload(self, s: AsyncSession, rows: list[ImportRow]) -> None:
+        """The chunk's ledger rows and the visits it names, in two queries (the session's
+        identity map then answers the per-row look-ups)."""
+        q = select(ImportRow).where(ImportRow.import_id == self.run.id, col(ImportRow.row).in_([r.row for r in rows]))
+        self._ledger_rows = {r.row: r for r in (await s.exec(q)).all()}
+        ids = [r.data["visit_id"] for r in rows if r.data.get("visit_id")]
+        self._visits: dict[str, Appointment] = {}
+        if ids:
+            q2 = select(Appointment).where(
+                Appointment.clinic_id == self.clinic.id, col(Appointment.mis_visit_id).in_(ids)
+            )
+            self._visits = {a.mis_visit_id or "": a for a in (await s.exec(q2)).all()}
+
+    async def _apply_in(self, s: AsyncSession, row: ImportRow) -> bool:
+        activity.heartbeat(row.row)
+        fresh = self._ledger_rows.get(row.row)
+        if fresh is None or fresh.state != RowState.pending:  # applied by a previous attempt
+            return fresh is not None and fresh.state == RowState.committed
+        if self._unchanged(row):  # the common case of a daily re-import: no savepoint needed
+            await self._ledger(s, row, RowState.done, "unchanged", row.appointment_id, row.patient_id)
+            return False
+        for attempt in range(2):
+            sp = await s.begin_nested()
+            try:
+                follow = await self._apply(s, row)
+                await sp.commit()
+                return follow
             except RowError as e:
-                await self._error(row, e.column, e.reason)
-                return False
+                await sp.rollback()
+                problem = (e.column, e.reason)
             except booking.SlotTaken as e:
-                c = e.clash
-                tz = ZoneInfo(self.clinic.timezone)
-                await self._error(
-                    row,
+                await sp.rollback()
+                c, tz = e.clash, ZoneInfo(self.clinic.timezone)
+                problem = (
                     self._h("time"),
                     "the doctor already has a visit "
                     f"{c.starts_at.astimezone(tz):%d.%m.%Y %H:%M}–{c.ends_at.astimezone(tz):%H:%M}"
                     + (f" (visit id {c.mis_visit_id})" if c.mis_visit_id else "")
                     + "; fix the time or the doctor in the MIS",
                 )
-                return False
             except booking.InvalidBooking as e:
-                await self._error(row, self._h("date"), e.message)
-                return False
+                await sp.rollback()
+                problem = (self._h("date"), e.message)
             except IntegrityError:
+                # Another import wrote the same visit or patient a moment ago: look again.
+                await sp.rollback()
                 if attempt == 1:
                     raise
-                # Another import wrote the same visit or patient a moment ago: look again.
+                if vid := row.data.get("visit_id"):
+                    q = select(Appointment).where(
+                        Appointment.clinic_id == self.clinic.id, Appointment.mis_visit_id == vid
+                    )
+                    if (found := (await s.exec(q)).first()) is not None:
+                        self._visits[vid] = found
+                continue
+            await self._ledger_error(s, row, *problem)
+            return False
         return False
+
+    async def mark_done(self, rows: list[ImportRow]) -> None:
+        """The journeys of these rows run: one write for the whole batch."""
+        if not rows:
+            return
+        async with self.deps.sessions() as s:
+            await s.exec(
+                update(ImportRow)
+                .where(col(ImportRow.import_id) == self.run.id, col(ImportRow.row).in_([r.row for r in rows]))
+                .values(state=RowState.done)
+            )
+            started = [r.appointment_id for r in rows if r.outcome == "created" and r.appointment_id]
+            if started:
+                await s.exec(update(Appointment).where(col(Appointment.id).in_(started)).values(journey_started=True))
+            await s.commit()
 
     def _h(self, f: str) -> str:
         """The file's header for a field (errors name the column the clinic sees)."""
         return str(self.run.headers.get(f) or DEFAULT_HEADERS[f][0])
 
+    async def _ledger_error(self, s: AsyncSession, row: ImportRow, column: str | None, reason: str) -> None:
+        r = await s.get(ImportRow, (row.import_id, row.row))
+        assert r is not None
+        r.state, r.outcome, r.column, r.reason = RowState.done, "error", column, reason[:500]
+        s.add(r)
+
     async def _error(self, row: ImportRow, column: str | None, reason: str) -> None:
         async with self.deps.sessions() as s:
-            r = await s.get(ImportRow, (row.import_id, row.row))
-            assert r is not None
-            r.state, r.outcome, r.column, r.reason = RowState.done, "error", column, reason[:500]
-            s.add(r)
+            await self._ledger_error(s, row, column, reason)
             await s.commit()
 
     async def _ledger(
@@ -535,6 +601,24 @@ class _Applier:
         s.add(r)
         row.state, row.outcome, row.appointment_id, row.patient_id = state, outcome, appt, patient
 
+    def _unchanged(self, row: ImportRow) -> bool:
+        """A visit we already have, as the file states it (sets the row's ids)."""
+        d = row.data
+        a = self._visits.get(d.get("visit_id") or "") if d.get("action") is None else None
+        if a is None or self.kind == ImportKind.patients:
+            return False
+        if self.kind == ImportKind.visits:
+            same = (
+                a.doctor_id == d["doctor_id"]
+                and a.starts_at == datetime.fromisoformat(d["starts_at"])
+                and a.duration_minutes == d["duration"]
+            )
+        else:  # completed: a journey that has ended keeps its own outcome
+            same = a.stage not in OPEN_STAGES
+        if same:
+            row.appointment_id, row.patient_id = a.id, a.patient_id
+        return same
+
     async def _apply(self, s: AsyncSession, row: ImportRow) -> bool:
         d = row.data
         if d.get("action") == "cancel_absent":
@@ -542,10 +626,7 @@ class _Applier:
             return True
         if self.kind == ImportKind.patients:
             return await self._apply_patient(s, row)
-        q = select(Appointment).where(
-            Appointment.clinic_id == self.clinic.id, Appointment.mis_visit_id == d["visit_id"]
-        )
-        existing = (await s.exec(q)).first()
+        existing = self._visits.get(d["visit_id"])
         if self.kind == ImportKind.completed:
             return await self._apply_completed(s, row, existing)
         starts_at = datetime.fromisoformat(d["starts_at"])
@@ -561,6 +642,7 @@ class _Applier:
                 service=d["service"],
                 mis_visit_id=d["visit_id"],
             )
+            appt.journey_started = False  # api.repair starts it should this import be abandoned
             await self._ledger(s, row, RowState.committed, "created", appt.id, patient.id)
             return True
         same = existing.starts_at == starts_at and existing.duration_minutes == d["duration"]
@@ -740,8 +822,8 @@ class _Applier:
         return g
 
     # ---------------------------------------------------------- journeys
-    async def effect(self, row: ImportRow) -> None:
-        """The journey side of a committed row; idempotent, then the row is done."""
+    async def effect(self, row: ImportRow) -> bool:
+        """The journey side of a committed row; idempotent. False: the row ended as an error."""
         async with self.deps.sessions() as s:
             appt = await s.get(Appointment, row.appointment_id) if row.appointment_id else None
             assert appt is not None
@@ -763,22 +845,17 @@ class _Applier:
                     await self._close_visit(appt, row.data["status"], uid)
             except booking.SlotTaken as e:
                 await self._error(row, self._h("time"), f"the doctor already has a visit at that time ({e.clash.id})")
-                return
+                return False
             except booking.InvalidBooking as e:
                 await self._error(row, self._h("date"), e.message)
-                return
+                return False
             except WorkflowUpdateFailedError as e:
                 # The journey refused (its stage moved on meanwhile): say so on the row.
                 cause = getattr(e, "cause", None)
                 msg = getattr(cause, "message", None) or "the journey refused the change"
                 await self._error(row, None, f"visit {appt.mis_visit_id}: {msg}")
-                return
-        async with self.deps.sessions() as s:
-            r = await s.get(ImportRow, (row.import_id, row.row))
-            assert r is not None
-            r.state = RowState.done
-            s.add(r)
-            await s.commit()
+                return False
+        return True
 
     async def _close_visit(self, appt: Appointment, status: str, uid: str) -> None:
         from contracts.appointment import StaffAction

@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.core import TZ, EnumField, new_id, utcnow
-from models.mis_import import (  # noqa: F401 - the import's contract, re-exported
+from contracts.mis_import import (  # noqa: F401 - the import's contract, re-exported
     DROP_FOLDER_WORKFLOW,
     IMPORT_WORKFLOW,
     BatchRef,
@@ -27,6 +26,7 @@ from models.mis_import import (  # noqa: F401 - the import's contract, re-export
     drop_schedule_id,
     import_workflow_id,
 )
+from models.core import TZ, EnumField, new_id, utcnow
 
 
 class ImportKind(enum.StrEnum):

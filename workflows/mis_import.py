@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.mis_import import (
+    from contracts.mis_import import (
         DROP_FOLDER_WORKFLOW,
         IMPORT_WORKFLOW,
         BatchRef,

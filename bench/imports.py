@@ -1,0 +1,205 @@
+"""The daily MIS import at scale: a visits file of N rows (default 10,000) into one clinic
+of the network, beside the raw Temporal SDK starting the same number of appointment
+journeys on the same server, in one run; then the same file again (which must change
+nothing). Printed, never asserted (goals: import <= 1.5x the SDK, re-import <= 0.2x the
+first import).
+
+Both sides run with the worker as its own process (as in production), which also runs the
+journeys they start; between phases the bench waits until the worker has sent every
+booking notice of the previous phase, so each phase starts on a quiet worker.
+
+Usage: make bench-imports   (or .venv/bin/python -m bench.imports --rows 2000 [--database-url ...])
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import col, select
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.testing import WorkflowEnvironment
+
+from bench.__main__ import _env
+from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+from core import imports
+from core import search_attributes as sa
+from core.db import make_engine, migrate, session_factory
+from core.logging import configure_logging
+from core.settings import PROJECT_ROOT, Settings
+from core.temporal import connect
+from models.core import Clinic, Doctor, MessageLog, Patient
+from models.imports import ImportKind, ImportRun
+
+TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
+DOCTORS = 50
+SLOTS_PER_DAY = 24  # 30-minute visits, 08:00-20:00
+IN_FLIGHT = 32  # SDK starts in flight at once: what the import allows (4 batches x 8 starts)
+
+
+def visits_csv(rows: int, tz: ZoneInfo) -> bytes:
+    first_day = (datetime.now(tz) + timedelta(days=1)).date()
+    lines = ["ID визита;№ карты;ФИО;Телефон;Дата;Время;Врач;Услуга"]
+    for i in range(rows):
+        doctor, rest = i % DOCTORS, i // DOCTORS
+        day, slot = first_day + timedelta(days=rest // SLOTS_PER_DAY), rest % SLOTS_PER_DAY
+        hh, mm = 8 + slot // 2, 30 * (slot % 2)
+        lines.append(
+            f"V{i:06d};P{i:06d};Пациент Тестовый {i};+38067{1000000 + i:07d};{day:%d.%m.%Y};{hh:02d}:{mm:02d};"
+            f"Врач Номер {doctor};Осмотр"
+        )
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+async def main(rows: int, database_url: str | None) -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN), search_attributes=sa.ALL, dev_server_log_level="error"
+    )
+    data = Path(tempfile.mkdtemp(prefix="journeys-bench-imports-"))
+    settings = Settings(
+        DATA_DIR=data,
+        TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        TEMPORAL_TASK_QUEUE="bench-imports",
+        LOG_LEVEL="WARNING",
+    )
+    if database_url:
+        settings = settings.model_copy(update={"database_url": database_url})
+    configure_logging("WARNING", json_output=True)
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    client = await connect(settings)
+    worker = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "worker.py")],
+        env=_env(settings),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        async with sessions() as s:
+            clinic = Clinic(
+                name=f"Bench {uuid.uuid4().hex[:4]}",
+                address="Kyiv",
+                phone="+380441234567",
+                timezone="Europe/Kyiv",
+                policy={"quiet_hours": None},
+            )
+            s.add(clinic)
+            await s.flush()
+            doctors = [
+                Doctor(clinic_id=clinic.id, full_name=f"Врач Номер {d}", specialty="therapy") for d in range(DOCTORS)
+            ]
+            patient = Patient(full_name="SDK Patient", phone="+380501234567", clinic_id=clinic.id)
+            s.add_all([*doctors, patient])
+            await s.commit()
+        content = visits_csv(rows, ZoneInfo(clinic.timezone))
+
+        async def notices() -> int:
+            async with sessions() as s:
+                q = select(func.count()).select_from(MessageLog).where(MessageLog.kind == "booking_notice")
+                return int((await s.exec(q)).one())
+
+        async def quiet(expected: int) -> None:
+            """Wait (up to 15 min) until the worker sent every booking notice started so far."""
+            deadline = time.monotonic() + 900
+            while await notices() < expected and time.monotonic() < deadline:
+                await asyncio.sleep(1)
+
+        # -- baseline: the raw SDK starts N appointment journeys, IN_FLIGHT at a time
+        base = datetime.now(UTC) + timedelta(days=60)
+        limit = asyncio.Semaphore(IN_FLIGHT)
+
+        async def sdk_start(i: int) -> None:
+            aid = uuid.uuid4().hex
+            start = base + timedelta(minutes=30 * i)
+            async with limit:
+                await client.start_workflow(
+                    APPOINTMENT_WORKFLOW,
+                    AppointmentInput(
+                        appointment_id=aid,
+                        clinic_id=clinic.id,
+                        patient_id=patient.id,
+                        doctor_id=doctors[i % DOCTORS].id,
+                        starts_at=start,
+                        duration_minutes=30,
+                        service="Осмотр",
+                        timezone=clinic.timezone,
+                    ),
+                    id=appointment_workflow_id(aid),
+                    task_queue=settings.temporal_task_queue,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(sa.CLINIC_ID, clinic.id),
+                            SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
+                            SearchAttributePair(sa.APPOINTMENT_START, start),
+                        ]
+                    ),
+                )
+
+        db = settings.database_url.split(":", 1)[0]
+        print(f"\nMIS import bench: {rows} visit rows, one clinic, {DOCTORS} doctors, {db}, one run", flush=True)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(sdk_start(i) for i in range(rows)))
+        sdk_s = time.perf_counter() - t0
+        print(f"raw SDK: start {rows} AppointmentJourney ({IN_FLIGHT} in flight)  {sdk_s:8.1f} s", flush=True)
+        await quiet(rows)
+
+        async def run_import(name: str) -> tuple[float, dict[str, int]]:
+            t0 = time.perf_counter()
+            async with sessions() as s:
+                c = await s.get(Clinic, clinic.id)
+                assert c is not None
+                run, _ = await imports.register(
+                    s, clinic=c, kind=ImportKind.visits, file_name=name, content=content, source="cli"
+                )
+                await imports.start(client, settings.temporal_task_queue, run)
+            await client.get_workflow_handle(run.workflow_id).result()
+            took = time.perf_counter() - t0
+            async with sessions() as s:
+                fresh = await s.get(ImportRun, run.id)
+                assert fresh is not None
+                st = await imports.status(s, fresh, with_errors=False)
+            return took, st.counts
+
+        first_s, first = await run_import("visits.csv")
+        print(
+            f"import (file -> rows -> patients, visits, journeys)      {first_s:8.1f} s   "
+            f"{first_s / sdk_s:5.2f}x the SDK (goal <= 1.5x)   {first}",
+            flush=True,
+        )
+        await quiet(2 * rows)
+        sent_before = await notices()
+        again_s, again = await run_import("visits-again.csv")
+        await asyncio.sleep(2)
+        sent_after = await notices()
+        async with sessions() as s:
+            q = select(func.count()).select_from(Patient).where(col(Patient.clinic_id) == clinic.id)
+            n_patients = int((await s.exec(q)).one())
+
+        print(
+            f"re-import of the same file                              {again_s:8.1f} s   "
+            f"{again_s / first_s:5.2f}x the first (goal <= 0.2x)   {again}"
+        )
+        print(f"re-import sent {sent_after - sent_before} messages; {n_patients - 1} patients for {rows} rows")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        await engine.dispose()
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=10_000, help="visit rows in the file")
+    p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = p.parse_args()
+    asyncio.run(main(args.rows, args.database_url))
