@@ -29,7 +29,7 @@ from sqlmodel import col, select
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from bench.__main__ import _env
+from bench.__main__ import env_for
 from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
 from core import imports
 from core import search_attributes as sa
@@ -80,7 +80,7 @@ async def main(rows: int, database_url: str | None) -> None:
     client = await connect(settings)
     worker = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "worker.py")],
-        env=_env(settings),
+        env=env_for(settings),
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
     )
