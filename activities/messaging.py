@@ -27,6 +27,7 @@ Temporal (a retryable ApplicationError).
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -289,7 +290,10 @@ class MessagingActivities:
                     maybe_sent=e.maybe_sent,
                     **ctx,
                 )
-                raise ApplicationError(str(e), type="ProviderUnavailable") from e
+                # After a 429, retry when the provider says (+ jitter), not on the retry
+                # policy's short first interval: a burst must not turn into a retry storm.
+                delay = timedelta(seconds=e.retry_after * (1 + random.random() / 5)) if e.retry_after else None
+                raise ApplicationError(str(e), type="ProviderUnavailable", next_retry_delay=delay) from e
             await self._save(
                 row,
                 status="sent",

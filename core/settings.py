@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     twilio_auth_token: str = Field(default="", alias="TWILIO_AUTH_TOKEN")
     twilio_from_number: str = Field(default="", alias="TWILIO_FROM_NUMBER")
 
+    # Sends per second per sender, per worker process (providers answer 429 past their limit;
+    # providers.pacing spaces sends and honours Retry-After). Cloud API: 80/s per number;
+    # Telegram: ~30/s per bot; Twilio: your account's MPS (1 for a single US long code) and CPS.
+    whatsapp_send_rate: float = Field(default=80, ge=0, le=1000, alias="WHATSAPP_SEND_RATE")
+    telegram_send_rate: float = Field(default=30, ge=0, le=1000, alias="TELEGRAM_SEND_RATE")
+    twilio_send_rate: float = Field(default=10, ge=0, le=1000, alias="TWILIO_SEND_RATE")
+    twilio_call_rate: float = Field(default=1, ge=0, le=100, alias="TWILIO_CALL_RATE")
+
     smtp_host: str = Field(default="", alias="SMTP_HOST")
     smtp_port: int = Field(default=25, alias="SMTP_PORT")
     smtp_from: str = Field(default="journeys@localhost", alias="SMTP_FROM")

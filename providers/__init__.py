@@ -7,7 +7,9 @@ Each client turns one outbound message into one HTTP request on the shared
   channel, never retry this one.
 * `ProviderUnavailable` - 5xx, 429, network trouble: retry later. `maybe_sent` tells whether
   the request may have reached the provider (response lost) - then a blind retry could
-  duplicate the message.
+  duplicate the message; `retry_after` is the provider's own wait after a 429.
+
+Sends are paced per sender (providers.pacing): `post(..., pace=Pace(key, rate))`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from providers.pacing import PACER, Pace, retry_after
 
 
 class ProviderError(Exception):
@@ -32,9 +36,17 @@ class ProviderRejected(ProviderError):
 class ProviderUnavailable(ProviderError):
     """5xx / 429 / network: retry. `maybe_sent` = the provider may have accepted it."""
 
-    def __init__(self, channel: str, message: str, status: int | None = None, maybe_sent: bool = False) -> None:
+    def __init__(
+        self,
+        channel: str,
+        message: str,
+        status: int | None = None,
+        maybe_sent: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(channel, message, status)
         self.maybe_sent = maybe_sent
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -47,8 +59,13 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-async def post(channel: str, http: httpx.AsyncClient, url: str, **kw: Any) -> dict[str, Any]:
-    """POST and classify the outcome; returns the JSON body of a 2xx answer."""
+async def post(
+    channel: str, http: httpx.AsyncClient, url: str, *, pace: Pace | None = None, **kw: Any
+) -> dict[str, Any]:
+    """POST and classify the outcome; returns the JSON body of a 2xx answer. With `pace`, waits
+    for the sender's next slot first, and a 429 holds the sender back for its Retry-After."""
+    if pace is not None:
+        await PACER.wait(pace)
     try:
         r = await http.post(url, **kw)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
@@ -57,7 +74,12 @@ async def post(channel: str, http: httpx.AsyncClient, url: str, **kw: Any) -> di
     except httpx.TransportError as e:
         # Sent, but the answer was lost (read timeout, connection reset): outcome unknown.
         raise ProviderUnavailable(channel, f"no answer from provider ({type(e).__name__})", maybe_sent=True) from e
-    if r.status_code == 429 or r.status_code >= 500:
+    if r.status_code == 429:
+        wait = retry_after(r.headers.get("retry-after"))
+        if pace is not None:
+            PACER.hold(pace.key, wait)
+        raise ProviderUnavailable(channel, f"HTTP 429: {_short(r.text)}", 429, retry_after=wait)
+    if r.status_code >= 500:
         raise ProviderUnavailable(channel, f"HTTP {r.status_code}: {_short(r.text)}", r.status_code)
     if r.status_code >= 400:
         raise ProviderRejected(channel, f"HTTP {r.status_code}: {_short(r.text)}", r.status_code)

@@ -10,6 +10,7 @@ from contracts.common import Button
 from core.logging import get_logger
 from core.settings import Settings
 from providers import ProviderRejected, Sent, post
+from providers.pacing import Pace
 
 log = get_logger("providers.telegram")
 MAX_CALLBACK_BYTES = 64
@@ -42,7 +43,8 @@ class TelegramClient:
         body: dict[str, Any] = {"chat_id": chat_id, "text": text}
         if buttons:
             body["reply_markup"] = {"inline_keyboard": keyboard(buttons)}
-        data = await post(self.channel, self.http, self._url("sendMessage"), json=body)
+        pace = Pace(f"telegram:{self.s.telegram_bot_token.split(':', 1)[0]}", self.s.telegram_send_rate)
+        data = await post(self.channel, self.http, self._url("sendMessage"), json=body, pace=pace)
         if not data.get("ok"):
             raise ProviderRejected(self.channel, str(data.get("description", "not ok")))
         return Sent(str(data["result"]["message_id"]))

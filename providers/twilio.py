@@ -17,6 +17,7 @@ import httpx
 
 from core.settings import Settings
 from providers import ProviderRejected, Sent, post
+from providers.pacing import Pace
 
 
 def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
@@ -51,6 +52,10 @@ class TwilioClient:
             self._url(resource),
             data=form,
             auth=(self.s.twilio_account_sid, self.s.twilio_auth_token),
+            pace=Pace(
+                f"twilio:{self.s.twilio_account_sid}:{resource}",
+                self.s.twilio_call_rate if resource == "Calls" else self.s.twilio_send_rate,
+            ),
         )
         sid = data.get("sid")
         if not sid:

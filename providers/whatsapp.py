@@ -13,6 +13,7 @@ import httpx
 from contracts.common import Button
 from core.settings import Settings
 from providers import ProviderRejected, Sent, post
+from providers.pacing import Pace
 
 MAX_BUTTONS = 3
 MAX_TITLE = 20
@@ -106,6 +107,7 @@ class WhatsAppClient:
             f"{self.s.whatsapp_api_url.rstrip('/')}/{self.s.whatsapp_phone_number_id}/messages",
             json=body,
             headers={"Authorization": f"Bearer {self.s.whatsapp_access_token}"},
+            pace=Pace(f"whatsapp:{self.s.whatsapp_phone_number_id}", self.s.whatsapp_send_rate),
         )
         try:
             wamid = data["messages"][0]["id"]

@@ -64,6 +64,11 @@ class FakeProviders:
     def __init__(self) -> None:
         self.requests: list[Rec] = []
         self.failures: dict[str, list[tuple[int, Any]]] = {}
+        self.fail_headers: dict[str, dict[str, str]] = {}
+        # provider -> sends allowed per rolling second; past it the fake answers 429 (as the
+        # Cloud API and Twilio do past their throughput) and counts it in `throttled`.
+        self.rate_limit: dict[str, int] = {}
+        self.throttled: dict[str, int] = {}
         self.delay: dict[str, float] = {}
         self.calls: dict[str, dict[str, str]] = {}
         self.url = ""
@@ -74,8 +79,10 @@ class FakeProviders:
         self.app = self._build()
 
     # ------------------------------------------------------------------ control
-    def fail_next(self, provider: str, status: int, body: Any = None) -> None:
+    def fail_next(self, provider: str, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         self.failures.setdefault(provider, []).append((status, body or {"error": "fake"}))
+        if headers:
+            self.fail_headers[provider] = headers
 
     def sent(self, provider: str, method: str | None = None) -> list[Rec]:
         return [r for r in self.requests if r.provider == provider and (method is None or r.method == method)]
@@ -102,7 +109,12 @@ class FakeProviders:
         queue = self.failures.get(provider)
         if queue:
             status, body = queue.pop(0)
-            return JSONResponse(body, status_code=status)
+            return JSONResponse(body, status_code=status, headers=self.fail_headers.pop(provider, None))
+        if (limit := self.rate_limit.get(provider)) is not None:
+            now = time.monotonic()
+            if sum(1 for r in self.requests if r.provider == provider and now - r.at < 1.0) > limit:
+                self.throttled[provider] = self.throttled.get(provider, 0) + 1
+                return JSONResponse({"error": {"code": 130429, "message": "Rate limit hit"}}, 429)
         return None
 
     # ------------------------------------------------------------------ the provider APIs

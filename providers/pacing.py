@@ -1,0 +1,62 @@
+"""Outbound pacing per sender.
+
+Every provider caps how fast one sender may send (WhatsApp Cloud API: per business phone
+number; Twilio: messages and calls per second per account/number; Telegram: per bot) and
+answers 429 past it. So sends are spaced at the configured rate per sender in this process,
+and a 429 holds back every send of that sender here for its Retry-After (or a second) — the
+burst drains at the provider's pace instead of being retried into a storm.
+
+Rates are per worker process: with k worker processes, set each to the provider's limit / k.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+MAX_HOLD = 300.0  # seconds: a longer Retry-After is the retry policy's business
+
+
+@dataclass(frozen=True)
+class Pace:
+    key: str  # the sender: "whatsapp:<phone number id>", "sms:<from number>", ...
+    rate: float  # sends per second; 0 = not paced (a 429 still holds the sender back)
+
+
+class Pacer:
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}  # the earliest free slot per sender
+        self._held: dict[str, float] = {}  # a 429 holds the sender until then
+
+    async def wait(self, pace: Pace) -> None:
+        """Return when this send may go out. One event loop: no awaits between reads and writes."""
+        while True:
+            now = time.monotonic()
+            held = self._held.get(pace.key, 0.0)
+            if held > now:
+                await asyncio.sleep(held - now)
+                continue
+            slot = max(now, self._next.get(pace.key, 0.0))
+            if pace.rate > 0:
+                self._next[pace.key] = slot + 1.0 / pace.rate
+            if slot > now:
+                await asyncio.sleep(slot - now)
+            if self._held.get(pace.key, 0.0) <= time.monotonic():
+                return
+            # A 429 arrived while this send waited for its slot: wait that out, take a new slot.
+
+    def hold(self, key: str, seconds: float) -> None:
+        until = time.monotonic() + min(max(seconds, 0.0), MAX_HOLD)
+        self._held[key] = max(self._held.get(key, 0.0), until)
+
+
+PACER = Pacer()
+
+
+def retry_after(value: str | None, default: float = 1.0) -> float:
+    """Seconds from a Retry-After header (delta-seconds; an HTTP date or garbage -> default)."""
+    try:
+        return min(max(float(value), 0.0), MAX_HOLD) if value is not None else default
+    except ValueError:
+        return default
