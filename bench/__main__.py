@@ -648,8 +648,9 @@ async def main(args: argparse.Namespace) -> None:
         for line in extra + b.notes:
             print("  " + line)
         print(
-            "  provider rate limits: sends are not yet paced per sender; a 429 is retried by Temporal's"
-            " retry policy (the sandbox provider never answers 429)"
+            "  provider rate limits: sends are paced per sender (WHATSAPP/TELEGRAM/TWILIO_SEND_RATE) and a 429"
+            " holds the sender for its Retry-After (tests/test_provider_pacing.py); the sandbox provider used"
+            " here has no limit, so the burst above measures our own floor"
         )
         await http.aclose()
         await b.engine.dispose()
