@@ -27,7 +27,10 @@ Temporal (a retryable ApplicationError).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -55,7 +58,28 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 # Leave a margin: a message queued at 23:59:59 would land outside the window.
 WINDOW_MARGIN = timedelta(minutes=5)
 DONE_SENT = ("sent", "delivered", "read", "unconfirmed")
-DONE_OTHER = ("opted_out", "no_channel", "failed")
+DONE_OTHER = ("opted_out", "no_channel", "failed", "expired")
+HEARTBEAT_EVERY = 1.0  # seconds; the journeys' heartbeat timeout is a few of these
+
+
+@contextlib.asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while a send runs (however long its provider takes): a worker that dies
+    mid-send is noticed by Temporal within the heartbeat timeout, not the start-to-close."""
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 class MessagingActivities:
@@ -70,6 +94,10 @@ class MessagingActivities:
     # ------------------------------------------------------------------ activities
     @activity.defn(name="send_patient_message")
     async def send_patient_message(self, msg: OutboundMessage) -> SendResult:
+        async with heartbeating():
+            return await self._send_message(msg)
+
+    async def _send_message(self, msg: OutboundMessage) -> SendResult:
         text, buttons, template, template_language = msg.text, list(msg.buttons), msg.template, None
         language = None
         if msg.render:
@@ -95,10 +123,15 @@ class MessagingActivities:
             voice=False,
             question=msg.question,
             exclude=list(msg.exclude_channels),
+            not_after=msg.not_after,
         )
 
     @activity.defn(name="place_voice_call")
     async def place_voice_call(self, call: VoiceCall) -> SendResult:
+        async with heartbeating():
+            return await self._place_call(call)
+
+    async def _place_call(self, call: VoiceCall) -> SendResult:
         text, language = call.prompt, None
         if call.render:
             composed = await self._compose(call.clinic_id, call.patient_id, "voice_prompt", call.facts, [])
@@ -118,6 +151,7 @@ class MessagingActivities:
             language=language,
             voice=True,
             question=call.question,
+            not_after=call.not_after,
         )
 
     async def _compose(
@@ -196,6 +230,7 @@ class MessagingActivities:
         subject_type: str | None = None,
         template_language: str | None = None,
         language: str | None = None,
+        not_after: datetime | None = None,
     ) -> SendResult:
         async with self.deps.sessions() as s:
             patient = await s.get(Patient, patient_id)
@@ -263,6 +298,12 @@ class MessagingActivities:
             return SendResult(status)
 
         for channel in todo:
+            if not_after is not None and datetime.now(UTC) >= not_after:
+                # Its moment has passed (an ask after the deadline, a reminder after the visit
+                # started): a retry that comes late, e.g. after a worker died, sends nothing.
+                await self._save(row, status="expired")
+                log.info("not sent: its moment has passed", **ctx)
+                return SendResult("expired")
             await self._save(row, status="sending", channel=channel)
             try:
                 sent = await self._call(channel, recipient, row, buttons, template, template_language)

@@ -83,6 +83,7 @@ class JourneyState:
     channel_dead: bool = False  # messenger and SMS failed for good: go to the voice call
     opted_out: bool = False
     notice_version: int = 0  # the version whose booking notice went out
+    unfitted_version: int = 0  # the version whose unfittable contacts were recorded (issue 16)
     checked_in: bool = False
     finished_at: datetime | None = None
     post_memo_done: bool = False

@@ -166,6 +166,9 @@ class OutboundMessage:
     render: bool = False
     facts: MessageFacts | None = None
     render_kind: str | None = None  # the template to render when not `kind` (a re-sent ask)
+    # Never delivered after this moment (an ask: the confirmation deadline; anything before
+    # the visit: its start): the activity answers "expired" instead of calling a provider.
+    not_after: datetime | None = None
 
 
 @dataclass
@@ -181,11 +184,13 @@ class VoiceCall:
     question: Question | None = None
     render: bool = False  # as OutboundMessage: the activity renders `voice_prompt`
     facts: MessageFacts | None = None
+    not_after: datetime | None = None  # as OutboundMessage
 
 
 @dataclass
 class SendResult:
-    # sent | opted_out | no_channel | failed | skipped (nothing to say, e.g. no memo)
+    # sent | opted_out | no_channel | failed | skipped (nothing to say, e.g. no memo) |
+    # expired (its moment passed: not sent)
     status: str
     channel: str | None = None
     provider_message_id: str | None = None

@@ -25,11 +25,15 @@ class QuietHours:
 class _Duration:
     """A typed `timedelta` view of a seconds field (`policy.reminder_lead_td`)."""
 
-    def __init__(self, seconds_field: str) -> None:
+    def __init__(self, seconds_field: str, unset_follows: str | None = None) -> None:
         self.seconds_field = seconds_field
+        self.unset_follows = unset_follows  # the field an unset (None) value takes
 
     def __get__(self, policy: object, owner: type | None = None) -> timedelta:
-        return timedelta(seconds=float(getattr(policy, self.seconds_field)))
+        value = getattr(policy, self.seconds_field)
+        if value is None and self.unset_follows:
+            value = getattr(policy, self.unset_follows)
+        return timedelta(seconds=float(value))
 
 
 @dataclass
@@ -38,7 +42,8 @@ class JourneyPolicy:
     reminder_lead: float = 24 * HOUR  # day-before ask at start - reminder_lead
     reask_interval: float = 2 * HOUR  # silence -> ask again after this
     reask_count: int = 3  # re-asks after the first ask
-    voice_call_after: float = 1 * HOUR  # silence after the last re-ask -> robot call
+    # Silence after the last re-ask -> robot call; None (the default) follows reask_interval.
+    voice_call_after: float | None = None
     voice_call_attempts: int = 1
     confirm_deadline: float = 30 * 60  # not confirmed at start - this -> needs_clarification
     no_show_grace: float = 60  # start + this, unconfirmed and not checked in -> no_show
@@ -59,7 +64,7 @@ class JourneyPolicy:
     # Typed timings (the fields stay seconds: that is their wire format in saved histories).
     reminder_lead_td = _Duration("reminder_lead")
     reask_interval_td = _Duration("reask_interval")
-    voice_call_after_td = _Duration("voice_call_after")
+    voice_call_after_td = _Duration("voice_call_after", unset_follows="reask_interval")
     confirm_deadline_td = _Duration("confirm_deadline")
     no_show_grace_td = _Duration("no_show_grace")
     feedback_delay_td = _Duration("feedback_delay")

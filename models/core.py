@@ -220,7 +220,7 @@ class PolicyIn(BaseModel):
     reminder_lead: timedelta = _D.reminder_lead_td
     reask_interval: timedelta = _D.reask_interval_td
     reask_count: int = PField(_D.reask_count, ge=0, le=10)
-    voice_call_after: timedelta = _D.voice_call_after_td
+    voice_call_after: timedelta | None = None  # unset: the robot call follows reask_interval
     voice_call_attempts: int = PField(_D.voice_call_attempts, ge=0, le=5)
     confirm_deadline: timedelta = _D.confirm_deadline_td
     no_show_grace: timedelta = _D.no_show_grace_td
@@ -235,8 +235,10 @@ class PolicyIn(BaseModel):
 
     @field_validator(*DURATION_FIELDS)
     @classmethod
-    def _bounded(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+    def _bounded(cls, v: timedelta | None, info: ValidationInfo) -> timedelta | None:
         """Every duration within a sane range, so a journey's timers always fit a calendar."""
+        if v is None:
+            return v
         top = POLICY_DURATION_BOUNDS[str(info.field_name)]
         if v.total_seconds() < 0:
             raise ValueError(f"{info.field_name} must not be negative")

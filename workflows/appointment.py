@@ -15,6 +15,7 @@ for the old time can go out.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
@@ -23,7 +24,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.appointment import (
@@ -83,6 +85,10 @@ HISTORY_LIMIT = 300  # entries kept in state (the oldest are dropped beyond this
 # only says "send kind K about this visit". Journeys whose care-memo step ran before that
 # decided by these English keywords whether a memo went out; their histories replay with it.
 CATALOGUE_MEMOS = "care-memo-from-catalogue"
+# Issue 16: a send never holds a timer (it runs beside the loop, bounded by the moment its
+# message stops making sense), and the remaining contacts are fitted before the deadline.
+SEND_RACES_TIMERS = "send-races-timers"
+CONTACTS_FITTED = "contacts-fitted-before-deadline"
 FEEDBACK_WORDS = "survey-like-dislike"
 LEGACY_MEMO_KEYWORDS = (
     "implant",
@@ -97,6 +103,9 @@ LEGACY_MEMO_KEYWORDS = (
 
 # Activities: named, explicit timeouts, bounded retries; business errors are non-retryable.
 SEND_TIMEOUT = timedelta(seconds=30)
+# Sends heartbeat every second: a worker that dies mid-send is noticed in seconds, not after
+# SEND_TIMEOUT, and the send is retried on a live worker (it is idempotent).
+SEND_HEARTBEAT = timedelta(seconds=5)
 DB_TIMEOUT = timedelta(seconds=20)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -126,6 +135,8 @@ class AppointmentJourney:
             self._record("booked")
         self._changes = 0  # bumped by every signal/update: wakes the main loop
         self._effects: list[tuple[str, Any]] = []  # side effects asked for by handlers
+        self._inflight: asyncio.Task[None] | None = None  # a send running beside the loop
+        self._step_error: Exception | None = None
 
     # ---------------------------------------------------------------- main loop
     @workflow.run
@@ -141,14 +152,21 @@ class AppointmentJourney:
                 retry_policy=RETRY,
             )
         while not self._ended():
+            if self._step_error is not None:
+                raise self._step_error
             await self._drain_effects()
             await self._sync()
             now = workflow.now()
             due, step = self._next_step(now)
             if step is not None and due is not None and due <= now:
+                if step in self._send_steps() and workflow.patched(SEND_RACES_TIMERS):
+                    # The send runs beside the loop: the deadline, the no-show and the visit's
+                    # end fire on time whatever the provider is doing.
+                    self._inflight = asyncio.create_task(self._beside(step))
+                    continue
                 await step()
                 continue
-            if self._history_too_long():
+            if self._history_too_long() and self._inflight is None:
                 # A chatty patient or many reschedules: start a fresh run with the same state.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._drain_effects()
@@ -160,6 +178,8 @@ class AppointmentJourney:
                 await workflow.wait_condition(partial(self._woken, seen), timeout=timeout)
             except TimeoutError:
                 pass
+        if self._inflight is not None:  # bounded by the moment it stops making sense
+            await workflow.wait_condition(lambda: self._inflight is None)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._drain_effects()
         await self._sync()
@@ -170,6 +190,18 @@ class AppointmentJourney:
     def _woken(self, seen: int) -> bool:
         return self._changes != seen or bool(self._effects)
 
+    def _send_steps(self) -> tuple[Any, ...]:
+        return (self._send_notice, self._ask, self._voice_call)
+
+    async def _beside(self, step: Any) -> None:
+        try:
+            await step()
+        except Exception as e:  # raised by the loop, as if the step had run in it
+            self._step_error = e
+        finally:
+            self._inflight = None
+            self._changes += 1  # the loop re-plans with the send's outcome
+
     def _history_too_long(self) -> bool:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or (info.get_current_history_length() > self.p.max_history_events)
@@ -179,7 +211,21 @@ class AppointmentJourney:
 
     def _next_step(self, now: datetime) -> tuple[datetime | None, Callable[[], Awaitable[None]] | None]:
         """The earliest due step (workflows/planner.py decides): (when, what to run)."""
-        planned = planner.next_step(self.s, self.p, now, self._booked_at(), self._tz())
+        s = self.s
+        planned = planner.next_step(
+            s,
+            self.p,
+            now,
+            self._booked_at(),
+            self._tz(),
+            sending=self._inflight is not None,
+            fitted=s.asks_sent > 0 and not s.channel_dead and workflow.patched(CONTACTS_FITTED),
+        )
+        if s.stage == "booked" and s.unfitted_version != s.version and s.asks_sent > 0:
+            unfitted = planner.unfitted_contacts(s, self.p)
+            if unfitted and workflow.patched(CONTACTS_FITTED):
+                s.unfitted_version = s.version  # recorded once per version, never silent
+                self._record(f"contacts_unfitted_{unfitted}")
         if planned is None:
             return None, None
         due, step = planned
@@ -202,7 +248,7 @@ class AppointmentJourney:
         s = self.s
         first = s.version == self.inp.version
         s.notice_version = s.version
-        await self._send("booking_notice" if first else "reschedule_notice", "notice")
+        await self._send("booking_notice" if first else "reschedule_notice", "notice", not_after=self._start())
         self._record("notice_sent" if first else "reschedule_notice_sent")
 
     def _ask_message(self) -> tuple[list[Button], Question]:
@@ -228,11 +274,15 @@ class AppointmentJourney:
         buttons, question = self._ask_message()
         step = "ask" if first else f"reask-{s.asks_sent}"
         version = s.version
-        result = await self._send("reminder" if first else "reask", step, buttons, question=question)
+        result = await self._send(
+            "reminder" if first else "reask", step, buttons, question=question, not_after=self._deadline()
+        )
         if s.version != version:
             return  # rescheduled meanwhile: this ask was about the old time
         s.last_contact_at = workflow.now()
-        if result.status == "sent":
+        if result.status == "expired":  # the deadline came first: the operator takes over
+            self._record("ask_expired")
+        elif result.status == "sent":
             s.asks_sent += 1
             self._record("ask_sent" if first else "reask_sent")
         elif result.status == "opted_out":
@@ -245,21 +295,26 @@ class AppointmentJourney:
     async def _voice_call(self) -> None:
         s = self.s
         version = s.version
-        result = await workflow.execute_activity(
-            "place_voice_call",
-            VoiceCall(
-                idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
-                patient_id=self.inp.patient_id,
-                clinic_id=self.inp.clinic_id,
-                subject_id=self.inp.appointment_id,
-                workflow_id=self.wid,
-                question=self._question("voice_confirmation", [ANSWER_DIGIT], self._start()),
-                render=True,
-                facts=self._facts(),
-            ),
-            result_type=SendResult,
-            start_to_close_timeout=SEND_TIMEOUT,
-            retry_policy=RETRY,
+        if workflow.patched(SEND_RACES_TIMERS) and workflow.now() >= self._deadline():
+            self._record("voice_call_expired")  # the operator has it now
+            return
+        result = await self._bounded_activity(
+            workflow.execute_activity(
+                "place_voice_call",
+                VoiceCall(
+                    idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
+                    patient_id=self.inp.patient_id,
+                    clinic_id=self.inp.clinic_id,
+                    subject_id=self.inp.appointment_id,
+                    workflow_id=self.wid,
+                    question=self._question("voice_confirmation", [ANSWER_DIGIT], self._start()),
+                    render=True,
+                    facts=self._facts(),
+                    not_after=self._deadline() if workflow.patched(SEND_RACES_TIMERS) else None,
+                ),
+                result_type=SendResult,
+                **self._send_options(self._deadline()),
+            )
         )
         if s.version != version:
             return  # rescheduled meanwhile: this call was about the old time
@@ -448,10 +503,13 @@ class AppointmentJourney:
             key=f"{failure.message_key}:after-{last}",
             # The same words on the next channel: the first ask's text if that one failed.
             render_kind="reminder" if failure.message_key.removeprefix(self._key("")).startswith("ask") else None,
+            not_after=self._deadline(),
         )
         if not failure.message_key.startswith(self._key("")):
             return  # rescheduled meanwhile: this ask was about the old time
-        if result.status == "sent":
+        if result.status == "expired":
+            self._record("ask_expired")
+        elif result.status == "sent":
             s.last_contact_at = workflow.now()
             self._record(f"ask_resent_{result.channel}")
         elif result.status == "opted_out":
@@ -669,28 +727,63 @@ class AppointmentJourney:
         exclude: list[str] | None = None,
         key: str | None = None,
         render_kind: str | None = None,
+        not_after: datetime | None = None,
     ) -> SendResult:
-        """Send kind K about this visit: the activity renders the clinic's template."""
-        return await workflow.execute_activity(
-            "send_patient_message",
-            OutboundMessage(
-                idempotency_key=key or self._key(step),
-                patient_id=self.inp.patient_id,
-                clinic_id=self.inp.clinic_id,
-                kind=kind,
-                subject_id=self.inp.appointment_id,
-                workflow_id=self.wid,
-                buttons=buttons or [],
-                question=question,
-                exclude_channels=exclude or [],
-                render=True,
-                facts=self._facts(),
-                render_kind=render_kind,
-            ),
-            result_type=SendResult,
-            start_to_close_timeout=SEND_TIMEOUT,
-            retry_policy=RETRY,
+        """Send kind K about this visit: the activity renders the clinic's template. A message
+        with `not_after` (an ask: the deadline; anything before the visit: its start) is never
+        delivered after that moment: the activity refuses it then, and the send gives up."""
+        bounded = not_after is not None and workflow.patched(SEND_RACES_TIMERS)
+        if bounded and not_after is not None and workflow.now() >= not_after:
+            return SendResult("expired")
+        return await self._bounded_activity(
+            workflow.execute_activity(
+                "send_patient_message",
+                OutboundMessage(
+                    idempotency_key=key or self._key(step),
+                    patient_id=self.inp.patient_id,
+                    clinic_id=self.inp.clinic_id,
+                    kind=kind,
+                    subject_id=self.inp.appointment_id,
+                    workflow_id=self.wid,
+                    buttons=buttons or [],
+                    question=question,
+                    exclude_channels=exclude or [],
+                    render=True,
+                    facts=self._facts(),
+                    render_kind=render_kind,
+                    not_after=not_after if bounded else None,
+                ),
+                result_type=SendResult,
+                **self._send_options(not_after if bounded else None),
+            )
         )
+
+    async def _bounded_activity(self, call: Any) -> SendResult:
+        """A send that ran out of time (schedule-to-close = the moment its message stops
+        making sense) is "expired": nothing went out after that moment."""
+        try:
+            result: SendResult = await call
+        except ActivityError as e:
+            # Out of time: the schedule-to-close timed out, or the server gave up retrying
+            # because the next attempt would start after it.
+            timed_out = isinstance(e.cause, TemporalTimeoutError) and e.cause.type == TimeoutType.SCHEDULE_TO_CLOSE
+            if timed_out or e.retry_state == RetryState.TIMEOUT:
+                return SendResult("expired")
+            raise
+        return result
+
+    def _deadline(self) -> datetime:
+        return self._start() - self.p.confirm_deadline_td
+
+    def _send_options(self, not_after: datetime | None) -> dict[str, Any]:
+        """Timeouts of a send. Patched journeys heartbeat (a dead worker is noticed in
+        seconds) and give up at `not_after`; the activity's result then says "expired"."""
+        opts: dict[str, Any] = {"start_to_close_timeout": SEND_TIMEOUT, "retry_policy": RETRY}
+        if workflow.patched(SEND_RACES_TIMERS):
+            opts["heartbeat_timeout"] = SEND_HEARTBEAT
+            if not_after is not None:
+                opts["schedule_to_close_timeout"] = max(not_after - workflow.now(), timedelta(seconds=1))
+        return opts
 
     async def _task(
         self, kind: str, title: str, step: str, assigned_role: str = "operator", details: dict | None = None

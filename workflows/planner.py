@@ -36,13 +36,26 @@ def quiet(at: datetime, p: JourneyPolicy, tz: tzinfo, critical_by: datetime | No
     return next_send_time(at, p.quiet_hours, tz, critical_by)
 
 
-def next_step(s: JourneyState, p: JourneyPolicy, now: datetime, booked_at: datetime, tz: tzinfo) -> Planned | None:
-    """The earliest due step, or None when nothing is planned (the journey waits for news)."""
+def next_step(
+    s: JourneyState,
+    p: JourneyPolicy,
+    now: datetime,
+    booked_at: datetime,
+    tz: tzinfo,
+    *,
+    sending: bool = False,
+    fitted: bool = False,
+) -> Planned | None:
+    """The earliest due step, or None when nothing is planned (the journey waits for news).
+
+    `sending`: a send is on its way beside the journey (issue 16): no notice or contact is
+    planned until it is done, but every timer still is. `fitted`: re-asks and robot calls are
+    fitted before the deadline (plan_contacts; journeys patched for it)."""
     assert s.starts_at is not None
     start = s.starts_at
     plan: list[Planned] = []
     if s.stage in BEFORE_VISIT or s.stage == "checked_in":
-        if s.notice_version != s.version and s.stage in BEFORE_VISIT:
+        if s.notice_version != s.version and s.stage in BEFORE_VISIT and not sending:
             # The booking notice goes first: an ask never precedes it.
             return quiet(now, p, tz, critical_by=start), "notice"
         deadline = start - p.confirm_deadline_td
@@ -50,7 +63,7 @@ def next_step(s: JourneyState, p: JourneyPolicy, now: datetime, booked_at: datet
         if s.stage == "booked" and not s.asks_stopped and not booked_late:
             # (Booked inside the deadline window, e.g. by phone for today: nobody to ask.)
             plan.append((deadline, "deadline"))
-            contact = next_contact(s, p, now, deadline, booked_at, tz)
+            contact = None if sending else next_contact(s, p, now, deadline, booked_at, tz, fitted=fitted)
             if contact is not None:
                 plan.append(contact)
         if s.stage in ("booked", "needs_clarification") or (s.stage == "confirmed" and p.require_check_in):
@@ -73,13 +86,27 @@ def next_step(s: JourneyState, p: JourneyPolicy, now: datetime, booked_at: datet
 
 
 def next_contact(
-    s: JourneyState, p: JourneyPolicy, now: datetime, deadline: datetime, booked_at: datetime, tz: tzinfo
+    s: JourneyState,
+    p: JourneyPolicy,
+    now: datetime,
+    deadline: datetime,
+    booked_at: datetime,
+    tz: tzinfo,
+    *,
+    fitted: bool = False,
 ) -> Planned | None:
     """The next automatic ask or voice call of this version, if one still fits before the
     confirmation deadline."""
     assert s.starts_at is not None
     if s.opted_out:
         return None
+    if fitted and s.asks_sent > 0 and not s.channel_dead:
+        plan, _ = _owed(s, p, deadline)
+        if not plan:
+            return None
+        at, kind = plan[0]
+        at = quiet(at, p, tz, critical_by=deadline)
+        return None if at >= deadline else (at, "ask" if kind == "ask" else "voice_call")
     calls_left = s.voice_calls < p.voice_call_attempts
     step: Step
     if s.channel_dead:
@@ -104,3 +131,61 @@ def next_contact(
     if at >= deadline:
         return None  # too late to ask: the deadline hands it to an operator
     return at, step
+
+
+def plan_contacts(
+    *,
+    last: datetime,
+    deadline: datetime,
+    reasks_left: int,
+    calls_left: int,
+    reask_interval: timedelta,
+    call_after: timedelta,
+) -> tuple[list[tuple[datetime, str]], int]:
+    """The contacts still owed after the last one (re-asks, then robot calls: the seed's
+    silence -> re-asks -> robot call -> operator at the deadline), each strictly before the
+    deadline. On the policy's own gaps when they fit; otherwise spread evenly over the time
+    left (never further apart than the policy's gap). Re-asks that would come closer than a
+    quarter of their gap are given up (the robot call matters more and always gets its place
+    when the first ask fitted); how many were given up is returned with the plan, so it is
+    recorded, never silent."""
+    kinds = ["ask"] * reasks_left + ["call"] * calls_left
+    gaps = [reask_interval] * reasks_left + [call_after] * calls_left
+    unfitted = 0
+    while kinds:
+        at, plan = last, []
+        for kind, gap in zip(kinds, gaps, strict=True):
+            at += gap
+            plan.append((at, kind))
+        if plan[-1][0] < deadline:
+            return plan, unfitted
+        step = (deadline - last) / (len(kinds) + 1)
+        if all(step >= gap / 4 for kind, gap in zip(kinds, gaps, strict=True) if kind == "ask"):
+            plan, at = [], last
+            for kind, gap in zip(kinds, gaps, strict=True):
+                at += min(gap, step)
+                plan.append((at, kind))
+            return plan, unfitted
+        drop = kinds.index("ask") if "ask" in kinds else 0
+        del kinds[drop], gaps[drop]
+        unfitted += 1
+    return [], unfitted
+
+
+def _owed(s: JourneyState, p: JourneyPolicy, deadline: datetime) -> tuple[list[tuple[datetime, str]], int]:
+    assert s.last_contact_at is not None
+    return plan_contacts(
+        last=s.last_contact_at,
+        deadline=deadline,
+        reasks_left=max(0, p.reask_count - (s.asks_sent - 1)),
+        calls_left=max(0, p.voice_call_attempts - s.voice_calls),
+        reask_interval=p.reask_interval_td,
+        call_after=p.voice_call_after_td,
+    )
+
+
+def unfitted_contacts(s: JourneyState, p: JourneyPolicy) -> int:
+    """How many re-asks of this version cannot be fitted before the deadline any more."""
+    if s.asks_sent == 0 or s.channel_dead or s.opted_out or s.last_contact_at is None or s.starts_at is None:
+        return 0
+    return _owed(s, p, s.starts_at - p.confirm_deadline_td)[1]

@@ -58,6 +58,7 @@ class Rec:
     json: dict[str, Any] | None = None
     form: dict[str, str] | None = None
     at: float = field(default_factory=time.monotonic)
+    ok: bool = True  # False: answered with a failure (the provider did not deliver it)
 
 
 class FakeProviders:
@@ -70,6 +71,7 @@ class FakeProviders:
         self.rate_limit: dict[str, int] = {}
         self.throttled: dict[str, int] = {}
         self.delay: dict[str, float] = {}
+        self.down: set[str] = set()  # providers answering every request 503 (an outage)
         self.calls: dict[str, dict[str, str]] = {}
         self.url = ""
         self.webhook_base = ""  # our API, set by the rig
@@ -103,17 +105,29 @@ class FakeProviders:
             "twilio_from_number": TW_FROM,
         }
 
-    async def _gate(self, provider: str) -> JSONResponse | None:
+    def delivered(self, provider: str, method: str | None = None) -> list[Rec]:
+        """What the provider accepted (not the requests it failed)."""
+        return [r for r in self.sent(provider, method) if r.ok]
+
+    async def _gate(self, provider: str, rec: Rec | None = None) -> JSONResponse | None:
         if d := self.delay.get(provider):
             await asyncio.sleep(d)
+        if provider in self.down:
+            if rec is not None:
+                rec.ok = False
+            return JSONResponse({"error": "service unavailable (fake outage)"}, status_code=503)
         queue = self.failures.get(provider)
         if queue:
             status, body = queue.pop(0)
+            if rec is not None:
+                rec.ok = False
             return JSONResponse(body, status_code=status, headers=self.fail_headers.pop(provider, None))
         if (limit := self.rate_limit.get(provider)) is not None:
             now = time.monotonic()
             if sum(1 for r in self.requests if r.provider == provider and now - r.at < 1.0) > limit:
                 self.throttled[provider] = self.throttled.get(provider, 0) + 1
+                if rec is not None:
+                    rec.ok = False
                 return JSONResponse({"error": {"code": 130429, "message": "Rate limit hit"}}, 429)
         return None
 
@@ -128,8 +142,9 @@ class FakeProviders:
                     {"error": {"message": "Invalid OAuth access token", "type": "OAuthException", "code": 190}}, 401
                 )
             body = await request.json()
-            self.requests.append(Rec("whatsapp", "messages", request.url.path, dict(request.headers), json=body))
-            if resp := await self._gate("whatsapp"):
+            rec = Rec("whatsapp", "messages", request.url.path, dict(request.headers), json=body)
+            self.requests.append(rec)
+            if resp := await self._gate("whatsapp", rec):
                 return resp
             return JSONResponse(
                 {
@@ -144,8 +159,9 @@ class FakeProviders:
             if bot != f"bot{TG_TOKEN}":
                 return JSONResponse({"ok": False, "error_code": 401, "description": "Unauthorized"}, 401)
             body = await request.json()
-            self.requests.append(Rec("telegram", method, request.url.path, dict(request.headers), json=body))
-            if resp := await self._gate("telegram"):
+            rec = Rec("telegram", method, request.url.path, dict(request.headers), json=body)
+            self.requests.append(rec)
+            if resp := await self._gate("telegram", rec):
                 return resp
             if method == "answerCallbackQuery":
                 return JSONResponse({"ok": True, "result": True})
@@ -169,8 +185,9 @@ class FakeProviders:
                 return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, 401)
             form = {k: str(v) for k, v in (await request.form()).items()}
             kind = resource.removesuffix(".json")
-            self.requests.append(Rec("twilio", kind, request.url.path, dict(request.headers), form=form))
-            if resp := await self._gate("twilio"):
+            rec = Rec("twilio", kind, request.url.path, dict(request.headers), form=form)
+            self.requests.append(rec)
+            if resp := await self._gate("twilio", rec):
                 return resp
             prefix = "CA" if kind == "Calls" else "SM"
             new_sid = prefix + uuid.uuid4().hex
