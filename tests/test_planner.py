@@ -101,11 +101,11 @@ CASES = [
         ("2026-05-05 01:00", "ask"),
     ),
     (
-        "three re-asks unanswered: the robot call 1 h after the last",
+        "three re-asks unanswered: the robot call one re-ask interval (2 h) after the last",
         booked("2026-05-05 10:00", "2026-04-28 14:00", asks_sent=4, last_contact_at=k("2026-05-04 16:00")),
         "2026-05-04 16:05",
         "2026-04-28 14:00",
-        ("2026-05-04 17:00", "voice_call"),
+        ("2026-05-04 18:00", "voice_call"),
     ),
     (
         "messenger and SMS dead: the robot call at once",
