@@ -16,8 +16,8 @@ from temporalio.client import Client
 from activities.deps import Deps
 from core.settings import Settings
 from models.core import Role
-from tests.support.appointments import FAST, phone
 from tests.support.api import Api
+from tests.support.appointments import FAST, phone
 from tests.support.fake_providers import provider_rig
 from tests.support.live import eventually, running_worker
 from workflows.planner import plan_contacts
