@@ -459,6 +459,13 @@ class PatientBase(SQLModel):
     def _chat_id(cls, v: object) -> object:
         return normalize_chat_id(v)
 
+    @field_validator("preferred_channel")
+    @classmethod
+    def _channel(cls, v: Channel) -> Channel:
+        if v == Channel.web:
+            raise ValueError("web is the patient's page, not a channel we send on: whatsapp, telegram, sms or voice")
+        return v
+
     @field_validator("birth_date")
     @classmethod
     def _birth(cls, v: date | None) -> date | None:

@@ -400,3 +400,8 @@ async def test_clinic_and_patient_languages_are_checked(api: Api) -> None:
         json={"full_name": "Test", "phone": "+380671112233", "clinic_id": clinic["id"], "language": "pl"},
     )
     assert r.status_code == 422 and "language" in r.text
+    r = await admin.post(
+        "/v1/patients",
+        json={"full_name": "Test", "phone": "+380671112233", "clinic_id": clinic["id"], "preferred_channel": "web"},
+    )
+    assert r.status_code == 422 and "preferred_channel" in r.text
