@@ -30,5 +30,8 @@ bench-imports:   ## MIS import of a 10,000-row visits file beside the raw SDK st
 bench-reports:   ## management reports over 1M appointments in PostgreSQL (generated once)
 	@scripts/bootstrap.sh && .venv/bin/python -m bench.reports
 
+chaos:           ## kill -9 worker, API and Temporal under hundreds of journeys; prints the counts
+	@scripts/bootstrap.sh && .venv/bin/python -m tests.chaos --journeys $${JOURNEYS:-300} --kills $${KILLS:-16}
+
 clean:           ## remove local state (.data); keeps installed tools
 	@scripts/pg-test.sh stop; rm -rf .data
