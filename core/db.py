@@ -41,7 +41,13 @@ def private_sqlite_file(url: str) -> None:
     p = Path(path)
     if not p.parent.exists():
         p.parent.mkdir(parents=True, mode=0o700)
-    os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600))
+    # O_EXCL: never open (and close) a descriptor on an existing database. Closing any
+    # descriptor of a file drops every POSIX lock this process holds on it, including the
+    # locks of SQLite connections already open here: that corrupts them (disk I/O error).
+    try:
+        os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
     for f in (p, Path(f"{p}-wal"), Path(f"{p}-shm"), Path(f"{p}-journal")):
         if f.exists() and f.stat().st_mode & 0o077:
             f.chmod(0o600)
