@@ -251,7 +251,11 @@ async def test_undelivered_lab_question_moves_to_sms_then_a_person(rig: Rig, api
         assert r.status_code == 204, r.text
 
         async def person_calls() -> list[dict[str, Any]]:
-            t = await c.get("/v1/tasks", params={"subject_id": plan["id"], "kind": "plan_callback"})
+            t = await c.get(
+                "/v1/tasks",
+                params={"subject_id": plan["id"], "kind": "plan_callback"},
+                headers=api.headers(Role.operator),
+            )
             assert t.status_code == 200 and t.json(), t.text
             return list(t.json())
 
