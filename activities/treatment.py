@@ -16,6 +16,7 @@ from conversations.questions import expire
 from core.logging import get_logger
 from models.appointment import Appointment, doctor_clash
 from models.core import Doctor, Patient
+from models.points import refund_plan
 from models.treatment import upsert_plan
 
 log = get_logger("activities.treatment")
@@ -36,6 +37,8 @@ class TreatmentActivities:
                 else:
                     await expire(s, snap.plan_id, f"the plan moved to {snap.stage}", state_not=snap.stage)
                 try:
+                    if snap.status == "cancelled":  # its points go back, once (keyed by the plan id)
+                        await refund_plan(s, snap.plan_id)
                     await s.commit()
                     return changed
                 except IntegrityError:  # the API inserted the same plan a moment ago

@@ -48,6 +48,10 @@ _MATRIX: dict[str, dict[str, frozenset[Role]]] = {
         "create": frozenset({FD, DOC}),  # create, cancel
         "advance": frozenset({FD, OP, DOC}),
     },
+    "points": {  # a patient's bonus-points ledger; plans spend points under plans.create
+        "read": frozenset({FD, OP, DOC, DIR}),
+        "adjust": frozenset({FD, DIR}),  # add or take points with a reason
+    },
     "tasks": {  # by kind: see TASK_FAMILIES; each family is read + complete
         "contact": frozenset({FD, OP, DIR}),
         "feedback": frozenset({DIR}),
@@ -229,6 +233,7 @@ RESOURCE_TITLES = {
     "patients": "patients",
     "appointments": "appointments",
     "plans": "treatment plans",
+    "points": "bonus points",
     "tasks": "tasks (by kind)",
     "invoices": "invoices",
     "files": "files",

@@ -162,6 +162,8 @@ async def test_plan_api_prices_and_validates(api: Api, worker: None) -> None:
             {"service": "X-ray", "unit_price": "0.05"},
         ],
     }
+    r = await api.as_(Role.front_desk).post(f"/v1/patients/{patient}/points", json={"delta": 5000, "reason": "promo"})
+    assert r.status_code == 201, r.text
     r = await api.as_(Role.front_desk).post("/v1/treatment-plans", json=body)
     assert r.status_code == 201, r.text
     out = r.json()

@@ -11,6 +11,7 @@ from api.routers import (
     imports,
     invoices,
     pages,
+    points,
     reports,
     sandbox,
     services,
@@ -40,6 +41,8 @@ ROUTERS = [
     services.router,
     # The patient's own pages behind the signed links in every message (/p/<token>).
     pages.router,
+    # Bonus points: the patient's ledger (plans spend from it).
+    points.router,
     # Treatment plans (SPEC §4).
     treatment_plans.router,
     # Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.

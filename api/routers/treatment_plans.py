@@ -8,7 +8,6 @@ Moves are workflow *updates*: their validators reject a move the graph does not 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +15,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from temporalio.client import Client, WorkflowQueryRejectedError
 from temporalio.common import (
@@ -51,6 +51,7 @@ from contracts.treatment_plan import (
     plan_workflow_id,
 )
 from core.search_attributes import CLINIC_ID, TREATMENT_DIRECTION, TREATMENT_STAGE
+from models import points
 from models.core import Clinic, StaffUser, as_utc, new_id, policy_from_json
 from models.treatment import (
     AdvanceIn,
@@ -102,7 +103,8 @@ async def create_plan(
     d = DIRECTIONS[body.direction]
     # A retried request with the same key names the same plan (and so the same workflow id).
     plan_id = uuid.uuid5(PLAN_KEYS, f"{user.id}:{idempotency_key}").hex if idempotency_key else new_id()
-    if idempotency_key and (existing := await session.get(TreatmentPlan, plan_id)) is not None:
+    existing = await session.get(TreatmentPlan, plan_id) if idempotency_key else None
+    if existing is not None:
         if (existing.patient_id, existing.clinic_id, existing.direction) != (
             body.patient_id,
             body.clinic_id,
@@ -139,7 +141,48 @@ async def create_plan(
         created_by=_actor(user),
     )
     wf_id = plan_workflow_id(plan_id)
-    with contextlib.suppress(WorkflowAlreadyStartedError):  # that plan ran and finished already
+    snapshot = PlanSnapshot(
+        plan_id=plan_id,
+        workflow_id=wf_id,
+        clinic_id=clinic.id,
+        patient_id=body.patient_id,
+        direction=d.key,
+        stage=d.first.key,
+        status="active",
+        next_due_at=None,
+        pricing=pricing,
+        items=items,
+        version=0,
+    )
+    if existing is None:
+        # The plan row and its points spend in one transaction, before the journey starts:
+        # a plan never runs on points the patient does not have.
+        try:
+            await upsert_plan(session, snapshot)
+            if price.bonus_points:
+                await points.apply(
+                    session,
+                    body.patient_id,
+                    -price.bonus_points,
+                    kind=points.PLAN_SPEND,
+                    reason="treatment plan",
+                    plan_id=plan_id,
+                    staff_user_id=user.id,
+                )
+            await session.commit()
+        except points.NotEnoughPoints as e:
+            await session.rollback()
+            raise invalid_field(
+                "bonus_points", f"bonus_points ({e.wanted}) exceed the patient's balance ({e.balance} points)"
+            ) from None
+        except IntegrityError:  # the same Idempotency-Key a moment ago: that request owns the spend
+            await session.rollback()
+            existing = await session.get(TreatmentPlan, plan_id)
+            if existing is None:
+                raise
+    elif existing.status == "cancelled":
+        raise HTTPException(409, "the plan of this Idempotency-Key was cancelled; create a new plan")
+    try:
         await temporal.start_workflow(
             TREATMENT_PLAN_WORKFLOW,
             PlanInput(state=state),
@@ -156,28 +199,19 @@ async def create_plan(
                 ]
             ),
         )
-    # Mirror at once so the list shows the plan now; the journey's own sync (version 1+)
-    # supersedes this row and never the other way round.
-    try:
-        await upsert_plan(
-            session,
-            PlanSnapshot(
-                plan_id=plan_id,
-                workflow_id=wf_id,
-                clinic_id=clinic.id,
-                patient_id=body.patient_id,
-                direction=d.key,
-                stage=d.first.key,
-                status="active",
-                next_due_at=None,
-                pricing=pricing,
-                items=items,
-                version=0,
-            ),
-        )
-        await session.commit()
-    except Exception:  # noqa: BLE001 - the journey's first sync writes the same row
+    except WorkflowAlreadyStartedError:  # that plan ran and finished already
+        pass
+    except Exception:
+        # No journey: the plan is void, and its points go back (with an Idempotency-Key, a retry
+        # gets 409 and makes a new plan).
         await session.rollback()
+        row = await session.get(TreatmentPlan, plan_id)
+        if row is not None and row.sync_version == 0 and existing is None:
+            row.status = "cancelled"
+            session.add(row)
+            await points.refund_plan(session, plan_id, reason="treatment plan not started")
+            await session.commit()
+        raise
     return {
         "id": plan_id,
         "workflow_id": wf_id,
@@ -303,10 +337,18 @@ async def cancel(
         CancelRequest(reason=body.reason, actor=_actor(user), cancel_visits=body.cancel_visits),
         result_type=PlanView,
     )
+    # The points go back now (the journey's sync of the cancelled plan does the same, once).
+    await refund_cancelled(session, plan_id)
     return dataclasses.asdict(out)
 
 
 # ---------------------------------------------------------------- helpers
+async def refund_cancelled(session: SessionDep, plan_id: str) -> None:
+    try:
+        await points.refund_plan(session, plan_id)
+        await session.commit()
+    except IntegrityError:  # the journey's sync refunded it a moment ago
+        await session.rollback()
 
 
 async def _row(session: SessionDep, plan_id: str, user: StaffUser) -> TreatmentPlan:
