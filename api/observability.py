@@ -34,7 +34,8 @@ class RequestContext:
 
     The route template, not the raw path, is logged and counted: paths may carry a secret
     (/codec/k/{secret}) or ids, query strings names or numbers. Unmatched paths are
-    `<unmatched>`. Latency is measured until the response starts."""
+    `<unmatched>`. Latency is measured until the response starts; the line is logged before
+    the response's last byte is sent."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -54,6 +55,19 @@ class RequestContext:
         start = time.perf_counter()
         status = 500
         elapsed: float | None = None
+        done = False
+
+        def finish() -> None:
+            # Before the last byte goes out: whoever reads the response can read its log line.
+            nonlocal done
+            if done:
+                return
+            done = True
+            took = elapsed if elapsed is not None else time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or metrics.UNMATCHED
+            method = scope.get("method", "GET")
+            metrics.observe_request(method, route, status, took)
+            log.info("request", method=method, path=route, status=status, ms=round(took * 1000, 1))
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, elapsed
@@ -63,17 +77,14 @@ class RequestContext:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", rid.encode("latin-1")))
                 message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if elapsed is None:
-                elapsed = time.perf_counter() - start
-            route = getattr(scope.get("route"), "path", None) or metrics.UNMATCHED
-            method = scope.get("method", "GET")
-            metrics.observe_request(method, route, status, elapsed)
-            log.info("request", method=method, path=route, status=status, ms=round(elapsed * 1000, 1))
+            finish()
 
 
 router = APIRouter(tags=["ops"])
