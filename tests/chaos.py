@@ -237,16 +237,24 @@ async def _drive(
         t0 = datetime.now(UTC)
         # Visits spread over a window; every other patient confirms when asked.
         spread = max(30.0, n * 0.25)
-        plan = [(t0 + timedelta(seconds=40 + rnd.uniform(0, spread)), i % 2 == 0) for i in range(n)]
+        offsets = [rnd.uniform(0, spread) for _ in range(n)]
+        # The visit is set when the booking is made (a booking retried through an outage keeps
+        # its lead time); `plan` holds the time actually booked.
+        plan = [(t0 + timedelta(seconds=40 + offsets[i]), i % 2 == 0) for i in range(n)]
         booked: dict[int, str] = {}
         confirms = {i for i, (_, yes) in enumerate(plan) if yes}
-        run_until = max(s for s, _ in plan) + timedelta(seconds=30)
+        run_until = t0 + timedelta(seconds=40 + spread + 30)
         outages: list[float] = []
+
+        tried: set[int] = set()
 
         async def book_all() -> None:
             pending = list(range(n))
             while pending:
                 i = pending.pop(0)
+                if i not in tried:
+                    tried.add(i)
+                    plan[i] = (datetime.now(UTC) + timedelta(seconds=40 + offsets[i] / 4), plan[i][1])
                 start, _ = plan[i]
                 body = {
                     "patient_id": patients[i].id,
