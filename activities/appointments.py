@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
-from contracts.appointment import AppointmentContext, AppointmentSnapshot, ContextRequest
+from contracts.appointment import AppointmentActivityStubs, AppointmentContext, AppointmentSnapshot, ContextRequest
 from conversations.questions import expire
 from core import metrics
 from core.links import page_url
@@ -34,7 +34,7 @@ async def expire_moot_questions(s: AsyncSession, snap: AppointmentSnapshot) -> N
         await expire(s, aid, f"the appointment is {snap.stage}", kinds=CONFIRMATION_KINDS)
 
 
-class AppointmentActivities:
+class AppointmentActivities(AppointmentActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 

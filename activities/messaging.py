@@ -39,7 +39,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
-from contracts.common import Button, MessageFacts, OutboundMessage, Question, SendResult, VoiceCall
+from contracts.common import (
+    Button,
+    MessageFacts,
+    MessagingActivityStubs,
+    OutboundMessage,
+    Question,
+    SendResult,
+    VoiceCall,
+)
 from conversations.questions import open_question
 from core import metrics
 from core.db import insert_once
@@ -82,7 +90,7 @@ async def heartbeating() -> AsyncIterator[None]:
         task.cancel()
 
 
-class MessagingActivities:
+class MessagingActivities(MessagingActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         s = deps.settings

@@ -8,7 +8,7 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from activities.deps import Deps
-from contracts.common import CancelTasks, TaskRef, TaskRequest
+from contracts.common import CancelTasks, TaskActivityStubs, TaskRef, TaskRequest
 from core import metrics
 from core.db import insert_once
 from core.logging import get_logger
@@ -17,7 +17,7 @@ from models.core import MessageLog, OperatorTask, Role, TaskState
 log = get_logger("activities.tasks")
 
 
-class TaskActivities:
+class TaskActivities(TaskActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 

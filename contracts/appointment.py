@@ -16,6 +16,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from temporalio import activity
+
 from contracts.common import PATIENT_REPLY_SIGNAL
 from contracts.policy import JourneyPolicy
 
@@ -208,3 +210,16 @@ def clinic_zone(name: str) -> tzinfo:
     """A clinic's timezone. Called from workflow code through this passed-through module:
     the sandbox proxies `zoneinfo` itself, and a proxied tzinfo cannot be used by datetime."""
     return ZoneInfo(name)
+
+
+# ------------------------------------------------------------------ typed activity stubs
+class AppointmentActivityStubs:
+    """The journey's own activities (implemented by activities.appointments)."""
+
+    @activity.defn(name="load_appointment_context")
+    async def load_appointment_context(self, req: ContextRequest) -> AppointmentContext:
+        raise NotImplementedError
+
+    @activity.defn(name="sync_appointment")
+    async def sync_appointment(self, snap: AppointmentSnapshot) -> None:
+        raise NotImplementedError

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from temporalio import activity
+
 # Every journey that asks the patient something takes these two signals (same names, same
 # payloads): the answer (`PatientReply`), and "the question never arrived" (`DeliveryFailure`).
 PATIENT_REPLY_SIGNAL = "patient_reply"
@@ -224,3 +226,27 @@ class EmailRequest:
 class EmailResult:
     status: str  # sent, already_sent, no_recipients, no_smtp
     recipients: int = 0
+
+
+# ------------------------------------------------------------------ typed activity stubs
+# Journeys call these by reference (`workflow.execute_activity_method(TaskActivityStubs.
+# create_operator_task, ...)`): name, argument and result types come from here, and the
+# implementations in activities/ subclass the stubs, so mypy checks that they match.
+class TaskActivityStubs:
+    @activity.defn(name="create_operator_task")
+    async def create_operator_task(self, req: TaskRequest) -> TaskRef:
+        raise NotImplementedError
+
+    @activity.defn(name="cancel_operator_tasks")
+    async def cancel_operator_tasks(self, req: CancelTasks) -> int:
+        raise NotImplementedError
+
+
+class MessagingActivityStubs:
+    @activity.defn(name="send_patient_message")
+    async def send_patient_message(self, msg: OutboundMessage) -> SendResult:
+        raise NotImplementedError
+
+    @activity.defn(name="place_voice_call")
+    async def place_voice_call(self, call: VoiceCall) -> SendResult:
+        raise NotImplementedError

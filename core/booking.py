@@ -24,7 +24,6 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.appointment import (
-    APPOINTMENT_WORKFLOW,
     AppointmentInput,
     AppointmentSnapshot,
     CancelRequest,
@@ -35,6 +34,7 @@ from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_
 from core.texts.catalogue import catalogue, match
 from models.appointment import Appointment, doctor_clash, lock_doctor
 from models.core import Clinic, policy_from_json
+from workflows.appointment import AppointmentJourney
 
 
 class BookingError(Exception):
@@ -193,7 +193,7 @@ async def start_journey(temporal: Client, task_queue: str, appt: Appointment, cl
     inp = journey_input(appt, clinic)
     try:
         await temporal.start_workflow(
-            APPOINTMENT_WORKFLOW,
+            AppointmentJourney.run,
             inp,
             id=appointment_workflow_id(inp.appointment_id),
             task_queue=task_queue,
@@ -247,8 +247,9 @@ async def move(
     duration = duration_minutes or appt.duration_minutes
     ends_at = starts_at + timedelta(minutes=duration)
     await check_slot_free(session, appt.doctor_id, starts_at, ends_at, exclude=appt.id)
-    view: AppointmentSnapshot = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
-        "reschedule", RescheduleRequest(starts_at, duration_minutes), id=update_id, result_type=AppointmentSnapshot
+    handle = temporal.get_workflow_handle_for(AppointmentJourney.run, appt.workflow_id)
+    view = await handle.execute_update(
+        AppointmentJourney.reschedule, RescheduleRequest(starts_at, duration_minutes), id=update_id
     )
     appt.starts_at, appt.ends_at, appt.duration_minutes = starts_at, ends_at, duration
     session.add(appt)
@@ -257,7 +258,6 @@ async def move(
 
 
 async def cancel(temporal: Client, appt: Appointment, reason: str, update_id: str | None = None) -> AppointmentSnapshot:
-    view: AppointmentSnapshot = await temporal.get_workflow_handle(appt.workflow_id).execute_update(
-        "cancel", CancelRequest(reason), id=update_id, result_type=AppointmentSnapshot
-    )
+    handle = temporal.get_workflow_handle_for(AppointmentJourney.run, appt.workflow_id)
+    view = await handle.execute_update(AppointmentJourney.cancel, CancelRequest(reason), id=update_id)
     return view

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         APPOINTMENT_STATE_QUERY,
         APPOINTMENT_WORKFLOW,
         BEFORE_VISIT,
-        AppointmentContext,
+        AppointmentActivityStubs,
         AppointmentInput,
         AppointmentOutcome,
         AppointmentSnapshot,
@@ -55,11 +55,12 @@ with workflow.unsafe.imports_passed_through():
         CancelTasks,
         DeliveryFailure,
         MessageFacts,
+        MessagingActivityStubs,
         OutboundMessage,
         PatientReply,
         Question,
         SendResult,
-        TaskRef,
+        TaskActivityStubs,
         TaskRequest,
         VoiceCall,
         button_id,
@@ -144,10 +145,9 @@ class AppointmentJourney:
         if inp.carried is None:
             self._upsert_search_attributes(start=True)
         if self.s.context is None:
-            self.s.context = await workflow.execute_activity(
-                "load_appointment_context",
+            self.s.context = await workflow.execute_activity_method(
+                AppointmentActivityStubs.load_appointment_context,
                 ContextRequest(inp.appointment_id, inp.clinic_id, inp.doctor_id),
-                result_type=AppointmentContext,
                 start_to_close_timeout=DB_TIMEOUT,
                 retry_policy=RETRY,
             )
@@ -299,8 +299,8 @@ class AppointmentJourney:
             self._record("voice_call_expired")  # the operator has it now
             return
         result = await self._bounded_activity(
-            workflow.execute_activity(
-                "place_voice_call",
+            workflow.execute_activity_method(
+                MessagingActivityStubs.place_voice_call,
                 VoiceCall(
                     idempotency_key=self._key(f"call-{s.voice_calls + 1}"),
                     patient_id=self.inp.patient_id,
@@ -312,7 +312,6 @@ class AppointmentJourney:
                     facts=self._facts(),
                     not_after=self._deadline() if workflow.patched(SEND_RACES_TIMERS) else None,
                 ),
-                result_type=SendResult,
                 **self._send_options(self._deadline()),
             )
         )
@@ -736,8 +735,8 @@ class AppointmentJourney:
         if bounded and not_after is not None and workflow.now() >= not_after:
             return SendResult("expired")
         return await self._bounded_activity(
-            workflow.execute_activity(
-                "send_patient_message",
+            workflow.execute_activity_method(
+                MessagingActivityStubs.send_patient_message,
                 OutboundMessage(
                     idempotency_key=key or self._key(step),
                     patient_id=self.inp.patient_id,
@@ -753,7 +752,6 @@ class AppointmentJourney:
                     render_kind=render_kind,
                     not_after=not_after if bounded else None,
                 ),
-                result_type=SendResult,
                 **self._send_options(not_after if bounded else None),
             )
         )
@@ -788,8 +786,8 @@ class AppointmentJourney:
     async def _task(
         self, kind: str, title: str, step: str, assigned_role: str = "operator", details: dict | None = None
     ) -> None:
-        await workflow.execute_activity(
-            "create_operator_task",
+        await workflow.execute_activity_method(
+            TaskActivityStubs.create_operator_task,
             TaskRequest(
                 dedup_key=self._key(step),
                 kind=kind,
@@ -802,16 +800,14 @@ class AppointmentJourney:
                 workflow_id=self.wid,
                 details={"stage": self.s.stage, "starts_at": self._start().isoformat(), **(details or {})},
             ),
-            result_type=TaskRef,
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=RETRY,
         )
 
     async def _cancel_tasks(self, kinds: list[str], reason: str) -> None:
-        await workflow.execute_activity(
-            "cancel_operator_tasks",
+        await workflow.execute_activity_method(
+            TaskActivityStubs.cancel_operator_tasks,
             CancelTasks(subject_id=self.inp.appointment_id, kinds=kinds, reason=reason),
-            result_type=int,
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=RETRY,
         )
@@ -833,8 +829,8 @@ class AppointmentJourney:
         if s.synced_revision == s.revision:
             return
         revision = s.revision
-        await workflow.execute_activity(
-            "sync_appointment",
+        await workflow.execute_activity_method(
+            AppointmentActivityStubs.sync_appointment,
             self.view(),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=RETRY,

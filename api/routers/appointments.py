@@ -9,7 +9,7 @@ before anything is written.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
@@ -25,15 +25,17 @@ from temporalio.common import (
     QueryRejectCondition,
 )
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from api import policy
 from api.deps import MAX_OFFSET, MaybeTemporalDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import invalid_field
-from contracts.appointment import APPOINTMENT_STATE_QUERY, STAGES, AppointmentSnapshot, StaffAction
+from contracts.appointment import STAGES, AppointmentOutcome, AppointmentSnapshot, StaffAction
 from core import booking
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Clinic, Doctor, StaffUser
+from workflows.appointment import AppointmentJourney
 
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
 QUERY_TIMEOUT = timedelta(seconds=5)  # a live answer, or the DB's copy when no worker answers
@@ -276,8 +278,7 @@ async def get_appointment(
         return _out(appt)
     try:
         view = await _handle(temporal, appt).query(
-            APPOINTMENT_STATE_QUERY,
-            result_type=AppointmentSnapshot,
+            AppointmentJourney.view,
             reject_condition=QueryRejectCondition.NOT_OPEN,
             rpc_timeout=QUERY_TIMEOUT,
         )
@@ -326,28 +327,30 @@ async def confirm(
 ) -> AppointmentOut:
     appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "confirm")
-    return await _update(temporal, appt, "confirm", StaffAction(by=user.id, note=body.note if body else None))
+    return await _update(
+        temporal, appt, AppointmentJourney.confirm, StaffAction(by=user.id, note=body.note if body else None)
+    )
 
 
 @router.post("/{appointment_id}/check-in", response_model=AppointmentOut)
 async def check_in(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Arrival) -> AppointmentOut:
     appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "check-in")
-    return await _update(temporal, appt, "check_in", StaffAction(by=user.id))
+    return await _update(temporal, appt, AppointmentJourney.check_in, StaffAction(by=user.id))
 
 
 @router.post("/{appointment_id}/finish", response_model=AppointmentOut)
 async def finish(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Doctoring) -> AppointmentOut:
     appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "finish")
-    return await _update(temporal, appt, "finish", StaffAction(by=user.id))
+    return await _update(temporal, appt, AppointmentJourney.finish, StaffAction(by=user.id))
 
 
 @router.post("/{appointment_id}/no-show", response_model=AppointmentOut)
 async def no_show(appointment_id: str, session: SessionDep, temporal: TemporalDep, user: Arrival) -> AppointmentOut:
     appt = await _row(session, appointment_id, user)
     _must_be_open(appt, "mark as no-show")
-    return await _update(temporal, appt, "no_show", StaffAction(by=user.id))
+    return await _update(temporal, appt, AppointmentJourney.no_show, StaffAction(by=user.id))
 
 
 # ---------------------------------------------------------------- helpers
@@ -366,10 +369,14 @@ def _must_be_open(appt: Appointment, action: str) -> None:
         )
 
 
-def _handle(temporal: Client, appt: Appointment) -> WorkflowHandle[Any, Any]:
-    return temporal.get_workflow_handle(appt.workflow_id)
+def _handle(temporal: Client, appt: Appointment) -> WorkflowHandle[AppointmentJourney, AppointmentOutcome]:
+    return temporal.get_workflow_handle_for(AppointmentJourney.run, appt.workflow_id)
 
 
-async def _update(temporal: Client, appt: Appointment, name: str, arg: object) -> AppointmentOut:
-    view = await _handle(temporal, appt).execute_update(name, arg, result_type=AppointmentSnapshot)
+StaffUpdate = UpdateMethodMultiParam[[AppointmentJourney, StaffAction], AppointmentSnapshot]
+
+
+async def _update(temporal: Client, appt: Appointment, update: StaffUpdate, arg: StaffAction) -> AppointmentOut:
+    """A staff action as the journey's typed update (its validator may refuse it: 409)."""
+    view = await _handle(temporal, appt).execute_update(update, arg)
     return _out(view)
