@@ -175,6 +175,36 @@ class InvoiceSnapshot:
     submitted_at: datetime | None = None
     updated_at: datetime | None = None
 
+    @classmethod
+    def submitted(cls, inp: InvoiceInput, workflow_id: str, at: datetime) -> InvoiceSnapshot:
+        """The invoice as it stands once submitted: the journey's first state (version 1)."""
+        return cls(
+            id=inp.invoice_id,
+            workflow_id=workflow_id,
+            state=InvoiceState.submitted,
+            version=1,
+            initiator_id=inp.initiator_id,
+            category=inp.category,
+            expense_type=inp.expense_type,
+            amount=inp.amount,
+            currency=inp.currency,
+            invoice_file_id=inp.invoice_file_id,
+            comment=inp.comment,
+            actions=[
+                InvoiceAction(
+                    action="submit",
+                    actor_id=inp.initiator_id,
+                    actor_role=inp.initiator_role,
+                    at=at,
+                    from_state="",
+                    to_state=InvoiceState.submitted,
+                    comment=inp.comment,
+                )
+            ],
+            submitted_at=at,
+            updated_at=at,
+        )
+
     @property
     def created_at(self) -> datetime | None:
         return self.submitted_at

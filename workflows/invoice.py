@@ -64,32 +64,7 @@ class InvoiceApproval:
         self.inp = inp
         now = workflow.now()
         wid = workflow.info().workflow_id
-        self.snap = InvoiceSnapshot(
-            id=inp.invoice_id,
-            workflow_id=wid,
-            state=InvoiceState.submitted,
-            version=1,
-            initiator_id=inp.initiator_id,
-            category=inp.category,
-            expense_type=inp.expense_type,
-            amount=inp.amount,
-            currency=inp.currency,
-            invoice_file_id=inp.invoice_file_id,
-            comment=inp.comment,
-            actions=[
-                InvoiceAction(
-                    action="submit",
-                    actor_id=inp.initiator_id,
-                    actor_role=inp.initiator_role,
-                    at=now,
-                    from_state="",
-                    to_state=InvoiceState.submitted,
-                    comment=inp.comment,
-                )
-            ],
-            submitted_at=now,
-            updated_at=now,
-        )
+        self.snap = InvoiceSnapshot.submitted(inp, wid, now)
         self._outbox: list[EmailRequest] = []
         self._sync_lock = asyncio.Lock()
 

@@ -5,7 +5,7 @@ a missing choice by either (422)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -106,19 +106,10 @@ async def submit_invoice(
         policy=InvoicePolicy.of(settings.invoice_remind_after, settings.invoice_escalate_after),
     )
     wid = invoice_workflow_id(inp.invoice_id)
-    row = Invoice(
-        id=inp.invoice_id,
-        workflow_id=wid,
-        state=InvoiceState.submitted,
-        version=0,
-        initiator_id=user.id,
-        category=inp.category,
-        expense_type=inp.expense_type,
-        amount=Decimal(inp.amount),
-        currency=inp.currency,
-        invoice_file_id=inp.invoice_file_id,
-        comment=inp.comment,
-    )
+    # The registry row before the journey runs: its first snapshot at version 0, without the
+    # submit action (the journey's first sync records it, version 1).
+    first = InvoiceSnapshot.submitted(inp, wid, datetime.now(UTC)).columns()
+    row = Invoice(**{**first, "version": 0, "actions": [], "updated_at": None})
     session.add(row)
     await session.commit()
     try:
