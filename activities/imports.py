@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
@@ -47,6 +48,7 @@ from core.mis_files import (
     text,
     time_in_date_cell,
 )
+from models import points
 from models.appointment import Appointment
 from models.core import Channel, Clinic, Doctor, Patient
 from models.imports import (
@@ -730,13 +732,19 @@ class _Applier:
             outcome = "unchanged"
             for k, v in want.items():
                 # The MIS is the source of truth for what it states; blank cells keep ours.
-                if v is None or not hasattr(p, k) or k == "phone" and guardian is not None:
+                if v is None or not hasattr(p, k) or k == "phone" and guardian is not None or k == "loyalty_points":
                     continue
                 if getattr(p, k) != v:
                     setattr(p, k, v)
                     outcome = "updated"
             s.add(p)
         await s.flush()
+        # The MIS balance arrives through the points ledger: one row for the difference.
+        pts = want.get("loyalty_points")
+        if pts is not None and pts != p.loyalty_points:
+            await points.apply(s, p.id, pts - p.loyalty_points, kind=points.IMPORT, reason="MIS import")
+            set_committed_value(p, "loyalty_points", pts)
+            outcome = "updated" if outcome == "unchanged" else outcome
         if link is None:
             s.add(PatientMisId(clinic_id=self.clinic.id, mis_patient_id=d["patient_id"], patient_id=p.id))
         await self._ledger(s, row, RowState.done, outcome, None, p.id)
@@ -754,8 +762,6 @@ class _Applier:
         )
         if want.get("last_visit_on"):
             p.last_visit_on = want["last_visit_on"]
-        if want.get("loyalty_points") is not None:
-            p.loyalty_points = want["loyalty_points"]
         if want.get("source"):
             p.source = want["source"]
         return p

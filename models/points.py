@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.core import TZ, Patient, new_id, utcnow
 
 MAX_DELTA = 1_000_000
-MANUAL, PLAN_SPEND, PLAN_REFUND = "manual", "plan_spend", "plan_refund"
+MANUAL, PLAN_SPEND, PLAN_REFUND, IMPORT = "manual", "plan_spend", "plan_refund", "import"
 
 
 class PointsEntry(SQLModel, table=True):
@@ -33,7 +33,7 @@ class PointsEntry(SQLModel, table=True):
     patient_id: str = Field(foreign_key="patient.id", max_length=32)
     delta: int
     balance_after: int
-    kind: str = Field(max_length=16)  # manual / plan_spend / plan_refund
+    kind: str = Field(max_length=16)  # manual / plan_spend / plan_refund / import (the MIS base)
     reason: str = Field(max_length=200)
     plan_id: str | None = Field(default=None, foreign_key="treatment_plan.id", max_length=32)
     staff_user_id: str | None = Field(default=None, max_length=32)

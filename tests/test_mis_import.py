@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from activities.deps import Deps
 from core.settings import Settings
+from models import points
 from models.appointment import Appointment
 from models.core import MessageLog, Patient, Role
 from models.imports import ImportRow, PatientMisId
@@ -379,6 +380,11 @@ async def test_patients_base_with_guardians_and_custom_mapping(api: Api, deps: D
         api, await upload(api, clinic["id"], "patients", "patients.xlsx", xlsx_bytes(headers, rows[:2]))
     )
     assert (res["counts"]["created"], res["counts"]["updated"], res["counts"]["unchanged"]) == (0, 1, 1), res
+    # The MIS balance arrives through the points ledger: each row is the difference.
+    async with deps.sessions() as s:
+        ledger = await points.entries(s, links["1"], 10, 0)
+        assert sorted((e.kind, e.delta) for e in ledger) == [("import", 25), ("import", 150)]
+        assert await points.balance(s, links["1"]) == 175
 
 
 async def test_completed_visits_close_open_journeys_and_record_history(api: Api, deps: Deps) -> None:
