@@ -16,8 +16,12 @@ fi
 TEST_DATABASE_URL=$(scripts/pg-test.sh start)
 export TEST_DATABASE_URL
 trap 'scripts/pg-test.sh stop' EXIT
+# Our own temporary root: pytest's default (/tmp/pytest-of-$USER) is shared by every session
+# of the user and rotated, so a second checkout's run could delete this run's session files.
+BASETEMP=()
+case " $* " in *" --basetemp"*) ;; *) BASETEMP=(--basetemp="$PWD/.data/pytest-tmp") ;; esac
 set +e
-.venv/bin/pytest "$@"
+.venv/bin/pytest "${BASETEMP[@]}" "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then
