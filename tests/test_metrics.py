@@ -4,7 +4,9 @@ patient data - name, phone, ids, reply text - can appear in any label."""
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import subprocess
 import sys
 import uuid
@@ -82,7 +84,8 @@ def _tail(log: Path) -> str:
 async def stack(settings: Settings, users: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict]:
     """An API (in this loop) and a worker process on their own task queue, the worker with
     its metrics port on."""
-    tq = f"metrics-{uuid.uuid4().hex[:8]}"
+    # Letters only: a hex suffix can be all digits, which the label check below rightly flags.
+    tq = "metrics-" + "".join(random.choices(string.ascii_lowercase, k=10))
     mport = free_port()
     s = settings.model_copy(update={"temporal_task_queue": tq, "api_port": free_port()})
     env = {**_worker_env(s, tq), "WORKER_METRICS_PORT": str(mport), "WORKER_METRICS_HOST": "127.0.0.1"}
