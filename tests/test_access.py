@@ -314,6 +314,9 @@ async def test_admin_manages_staff_and_deactivation_revokes_tokens(api: Api) -> 
     assert r.status_code == 200 and r.json()["role"] == "operator"
     assert (await api.http.get("/v1/auth/me", headers=h)).json()["role"] == "operator"
     assert (await admin.patch(f"/v1/staff/{user['id']}", json={"clinic_id": MISSING})).status_code == 422
+    for field in ("role", "active", "password"):  # an explicit null is a 422 naming it, never a 500
+        r = await admin.patch(f"/v1/staff/{user['id']}", json={field: None})
+        assert r.status_code == 422 and field in r.text, (field, r.status_code, r.text)
 
     # Deactivation: the token stops working at once, and reactivation does not revive it.
     r = await admin.patch(f"/v1/staff/{user['id']}", json={"active": False})

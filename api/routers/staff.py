@@ -94,7 +94,7 @@ async def get_staff(staff_id: str, session: SessionDep, _: Admin) -> StaffUser:
 async def update_staff(staff_id: str, body: StaffUpdate, session: SessionDep, admin: Admin) -> StaffUser:
     user = await _get(session, staff_id)
     changes = body.model_dump(exclude_unset=True)
-    for k in ("role", "active"):
+    for k in ("role", "active", "password"):
         if k in changes and changes[k] is None:
             raise invalid_field(k, f"{k} cannot be null")
     role = changes.get("role", user.role)
