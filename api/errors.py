@@ -11,6 +11,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import RETRY_AFTER
+from core.logging import get_logger
+
+log = get_logger("api.errors")
 
 
 def field_error(e: ValidationError, prefix: tuple[str, ...] = ("body",)) -> HTTPException:
@@ -77,4 +80,6 @@ def install(app: FastAPI) -> None:
                 content={"detail": "too many requests in flight for this journey; retry shortly"},
                 headers={"Retry-After": RETRY_AFTER},
             )
+        # Temporal's own messages name workflow ids and reasons, never patient data.
+        log.warning("temporal rpc error", status=exc.status.name, temporal_message=exc.message[:300])
         return JSONResponse(status_code=502, content={"detail": "Temporal error"})
