@@ -68,7 +68,11 @@ def install(app: FastAPI) -> None:
     async def _rpc(_: Request, exc: RPCError) -> JSONResponse:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return JSONResponse(status_code=404, content={"detail": "journey not found"})
-        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        # A query while no worker polls the journey's queue: the server says so with
+        # FAILED_PRECONDITION ("no poller seen ... worker may be down"); that is our outage,
+        # not the client's mistake.
+        no_worker = exc.status == RPCStatusCode.FAILED_PRECONDITION and "poller" in exc.message
+        if no_worker or exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return JSONResponse(
                 status_code=503,
                 content={"detail": "Temporal is unavailable; retry shortly"},

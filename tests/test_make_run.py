@@ -67,6 +67,11 @@ def test_make_run_serves_api_ui_and_codec(tmp_path: Path) -> None:
     try:
         _wait_healthy(api, proc, log)
         assert httpx.get(f"{api}/docs").status_code == 200
+        # run.sh prints the URLs once its own port check sees the API, which can be a
+        # moment after /health answers us: wait for the banner, don't race it.
+        deadline = time.monotonic() + 60
+        while f"{api}/docs" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.3)
         out = log.read_text()
         for url in (f"{api}/docs", ui):
             assert url in out, "the URLs are printed"
