@@ -107,7 +107,17 @@ async def chromium(javascript: bool = False, width: int = 412, height: int = 915
                 options["prefs"] = {"profile.managed_default_content_settings.javascript": 2}
             r = await http.post(
                 "/session",
-                json={"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}},
+                # implicit: element lookups wait for the element (a form post's next page may
+                # still be loading when the click returns), W3C's own mechanism, no sleeps.
+                json={
+                    "capabilities": {
+                        "alwaysMatch": {
+                            "browserName": "chrome",
+                            "goog:chromeOptions": options,
+                            "timeouts": {"implicit": 15000},
+                        }
+                    }
+                },
             )
             r.raise_for_status()
             sid = r.json()["value"]["sessionId"]
