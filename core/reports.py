@@ -328,16 +328,31 @@ async def visits_by_specialty(session: AsyncSession, scope: Scope) -> tuple[list
         .group_by(d.specialty)
         .order_by(func.count().desc(), d.specialty),
     )
-    total = sum(r.n for r in rows)
-    table = Table(
+    total, table = _share_table(
         "by_specialty",
         "Finished visits by specialty",
-        [Column("specialty", "Specialty", "text"), Column("visits", "Visits"), Column("share", "%", "pct")],
-        [{"specialty": r.specialty, "visits": r.n, "share": pct(r.n, total)} for r in rows],
-        {"specialty": "Total", "visits": total, "share": 100.0 if total else None},
-        Chart("pie", "specialty", ["visits"], "Visits by specialty"),
+        ("specialty", "Specialty"),
+        ("visits", "Visits"),
+        [(r.specialty, r.n) for r in rows],
+        "Visits by specialty",
     )
     return [("finished_visits", "Finished visits", total, "int")], [table]
+
+
+def _share_table(
+    name: str, title: str, key: tuple[str, str], count: tuple[str, str], rows: list[tuple[Any, int]], chart: str
+) -> tuple[int, Table]:
+    """A count-and-share table (one row per key, a Total row, a pie chart) and its total."""
+    (k, k_label), (c, c_label) = key, count
+    total = sum(n for _, n in rows)
+    return total, Table(
+        name,
+        title,
+        [Column(k, k_label, "text"), Column(c, c_label), Column("share", "%", "pct")],
+        [{k: v, c: n, "share": pct(n, total)} for v, n in rows],
+        {k: "Total", c: total, "share": 100.0 if total else None},
+        Chart("pie", k, [c], chart),
+    )
 
 
 async def patients_by_source(session: AsyncSession, scope: Scope) -> tuple[list[Any], list[Table]]:
@@ -350,14 +365,13 @@ async def patients_by_source(session: AsyncSession, scope: Scope) -> tuple[list[
         .group_by(src)
         .order_by(func.count().desc(), src),
     )
-    total = sum(r.n for r in rows)
-    table = Table(
+    total, table = _share_table(
         "by_source",
         "First-time patients by lead source",
-        [Column("source", "Lead source", "text"), Column("patients", "Patients"), Column("share", "%", "pct")],
-        [{"source": r.source, "patients": r.n, "share": pct(r.n, total)} for r in rows],
-        {"source": "Total", "patients": total, "share": 100.0 if total else None},
-        Chart("pie", "source", ["patients"], "First-time patients by source"),
+        ("source", "Lead source"),
+        ("patients", "Patients"),
+        [(r.source, r.n) for r in rows],
+        "First-time patients by source",
     )
     return [("first_time_patients", "First-time patients", total, "int")], [table]
 
