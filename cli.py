@@ -252,6 +252,15 @@ async def _ensure_schedules(client: Client, s: Settings) -> None:
     finally:
         await engine.dispose()
     typer.echo(f"MIS drop-folder schedules up to date for {n} clinic(s) with a code")
+    from core import campaigns
+
+    engine = make_engine(s.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            n = await campaigns.ensure_all_schedules(client, s.temporal_task_queue, session)
+    finally:
+        await engine.dispose()
+    typer.echo(f"campaign schedules up to date: {n} switched on")
 
 
 @app.command("import")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.appointments import AppointmentActivities
+from activities.campaigns import CampaignActivities
 from activities.deps import Deps
 from activities.email import EmailActivities
 from activities.imports import ImportActivities
@@ -23,6 +24,7 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
     plans = TreatmentActivities(deps)
     reports = ReportActivities(deps)
     imports = ImportActivities(deps)
+    campaigns = CampaignActivities(deps, messaging)
     return [
         tasks.create_operator_task,
         tasks.cancel_operator_tasks,
@@ -41,4 +43,8 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
         imports.apply_import_batch,
         imports.finish_import,
         imports.scan_drop_folder,
+        campaigns.claim_campaign_audience,
+        campaigns.campaign_journey_started,
+        campaigns.send_campaign_message,
+        campaigns.finish_campaign_send,
     ]

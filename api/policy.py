@@ -80,6 +80,10 @@ _MATRIX: dict[str, dict[str, frozenset[Role]]] = {
         "upload": frozenset({FD, OP, DIR, OPS}),  # upload a file, see runs, scan the drop folder
         "mapping": frozenset({DIR, OPS}),  # a clinic's column mapping and pickup time
     },
+    "campaigns": {  # recall, bonus and birthday campaigns of a clinic (issue 12)
+        "read": frozenset({FD, OP, DIR}),  # the settings and who was invited
+        "manage": frozenset({DIR}),  # change the settings (switches the daily Schedule on/off)
+    },
     # clinics, doctors, services and patient-text templates
     "directory": {"read": EVERYONE, "manage": frozenset({DIR})},
 }
@@ -242,6 +246,7 @@ RESOURCE_TITLES = {
     "codec": "codec",
     "staff": "staff",
     "imports": "MIS imports",
+    "campaigns": "campaigns",
     "directory": "clinics, doctors, services, texts",
 }
 

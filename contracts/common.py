@@ -143,6 +143,7 @@ class MessageFacts:
     service_code: str | None = None
     version: int | None = None
     nps: int | None = None
+    campaign_send_id: str | None = None  # a campaign message: offer, last visit, points, link
 
 
 @dataclass

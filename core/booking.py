@@ -30,6 +30,7 @@ from contracts.appointment import (
     RescheduleRequest,
     appointment_workflow_id,
 )
+from core import campaigns
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.texts.catalogue import catalogue, match
 from models.appointment import Appointment, doctor_clash, lock_doctor
@@ -226,6 +227,7 @@ async def book(session: AsyncSession, temporal: Client, task_queue: str, *, clin
         await session.commit()
         raise
     await mark_started(session, appt)
+    await campaigns.tell_booked(session, temporal, appt.patient_id)  # a recall invitation stops
     return appt
 
 

@@ -438,6 +438,8 @@ class PatientBase(SQLModel):
     # lead source (one of the clinic's `lead_sources`, or DEFAULT_LEAD_SOURCES without a clinic)
     source: str | None = Field(default=None, max_length=32, index=True)
     language: str | None = Field(default=None, max_length=8)  # overrides the clinic's language
+    # No campaigns (recall, bonus, birthday); appointment messages still go. STOP stops both.
+    marketing_opt_out: bool = Field(default=False)
 
     @field_validator("phone")
     @classmethod

@@ -135,6 +135,8 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("staff", "manage"): lambda a, c: a.get("/v1/staff?limit=0"),
     ("imports", "upload"): lambda a, c: a.post("/v1/imports"),
     ("imports", "mapping"): lambda a, c: a.api.call(a.role, "PUT", f"/v1/clinics/{MISSING}/import-mapping", json={}),
+    ("campaigns", "read"): lambda a, c: a.get(f"/v1/clinics/{MISSING}/campaigns/recall"),
+    ("campaigns", "manage"): lambda a, c: a.put(f"/v1/clinics/{MISSING}/campaigns/recall", json={}),
     ("directory", "read"): lambda a, c: a.get(f"/v1/clinics/{MISSING}"),
     ("directory", "manage"): lambda a, c: a.post("/v1/clinics", json={}),
 }

@@ -9,6 +9,7 @@ re-execute the invoice, plan and report modules.
 from __future__ import annotations
 
 from workflows.appointment import AppointmentJourney
+from workflows.campaign import CampaignJourney, CampaignRun
 from workflows.invoice import InvoiceApproval
 from workflows.management_pack import MonthlyManagementPack
 from workflows.mis_import import MisDropFolder, MisImport
@@ -23,4 +24,6 @@ WORKFLOWS: list[type] = [
     MonthlyManagementPack,  # SPEC §6 reports (issue 13), started by the monthly Schedule
     MisImport,  # SPEC §6, one per MIS file
     MisDropFolder,  # SPEC §6, started by each clinic's daily drop-folder Schedule
+    CampaignRun,  # SPEC §6 recall / bonus / birthday (issue 12), started by each clinic's Schedules
+    CampaignJourney,  # one patient's invitation, started by CampaignRun
 ]

@@ -3,6 +3,7 @@
 from api.routers import (
     appointments,
     auth,
+    campaigns,
     codec,
     conversations,
     directory,
@@ -51,4 +52,6 @@ ROUTERS = [
     reports.router,
     # The daily MIS import (SPEC §6): mapping, uploads, progress, drop-folder pickup.
     imports.router,
+    # Campaigns (issue 12): recall, bonus, birthday settings and who they reached.
+    campaigns.router,
 ]

@@ -5,6 +5,7 @@ the clinic's timezone. Used by the messaging activity, the preview endpoint and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from urllib.parse import quote_plus
 
 from sqlmodel import col, select
@@ -104,6 +105,8 @@ async def values_for(
     }
     if facts is None:
         return v
+    if facts.campaign_send_id:
+        v.update(await campaign_values(session, clinic, language, patient, facts.campaign_send_id))
     if facts.starts_at is not None:
         v["date"] = fmt_date(facts.starts_at, zone, language)
         v["time"] = fmt_time(facts.starts_at, zone)
@@ -117,6 +120,26 @@ async def values_for(
         v["feedback_link"] = page_url(settings.public_base_url, settings.link_secret, facts.appointment_id, "feedback")
     if facts.nps is not None:
         v["score"] = str(facts.nps)
+    return v
+
+
+async def campaign_values(
+    session: AsyncSession, clinic: Clinic, language: str, patient: Patient | None, send_id: str
+) -> dict[str, str]:
+    """{offer}, {booking_link}, {last_visit}, {points} of a campaign message."""
+    from core.campaigns import settings_of
+    from models.campaigns import CampaignSend
+
+    row = await session.get(CampaignSend, send_id)
+    if row is None:
+        raise LookupError(f"campaign send {send_id} not found")
+    st = await settings_of(session, clinic.id, row.kind)
+    v = {"offer": st.offer, "booking_link": st.booking_link or ""}
+    if last := row.facts.get("last_visit"):
+        zone = clinic_zone(clinic.timezone)
+        v["last_visit"] = fmt_date(datetime.combine(date.fromisoformat(last), time(12), zone), zone, language)
+    points = patient.loyalty_points if patient is not None else row.facts.get("points", 0)
+    v["points"] = str(points)
     return v
 
 

@@ -29,6 +29,10 @@ VARIABLES: dict[str, str] = {
     "review_link": "the clinic's public review page",
     "feedback_link": "the feedback form for this visit",
     "score": "the patient's answer 0-10 to the survey",
+    "offer": "campaigns: the clinic's offer (campaign settings)",
+    "booking_link": "campaigns: the clinic's online booking page (campaign settings)",
+    "last_visit": "recall: the date of the patient's last visit (5 мая)",
+    "points": "bonus: the patient's bonus balance",
 }
 
 # Channel limits: WhatsApp interactive bodies and template parameters take 1024 characters,
@@ -70,6 +74,14 @@ KINDS: dict[str, Kind] = {
         Kind("button.nps_4", LIMIT_BUTTON, "survey button: 4"),
         Kind("button.lab_ready", LIMIT_BUTTON, "treatment plan button: lab results are ready"),
         Kind("button.lab_not_ready", LIMIT_BUTTON, "treatment plan button: not yet"),
+        Kind("campaign.recall.invite", LIMIT_MESSAGE, "recall: last visit months ago, invitation with the offer"),
+        Kind("campaign.bonus.invite", LIMIT_MESSAGE, "bonus: the balance reached the threshold, spend it"),
+        Kind("campaign.birthday.invite", LIMIT_MESSAGE, "birthday greeting with the offer"),
+        Kind("campaign.reask", LIMIT_MESSAGE, "any campaign: the invitation asked once more"),
+        Kind("campaign.accepted_link", LIMIT_MESSAGE, "campaign «yes» when the clinic has a booking link"),
+        Kind("campaign.accepted_call", LIMIT_MESSAGE, "campaign «yes»: the clinic will call to book"),
+        Kind("button.campaign_yes", LIMIT_BUTTON, "campaign button: yes, book me"),
+        Kind("button.campaign_no", LIMIT_BUTTON, "campaign button: no, thanks"),
     )
 }
 MEMO_PREFIX = "memo."
@@ -169,6 +181,53 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "en": "Hello {patient_first_name}, are your lab test results ready? "
         "Reply YES when they are, and we will book your next visit at {clinic}.",
     },
+    "campaign.recall.invite": {
+        "ru": "Здравствуйте, {patient_first_name}! Ваш последний визит в {clinic} был {last_visit}. "
+        "Пора на профилактический осмотр и профессиональную гигиену. {offer}\n"
+        "Записать вас? Ответьте «Да» или «Нет».",
+        "uk": "Добрий день, {patient_first_name}! Ваш останній візит до {clinic} був {last_visit}. "
+        "Час на профілактичний огляд і професійну гігієну. {offer}\n"
+        "Записати вас? Відповідайте «Так» або «Ні».",
+        "en": "Hello {patient_first_name}, your last visit to {clinic} was on {last_visit}. "
+        "It is time for a check-up and a professional cleaning. {offer}\n"
+        "Shall we book you in? Reply YES or NO.",
+    },
+    "campaign.bonus.invite": {
+        "ru": "Здравствуйте, {patient_first_name}! На вашем бонусном счёте в {clinic} уже {points} баллов: "
+        "ими можно оплатить часть лечения. {offer}\nЗаписать вас? Ответьте «Да» или «Нет».",
+        "uk": "Добрий день, {patient_first_name}! На вашому бонусному рахунку в {clinic} вже {points} балів: "
+        "ними можна оплатити частину лікування. {offer}\nЗаписати вас? Відповідайте «Так» або «Ні».",
+        "en": "Hello {patient_first_name}, you have {points} bonus points at {clinic}: "
+        "use them to pay for part of your treatment. {offer}\nShall we book you in? Reply YES or NO.",
+    },
+    "campaign.birthday.invite": {
+        "ru": "{patient_first_name}, {clinic} поздравляет вас с днём рождения! Здоровья и красивой улыбки. "
+        "{offer}\nХотите записаться? Ответьте «Да» или «Нет».",
+        "uk": "{patient_first_name}, {clinic} вітає вас із днем народження! Здоров'я та гарної усмішки. "
+        "{offer}\nБажаєте записатися? Відповідайте «Так» або «Ні».",
+        "en": "{patient_first_name}, happy birthday from {clinic}! Wishing you health and a bright smile. "
+        "{offer}\nWould you like to book a visit? Reply YES or NO.",
+    },
+    "campaign.reask": {
+        "ru": "{patient_first_name}, напоминаем о нашем предложении. {offer}\n"
+        "Записать вас в {clinic}? Ответьте «Да» или «Нет».",
+        "uk": "{patient_first_name}, нагадуємо про нашу пропозицію. {offer}\n"
+        "Записати вас до {clinic}? Відповідайте «Так» або «Ні».",
+        "en": "{patient_first_name}, a reminder of our offer. {offer}\n"
+        "Shall we book you in at {clinic}? Reply YES or NO.",
+    },
+    "campaign.accepted_link": {
+        "ru": "Спасибо! Выберите удобное время онлайн: {booking_link}\nИли позвоните нам: {phone}.",
+        "uk": "Дякуємо! Оберіть зручний час онлайн: {booking_link}\nАбо зателефонуйте нам: {phone}.",
+        "en": "Thank you! Pick a time that suits you online: {booking_link}\nOr call us: {phone}.",
+    },
+    "campaign.accepted_call": {
+        "ru": "Спасибо! Администратор {clinic} свяжется с вами, чтобы подобрать удобное время.",
+        "uk": "Дякуємо! Адміністратор {clinic} зв'яжеться з вами, щоб підібрати зручний час.",
+        "en": "Thank you! The {clinic} front desk will call you to find a convenient time.",
+    },
+    "button.campaign_yes": {"ru": "Да, записаться", "uk": "Так, записатися", "en": "Yes, book me"},
+    "button.campaign_no": {"ru": "Нет, спасибо", "uk": "Ні, дякую", "en": "No, thanks"},
     "button.confirm": {"ru": "Подтверждаю", "uk": "Підтверджую", "en": "Confirm"},
     "button.decline": {"ru": "Не смогу прийти", "uk": "Не зможу прийти", "en": "Can't come"},
     "button.nps_10": {"ru": "10 – отлично", "uk": "10 – чудово", "en": "10 – excellent"},

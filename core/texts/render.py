@@ -29,6 +29,10 @@ SAMPLE: dict[str, str] = {
     "review_link": "https://g.page/r/CdEfGhIjKlMnOp/review",
     "feedback_link": "https://clinic.example/p/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEFG/feedback",
     "score": "10",
+    "offer": "Профессиональная гигиена со скидкой 20 % до конца месяца, только для вас.",
+    "booking_link": "https://clinic.example/online-booking/podil?utm_source=whatsapp&utm_medium=campaign",
+    "last_visit": "15 листопада",
+    "points": "12500",
 }
 
 
