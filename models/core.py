@@ -261,7 +261,36 @@ def policy_from_json(data: dict[str, Any] | None) -> JourneyPolicy:
 
 
 # ---------------------------------------------------------------------------- clinics
-class ClinicBase(SQLModel):
+class _ClinicChecks(SQLModel):
+    """The field checks a new clinic and a patch of one share (in a patch, None = unchanged)."""
+
+    @field_validator("language", check_fields=False)
+    @classmethod
+    def _language(cls, v: str | None) -> str | None:
+        return check_language(v) if v is not None else v
+
+    @field_validator("timezone", check_fields=False)
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return check_timezone(v) if v is not None else v
+
+    @field_validator("phone", check_fields=False)
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return normalize_phone(v)
+
+    @field_validator("code", check_fields=False)
+    @classmethod
+    def _code(cls, v: str | None) -> str | None:
+        return check_code(v)
+
+    @field_validator("whatsapp_reply_template", check_fields=False)
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        return check_template_name(v)
+
+
+class ClinicBase(_ClinicChecks):
     name: str = Field(min_length=1, max_length=200)
     address: str = Field(min_length=1, max_length=500)
     phone: str = Field(max_length=32)
@@ -282,31 +311,11 @@ class ClinicBase(SQLModel):
 
     @field_validator("phone")
     @classmethod
-    def _phone(cls, v: str) -> str:
+    def _phone(cls, v: str) -> str:  # type: ignore[override]  # a new clinic needs a phone
         out = normalize_phone(v)
         if out is None:
             raise ValueError("phone is required")
         return out
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, v: str) -> str:
-        return check_language(v)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        return check_timezone(v)
-
-    @field_validator("code")
-    @classmethod
-    def _code(cls, v: str | None) -> str | None:
-        return check_code(v)
-
-    @field_validator("whatsapp_reply_template")
-    @classmethod
-    def _template(cls, v: str | None) -> str | None:
-        return check_template_name(v)
 
 
 class Clinic(ClinicBase, table=True):
@@ -329,7 +338,7 @@ class ClinicCreate(ClinicBase):
         return check_lead_sources(v)
 
 
-class ClinicUpdate(SQLModel):
+class ClinicUpdate(_ClinicChecks):
     name: str | None = None
     address: str | None = None
     phone: str | None = None
@@ -348,31 +357,6 @@ class ClinicUpdate(SQLModel):
     @classmethod
     def _sources(cls, v: list[str] | None) -> list[str] | None:
         return check_lead_sources(v) if v is not None else v
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, v: str | None) -> str | None:
-        return check_language(v) if v is not None else v
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, v: str | None) -> str | None:
-        return normalize_phone(v)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        return check_timezone(v) if v is not None else v
-
-    @field_validator("code")
-    @classmethod
-    def _code(cls, v: str | None) -> str | None:
-        return check_code(v)
-
-    @field_validator("whatsapp_reply_template")
-    @classmethod
-    def _template(cls, v: str | None) -> str | None:
-        return check_template_name(v)
 
 
 class ClinicPublic(ClinicBase):

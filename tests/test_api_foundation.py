@@ -66,6 +66,20 @@ async def test_clinic_validation_names_the_field(api: Api) -> None:
     assert r.status_code == 422 and "reminder_lade" in _fields(r)
 
 
+async def test_clinic_patch_checks_fields_as_create_does(api: Api) -> None:
+    admin = api.as_(Role.admin)
+    base = {"name": "Smile", "address": "Kyiv", "phone": "+380441234567", "timezone": "Europe/Kyiv"}
+    c = (await admin.post("/v1/clinics", json=base)).json()
+    for field, bad in [("timezone", "Mars/Olympus"), ("phone", "12345"), ("language", "xx"), ("code", "a b")]:
+        r = await admin.patch(f"/v1/clinics/{c['id']}", json={field: bad})
+        assert r.status_code == 422 and field in _fields(r), (field, r.text)
+    r = await admin.patch(f"/v1/clinics/{c['id']}", json={"phone": "+38 (044) 765-43-21"})
+    assert r.status_code == 200, r.text
+    assert r.json()["phone"] == "+380447654321"
+    r = await admin.post("/v1/clinics", json={**base, "phone": "  "})
+    assert r.status_code == 422 and "phone" in _fields(r)
+
+
 async def test_clinic_policy_accepts_iso_and_seconds_and_patch_merges(api: Api) -> None:
     admin = api.as_(Role.admin)
     r = await admin.post(
