@@ -183,7 +183,9 @@ async def test_recall_audience_invitation_and_yes_becomes_a_task(
     await _state(deps, clinic, "recall", invited, "accepted")
     async with deps.sessions() as s:
         tasks = (
-            await s.exec(select(OperatorTask).where(OperatorTask.patient_id == invited, OperatorTask.kind == "campaign_book"))
+            await s.exec(
+                select(OperatorTask).where(OperatorTask.patient_id == invited, OperatorTask.kind == "campaign_book")
+            )
         ).all()
     assert len(tasks) == 1 and tasks[0].clinic_id == clinic["id"], tasks
     r = await api.as_(Role.operator).get("/v1/tasks", params={"kind": "campaign_book", "clinic_id": clinic["id"]})
@@ -215,12 +217,12 @@ async def test_schedule_twice_invites_each_patient_once_per_period(
     async def runs(n: int) -> list[RunResult]:
         found = [
             w
-            async for w in client.list_workflows(f"WorkflowType='{CAMPAIGN_RUN_WORKFLOW}' AND ClinicId='{clinic['id']}'")
+            async for w in client.list_workflows(
+                f"WorkflowType='{CAMPAIGN_RUN_WORKFLOW}' AND ClinicId='{clinic['id']}'"
+            )
         ]
         assert len(found) == n and all(w.status == WorkflowExecutionStatus.COMPLETED for w in found), found
-        return [
-            await client.get_workflow_handle(w.id, run_id=w.run_id, result_type=RunResult).result() for w in found
-        ]
+        return [await client.get_workflow_handle(w.id, run_id=w.run_id, result_type=RunResult).result() for w in found]
 
     await handle.trigger()
     first = await eventually(lambda: runs(1), timeout=60)

@@ -152,6 +152,8 @@ class CampaignJourney:
             if sent.status != "sent":
                 if self.booked or sent.status == "booked":
                     return await self._finish("booked", "booked before the re-ask")
+                if sent.status in ("opted_out", "marketing_opt_out"):
+                    return await self._finish("opted_out", f"re-ask not sent: {sent.status}")
                 return await self._finish("no_answer", f"re-ask not sent: {sent.status}")
             self.state = "waiting"
             await self._wait_until(workflow.now() + window)
