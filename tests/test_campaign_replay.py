@@ -1,0 +1,92 @@
+"""Replay saved campaign histories (a daily run, and journeys that ended accepted, no_answer
+after one re-ask, and booked) with the current workflow code: a change that would break
+running campaign journeys fails here. Recorded with the replay fixture key (see
+tests/test_appointment_replay.py); to record again after an intended, patched change (keep
+the old files too):
+    REGENERATE_HISTORIES=1 scripts/test.sh tests/test_campaign_replay.py -k record
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import Replayer, Worker
+
+from activities import build_activities
+from activities.deps import Deps
+from contracts.campaigns import PATIENT_BOOKED_SIGNAL, RunInput, RunResult, journey_workflow_id, question_kind
+from contracts.common import PATIENT_REPLY_SIGNAL, PatientReply
+from core.settings import Settings
+from core.temporal import workflow_runner
+from tests.support.api import Api
+from tests.support.live import eventually
+from tests.test_appointment_replay import HISTORIES, _converter
+from tests.test_campaigns import _clinic, _patient, _sends, _set, _visit
+from workflows.campaign import CampaignJourney, CampaignRun
+
+
+async def test_saved_campaign_histories_replay_with_current_code() -> None:
+    files = sorted(HISTORIES.glob("campaign_*.json"))
+    assert len(files) >= 4, "campaign histories missing in tests/histories"
+    replayer = Replayer(
+        workflows=[CampaignRun, CampaignJourney], workflow_runner=workflow_runner(), data_converter=_converter()
+    )
+    for f in files:
+        history = WorkflowHistory.from_json(f.stem, f.read_text())
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+        assert result.replay_failure is None, f.name
+
+
+@pytest.mark.skipif(not os.environ.get("REGENERATE_HISTORIES"), reason="records histories")
+async def test_record_campaign_histories(api: Api, settings: Settings, deps: Deps) -> None:
+    client = await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=_converter()
+    )
+    tq = f"replay-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=tq,
+        workflows=[CampaignRun, CampaignJourney],
+        workflow_runner=workflow_runner(),
+        activities=build_activities(deps),
+    ):
+        clinic = await _clinic(api)
+        yes, silent, books = [
+            await _patient(api, clinic, n) for n in ("Олена Петренко", "Ірина Коваль", "Марко Бондар")
+        ]
+        for p in (yes, silent, books):
+            await _visit(deps, clinic, p, datetime.now(UTC) - timedelta(days=166))
+        await _set(api, clinic, "recall", enabled=True, reask_after="PT4S", answer_window="PT4S")
+        run_id = f"campaign-recall-{clinic['id']}-replay"
+        result = await client.execute_workflow(
+            CampaignRun.run, RunInput(clinic_id=clinic["id"], kind="recall"), id=run_id, task_queue=tq
+        )
+        assert isinstance(result, RunResult) and result.started == 3
+        sends = await _sends(deps, clinic, "recall")
+        handles = {p: client.get_workflow_handle(journey_workflow_id("recall", sends[p].id)) for p in sends}
+
+        async def asked(p: str) -> None:
+            view: Any = await handles[p].query("state")
+            assert view["asks"] >= 1, view
+
+        for p in (yes, books):
+            await eventually(lambda p=p: asked(p), timeout=30)
+        await handles[yes].signal(
+            PATIENT_REPLY_SIGNAL,
+            PatientReply(source="sandbox", kind="text", text="да", question_kind=question_kind("recall")),
+        )
+        await handles[books].signal(PATIENT_BOOKED_SIGNAL)
+        outcomes = {p: await h.result() for p, h in handles.items()}
+        assert outcomes == {yes: "accepted", silent: "no_answer", books: "booked"}, outcomes
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / "campaign_run.json").write_text(
+            (await client.get_workflow_handle(run_id).fetch_history()).to_json()
+        )
+        for p, name in ((yes, "accepted"), (silent, "no_answer_after_reask"), (books, "booked")):
+            history = await handles[p].fetch_history()
+            (HISTORIES / f"campaign_journey_{name}.json").write_text(history.to_json())
