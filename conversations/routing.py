@@ -8,7 +8,8 @@ sandbox (api.inbound.route_inbound calls `pick_target`).
 2. **The most recent open question whose expected answers match** the reply, among the
    sender's own questions and those about their children (a guardian answers for a child):
    a yes/no word answers a confirmation or the lab-results question, a score answers a
-   survey, a key press answers a robot call.
+   survey, a key press answers a robot call. A campaign's invitation (marketing) comes after
+   every visit or plan question: a bare «да» never books an offer instead of confirming a visit.
 3. **A reply to an answered or expired question** (no open question matches, but the latest
    matching question asked recently is closed) never re-triggers it: a person gets it, with
    the question as context.
@@ -46,6 +47,7 @@ SURVEY_HORIZON = timedelta(days=14)
 CLOSED_QUESTION_HORIZON = timedelta(days=14)
 
 _YES_NO_BUTTONS = ("confirm", "decline")
+CAMPAIGN_SUBJECT = "campaign"  # contracts.campaigns' questions (recall, bonus, birthday)
 _SCORE_BUTTONS = ("nps",)
 
 
@@ -193,12 +195,13 @@ async def pick_target(s: AsyncSession, senders: list[str], family: list[str], ms
             # A call's status, or a button from before questions were recorded.
             return Target("appointment", appointment=appt, named=True)
 
-    # 2. the most recent open question this reply answers
+    # 2. the most recent open question this reply answers; a campaign's invitation only when
+    # no visit or plan question is open (a bare «да» confirms the visit, not the offer)
     if answers:
         recent = [q for q in await _questions(s, senders, family) if _matches(q, answers)]
-        for q in recent:
-            if q.is_open(now):
-                return Target("question", question=q)
+        open_now = [q for q in recent if q.is_open(now)]
+        if open_now:  # sorted() is stable: newest first within each group
+            return Target("question", question=sorted(open_now, key=lambda q: q.subject_type == CAMPAIGN_SUBJECT)[0])
         # 3. only answered or expired questions match: a person, never a re-trigger
         if recent:
             return Target("closed_question", question=recent[0])

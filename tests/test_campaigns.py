@@ -426,3 +426,52 @@ async def test_campaign_settings_are_validated_and_scoped(api: Api) -> None:
     )
     r = await api.as_(Role.operator).get(f"/v1/clinics/{'0' * 32}/campaigns/recall")
     assert r.status_code == 404
+
+
+# ---------------------------------------------------------------- replies: the visit first
+async def test_bare_yes_confirms_the_visit_before_a_later_invitation(
+    api: Api, deps: Deps, client: Client, settings: Settings
+) -> None:
+    """The patient was asked to confirm tomorrow's visit, then got the bonus invitation: a
+    bare «да» confirms the visit (the marketing question never takes it); the next «да»
+    answers the invitation; its button always names the invitation."""
+    clinic = await _clinic(api)
+    patient = await _patient(api, clinic, "Олена Петренко")
+    r = await api.as_(Role.front_desk).post(f"/v1/patients/{patient}/points", json={"delta": 2500, "reason": "x"})
+    assert r.status_code == 201, r.text
+    r = await api.as_(Role.front_desk).post(
+        "/v1/appointments",
+        json={
+            "patient_id": patient,
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": (datetime.now(UTC) + timedelta(hours=3)).isoformat(),
+            "duration_minutes": 30,
+            "service": "Гигиена",
+        },
+    )
+    assert r.status_code == 201, r.text
+    visit = r.json()["id"]
+
+    async def asked() -> None:  # booked within the reminder lead: asked at once
+        assert [m for m in await _out(api, patient) if m["kind"] == "reminder"]
+
+    await eventually(asked, timeout=60)
+    await _set(api, clinic, "bonus", enabled=True, reask_after=None, answer_window="PT120S")
+    assert (await _run(client, settings, clinic, "bonus")).started == 1
+
+    async def invited() -> None:
+        assert [m for m in await _out(api, patient) if m["kind"] == "campaign.bonus.invite"]
+
+    await eventually(invited, timeout=60)
+    first = await _say(api, patient, "да")
+    assert (first["subject_type"], first["subject_id"]) == ("appointment", visit), first
+
+    async def confirmed() -> None:
+        r = await api.as_(Role.operator).get(f"/v1/appointments/{visit}")
+        assert r.json()["stage"] == "confirmed", r.json()["stage"]
+
+    await eventually(confirmed, timeout=30)
+    second = await _say(api, patient, "да")
+    assert second["subject_type"] == "campaign", second
+    await _state(deps, clinic, "bonus", patient, "accepted")
