@@ -15,6 +15,7 @@ from activities.messaging import MessagingActivities
 from activities.reports import ReportActivities
 from activities.tasks import TaskActivities
 from activities.treatment import TreatmentActivities
+from activities.waitlist import WaitlistActivities
 
 
 def build_activities(deps: Deps) -> list[Callable[..., Any]]:
@@ -25,6 +26,7 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
     reports = ReportActivities(deps)
     imports = ImportActivities(deps)
     campaigns = CampaignActivities(deps, messaging)
+    waitlist = WaitlistActivities(deps)
     return [
         tasks.create_operator_task,
         tasks.cancel_operator_tasks,
@@ -47,4 +49,7 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
         campaigns.campaign_journey_started,
         campaigns.send_campaign_message,
         campaigns.finish_campaign_send,
+        waitlist.waitlist_candidates,
+        waitlist.book_from_waitlist,
+        waitlist.close_slot_offer,
     ]

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from contracts.appointment import AppointmentActivityStubs, AppointmentContext, AppointmentSnapshot, ContextRequest
 from conversations.questions import expire
-from core import metrics
+from core import metrics, waitlist
 from core.links import page_url
 from core.logging import get_logger
 from models.appointment import Appointment, apply_confirmation_facts
@@ -32,6 +32,42 @@ async def expire_moot_questions(s: AsyncSession, snap: AppointmentSnapshot) -> N
         await expire(s, aid, f"the appointment is {snap.stage}")
     elif snap.stage in ("confirmed", "checked_in", "finished"):
         await expire(s, aid, f"the appointment is {snap.stage}", kinds=CONFIRMATION_KINDS)
+
+
+FREEING = ("cancelled", "no_show")
+
+
+async def record_freed(s: AsyncSession, row: Appointment, snap: AppointmentSnapshot) -> bool:
+    """The visit stops holding its slot (cancelled, a no-show reported before the start, or
+    moved to another time): record the freed slot for the waiting list, in this sync's
+    transaction. `row` still holds the last synced state."""
+    if snap.stage in FREEING and row.stage != snap.stage:
+        offer = await waitlist.record_freed_slot(
+            s,
+            appointment_id=row.id,
+            clinic_id=row.clinic_id,
+            doctor_id=row.doctor_id,
+            starts_at=snap.starts_at,
+            duration_minutes=snap.duration_minutes,
+            version=snap.version,
+            reason=snap.stage,
+        )
+        return offer is not None
+    if snap.version > row.version and row.starts_at != snap.starts_at and row.stage not in FREEING:
+        # Rescheduled (core.booking.move may have recorded it already, under the same key).
+        offer = await waitlist.record_freed_slot(
+            s,
+            appointment_id=row.id,
+            clinic_id=row.clinic_id,
+            doctor_id=row.doctor_id,
+            starts_at=row.starts_at,
+            duration_minutes=row.duration_minutes,
+            version=snap.version - 1,
+            reason="rescheduled",
+            still_held=(snap.starts_at, snap.ends_at),
+        )
+        return offer is not None
+    return False
 
 
 class AppointmentActivities(AppointmentActivityStubs):
@@ -66,7 +102,9 @@ class AppointmentActivities(AppointmentActivityStubs):
             entered = row is None or row.stage != snap.stage  # a new row counts its first stage too
             if row is None:  # e.g. a treatment plan started the journey as a child
                 row = Appointment(**columns)
+                freed = False
             else:
+                freed = await record_freed(s, row, snap)
                 for name, value in columns.items():
                     setattr(row, name, value)
             apply_confirmation_facts(row, ((h.at, h.event) for h in snap.history))
@@ -74,6 +112,10 @@ class AppointmentActivities(AppointmentActivityStubs):
             s.add(row)
             await expire_moot_questions(s, snap)
             await s.commit()
+            if freed or row.stage in FREEING or snap.version > 1:
+                # The freed slot's offer (recorded here or by core.booking.move) starts now.
+                for offer in await waitlist.pending_offers(s, freed_by=row.id):
+                    await waitlist.start_offer(s, activity.client(), activity.info().task_queue, offer)
         if entered:
             metrics.appointment_stage_entered(snap.stage)
         log.info("appointment synced", appointment_id=snap.appointment_id, stage=snap.stage, version=snap.version)

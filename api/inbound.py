@@ -260,6 +260,7 @@ async def _process(s: AsyncSession, temporal: Client | None, msg: Inbound, row: 
             question_id=question.id if question else None,
             question_kind=question.kind if question else None,
             message_id=row.id,
+            patient_id=question.patient_id if question else None,
         )
         if temporal is None:
             raise TemporalNotConnected()

@@ -52,6 +52,10 @@ _MATRIX: dict[str, dict[str, frozenset[Role]]] = {
         "read": frozenset({FD, OP, DOC, DIR}),
         "adjust": frozenset({FD, DIR}),  # add or take points with a reason
     },
+    "waitlist": {  # the waiting list that freed slots are offered to
+        "read": frozenset({FD, OP, DOC, DIR}),
+        "manage": frozenset({FD, OP}),  # add a patient, take one off
+    },
     "tasks": {  # by kind: see TASK_FAMILIES; each family is read + complete
         "contact": frozenset({FD, OP, DIR}),
         "feedback": frozenset({DIR}),
@@ -238,6 +242,7 @@ RESOURCE_TITLES = {
     "appointments": "appointments",
     "plans": "treatment plans",
     "points": "bonus points",
+    "waitlist": "waiting list",
     "tasks": "tasks (by kind)",
     "invoices": "invoices",
     "files": "files",

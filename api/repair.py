@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from core import booking
+from core import booking, waitlist
 from core.logging import get_logger
 from core.settings import Settings
 from models.appointment import Appointment
@@ -58,12 +58,28 @@ async def repair_bookings(
     return repaired
 
 
+async def repair_slot_offers(
+    sessions: async_sessionmaker[AsyncSession],
+    temporal: Client,
+    settings: Settings,
+    older_than: timedelta = REPAIR_AFTER,
+) -> int:
+    """Start the journeys of freed-slot offers left unstarted (see core.waitlist)."""
+    async with sessions() as s:
+        offers = await waitlist.pending_offers(s, older_than=older_than)
+        for offer in offers:
+            await waitlist.start_offer(s, temporal, settings.temporal_task_queue, offer)
+            log.warning("slot offer without a journey repaired: journey started", offer_id=offer.id)
+    return len(offers)
+
+
 async def repair_loop(state: Any) -> None:
     """Forever, every REPAIR_EVERY seconds, on the app's state (sessions, temporal, settings)."""
     while True:
         if state.temporal is not None:
             try:
                 await repair_bookings(state.sessions, state.temporal, state.settings)
+                await repair_slot_offers(state.sessions, state.temporal, state.settings)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - DB or Temporal away: next round

@@ -69,6 +69,9 @@ class PatientReply:
     question_id: str | None = None  # the open question routing matched (None: nearest visit)
     question_kind: str | None = None
     message_id: str | None = None  # our inbound message_log row (links the task it raises)
+    # The patient the matched question is about (a child when the guardian answers): journeys
+    # that ask several patients the same question (a waiting-list slot offer) tell them apart.
+    patient_id: str | None = None
 
 
 # ------------------------------------------------------------------ open questions

@@ -58,6 +58,12 @@ class JourneyPolicy:
     # Treatment plans (SPEC §4)
     callback_hour: str = "09:00"  # call-back tasks fall due at this local time
     lab_results_after: float = 7 * DAY  # lab-tests stage asks the patient after this
+    # Waiting list (issue 12): a freed slot is offered to this many waitlisted patients at a
+    # time, the next wave after this long without a taker, and never closer than
+    # waitlist_stop_before to the slot's start.
+    waitlist_wave_size: int = 3
+    waitlist_wave_interval: float = 15 * 60
+    waitlist_stop_before: float = 2 * HOUR
     # History hygiene for long-lived workflows
     max_history_events: int = 8000
 
@@ -70,6 +76,8 @@ class JourneyPolicy:
     feedback_delay_td = _Duration("feedback_delay")
     survey_timeout_td = _Duration("survey_timeout")
     lab_results_after_td = _Duration("lab_results_after")
+    waitlist_wave_interval_td = _Duration("waitlist_wave_interval")
+    waitlist_stop_before_td = _Duration("waitlist_stop_before")
 
 
 DEFAULT_POLICY = JourneyPolicy()
@@ -82,4 +90,6 @@ DURATION_FIELDS = (
     "feedback_delay",
     "survey_timeout",
     "lab_results_after",
+    "waitlist_wave_interval",
+    "waitlist_stop_before",
 )

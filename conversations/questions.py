@@ -59,6 +59,9 @@ async def answer(s: AsyncSession, q: OpenQuestion, message_id: str | None, now: 
             OpenQuestion.workflow_id == q.workflow_id,
             OpenQuestion.subject_id == q.subject_id,
             OpenQuestion.kind == q.kind,
+            # Re-asks went to the same patient; a question asked of several patients at once
+            # (a waiting-list slot offer) stays open for the others.
+            OpenQuestion.patient_id == q.patient_id,
             OpenQuestion.state == "open",
         )
     )

@@ -30,7 +30,7 @@ from contracts.appointment import (
     RescheduleRequest,
     appointment_workflow_id,
 )
-from core import campaigns
+from core import campaigns, waitlist
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.texts.catalogue import catalogue, match
 from models.appointment import Appointment, doctor_clash, lock_doctor
@@ -253,6 +253,19 @@ async def move(
     view = await handle.execute_update(
         AppointmentJourney.reschedule, RescheduleRequest(starts_at, duration_minutes), id=update_id
     )
+    if appt.starts_at != starts_at:
+        # The old time is free: offered to the waiting list (the journey's sync starts it).
+        await waitlist.record_freed_slot(
+            session,
+            appointment_id=appt.id,
+            clinic_id=appt.clinic_id,
+            doctor_id=appt.doctor_id,
+            starts_at=appt.starts_at,
+            duration_minutes=appt.duration_minutes,
+            version=view.version - 1,
+            reason="rescheduled",
+            still_held=(starts_at, ends_at),
+        )
     appt.starts_at, appt.ends_at, appt.duration_minutes = starts_at, ends_at, duration
     session.add(appt)
     await session.commit()

@@ -41,6 +41,9 @@ class Appointment(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=255)
     plan_id: str | None = Field(default=None, index=True, max_length=32)
     mis_visit_id: str | None = Field(default=None, max_length=64)  # the clinic MIS's visit id (imports)
+    # How the visit came to be, where it matters to reports: "waitlist" = a freed slot taken by
+    # a waitlisted patient (issue 12); None = booked at the desk, by a plan or by an import.
+    source: str | None = Field(default=None, index=True, max_length=16)
     asks_sent: int = Field(default=0)
     voice_calls: int = Field(default=0)
     nps: int | None = None

@@ -202,6 +202,8 @@ POLICY_DURATION_BOUNDS: dict[str, timedelta] = {
     "feedback_delay": timedelta(days=30),
     "survey_timeout": timedelta(days=90),
     "lab_results_after": timedelta(days=365),
+    "waitlist_wave_interval": timedelta(days=1),
+    "waitlist_stop_before": timedelta(days=7),
 }
 
 
@@ -231,6 +233,9 @@ class PolicyIn(BaseModel):
     review_link_to: Literal["promoters", "everyone"] = "promoters"
     callback_hour: str = PField(_D.callback_hour, pattern=_HHMM)
     lab_results_after: timedelta = _D.lab_results_after_td
+    waitlist_wave_size: int = PField(_D.waitlist_wave_size, ge=1, le=10)
+    waitlist_wave_interval: timedelta = _D.waitlist_wave_interval_td
+    waitlist_stop_before: timedelta = _D.waitlist_stop_before_td
     max_history_events: int = PField(_D.max_history_events, ge=100, le=40000)
 
     @field_validator(*DURATION_FIELDS)
@@ -244,6 +249,14 @@ class PolicyIn(BaseModel):
             raise ValueError(f"{info.field_name} must not be negative")
         if v > top:
             raise ValueError(f"{info.field_name} must be at most {_iso(top)}")
+        return v
+
+    @field_validator("waitlist_wave_interval")
+    @classmethod
+    def _a_wave_has_time(cls, v: timedelta) -> timedelta:
+        # Patients of one wave need a moment to answer before the next wave is asked.
+        if v.total_seconds() < 1:
+            raise ValueError("waitlist_wave_interval must be at least 1 second")
         return v
 
     def to_policy(self) -> JourneyPolicy:

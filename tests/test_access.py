@@ -115,6 +115,8 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("plans", "create"): lambda a, c: a.post("/v1/treatment-plans", json={}),
     ("points", "read"): lambda a, c: a.get(f"/v1/patients/{MISSING}/points"),
     ("points", "adjust"): lambda a, c: a.post(f"/v1/patients/{MISSING}/points", json={}),
+    ("waitlist", "read"): lambda a, c: a.get(f"/v1/waitlist/{MISSING}"),
+    ("waitlist", "manage"): lambda a, c: a.post("/v1/waitlist", json={}),
     ("plans", "advance"): lambda a, c: a.post(f"/v1/treatment-plans/{MISSING}/advance", json={}),
     ("tasks", "contact"): lambda a, c: a.get(f"/v1/tasks/{c.task['contact']}"),
     ("tasks", "feedback"): lambda a, c: a.get(f"/v1/tasks/{c.task['feedback']}"),

@@ -14,6 +14,7 @@ from workflows.invoice import InvoiceApproval
 from workflows.management_pack import MonthlyManagementPack
 from workflows.mis_import import MisDropFolder, MisImport
 from workflows.monthly_report import MonthlyExpenseReport
+from workflows.slot_offer import SlotOfferJourney
 from workflows.treatment_plan import TreatmentPlanJourney
 
 WORKFLOWS: list[type] = [
@@ -26,4 +27,5 @@ WORKFLOWS: list[type] = [
     MisDropFolder,  # SPEC §6, started by each clinic's daily drop-folder Schedule
     CampaignRun,  # SPEC §6 recall / bonus / birthday (issue 12), started by each clinic's Schedules
     CampaignJourney,  # one patient's invitation, started by CampaignRun
+    SlotOfferJourney,  # issue 12: a freed slot offered to the waiting list
 ]

@@ -20,6 +20,7 @@ from api.routers import (
     tasks,
     templates,
     treatment_plans,
+    waitlist,
     webhooks,
 )
 
@@ -44,6 +45,8 @@ ROUTERS = [
     pages.router,
     # Bonus points: the patient's ledger (plans spend from it).
     points.router,
+    # The waiting list: freed slots are offered to it (issue 12).
+    waitlist.router,
     # Treatment plans (SPEC §4).
     treatment_plans.router,
     # Supplier invoices (SPEC §5): files, invoices with suppliers/payers, spending reports.

@@ -67,6 +67,10 @@ KINDS: dict[str, Kind] = {
         Kind("feedback_form_review", LIMIT_MESSAGE, "answer to 0-6 (review_link_to: everyone)"),
         Kind("feedback_received", LIMIT_MESSAGE, "thanks after the feedback form was sent"),
         Kind("lab_results_ask", LIMIT_MESSAGE, "treatment plan: are the lab test results ready?"),
+        Kind("waitlist_offer", LIMIT_MESSAGE, "waiting list: a slot freed up, does the patient want it? (Yes / No)"),
+        Kind("waitlist_taken", LIMIT_MESSAGE, "waiting list: sorry, someone took the slot first; still on the list"),
+        Kind("button.waitlist_take", LIMIT_BUTTON, "waiting list button: take the freed slot"),
+        Kind("button.waitlist_skip", LIMIT_BUTTON, "waiting list button: not this time"),
         Kind("button.confirm", LIMIT_BUTTON, "button: confirm the visit"),
         Kind("button.decline", LIMIT_BUTTON, "button: cannot come"),
         Kind("button.nps_10", LIMIT_BUTTON, "survey button: 10"),
@@ -228,6 +232,27 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "button.campaign_yes": {"ru": "Да, записаться", "uk": "Так, записатися", "en": "Yes, book me"},
     "button.campaign_no": {"ru": "Нет, спасибо", "uk": "Ні, дякую", "en": "No, thanks"},
+    "waitlist_offer": {
+        "ru": "Здравствуйте, {patient_first_name}! В {clinic} освободилось время: {date} ({weekday}) в {time}, "
+        "врач {doctor}, {service}. Хотите записаться? Ответьте «Да» — запишем того, кто ответит первым, "
+        "или «Нет», если не подходит (вы останетесь в листе ожидания).",
+        "uk": "Добрий день, {patient_first_name}! У {clinic} звільнився час: {date} ({weekday}) о {time}, "
+        "лікар {doctor}, {service}. Бажаєте записатися? Відповідайте «Так» — запишемо того, хто відповість "
+        "першим, або «Ні», якщо не підходить (ви залишитеся в листі очікування).",
+        "en": "Hello {patient_first_name}, a time has freed up at {clinic}: {weekday}, {date} at {time} "
+        "with {doctor}, {service}. Would you like it? Reply YES (the first to answer gets it), "
+        "or NO if it does not suit you (you stay on the waiting list).",
+    },
+    "waitlist_taken": {
+        "ru": "{patient_first_name}, к сожалению, время {date} в {time} уже заняли. Вы остаётесь в листе "
+        "ожидания, и мы напишем, как только освободится другое. {clinic}, {phone}",
+        "uk": "{patient_first_name}, на жаль, час {date} о {time} вже зайняли. Ви залишаєтеся в листі "
+        "очікування, і ми напишемо, щойно звільниться інший. {clinic}, {phone}",
+        "en": "{patient_first_name}, sorry, the time {date} at {time} has already been taken. You stay on "
+        "the waiting list and we will write as soon as another one frees up. {clinic}, {phone}",
+    },
+    "button.waitlist_take": {"ru": "Да, запишите", "uk": "Так, запишіть", "en": "Yes, book me"},
+    "button.waitlist_skip": {"ru": "Не подходит", "uk": "Не підходить", "en": "Not this time"},
     "button.confirm": {"ru": "Подтверждаю", "uk": "Підтверджую", "en": "Confirm"},
     "button.decline": {"ru": "Не смогу прийти", "uk": "Не зможу прийти", "en": "Can't come"},
     "button.nps_10": {"ru": "10 – отлично", "uk": "10 – чудово", "en": "10 – excellent"},

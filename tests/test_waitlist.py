@@ -1,0 +1,311 @@
+"""The waiting list (issue 12) on the real dev server: the /v1/waitlist API (bad input, another
+branch), and freed slots offered to waitlisted patients by the slot-offer journey — two "yes"
+answers at the same instant and exactly one visit, an exhausted list raising a task for the
+front desk, a reschedule freeing the old time."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+
+from activities.deps import Deps
+from cli import _create_user
+from contracts.waitlist import slot_offer_workflow_id
+from core.settings import Settings
+from models.appointment import Appointment
+from models.conversation import OpenQuestion
+from models.core import MessageLog, OperatorTask, Role
+from models.waitlist import SlotOffer, WaitlistEntry
+from tests.support.api import Api
+from tests.support.appointments import at, make_clinic, phone
+from tests.support.live import eventually
+
+# Slots a few minutes ahead: no reminder is due (reminder_lead 300 s in the FAST policy) and
+# the offer's stop time (stop_before 20 s) leaves the journey ample time under load.
+WAITLIST_POLICY = {"waitlist_wave_size": 3, "waitlist_wave_interval": 600, "waitlist_stop_before": 20}
+IN_A_WEEK = (date.today() + timedelta(days=7)).isoformat()
+
+
+async def _patient(api: Api, clinic: dict[str, Any], name: str, **kw: Any) -> str:
+    r = await api.as_(Role.admin).post(
+        "/v1/patients",
+        json={"full_name": name, "phone": phone(), "preferred_channel": "sms", "clinic_id": clinic["id"], **kw},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def _waitlist(api: Api, clinic: dict[str, Any], patient_id: str, **kw: Any) -> dict[str, Any]:
+    body = {
+        "patient_id": patient_id,
+        "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"],
+        "service": "Check-up",
+        "until": IN_A_WEEK,
+        **kw,
+    }
+    r = await api.as_(Role.front_desk).post("/v1/waitlist", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def _book(api: Api, clinic: dict[str, Any], in_seconds: float, minutes: int = 30) -> dict[str, Any]:
+    r = await api.as_(Role.front_desk).post(
+        "/v1/appointments",
+        json={
+            "patient_id": clinic["patient_id"],
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": at(in_seconds),
+            "duration_minutes": minutes,
+            "service": "Check-up",
+        },
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def _offer(deps: Deps, freed_by: str) -> SlotOffer:
+    async def found() -> SlotOffer:
+        async with deps.sessions() as s:
+            offer = (await s.exec(select(SlotOffer).where(SlotOffer.freed_by == freed_by))).first()
+        assert offer is not None and offer.journey_started, "no slot offer started yet"
+        return offer
+
+    return await eventually(found, timeout=60)
+
+
+async def _sent(deps: Deps, patient_id: str, kind: str) -> list[MessageLog]:
+    async with deps.sessions() as s:
+        q = select(MessageLog).where(
+            MessageLog.patient_id == patient_id, MessageLog.direction == "out", MessageLog.kind == kind
+        )
+        return list((await s.exec(q)).all())
+
+
+async def _asked(deps: Deps, offer_id: str, patients: list[str]) -> None:
+    async def all_asked() -> None:
+        async with deps.sessions() as s:
+            q = select(OpenQuestion).where(OpenQuestion.subject_id == offer_id, OpenQuestion.state == "open")
+            asked = {qq.patient_id for qq in (await s.exec(q)).all()}
+        assert asked == set(patients), asked
+
+    await eventually(all_asked, timeout=60)
+
+
+async def _reply(api: Api, patient_id: str, text: str) -> dict[str, Any]:
+    r = await api.as_(Role.operator).post("/v1/sandbox/reply", json={"patient_id": patient_id, "text": text})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def _entry(deps: Deps, entry_id: str) -> WaitlistEntry:
+    async with deps.sessions() as s:
+        e = await s.get(WaitlistEntry, entry_id)
+    assert e is not None
+    return e
+
+
+# ----------------------------------------------------------------------------- the API
+async def test_waitlist_api_validates_and_keeps_branches_apart(api: Api, settings: Settings) -> None:
+    clinic = await make_clinic(api)
+    other = await make_clinic(api)
+    pid = clinic["patient_id"]
+    desk = api.as_(Role.front_desk)
+    good: dict[str, Any] = {
+        "patient_id": pid,
+        "clinic_id": clinic["id"],
+        "doctor_id": clinic["doctor_id"],
+        "service": "Hygiene",
+        "days": [2, 4, 4],
+        "windows": [{"start": "09:00", "end": "13:00"}],
+        "until": IN_A_WEEK,
+    }
+    r = await desk.post("/v1/waitlist", json=good)
+    assert r.status_code == 201, r.text
+    entry = r.json()
+    assert entry["days"] == [2, 4] and entry["state"] == "active" and entry["service_code"] == "hygiene", entry
+    assert (await desk.post("/v1/waitlist", json=good)).status_code == 409  # already on this list
+
+    # Bad input: 422 naming the field, nothing written.
+    bad_cases: list[tuple[dict[str, Any], str]] = [
+        ({"until": "2020-01-01"}, "until"),
+        ({"days": [0]}, "days"),
+        ({"windows": [{"start": "13:00", "end": "09:00"}]}, "windows"),
+        ({"windows": [{"start": "9am", "end": "13:00"}]}, "windows"),
+        ({"doctor_id": None}, "specialty"),
+        ({"doctor_id": None, "specialty": "orthodontics"}, "specialty"),
+        ({"doctor_id": other["doctor_id"]}, "doctor_id"),
+        ({"service": None}, "service"),
+        ({"service_code": "no-such-service", "service": None}, "service_code"),
+        ({"patient_id": uuid.uuid4().hex}, "patient_id"),
+        ({"clinic_id": uuid.uuid4().hex}, "clinic_id"),
+        ({"duration_minutes": 2}, "duration_minutes"),
+    ]
+    for change, field in bad_cases:
+        r = await desk.post("/v1/waitlist", json={**good, "service": "Whitening", **change})
+        assert r.status_code == 422, (change, r.text)
+        assert field in r.text, (change, r.text)
+    r = await desk.get("/v1/waitlist", params={"patient_id": pid})
+    assert [e["id"] for e in r.json()] == [entry["id"]]
+    assert (await desk.get("/v1/waitlist", params={"state": "nope"})).status_code == 422
+
+    # A specialty instead of a doctor: any doctor of it.
+    r = await desk.post("/v1/waitlist", json={**good, "doctor_id": None, "specialty": "implantology"})
+    assert r.status_code == 201, r.text
+
+    # Another branch's front desk: 404 for the entry, 422 for the clinic, not in its list.
+    name = f"desk-{uuid.uuid4().hex[:6]}"
+    await _create_user(settings.database_url, name, "branch-pass-123", Role.front_desk, None, None, False, other["id"])
+    r = await api.http.post("/v1/auth/token", data={"username": name, "password": "branch-pass-123"})
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert (await api.http.get(f"/v1/waitlist/{entry['id']}", headers=h)).status_code == 404
+    assert (await api.http.delete(f"/v1/waitlist/{entry['id']}", headers=h)).status_code == 404
+    assert (await api.http.post("/v1/waitlist", headers=h, json=good)).status_code == 422
+    assert entry["id"] not in [e["id"] for e in (await api.http.get("/v1/waitlist", headers=h)).json()]
+    # Roles: a doctor reads, cannot add.
+    assert (await api.as_(Role.doctor).get(f"/v1/waitlist/{entry['id']}")).status_code == 200
+    assert (await api.as_(Role.doctor).post("/v1/waitlist", json=good)).status_code == 403
+
+    # Off the list: 204, kept as removed.
+    assert (await desk.delete(f"/v1/waitlist/{entry['id']}")).status_code == 204
+    assert (await desk.get(f"/v1/waitlist/{entry['id']}")).json()["state"] == "removed"
+    assert (await desk.delete(f"/v1/waitlist/{entry['id']}")).status_code == 204
+    assert (await desk.post("/v1/waitlist", json=good)).status_code == 201  # may join again
+
+
+# ----------------------------------------------------------------------------- offers
+async def test_two_yes_at_once_exactly_one_gets_the_freed_slot(api: Api, deps: Deps) -> None:
+    clinic = await make_clinic(api, **WAITLIST_POLICY)
+    patients = [await _patient(api, clinic, f"Waiting {n}") for n in ("Anna", "Borys", "Vira")]
+    entries = [await _waitlist(api, clinic, p) for p in patients]
+    # Someone whose wish does not fit (weekend mornings only) is never asked.
+    unfit = await _patient(api, clinic, "Unfit Hanna")
+    slot_day = (datetime.now(UTC) + timedelta(seconds=240)).astimezone(ZoneInfo("Europe/Kyiv")).isoweekday()
+    await _waitlist(api, clinic, unfit, days=[d for d in range(1, 8) if d != slot_day])
+
+    visit = await _book(api, clinic, in_seconds=240)
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{visit['id']}/cancel", json={"reason": "can't come"})
+    assert r.status_code == 200, r.text
+
+    offer = await _offer(deps, visit["id"])
+    assert offer.reason == "cancelled" and offer.workflow_id == slot_offer_workflow_id(offer.id)
+    await _asked(deps, offer.id, patients)  # one wave of three, each asked on their channel
+    for p in patients:
+        (msg,) = await _sent(deps, p, "waitlist_offer")
+        assert "Dr Shevchenko" in msg.body and "Консультация" in msg.body, msg.body  # the catalogue name, in ru
+    assert await _sent(deps, unfit, "waitlist_offer") == []
+
+    # Two patients answer yes at the same instant; the third has not answered yet.
+    first, second = await asyncio.gather(_reply(api, patients[0], "да"), _reply(api, patients[1], "так"))
+    assert first["outcome"] == second["outcome"] == "signalled", (first, second)
+    assert first["subject_id"] == second["subject_id"] == offer.id
+
+    async def booked() -> list[Appointment]:
+        async with deps.sessions() as s:
+            q = select(Appointment).where(
+                Appointment.clinic_id == clinic["id"], col(Appointment.source) == "waitlist"
+            )
+            rows = list((await s.exec(q)).all())
+            done = await s.get(SlotOffer, offer.id)
+        assert len(rows) == 1 and done is not None and done.state == "booked", rows
+        return rows
+
+    (appt,) = await eventually(booked, timeout=60)
+    winner = appt.patient_id
+    loser = patients[1] if winner == patients[0] else patients[0]
+    assert winner in patients[:2]
+    assert appt.starts_at == offer.starts_at and appt.doctor_id == clinic["doctor_id"]
+
+    # The winner's visit has its own journey (booking notice), and they left the list.
+    async def noticed() -> None:
+        assert await _sent(deps, winner, "booking_notice")
+
+    await eventually(noticed, timeout=60)
+    r = await api.as_(Role.front_desk).get(f"/v1/appointments/{appt.id}")
+    assert r.status_code == 200 and r.json()["stage"] == "booked", r.text
+    won = next(e for e in entries if e["patient_id"] == winner)
+    assert (await _entry(deps, won["id"])).state == "booked"
+
+    # The other "yes" hears it is taken and stays on the list.
+    async def sorry() -> None:
+        (msg,) = await _sent(deps, loser, "waitlist_taken")
+        assert "заняли" in msg.body, msg.body
+
+    await eventually(sorry, timeout=60)
+    assert await _sent(deps, patients[2], "waitlist_taken") == []  # has not answered: not told
+
+    # A later yes: taken, told so, no second visit; everyone but the winner stays listed.
+    r = await _reply(api, patients[2], "да")
+    assert r["outcome"] == "signalled" and r["subject_id"] == offer.id, r
+
+    async def late_sorry() -> None:
+        assert len(await _sent(deps, patients[2], "waitlist_taken")) == 1
+
+    await eventually(late_sorry, timeout=60)
+    assert len(await booked()) == 1
+    for e in entries:
+        if e["patient_id"] != winner:
+            assert (await _entry(deps, e["id"])).state == "active"
+
+
+async def test_nobody_takes_it_the_front_desk_gets_a_task(api: Api, deps: Deps) -> None:
+    """A reschedule frees the old time; the only waitlisted patient says no: the list is
+    exhausted, the offer closes and the front desk has a task naming the slot."""
+    clinic = await make_clinic(api, **{**WAITLIST_POLICY, "waitlist_wave_interval": 3})
+    waiting = await _patient(api, clinic, "Only Olha")
+    await _waitlist(api, clinic, waiting)
+    visit = await _book(api, clinic, in_seconds=240)
+    r = await api.as_(Role.front_desk).post(
+        f"/v1/appointments/{visit['id']}/reschedule", json={"starts_at": at(3 * 3600)}
+    )
+    assert r.status_code == 200, r.text
+
+    offer = await _offer(deps, visit["id"])
+    assert offer.reason == "rescheduled" and offer.starts_at == datetime.fromisoformat(visit["starts_at"])
+    await _asked(deps, offer.id, [waiting])
+    await _reply(api, waiting, "ні")
+
+    async def unfilled() -> OperatorTask:
+        async with deps.sessions() as s:
+            q = select(OperatorTask).where(OperatorTask.subject_id == offer.id)
+            task = (await s.exec(q)).first()
+            done = await s.get(SlotOffer, offer.id)
+        assert task is not None and done is not None and done.state == "exhausted"
+        return task
+
+    task = await eventually(unfilled, timeout=60)
+    assert task.kind == "waitlist_unfilled" and task.clinic_id == clinic["id"]
+    assert task.details["doctor_id"] == clinic["doctor_id"] and task.details["offered"] == 1
+    r = await api.as_(Role.front_desk).get("/v1/tasks", params={"kind": "waitlist_unfilled", "state": "open"})
+    assert task.id in [t["id"] for t in r.json()], r.text
+    async with deps.sessions() as s:  # nobody waits for answers to it any more
+        q = select(OpenQuestion).where(OpenQuestion.subject_id == offer.id, OpenQuestion.state == "open")
+        assert (await s.exec(q)).all() == []
+
+
+async def test_no_offer_too_close_to_the_slot_or_without_a_list(api: Api, deps: Deps) -> None:
+    clinic = await make_clinic(api, **WAITLIST_POLICY)
+    visit = await _book(api, clinic, in_seconds=600)
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{visit['id']}/cancel", json={"reason": "x"})
+    assert r.status_code == 200, r.text  # nobody on the list: nothing to offer
+    await _waitlist(api, clinic, await _patient(api, clinic, "Late Lesia"))
+    soon = await _book(api, clinic, in_seconds=15, minutes=5)  # inside stop_before (20 s)
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{soon['id']}/cancel", json={"reason": "x"})
+    assert r.status_code == 200, r.text
+
+    async def synced() -> None:
+        async with deps.sessions() as s:
+            a = await s.get(Appointment, soon["id"])
+            b = await s.get(Appointment, visit["id"])
+        assert a is not None and a.stage == "cancelled" and b is not None and b.stage == "cancelled"
+
+    await eventually(synced, timeout=60)
+    async with deps.sessions() as s:
+        q = select(SlotOffer).where(col(SlotOffer.freed_by).in_([visit["id"], soon["id"]]))
+        assert (await s.exec(q)).all() == []
