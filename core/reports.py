@@ -11,7 +11,8 @@ network's when several clinics are in scope; a visit belongs to the period by it
   with us or by the MIS patient base's `last_visit_on`.
 - first-time booking: a patient with any visit in the period flagged `first_visit` (whatever
   became of it); converted = that patient is a first-time patient of the period.
-- visits by specialty: finished visits per doctor specialty.
+- visits by specialty: finished visits per doctor specialty; of them, those booked from the
+  waiting list (`appointment.source = 'waitlist'`: a freed slot a waitlisted patient took).
 - NPS: finished visits in the period whose survey went out; promoters answer 9-10,
   detractors 0-6; NPS = (promoters - detractors) / answers x 100; response rate = answers /
   surveys. Detractor tasks: `detractor_feedback` tasks about those visits, opened and closed.
@@ -336,7 +337,15 @@ async def visits_by_specialty(session: AsyncSession, scope: Scope) -> tuple[list
         [(r.specialty, r.n) for r in rows],
         "Visits by specialty",
     )
-    return [("finished_visits", "Finished visits", total, "int")], [table]
+    waitlist = await _rows(
+        session,
+        select(func.count()).where(scope.visits(a.stage == "finished", a.source == "waitlist")),
+    )
+    summary = [
+        ("finished_visits", "Finished visits", total, "int"),
+        ("from_waitlist", "of them booked from the waiting list (a freed slot)", int(waitlist[0][0]), "int"),
+    ]
+    return summary, [table]
 
 
 def _share_table(

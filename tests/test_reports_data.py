@@ -10,7 +10,8 @@ The dataset (October 2026, clinics in Europe/Kyiv: UTC+3 until Oct 25, then UTC+
                     a4    C1  D1                 Oct 06 07:00 finished   first after 7 months; nps 6;
                                                                          no answer, operator confirmed
     P3 site         a5    C1  D1                 Sep 01 07:00 finished   first (before the period)
-                    a6    C1  D2                 Oct 07 07:00 finished   repeat; survey unanswered; not asked
+                    a6    C1  D2                 Oct 07 07:00 finished   repeat; survey unanswered; not asked;
+                                                                         booked from the waiting list
     P4 referral     a7    C1  D1                 Oct 08 07:00 cancelled  first booking; declined
                     a8    C1  D1                 Oct 15 07:00 finished   first (a7 cancelled); nps 8; telegram
     P5 (none)       a9    C2  D3 therapy         Oct 09 07:00 no_show    first booking; 3 asks, no answer
@@ -107,7 +108,8 @@ async def world(db_url: str) -> AsyncIterator[dict[str, Any]]:  # noqa: F811
               history=[*asked(a4, "deadline_unconfirmed", "confirmed_by_operator"), survey(a4)])  # fmt: skip
         visit("a5", "P3", c1, d1, utc(9, 1), "finished")
         a6 = utc(10, 7)
-        visit("a6", "P3", c1, d2, a6, "finished", history=[(a6 - timedelta(hours=1), "booked"), survey(a6)])
+        visit("a6", "P3", c1, d2, a6, "finished", history=[(a6 - timedelta(hours=1), "booked"), survey(a6)],
+              source="waitlist")  # fmt: skip
         a7 = utc(10, 8)
         visit("a7", "P4", c1, d1, a7, "cancelled", asks_sent=1, history=asked(a7, "patient_declined", "cancelled"))
         a8 = utc(10, 15)
@@ -234,7 +236,7 @@ async def test_first_time_patients(world: dict[str, Any]) -> None:
 async def test_visits_by_specialty(world: dict[str, Any]) -> None:
     r = await _report(world, "visits-by-specialty")
     # Finished in October: a1 a4 a8 a10 a12 therapy (5), a2 a6 implantology (2): 5/7, 2/7.
-    assert r["summary"] == {"finished_visits": 7}
+    assert r["summary"] == {"finished_visits": 7, "from_waitlist": 1}  # a6 took a freed slot
     by = rows(r, "by_specialty", "specialty")
     assert (by["therapy"]["visits"], by["therapy"]["share"]) == (5, 71.4)
     assert (by["implantology"]["visits"], by["implantology"]["share"]) == (2, 28.6)

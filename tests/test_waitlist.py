@@ -208,9 +208,7 @@ async def test_two_yes_at_once_exactly_one_gets_the_freed_slot(api: Api, deps: D
 
     async def booked() -> list[Appointment]:
         async with deps.sessions() as s:
-            q = select(Appointment).where(
-                Appointment.clinic_id == clinic["id"], col(Appointment.source) == "waitlist"
-            )
+            q = select(Appointment).where(Appointment.clinic_id == clinic["id"], col(Appointment.source) == "waitlist")
             rows = list((await s.exec(q)).all())
             done = await s.get(SlotOffer, offer.id)
         assert len(rows) == 1 and done is not None and done.state == "booked", rows
