@@ -13,7 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.deps import Deps
 from contracts.waitlist import BookRequest, BookResult, Candidate, CandidatesRequest, OfferClosed, WaitlistActivityStubs
 from conversations.questions import expire
-from core import booking
+from core import booking, campaigns
 from core.logging import get_logger
 from models.appointment import Appointment
 from models.core import Clinic, utcnow
@@ -109,6 +109,7 @@ class WaitlistActivities(WaitlistActivityStubs):
             # The visit's own journey, on this worker's queue (the API starts bookings there too).
             await booking.start_journey(activity.client(), activity.info().task_queue, appt, clinic)
             await booking.mark_started(s, appt)
+            await campaigns.tell_booked(s, activity.client(), appt.patient_id)  # a recall invitation stops
             log.info("freed slot booked from the waiting list", offer_id=offer.id, appointment_id=appt.id)
             return BookResult("booked", appt.id)
 
