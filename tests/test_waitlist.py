@@ -20,7 +20,7 @@ from core.settings import Settings
 from models.appointment import Appointment
 from models.conversation import OpenQuestion
 from models.core import MessageLog, OperatorTask, Role
-from models.waitlist import SlotOffer, WaitlistEntry
+from models.waitlist import SlotOffer, WaitlistEntry, fits
 from tests.support.api import Api
 from tests.support.appointments import at, make_clinic, phone
 from tests.support.live import eventually
@@ -292,18 +292,100 @@ async def test_no_offer_too_close_to_the_slot_or_without_a_list(api: Api, deps: 
     visit = await _book(api, clinic, in_seconds=600)
     r = await api.as_(Role.front_desk).post(f"/v1/appointments/{visit['id']}/cancel", json={"reason": "x"})
     assert r.status_code == 200, r.text  # nobody on the list: nothing to offer
+
+    async def cancelled(appointment_id: str) -> None:
+        async with deps.sessions() as s:
+            a = await s.get(Appointment, appointment_id)
+        assert a is not None and a.stage == "cancelled"
+
+    await eventually(lambda: cancelled(visit["id"]), timeout=60)  # synced before anyone waits
     await _waitlist(api, clinic, await _patient(api, clinic, "Late Lesia"))
     soon = await _book(api, clinic, in_seconds=15, minutes=5)  # inside stop_before (20 s)
     r = await api.as_(Role.front_desk).post(f"/v1/appointments/{soon['id']}/cancel", json={"reason": "x"})
     assert r.status_code == 200, r.text
 
-    async def synced() -> None:
-        async with deps.sessions() as s:
-            a = await s.get(Appointment, soon["id"])
-            b = await s.get(Appointment, visit["id"])
-        assert a is not None and a.stage == "cancelled" and b is not None and b.stage == "cancelled"
-
-    await eventually(synced, timeout=60)
+    await eventually(lambda: cancelled(soon["id"]), timeout=60)
     async with deps.sessions() as s:
         q = select(SlotOffer).where(col(SlotOffer.freed_by).in_([visit["id"], soon["id"]]))
         assert (await s.exec(q)).all() == []
+
+
+async def test_desk_booking_the_slot_first_wins_over_a_yes(api: Api, deps: Deps) -> None:
+    """The desk books the freed slot by phone while the offer is out: the patient's "yes"
+    then meets the doctor's slot lock, hears it is taken and stays on the list."""
+    clinic = await make_clinic(api, **WAITLIST_POLICY)
+    waiting = await _patient(api, clinic, "Quick Kateryna")
+    entry = await _waitlist(api, clinic, waiting)
+    visit = await _book(api, clinic, in_seconds=240)
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{visit['id']}/cancel", json={"reason": "x"})
+    assert r.status_code == 200, r.text
+    offer = await _offer(deps, visit["id"])
+    await _asked(deps, offer.id, [waiting])
+
+    caller = await _patient(api, clinic, "Caller Petro")
+    r = await api.as_(Role.front_desk).post(
+        "/v1/appointments",
+        json={
+            "patient_id": caller,
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": offer.starts_at.isoformat(),
+            "duration_minutes": 30,
+            "service": "Check-up",
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert (await _reply(api, waiting, "да"))["outcome"] == "signalled"
+
+    async def taken() -> None:
+        async with deps.sessions() as s:
+            done = await s.get(SlotOffer, offer.id)
+        assert done is not None and done.state == "taken"
+        (msg,) = await _sent(deps, waiting, "waitlist_taken")
+        assert "заняли" in msg.body
+
+    await eventually(taken, timeout=60)
+    assert (await _entry(deps, entry["id"])).state == "active"
+    async with deps.sessions() as s:
+        q = select(Appointment).where(Appointment.clinic_id == clinic["id"], col(Appointment.source) == "waitlist")
+        assert (await s.exec(q)).all() == []
+
+
+async def test_a_no_show_reported_before_the_visit_frees_its_slot(api: Api, deps: Deps) -> None:
+    """The patient says they will not come today: marked a no-show ahead of a later slot the
+    same day, that slot goes to the waiting list."""
+    clinic = await make_clinic(api, **WAITLIST_POLICY)
+    waiting = await _patient(api, clinic, "Patient Pavlo")
+    await _waitlist(api, clinic, waiting, duration_minutes=20)
+    visit = await _book(api, clinic, in_seconds=240)
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{visit['id']}/no-show")
+    assert r.status_code == 200 and r.json()["stage"] == "no_show", r.text
+    offer = await _offer(deps, visit["id"])
+    assert offer.reason == "no_show" and offer.duration_minutes == 30
+    await _asked(deps, offer.id, [waiting])
+    (msg,) = await _sent(deps, waiting, "waitlist_offer")
+    assert "Dr Shevchenko" in msg.body
+
+
+def test_what_a_wish_accepts() -> None:
+    """Weekday, window (the whole visit inside it), length and until-date, clinic-local."""
+    kyiv = ZoneInfo("Europe/Kyiv")
+    tue_10 = datetime(2026, 12, 1, 10, 0, tzinfo=kyiv)  # a Tuesday
+    e = WaitlistEntry(
+        clinic_id="c",
+        patient_id="p",
+        service="x",
+        days=[2, 4],
+        windows=[{"start": "09:00", "end": "11:00"}],
+        until=date(2026, 12, 1),
+    )
+    assert fits(e, tue_10, 30, "Europe/Kyiv")
+    assert fits(e, tue_10.astimezone(UTC), 60, "Europe/Kyiv")  # 10:00-11:00 local, UTC given
+    assert not fits(e, tue_10 + timedelta(minutes=31), 30, "Europe/Kyiv")  # ends 11:01
+    assert not fits(e, tue_10 + timedelta(days=1), 30, "Europe/Kyiv")  # Wednesday
+    assert not fits(e, tue_10 + timedelta(days=2), 30, "Europe/Kyiv")  # Thursday, after until
+    assert not fits(e, tue_10 - timedelta(hours=2), 30, "Europe/Kyiv")  # 08:00, before the window
+    e.duration_minutes = 45
+    assert not fits(e, tue_10, 30, "Europe/Kyiv")  # a 30-minute gap cannot hold a 45-minute visit
+    e.days, e.windows, e.duration_minutes = [], [], None
+    assert fits(e, tue_10 - timedelta(hours=9), 30, "Europe/Kyiv")  # any day, any time
