@@ -199,6 +199,7 @@ class CampaignActivities(CampaignActivityStubs):
             template_language=composed.whatsapp_template_language,
             language=composed.language,
             voice=False,
+            exclude=list(msg.exclude_channels),
             question=Question(
                 kind=question_kind(row.kind),
                 subject_type="campaign",

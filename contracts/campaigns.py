@@ -108,6 +108,7 @@ class CampaignSend:
     workflow_id: str
     template: str  # campaign.<kind>.invite, campaign.reask, campaign.accepted_link, ...
     ask: bool = True  # carries the yes/no question and its buttons
+    exclude_channels: list[str] = field(default_factory=list)  # re-sent after these failed
 
 
 @dataclass

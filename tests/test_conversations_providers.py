@@ -261,3 +261,66 @@ async def test_undelivered_lab_question_moves_to_sms_then_a_person(rig: Rig, api
 
         (task,) = await eventually(person_calls, timeout=60)
         assert "lab test results" in task["title"]
+
+
+async def test_undelivered_campaign_invitation_moves_to_sms(rig: Rig, api: Api, deps: Deps) -> None:
+    """A recall invitation WhatsApp reports as failed goes again by SMS (issue 12)."""
+    from datetime import UTC, datetime, timedelta
+
+    from contracts.campaigns import CAMPAIGN_RUN_WORKFLOW, RunInput, RunResult
+    from models.appointment import Appointment
+    from models.campaigns import CampaignSend
+
+    clinic = await make_clinic(api)
+    async with httpx.AsyncClient(base_url=rig.api_url, timeout=30, headers=api.headers(Role.director)) as c:
+        patient = await _patient(c, clinic["id"], "whatsapp")
+        async with deps.sessions() as s:
+            last = datetime.now(UTC) - timedelta(days=166)
+            s.add(
+                Appointment(
+                    clinic_id=clinic["id"],
+                    doctor_id=clinic["doctor_id"],
+                    patient_id=patient["id"],
+                    service="Гигиена",
+                    starts_at=last,
+                    ends_at=last + timedelta(minutes=30),
+                    duration_minutes=30,
+                    stage="finished",
+                    workflow_id=f"appointment-{uuid.uuid4().hex}",
+                )
+            )
+            await s.commit()
+        r = await c.put(
+            f"/v1/clinics/{clinic['id']}/campaigns/recall",
+            json={"enabled": True, "reask_after": None, "answer_window": "PT20S"},
+        )
+        assert r.status_code == 200, r.text
+    result = await rig.client.execute_workflow(
+        CAMPAIGN_RUN_WORKFLOW,
+        RunInput(clinic_id=clinic["id"], kind="recall"),
+        id=f"campaign-recall-{clinic['id']}-test",
+        task_queue=rig.settings.temporal_task_queue,
+        result_type=RunResult,
+    )
+    assert result.started == 1, result
+    async with deps.sessions() as s:
+        send = (await s.exec(select(CampaignSend).where(CampaignSend.patient_id == patient["id"]))).one()
+
+    async def asked_on(channel: str) -> MessageLog:
+        rows = [m for m in await _rows(deps, send.id) if m.channel.value == channel and m.status == "sent"]
+        assert rows and rows[-1].question_id, rows
+        return rows[-1]
+
+    wa = await eventually(lambda: asked_on("whatsapp"), timeout=60)
+    assert wa.kind == "campaign.recall.invite"
+    r = await rig.fake.whatsapp_status(wa.provider_message_id or "", "failed", patient["phone"])
+    assert r.status_code == 200, r.text
+    sms = await eventually(lambda: asked_on("sms"), timeout=60)
+    assert sms.kind == "campaign.recall.invite" and sms.idempotency_key == f"{wa.idempotency_key}:after-whatsapp"
+
+    async def closed() -> None:
+        async with deps.sessions() as s:
+            row = await s.get(CampaignSend, send.id)
+            assert row is not None and row.state == "no_answer", row
+
+    await eventually(closed, timeout=90)

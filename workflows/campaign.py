@@ -72,6 +72,9 @@ RETRY = RetryPolicy(
     non_retryable_error_types=["NotFound", "Invalid"],
 )
 START_BATCH = 20  # journeys started at once by a run
+# A provider's late "failed/undelivered" for an ask re-sends it on the next channel (at first
+# it was only recorded).
+RESEND_ON_FAILURE = "campaign-resend-on-delivery-failure"
 
 
 # ----------------------------------------------------------------------------- the daily run
@@ -127,6 +130,8 @@ class CampaignJourney:
         self.booked = False
         self.history: list[str] = []
         self._others: list[PatientReply] = []
+        self._failures: list[DeliveryFailure] = []
+        self._last_ask: tuple[str, str] | None = None  # (step, template) of the latest ask
         self._started_at: datetime | None = None
 
     @workflow.run
@@ -177,23 +182,37 @@ class CampaignJourney:
             if self.answer is not None:
                 return CampaignSendResult("sent")  # a reply already came (e.g. to the invitation)
         wf_id = workflow.info().workflow_id
-        result = await workflow.execute_activity_method(
-            CampaignActivityStubs.send_campaign_message,
-            CampaignSend(
-                send_id=self.p.send_id,
-                step=step,
-                idempotency_key=f"{wf_id}:{step}",
-                workflow_id=wf_id,
-                template=template,
-                ask=True,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-        )
+        self._last_ask = (step, template)
+        result = await self._send_ask(step, template, f"{wf_id}:{step}", [])
         if result.status == "sent":
             self.asks += 1
         self.history.append(f"{step}: {result.status}")
         return result
+
+    async def _send_ask(self, step: str, template: str, key: str, exclude: list[str]) -> CampaignSendResult:
+        return await workflow.execute_activity_method(
+            CampaignActivityStubs.send_campaign_message,
+            CampaignSend(
+                send_id=self.p.send_id,
+                step=step,
+                idempotency_key=key,
+                workflow_id=workflow.info().workflow_id,
+                template=template,
+                ask=True,
+                exclude_channels=exclude,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+
+    async def _resend(self, f: DeliveryFailure) -> None:
+        """The ask never arrived: the same ask on the next channel (SMS after WhatsApp)."""
+        if self._last_ask is None:
+            return
+        step, template = self._last_ask
+        last = f.failed_channels[-1] if f.failed_channels else "channel"
+        result = await self._send_ask(step, template, f"{f.message_key}:after-{last}", list(f.failed_channels))
+        self.history.append(f"{step} re-sent after {last} failed: {result.status}")
 
     async def _accepted(self) -> str:
         wf_id = workflow.info().workflow_id
@@ -243,12 +262,15 @@ class CampaignJourney:
                 return
             try:
                 await workflow.wait_condition(
-                    lambda: self.answer is not None or self.booked or bool(self._others), timeout=remaining
+                    lambda: self.answer is not None or self.booked or bool(self._others) or bool(self._failures),
+                    timeout=remaining,
                 )
             except TimeoutError:
                 return
             while self._others:
                 await self._to_a_person(self._others.pop(0))
+            while self._failures:
+                await self._resend(self._failures.pop(0))
 
     async def _to_a_person(self, r: PatientReply) -> None:
         wf_id = workflow.info().workflow_id
@@ -311,8 +333,9 @@ class CampaignJourney:
 
     @workflow.signal(name=DELIVERY_FAILED_SIGNAL)
     def delivery_failed(self, f: DeliveryFailure) -> None:
-        # The send path already walked the channels; a late provider failure is recorded.
         self.history.append(f"delivery failed: {', '.join(f.failed_channels)}")
+        if self.answer is None and not self.booked and workflow.patched(RESEND_ON_FAILURE):
+            self._failures.append(f)
 
     @workflow.query(name=STATE_QUERY)
     def view(self) -> JourneyView:
