@@ -163,6 +163,9 @@ class CampaignActivities(CampaignActivityStubs):
                     return CampaignSendResult("marketing_opt_out")
                 if row.kind == RECALL and await campaigns.still_booked_since(s, row):
                     return CampaignSendResult("booked")
+            template = msg.template
+            if template == "campaign.birthday.invite" and patient is not None and patient.guardian_id:
+                template = "campaign.birthday.invite_child"  # to the guardian, naming the child
             buttons: list[Button] = []
             if msg.ask:
                 buttons = [
@@ -175,7 +178,7 @@ class CampaignActivities(CampaignActivityStubs):
                     self.deps.settings,
                     row.clinic_id,
                     row.patient_id,
-                    msg.template,
+                    template,
                     MessageFacts(campaign_send_id=row.id),
                     buttons,
                 )
@@ -189,7 +192,7 @@ class CampaignActivities(CampaignActivityStubs):
             key=msg.idempotency_key,
             patient_id=row.patient_id,
             clinic_id=row.clinic_id,
-            kind=msg.template,
+            kind=template,
             text=composed.text,
             subject_id=row.id,
             subject_type="campaign",

@@ -329,15 +329,30 @@ async def test_birthday_greeting_today_once_a_year_with_booking_link(
     hero = await _patient(api, clinic, "Олена Петренко", birth_date=born.isoformat(), language="uk")
     not_today = await _patient(api, clinic, "Ірина Коваль", birth_date=date(1985, tomorrow.month, 1).isoformat())
     stopped = await _patient(api, clinic, "Марія Шевченко", birth_date=born.isoformat())
+    parent = await _patient(api, clinic, "Коваль Ганна Петрівна", birth_date=date(1980, tomorrow.month, 1).isoformat())
+    r = await api.as_(Role.admin).post(
+        "/v1/patients",
+        json={"full_name": "Коваль Марко Андрійович", "guardian_id": parent, "clinic_id": clinic["id"],
+              "birth_date": date(2018, born.month, born.day).isoformat(), "language": "uk"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    child = r.json()["id"]
     assert (await _say(api, stopped, "STOP"))["outcome"] == "opted_out"
     if born.day != today.day:  # only on the 29th-31st: the fixture's birthday is not today
         pytest.skip("the birth date cannot be built for today")
     await _set(api, clinic, "birthday", enabled=True, offer="−10 % на гігієну цього місяця.",
                booking_link="https://clinic.example/book", answer_window="PT30S")  # fmt: skip
     result = await _run(client, settings, clinic, "birthday")
-    assert result.started == 1 and result.left_out == {"opted_out": 1}, result
+    assert result.started == 2 and result.left_out == {"opted_out": 1}, result
     sends = await _sends(deps, clinic, "birthday")
-    assert list(sends) == [hero] and sends[hero].period == str(today.year)
+    assert set(sends) == {hero, child} and sends[hero].period == str(today.year)
+
+    async def to_the_parent() -> None:  # a child's greeting goes to the guardian, naming the child
+        msgs = [m for m in await _out(api, parent) if m["kind"].startswith("campaign")]
+        assert [m["kind"] for m in msgs] == ["campaign.birthday.invite_child"], msgs
+        assert "Ганна" in msgs[0]["text"] and "Коваль Марко Андрійович" in msgs[0]["text"], msgs[0]["text"]
+
+    await eventually(to_the_parent, timeout=60)
 
     async def greeted() -> dict[str, Any]:
         msgs = [m for m in await _out(api, hero) if m["kind"] == "campaign.birthday.invite"]
@@ -475,3 +490,22 @@ async def test_bare_yes_confirms_the_visit_before_a_later_invitation(
     second = await _say(api, patient, "да")
     assert second["subject_type"] == "campaign", second
     await _state(deps, clinic, "bonus", patient, "accepted")
+
+
+async def test_journeys_schedules_keeps_every_switched_on_campaign(
+    api: Api, deps: Deps, client: Client, settings: Settings
+) -> None:
+    """`journeys schedules` (core.campaigns.ensure_all_schedules) recreates a campaign's
+    Schedule that went missing, at the clinic's time."""
+    from core import campaigns
+
+    clinic = await _clinic(api)
+    await _set(api, clinic, "bonus", enabled=True, send_at="09:15")
+    sid = schedule_id(clinic["id"], "bonus")
+    await client.get_schedule_handle(sid).delete()
+    async with deps.sessions() as s:
+        assert await campaigns.ensure_all_schedules(client, settings.temporal_task_queue, s) >= 1
+    desc = await client.get_schedule_handle(sid).describe()
+    cal = desc.schedule.spec.calendars[0]
+    assert (cal.hour[0].start, cal.minute[0].start) == (9, 15), cal
+    await _set(api, clinic, "bonus", enabled=False)

@@ -81,6 +81,7 @@ KINDS: dict[str, Kind] = {
         Kind("campaign.recall.invite", LIMIT_MESSAGE, "recall: last visit months ago, invitation with the offer"),
         Kind("campaign.bonus.invite", LIMIT_MESSAGE, "bonus: the balance reached the threshold, spend it"),
         Kind("campaign.birthday.invite", LIMIT_MESSAGE, "birthday greeting with the offer"),
+        Kind("campaign.birthday.invite_child", LIMIT_MESSAGE, "birthday greeting of a child, to the guardian"),
         Kind("campaign.reask", LIMIT_MESSAGE, "any campaign: the invitation asked once more"),
         Kind("campaign.accepted_link", LIMIT_MESSAGE, "campaign «yes» when the clinic has a booking link"),
         Kind("campaign.accepted_call", LIMIT_MESSAGE, "campaign «yes»: the clinic will call to book"),
@@ -211,6 +212,14 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "{offer}\nБажаєте записатися? Відповідайте «Так» або «Ні».",
         "en": "{patient_first_name}, happy birthday from {clinic}! Wishing you health and a bright smile. "
         "{offer}\nWould you like to book a visit? Reply YES or NO.",
+    },
+    "campaign.birthday.invite_child": {
+        "ru": "{patient_first_name}, {clinic} поздравляет {patient_name} с днём рождения! Здоровья и красивой улыбки. "
+        "{offer}\nХотите записать ребёнка? Ответьте «Да» или «Нет».",
+        "uk": "{patient_first_name}, {clinic} вітає {patient_name} з днем народження! Здоров'я та гарної усмішки. "
+        "{offer}\nБажаєте записати дитину? Відповідайте «Так» або «Ні».",
+        "en": "{patient_first_name}, {clinic} wishes {patient_name} a happy birthday! Health and a bright smile. "
+        "{offer}\nWould you like to book a visit for your child? Reply YES or NO.",
     },
     "campaign.reask": {
         "ru": "{patient_first_name}, напоминаем о нашем предложении. {offer}\n"
