@@ -3,7 +3,7 @@ checking the patient may still get it, and record how each patient's campaign en
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -12,7 +12,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
 from activities.messaging import DONE_SENT, MessagingActivities, heartbeating
+from contracts.appointment import clinic_zone
 from contracts.campaigns import (
+    BIRTHDAY,
     RECALL,
     Audience,
     CampaignActivityStubs,
@@ -55,7 +57,8 @@ class CampaignActivities(CampaignActivityStubs):
             st = await campaigns.settings_of(s, clinic.id, inp.kind)
             if not st.enabled:
                 return Audience(enabled=False)
-            found = await campaigns.audience(s, clinic, inp.kind, st, campaigns.local_today(clinic))
+            today = campaigns.local_today(clinic)
+            found = await campaigns.audience(s, clinic, inp.kind, st, today)
             have: set[tuple[str, str]] = set()
             ids = [m.patient_id for m in found.members]
             if ids:
@@ -93,6 +96,22 @@ class CampaignActivities(CampaignActivityStubs):
                 # A concurrent run claimed some of them first: retry and skip those.
                 await s.rollback()
                 raise ApplicationError("campaign rows claimed concurrently; retrying", type="Conflict") from None
+            if inp.kind == BIRTHDAY:
+                # A greeting claimed on an earlier day whose journey never started (its run
+                # was stopped): a birthday greeting a day late is worse than none.
+                start_of_day = datetime.combine(today, time(0), clinic_zone(clinic.timezone))
+                stale = await s.exec(
+                    select(SendRow).where(
+                        SendRow.clinic_id == clinic.id,
+                        SendRow.kind == BIRTHDAY,
+                        SendRow.state == "claimed",
+                        col(SendRow.created_at) < start_of_day,
+                    )
+                )
+                for r in stale.all():
+                    r.state, r.note, r.updated_at = "not_sent", "its day passed before it started", datetime.now(UTC)
+                    s.add(r)
+                await s.commit()
             claimed = (
                 await s.exec(
                     select(SendRow)

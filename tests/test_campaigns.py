@@ -342,10 +342,24 @@ async def test_birthday_greeting_today_once_a_year_with_booking_link(
         pytest.skip("the birth date cannot be built for today")
     await _set(api, clinic, "birthday", enabled=True, offer="−10 % на гігієну цього місяця.",
                booking_link="https://clinic.example/book", answer_window="PT30S")  # fmt: skip
+    async with deps.sessions() as s:  # claimed yesterday by a run that was stopped before starting it
+        s.add(
+            CampaignSend(
+                id=uuid.uuid4().hex,
+                clinic_id=clinic["id"],
+                kind="birthday",
+                patient_id=not_today,
+                period="stale",
+                workflow_id="campaign-birthday-stale",
+                created_at=datetime.now(UTC) - timedelta(days=1),
+            )
+        )
+        await s.commit()
     result = await _run(client, settings, clinic, "birthday")
     assert result.started == 2 and result.left_out == {"opted_out": 1}, result
+    assert (await _sends(deps, clinic, "birthday"))[not_today].state == "not_sent"  # a day late: never
     sends = await _sends(deps, clinic, "birthday")
-    assert set(sends) == {hero, child} and sends[hero].period == str(today.year)
+    assert set(sends) == {hero, child, not_today} and sends[hero].period == str(today.year)
 
     async def to_the_parent() -> None:  # a child's greeting goes to the guardian, naming the child
         msgs = [m for m in await _out(api, parent) if m["kind"].startswith("campaign")]
