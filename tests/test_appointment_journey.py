@@ -378,3 +378,30 @@ async def test_booked_inside_the_deadline_window_is_not_asked(api: Api, deps: De
     assert v["stage"] == "booked" and v["asks_sent"] == 0
     assert await tasks(api, appt["id"]) == []
     await _cancel(api, appt["id"])
+
+
+async def test_journey_db_steps_are_local_activities(api: Api, client: Client, deps: Deps) -> None:
+    """Issue 14: loading the journey's context and mirroring its state into the row run as
+    local activities (no task-queue round trip, no full snapshot stored as an activity input);
+    only the sends go through the task queue. The row still follows the journey."""
+    clinic = await make_clinic(api)
+    appt = await book(api, clinic)
+
+    async def noticed() -> None:
+        assert "booking_notice" in [m.kind for m in await sent(deps, appt["id"])]
+        v = await state(api, appt["id"])
+        assert "notice_sent" in events(v)
+
+    await eventually(noticed)
+    await _cancel(api, appt["id"])
+    await client.get_workflow_handle(appt["workflow_id"]).result()
+    await eventually(lambda: _stage(api, appt["id"], "cancelled", live=False))
+    scheduled, markers = [], 0
+    async for e in client.get_workflow_handle(appt["workflow_id"]).fetch_history_events():
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            scheduled.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+        if e.HasField("marker_recorded_event_attributes"):
+            markers += e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    assert "sync_appointment" not in scheduled and "load_appointment_context" not in scheduled, scheduled
+    assert "send_patient_message" in scheduled
+    assert markers >= 3  # the context, the first sync, the sync after the notice (and more)

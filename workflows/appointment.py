@@ -91,6 +91,10 @@ CATALOGUE_MEMOS = "care-memo-from-catalogue"
 SEND_RACES_TIMERS = "send-races-timers"
 CONTACTS_FITTED = "contacts-fitted-before-deadline"
 FEEDBACK_WORDS = "survey-like-dislike"
+# Issue 14: the journey's own database steps (loading its context, mirroring its state into
+# the `appointment` row) run as local activities: in the worker, inside the workflow task,
+# with no task-queue round trip and no full snapshot written into the history as an input.
+DB_STEPS_LOCAL = "db-steps-local"
 LEGACY_MEMO_KEYWORDS = (
     "implant",
     "extraction",
@@ -145,11 +149,9 @@ class AppointmentJourney:
         if inp.carried is None:
             self._upsert_search_attributes(start=True)
         if self.s.context is None:
-            self.s.context = await workflow.execute_activity_method(
+            self.s.context = await self._db_step(
                 AppointmentActivityStubs.load_appointment_context,
                 ContextRequest(inp.appointment_id, inp.clinic_id, inp.doctor_id),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=RETRY,
             )
         while not self._ended():
             if self._step_error is not None:
@@ -829,13 +831,19 @@ class AppointmentJourney:
         if s.synced_revision == s.revision:
             return
         revision = s.revision
-        await workflow.execute_activity_method(
-            AppointmentActivityStubs.sync_appointment,
-            self.view(),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=RETRY,
-        )
+        await self._db_step(AppointmentActivityStubs.sync_appointment, self.view())
         s.synced_revision = revision
+
+    async def _db_step(self, method: Any, arg: Any) -> Any:
+        """A short database step of the journey itself (idempotent, bounded, retried): a local
+        activity for journeys started since DB_STEPS_LOCAL, a task-queue activity before."""
+        if workflow.patched(DB_STEPS_LOCAL):
+            return await workflow.execute_local_activity_method(
+                method, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY
+            )
+        return await workflow.execute_activity_method(
+            method, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY
+        )
 
 
 __all__ = ["AppointmentJourney"]
