@@ -1,4 +1,5 @@
-"""The worker process: runs every journey's workflows and activities on one task queue."""
+"""The worker process: runs every journey's workflows and activities on the journeys' task
+queue, and the MIS imports (workflow + batches) on their own queue beside it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.deps import Deps
+from activities.imports import ImportActivities
 from core import metrics
 from core.db import make_engine, session_factory
+from core.imports import import_queue
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, get_settings
 from core.telemetry import JourneyMetrics, flush_tracing, free_loopback_port, prometheus_runtime
 from core.temporal import connect, exit_without_teardown, workflow_runner
+from workflows.mis_import import MisImport
 from workflows.registry import WORKFLOWS
 
 log = get_logger("worker")
@@ -37,6 +41,23 @@ def build_worker(client: Client, deps: Deps, task_queue: str | None = None) -> W
         max_concurrent_activities=s.worker_max_concurrent_activities,
         # Journeys in flight stay built in memory; an evicted one is replayed from history.
         max_cached_workflows=s.worker_max_cached_workflows,
+        interceptors=[JourneyMetrics()],
+    )
+
+
+def build_import_worker(client: Client, deps: Deps, task_queue: str | None = None) -> Worker:
+    """The MIS imports' worker (core.imports.import_queue): its own slots, so an import's
+    batches start while the journeys it started queue their notices on the main queue. The
+    main worker keeps MisImport and its activities too, for imports started before."""
+    s = deps.settings
+    acts = ImportActivities(deps)
+    return Worker(
+        client,
+        task_queue=import_queue(task_queue or s.temporal_task_queue),
+        workflows=[MisImport],
+        workflow_runner=workflow_runner(),
+        activities=[acts.prepare_import, acts.apply_import_batch, acts.finish_import],
+        max_concurrent_activities=s.worker_max_concurrent_activities,
         interceptors=[JourneyMetrics()],
     )
 
@@ -87,12 +108,13 @@ async def run(settings: Settings) -> None:
             delay = min(delay * 2, 10)
     deps = make_deps(settings)
     worker = build_worker(client, deps)
+    import_worker = build_import_worker(client, deps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker started", task_queue=settings.temporal_task_queue, workflows=[w.__name__ for w in WORKFLOWS])
-    async with worker:
+    async with worker, import_worker:
         await stop.wait()
         log.info("worker stopping: finishing in-flight tasks")
     await deps.http.aclose()

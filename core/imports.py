@@ -88,14 +88,21 @@ async def register(
     return run, True
 
 
+def import_queue(task_queue: str) -> str:
+    """The MIS imports' own task queue beside the journeys' `task_queue`: an import's workflow
+    and batches run on their own worker slots, never queued behind the activities of the
+    journeys the import itself starts (those stay on `task_queue`)."""
+    return f"{task_queue}-imports"
+
+
 async def start(temporal: Client, task_queue: str, run: ImportRun) -> None:
-    """Start (or join) the run's workflow; safe to repeat."""
+    """Start (or join) the run's workflow on the imports' queue; safe to repeat."""
     try:
         await temporal.start_workflow(
             IMPORT_WORKFLOW,
             ImportInput(import_id=run.id),
             id=run.workflow_id,
-            task_queue=task_queue,
+            task_queue=import_queue(task_queue),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )

@@ -18,6 +18,8 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from activities.deps import Deps
+from contracts.mis_import import import_workflow_id
+from core.imports import import_queue
 from core.settings import Settings
 from models import points
 from models.appointment import Appointment
@@ -156,7 +158,8 @@ async def test_visits_csv_utf8_create_then_reimport_unchanged(api: Api, deps: De
         ],
     ]
     content = csv_bytes(VISIT_HEADERS, rows, sep=";", encoding="utf-8")
-    first = await finished(api, await upload(api, clinic["id"], "visits", "visits.csv", content))
+    first_id = await upload(api, clinic["id"], "visits", "visits.csv", content)
+    first = await finished(api, first_id)
     assert first["state"] == "completed", first
     assert first["counts"]["created"] == 3 and first["counts"]["errors"] == 0, first
     assert first["progress"] == 1.0 and first["total_rows"] == 3
@@ -186,6 +189,16 @@ async def test_visits_csv_utf8_create_then_reimport_unchanged(api: Api, deps: De
     assert r.status_code == 200 and r.json()["live"] is True and r.json()["stage"] == "booked", r.text
     desc = await client.get_workflow_handle(visits["V-1"].workflow_id).describe()
     assert desc.workflow_type == "AppointmentJourney"
+    # The import itself (workflow and batches) ran on the imports' own queue, so its batches
+    # never waited behind the activities of the journeys it started (those are on the main one).
+    imp = client.get_workflow_handle(import_workflow_id(first_id))
+    assert (await imp.describe()).task_queue == import_queue(desc.task_queue) == f"{desc.task_queue}-imports"
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.task_queue.name
+        async for e in imp.fetch_history_events()
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled and set(scheduled) == {import_queue(desc.task_queue)}
 
     async def noticed() -> None:
         async with deps.sessions() as s:

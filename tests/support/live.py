@@ -45,10 +45,11 @@ async def serve(app: Any, port: int) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_worker(client: Client, deps: Deps, task_queue: str | None = None, **kw: Any) -> AsyncIterator[Worker]:
-    from worker import build_worker
+    from worker import build_import_worker, build_worker
 
-    worker = build_worker(client, deps, task_queue or f"tq-{uuid.uuid4().hex[:8]}", **kw)
-    async with worker:
+    tq = task_queue or f"tq-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(client, deps, tq, **kw)
+    async with worker, build_import_worker(client, deps, tq):
         yield worker
 
 
