@@ -353,7 +353,9 @@ class Bench:
     async def bookings(self, clients: int, seconds: float, api_procs: int) -> None:
         cid, _ = await self.clinic("Bench bookings")
         docs = await self.doctors(cid, clients)
-        pid = (await self.patients(cid, 1))[0]
+        # One patient per booking, as at a clinic's desk (one patient with every booking would
+        # make each booking recompute that patient's first-visit flags over all the others).
+        pids = await self.patients(cid, 4000)
         base = datetime.now(UTC) + timedelta(days=60)
         policy = JourneyPolicy(quiet_hours=None)
 
@@ -374,13 +376,15 @@ class Bench:
             return done / (time.monotonic() - t0)
 
         async def sdk(c: int, k: int) -> None:
-            await self.start_journey(cid, docs[c], pid, base + timedelta(days=c, minutes=30 * k), policy)
+            await self.start_journey(
+                cid, docs[c], pids[(c * 97 + k) % len(pids)], base + timedelta(days=c, minutes=30 * k), policy
+            )
 
         async def api(c: int, k: int) -> None:
             r = await self.http.post(
                 "/v1/appointments",
                 json={
-                    "patient_id": pid,
+                    "patient_id": pids[(c * 97 + k + 2000) % len(pids)],
                     "clinic_id": cid,
                     "doctor_id": docs[c],
                     "duration_minutes": 30,
@@ -423,11 +427,11 @@ class Bench:
     async def notices(self) -> tuple[float, float]:
         n = self.n
         cid, did = await self.clinic("Bench notices")
-        pid = (await self.patients(cid, 1))[0]
+        pids = await self.patients(cid, n)  # an MIS import's shape: one patient per visit
         policy = JourneyPolicy(quiet_hours=None)
         far = datetime.now(UTC) + timedelta(days=30)
         t0 = datetime.now(UTC)
-        await bounded(n, 50, lambda i: self.start_journey(cid, did, pid, far + timedelta(minutes=30 * i), policy))
+        await bounded(n, 50, lambda i: self.start_journey(cid, did, pids[i], far + timedelta(minutes=30 * i), policy))
         start_rate = n / (datetime.now(UTC) - t0).total_seconds()
         times = await self.wait_sent(cid, "booking_notice", n, timeout=max(600, n * 2))
         ours = (max(times) - t0).total_seconds()
@@ -551,13 +555,13 @@ class Bench:
         if have >= self.open_target:
             return
         cid, did = await self.clinic("Bench open journeys")
-        pid = (await self.patients(cid, 1))[0]
+        pids = await self.patients(cid, self.open_target - have)
         far = datetime.now(UTC) + timedelta(days=200)
         policy = JourneyPolicy(quiet_hours=None)
         await bounded(
             self.open_target - have,
             50,
-            lambda i: self.start_journey(cid, did, pid, far + timedelta(minutes=30 * i), policy),
+            lambda i: self.start_journey(cid, did, pids[i], far + timedelta(minutes=30 * i), policy),
         )
         await self.settle(quiet_for=5)
 
@@ -624,17 +628,24 @@ async def main(args: argparse.Namespace) -> None:
         b.server_idle = rss(stack.server.pid)
         b.db_idle = b.db_bytes()
         load0 = os.getloadavg()[0]
-        progress("bookings")
-        await b.bookings(args.clients, args.seconds, args.api_procs)
-        progress("journeys -> booking notices")
-        start_rate, per_notice = await b.notices()
+        only = set(args.only.split(",")) if args.only else {"bookings", "notices", "burst", "reply"}
+        extra: list[str] = []
+        if "bookings" in only:
+            progress("bookings")
+            await b.bookings(args.clients, args.seconds, args.api_procs)
+        start_rate, per_notice = 10.0, 1.0
+        if "notices" in only:
+            progress("journeys -> booking notices")
+            start_rate, per_notice = await b.notices()
         if open_target:
             progress(f"topping open journeys up to {open_target}")
             await b.fill_open()
-        progress("burst of asks")
-        extra = await b.burst(start_rate, per_notice)
-        progress("reply -> visible")
-        await b.reply(args.reply_samples)
+        if only & {"burst", "reply"}:
+            progress("burst of asks")
+            extra = await b.burst(start_rate, per_notice)
+        if "reply" in only:
+            progress("reply -> visible")
+            await b.reply(args.reply_samples)
         load1 = os.getloadavg()[0]
         db = stack.settings.database_url.split(":", 1)[0]
         header = (
@@ -668,4 +679,5 @@ if __name__ == "__main__":
     p.add_argument("--api-procs", type=int, default=2, help="API processes (uvicorn --workers)")
     p.add_argument("--reply-samples", type=int, default=20)
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    p.add_argument("--only", default="", help="some figures only: bookings,notices,burst,reply (profiling)")
     asyncio.run(main(p.parse_args()))
