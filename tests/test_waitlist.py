@@ -12,8 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
+from temporalio.client import Client
 
 from activities.deps import Deps
+from api.repair import repair_slot_offers
 from cli import _create_user
 from contracts.waitlist import slot_offer_workflow_id
 from core.settings import Settings
@@ -232,8 +234,8 @@ async def test_two_yes_at_once_exactly_one_gets_the_freed_slot(api: Api, deps: D
 
     # The other "yes" hears it is taken and stays on the list.
     async def sorry() -> None:
-        (msg,) = await _sent(deps, loser, "waitlist_taken")
-        assert "заняли" in msg.body, msg.body
+        told = await _sent(deps, loser, "waitlist_taken")  # (eventually retries assertions only)
+        assert len(told) == 1 and "заняли" in told[0].body, told
 
     await eventually(sorry, timeout=60)
     assert await _sent(deps, patients[2], "waitlist_taken") == []  # has not answered: not told
@@ -341,8 +343,8 @@ async def test_desk_booking_the_slot_first_wins_over_a_yes(api: Api, deps: Deps)
         async with deps.sessions() as s:
             done = await s.get(SlotOffer, offer.id)
         assert done is not None and done.state == "taken"
-        (msg,) = await _sent(deps, waiting, "waitlist_taken")
-        assert "заняли" in msg.body
+        told = await _sent(deps, waiting, "waitlist_taken")
+        assert len(told) == 1 and "заняли" in told[0].body, told
 
     await eventually(taken, timeout=60)
     assert (await _entry(deps, entry["id"])).state == "active"
@@ -389,3 +391,33 @@ def test_what_a_wish_accepts() -> None:
     assert not fits(e, tue_10, 30, "Europe/Kyiv")  # a 30-minute gap cannot hold a 45-minute visit
     e.days, e.windows, e.duration_minutes = [], [], None
     assert fits(e, tue_10 - timedelta(hours=9), 30, "Europe/Kyiv")  # any day, any time
+
+
+async def test_an_offer_left_unstarted_is_started_by_the_repair_loop(
+    api: Api, deps: Deps, client: Client, settings: Settings
+) -> None:
+    """A process killed between recording a freed slot and starting its journey: every API's
+    repair loop starts it (as it does for bookings), once."""
+    clinic = await make_clinic(api, **WAITLIST_POLICY)
+    waiting = await _patient(api, clinic, "Repaired Roman")
+    await _waitlist(api, clinic, waiting)
+    row = SlotOffer(
+        freed_key=f"{uuid.uuid4().hex}:v1",
+        clinic_id=clinic["id"],
+        doctor_id=clinic["doctor_id"],
+        starts_at=datetime.now(UTC) + timedelta(seconds=240),
+        duration_minutes=30,
+        freed_by=uuid.uuid4().hex,
+        reason="cancelled",
+        workflow_id="",
+    )
+    row.workflow_id = slot_offer_workflow_id(row.id)
+    async with deps.sessions() as s:
+        s.add(row)
+        await s.commit()
+    assert await repair_slot_offers(deps.sessions, client, settings, older_than=timedelta(0)) >= 1
+    assert await repair_slot_offers(deps.sessions, client, settings, older_than=timedelta(0)) == 0
+    async with deps.sessions() as s:
+        started = await s.get(SlotOffer, row.id)
+    assert started is not None and started.journey_started
+    await _asked(deps, row.id, [waiting])
