@@ -47,6 +47,7 @@ from contracts.appointment import clinic_zone
 from contracts.campaigns import (
     BIRTHDAY,
     BONUS,
+    BOOK_TASK_KIND,
     CAMPAIGN_RUN_WORKFLOW,
     KINDS,
     PATIENT_BOOKED_SIGNAL,
@@ -55,6 +56,7 @@ from contracts.campaigns import (
     run_workflow_id,
     schedule_id,
 )
+from core import metrics
 from core.logging import get_logger
 from core.search_attributes import CLINIC_ID
 from models.appointment import Appointment
@@ -66,7 +68,7 @@ from models.campaigns import (
     RecallSettings,
     parse_settings,
 )
-from models.core import Clinic, Patient
+from models.core import Clinic, OperatorTask, Patient, TaskState
 from models.points import PointsEntry
 
 log = get_logger("core.campaigns")
@@ -244,7 +246,24 @@ async def still_booked_since(session: AsyncSession, send: CampaignSend) -> bool:
 # ------------------------------------------------------------------ the booking path
 async def tell_booked(session: AsyncSession, temporal: Client, patient_id: str) -> int:
     """The patient booked a visit: running recall journeys stop now (each also checks before
-    every send, so a missed signal only delays the stop). Never fails the booking."""
+    every send, so a missed signal only delays the stop), and open "book this patient" tasks
+    of any campaign are done. Never fails the booking."""
+    tasks = (
+        await session.exec(
+            select(OperatorTask).where(
+                OperatorTask.patient_id == patient_id,
+                OperatorTask.kind == BOOK_TASK_KIND,
+                col(OperatorTask.state).in_((TaskState.requested, TaskState.in_progress)),
+            )
+        )
+    ).all()
+    for t in tasks:
+        t.state, t.completed_at, t.outcome = TaskState.completed, datetime.now(UTC), "the patient booked a visit"
+        session.add(t)
+    if tasks:
+        await session.commit()
+        for t in tasks:
+            metrics.task_closed(t.kind, "completed")
     rows = (
         await session.exec(
             select(CampaignSend).where(

@@ -195,6 +195,22 @@ async def test_recall_audience_invitation_and_yes_becomes_a_task(
         assert any(m["kind"] == "campaign.accepted_call" for m in await _out(api, invited))
 
     await eventually(told, timeout=30)
+    # The operator books the patient: the task is done by the booking itself.
+    r = await api.as_(Role.operator).post(
+        "/v1/appointments",
+        json={
+            "patient_id": invited,
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": (datetime.now(UTC) + timedelta(days=5)).isoformat(),
+            "duration_minutes": 30,
+            "service": "Гигиена",
+        },
+    )
+    assert r.status_code == 201, r.text
+    async with deps.sessions() as s:
+        task = await s.get(OperatorTask, tasks[0].id)
+    assert task is not None and task.state == "completed" and task.outcome == "the patient booked a visit", task
     # Nobody left out got anything.
     for p in (opted_out_marketing, stopped, booked, too_recent):
         assert not [m for m in await _out(api, p) if m["kind"].startswith("campaign")], p
