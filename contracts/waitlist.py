@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 from temporalio import activity
 
+from contracts.policy import QuietHours
+
 SLOT_OFFER_WORKFLOW = "SlotOfferJourney"
 SLOT_OFFER_STATE_QUERY = "state"
 SLOT_OFFER_SUBJECT = "slot_offer"  # open questions' subject_type
@@ -37,6 +39,10 @@ class WavePolicy:
     wave_size: int = 3
     wave_interval: float = 15 * 60
     stop_before: float = 2 * 3600
+    # The clinic's quiet hours (local, in `timezone`): a wave due then waits for their end,
+    # unless that would be past the offer's stop time (same-day-critical).
+    quiet_hours: QuietHours | None = None
+    timezone: str = "UTC"
 
     @property
     def wave_interval_td(self) -> timedelta:
@@ -111,6 +117,7 @@ class SlotOfferSnapshot:
     booked_appointment_id: str | None = None
     told_taken: list[str] = field(default_factory=list)
     waves: int = 0
+    next_wave_at: datetime | None = None  # a wave held back by the clinic's quiet hours
 
 
 class WaitlistActivityStubs:

@@ -46,6 +46,8 @@ def wave_policy(clinic: Clinic) -> WavePolicy:
         wave_size=p.waitlist_wave_size,
         wave_interval=p.waitlist_wave_interval,
         stop_before=p.waitlist_stop_before,
+        quiet_hours=p.quiet_hours,
+        timezone=clinic.timezone,
     )
 
 

@@ -26,6 +26,7 @@ from models.waitlist import SlotOffer, WaitlistEntry, fits
 from tests.support.api import Api
 from tests.support.appointments import at, make_clinic, phone
 from tests.support.live import eventually
+from workflows.slot_offer import SlotOfferJourney
 
 # Slots a few minutes ahead: no reminder is due (reminder_lead 300 s in the FAST policy) and
 # the offer's stop time (stop_before 20 s) leaves the journey ample time under load.
@@ -421,3 +422,36 @@ async def test_an_offer_left_unstarted_is_started_by_the_repair_loop(
         started = await s.get(SlotOffer, row.id)
     assert started is not None and started.journey_started
     await _asked(deps, row.id, [waiting])
+
+
+async def test_waves_wait_out_the_quiet_hours_unless_the_slot_is_too_near(api: Api, deps: Deps, client: Client) -> None:
+    """No offer goes out in the clinic's quiet hours: the wave waits for their end. A slot
+    whose stop time comes before that end is same-day-critical: offered at once."""
+    kyiv = ZoneInfo("Europe/Kyiv")
+    now = datetime.now(kyiv)
+    quiet = {"start": (now - timedelta(hours=1)).strftime("%H:%M"), "end": (now + timedelta(hours=2)).strftime("%H:%M")}
+    clinic = await make_clinic(api, **{**WAITLIST_POLICY, "quiet_hours": quiet})
+    waiting = await _patient(api, clinic, "Night Nadia")
+    await _waitlist(api, clinic, waiting)
+
+    late = await _book(api, clinic, in_seconds=4 * 3600)  # its stop time is after the quiet end
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{late['id']}/cancel", json={"reason": "x"})
+    assert r.status_code == 200, r.text
+    offer = await _offer(deps, late["id"])
+    handle = client.get_workflow_handle_for(SlotOfferJourney.run, offer.workflow_id)
+
+    async def held() -> None:
+        view = await handle.query(SlotOfferJourney.view)
+        assert view.next_wave_at is not None and view.waves == 0, view
+        end = view.next_wave_at.astimezone(kyiv)
+        assert end.strftime("%H:%M") == quiet["end"] and end > now, end
+
+    await eventually(held, timeout=60)
+    assert await _sent(deps, waiting, "waitlist_offer") == []
+
+    soon = await _book(api, clinic, in_seconds=90 * 60)  # stop time before the quiet end
+    r = await api.as_(Role.front_desk).post(f"/v1/appointments/{soon['id']}/cancel", json={"reason": "x"})
+    assert r.status_code == 200, r.text
+    urgent = await _offer(deps, soon["id"])
+    await _asked(deps, urgent.id, [waiting])
+    await handle.terminate("test over")  # the held offer would wait an hour

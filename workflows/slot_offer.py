@@ -18,7 +18,7 @@ after the offer's stop time. Patient texts are templates rendered by the messagi
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from functools import partial
 from typing import Any
 
@@ -28,6 +28,7 @@ from temporalio.exceptions import ActivityError, RetryState, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.appointment import clinic_zone
     from contracts.common import (
         ANSWER_YES_NO,
         PATIENT_REPLY_SIGNAL,
@@ -62,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         SlotOfferSnapshot,
         WaitlistActivityStubs,
     )
+    from models.quiet_hours import next_send_time
 
 SEND_TIMEOUT = timedelta(seconds=30)
 SEND_HEARTBEAT = timedelta(seconds=5)
@@ -92,6 +94,7 @@ class SlotOfferJourney:
         self.booked_appointment: str | None = None
         self.waves = 0
         self.last_wave_at: datetime | None = None
+        self.held_until: datetime | None = None  # a due wave waiting out the quiet hours
         self._seen: list[str] = []
         self._changes = 0
         self._sends: list[asyncio.Task[None]] = []
@@ -116,12 +119,18 @@ class SlotOfferJourney:
                     await self._close("too_close")
                     break
                 if self._wave_due(now):
-                    if not await self._wave():
-                        await self._close("exhausted")
-                        await self._unfilled_task()
-                        break
-                    continue
-                wake = min(close_at, self._next_wave_at())
+                    # Never in the clinic's quiet hours, unless their end is past the stop time.
+                    self.held_until = next_send_time(now, inp.policy.quiet_hours, self._tz(), critical_by=close_at)
+                    if self.held_until <= now:
+                        self.held_until = None
+                        if not await self._wave():
+                            await self._close("exhausted")
+                            await self._unfilled_task()
+                            break
+                        continue
+                    wake = self.held_until
+                else:
+                    wake = min(close_at, self._next_wave_at())
             elif now >= close_at:
                 break
             else:  # booked or taken: late "yes" answers still hear that it is taken
@@ -138,6 +147,9 @@ class SlotOfferJourney:
 
     def _woken(self, seen: int) -> bool:
         return self._changes != seen
+
+    def _tz(self) -> tzinfo:
+        return clinic_zone(self.inp.policy.timezone)
 
     def _close_at(self) -> datetime:
         return self.inp.starts_at - self.inp.policy.stop_before_td
@@ -331,6 +343,7 @@ class SlotOfferJourney:
             booked_appointment_id=self.booked_appointment,
             told_taken=list(self.told_taken),
             waves=self.waves,
+            next_wave_at=self.held_until,
         )
 
     # ---------------------------------------------------------------- helpers
