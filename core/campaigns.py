@@ -20,6 +20,7 @@ already invited this period, booked since (recall).
 from __future__ import annotations
 
 import calendar
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -334,6 +335,20 @@ async def ensure_schedule(temporal: Client, task_queue: str, clinic: Clinic, kin
 
         await temporal.get_schedule_handle(sid).update(_update)
     return True
+
+
+async def start_run(temporal: Client, task_queue: str, clinic_id: str, kind: str) -> str:
+    """A run now, beside the Schedule's (the same workflow; its claims make it harmless)."""
+    wf_id = f"{run_workflow_id(clinic_id, kind)}-now-{uuid.uuid4().hex[:8]}"
+    await temporal.start_workflow(
+        CAMPAIGN_RUN_WORKFLOW,
+        RunInput(clinic_id=clinic_id, kind=kind),
+        id=wf_id,
+        task_queue=task_queue,
+        execution_timeout=timedelta(hours=12),
+        search_attributes=TypedSearchAttributes([SearchAttributePair(CLINIC_ID, clinic_id)]),
+    )
+    return wf_id
 
 
 async def ensure_all_schedules(temporal: Client, task_queue: str, session: AsyncSession) -> int:

@@ -252,15 +252,23 @@ async def test_schedule_twice_invites_each_patient_once_per_period(
     racing = await asyncio.gather(*(_run(client, settings, clinic, "recall") for _ in range(2)))
     assert sum(r.started for r in racing) == 0, racing
 
+    # The director's "run now": the same run, nobody new either.
+    r = await api.as_(Role.director).post(f"/v1/clinics/{clinic['id']}/campaigns/recall/run")
+    assert r.status_code == 202, r.text
+    now = await client.get_workflow_handle(r.json()["workflow_id"], result_type=RunResult).result()
+    assert now.started == 0 and now.left_out.get("already_invited") == 1, now
+
     sends = await _sends(deps, clinic, "recall")
     assert list(sends) == [patient]
     invites = [m for m in await _out(api, patient) if m["kind"] == "campaign.recall.invite"]
     assert len(invites) == 1, invites
 
-    # Switched off: the Schedule is gone.
+    # Switched off: the Schedule is gone, and it cannot be run by hand.
     await _set(api, clinic, "recall", enabled=False)
     with pytest.raises(RPCError):
         await client.get_schedule_handle(sid).describe()
+    r = await api.as_(Role.director).post(f"/v1/clinics/{clinic['id']}/campaigns/recall/run")
+    assert r.status_code == 409, r.text
 
 
 async def test_recall_stops_when_the_patient_books(api: Api, deps: Deps, client: Client, settings: Settings) -> None:

@@ -8,7 +8,7 @@ import enum
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field as PField
 from sqlmodel import col, select
@@ -126,6 +126,23 @@ async def put_campaign(
     session.add(row)
     await session.commit()
     return _out(clinic.id, kind.value, new, row)
+
+
+class RunStarted(BaseModel):
+    workflow_id: str
+
+
+@router.post("/clinics/{clinic_id}/campaigns/{kind}/run", response_model=RunStarted, status_code=202)
+async def run_now(
+    clinic_id: str, kind: Kind, session: SessionDep, settings: SettingsDep, temporal: TemporalDep, user: Manager
+) -> RunStarted:
+    """Run the campaign now instead of at `send_at` (the same run as the Schedule's: whoever
+    was invited this period is not invited again; quiet hours still hold). 409 while off."""
+    clinic = await _clinic(session, clinic_id, user)
+    if not (await campaigns.settings_of(session, clinic.id, kind.value)).enabled:
+        raise HTTPException(409, f"the {kind.value} campaign is off: PUT {{'enabled': true}} first")
+    wf_id = await campaigns.start_run(temporal, settings.temporal_task_queue, clinic.id, kind.value)
+    return RunStarted(workflow_id=wf_id)
 
 
 @router.get("/clinics/{clinic_id}/campaigns/{kind}/sends", response_model=list[SendOut])
