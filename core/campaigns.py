@@ -75,6 +75,7 @@ from models.points import PointsEntry
 log = get_logger("core.campaigns")
 
 OPEN_STATES = ("claimed", "running")
+TELL_TIMEOUT = timedelta(seconds=2)
 
 
 @dataclass
@@ -244,6 +245,53 @@ async def still_booked_since(session: AsyncSession, send: CampaignSend) -> bool:
     return latest is not None and latest > datetime.fromisoformat(at)
 
 
+# ------------------------------------------------------------------ how a campaign did
+REACHED = ("running", "accepted", "declined", "no_answer", "booked")  # the invitation went out
+BOOKED_WITHIN = timedelta(days=30)
+
+
+@dataclass
+class Summary:
+    by_state: dict[str, int]
+    invited: int
+    booked_within_30_days: int  # invited patients who booked a visit within 30 days after it
+
+
+async def summary(session: AsyncSession, clinic_id: str, kind: str, since: datetime, until: datetime) -> Summary:
+    """How the campaign's invitations of a period ended, and how many brought a booking (the
+    seed clinic's "60 % of those invited booked")."""
+    rows = (
+        await session.exec(
+            select(CampaignSend).where(
+                CampaignSend.clinic_id == clinic_id,
+                CampaignSend.kind == kind,
+                col(CampaignSend.created_at) >= since,
+                col(CampaignSend.created_at) < until,
+            )
+        )
+    ).all()
+    by_state: dict[str, int] = {}
+    for r in rows:
+        by_state[r.state] = by_state.get(r.state, 0) + 1
+    reached = [r for r in rows if r.state in REACHED]
+    booked = 0
+    if reached:
+        q = select(Appointment.patient_id, Appointment.created_at).where(
+            col(Appointment.patient_id).in_([r.patient_id for r in reached]),
+            Appointment.stage != "cancelled",
+            col(Appointment.created_at) >= min(r.created_at for r in reached),
+        )
+        made: dict[str, list[datetime]] = {}
+        for pid, at in (await session.exec(q)).all():
+            made.setdefault(pid, []).append(at)
+        booked = sum(
+            1
+            for r in reached
+            if any(r.created_at <= at < r.created_at + BOOKED_WITHIN for at in made.get(r.patient_id, []))
+        )
+    return Summary(by_state=by_state, invited=len(reached), booked_within_30_days=booked)
+
+
 # ------------------------------------------------------------------ the booking path
 async def tell_booked(session: AsyncSession, temporal: Client, patient_id: str) -> int:
     """The patient booked a visit: running recall journeys stop now (each also checks before
@@ -277,7 +325,8 @@ async def tell_booked(session: AsyncSession, temporal: Client, patient_id: str) 
     told = 0
     for row in rows:
         try:
-            await temporal.get_workflow_handle(row.workflow_id).signal(PATIENT_BOOKED_SIGNAL)
+            # Short: the booking's answer does not wait on this (the journey checks anyway).
+            await temporal.get_workflow_handle(row.workflow_id).signal(PATIENT_BOOKED_SIGNAL, rpc_timeout=TELL_TIMEOUT)
             told += 1
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:

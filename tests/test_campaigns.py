@@ -211,6 +211,11 @@ async def test_recall_audience_invitation_and_yes_becomes_a_task(
     async with deps.sessions() as s:
         task = await s.get(OperatorTask, tasks[0].id)
     assert task is not None and task.state == "completed" and task.outcome == "the patient booked a visit", task
+    r = await api.as_(Role.director).get(f"/v1/clinics/{clinic['id']}/campaigns/recall/summary")
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["invited"] == 2 and got["by_state"]["accepted"] == 1, got  # the other one still waits
+    assert got["booked_within_30_days"] == 1 and got["conversion"] == 0.5, got
     # Nobody left out got anything.
     for p in (opted_out_marketing, stopped, booked, too_recent):
         assert not [m for m in await _out(api, p) if m["kind"].startswith("campaign")], p

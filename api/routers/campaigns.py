@@ -5,8 +5,9 @@ patient's marketing opt-out."""
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -126,6 +127,55 @@ async def put_campaign(
     session.add(row)
     await session.commit()
     return _out(clinic.id, kind.value, new, row)
+
+
+class SummaryOut(BaseModel):
+    clinic_id: str
+    kind: str
+    since: date
+    until: date
+    invited: int = PField(description="invitations that went out")
+    by_state: dict[str, int]
+    booked_within_30_days: int = PField(description="of those invited, booked a visit within 30 days")
+    conversion: float | None = PField(description="booked_within_30_days / invited")
+
+
+@router.get("/clinics/{clinic_id}/campaigns/{kind}/summary", response_model=SummaryOut)
+async def get_summary(
+    clinic_id: str,
+    kind: Kind,
+    session: SessionDep,
+    user: Reader,
+    since: date | None = Query(None, alias="from", description="first day (clinic time); default 30 days ago"),
+    until: date | None = Query(None, alias="to", description="last day, inclusive; default today"),
+) -> SummaryOut:
+    """How the invitations of a period ended and how many brought a booking."""
+    clinic = await _clinic(session, clinic_id, user)
+    today = campaigns.local_today(clinic)
+    until = until or today
+    since = since or until - timedelta(days=30)
+    if since > until:
+        raise invalid_field("from", "from must not be after to")
+    if (until - since).days > 3660:
+        raise invalid_field("from", "at most 10 years at once")
+    zone = ZoneInfo(clinic.timezone)
+    got = await campaigns.summary(
+        session,
+        clinic.id,
+        kind.value,
+        datetime.combine(since, time(0), zone),
+        datetime.combine(until + timedelta(days=1), time(0), zone),
+    )
+    return SummaryOut(
+        clinic_id=clinic.id,
+        kind=kind.value,
+        since=since,
+        until=until,
+        invited=got.invited,
+        by_state=got.by_state,
+        booked_within_30_days=got.booked_within_30_days,
+        conversion=round(got.booked_within_30_days / got.invited, 3) if got.invited else None,
+    )
 
 
 class RunStarted(BaseModel):
