@@ -484,6 +484,9 @@ async def test_campaign_settings_are_validated_and_scoped(api: Api) -> None:
     )
     r = await api.as_(Role.operator).get(f"/v1/clinics/{'0' * 32}/campaigns/recall")
     assert r.status_code == 404
+    for q in ({"to": "0001-01-05"}, {"from": "9999-12-31"}, {"from": "2026-02-01", "to": "2026-01-01"}):
+        r = await api.as_(Role.operator).get(f"{base}/recall/summary", params=q)
+        assert r.status_code == 422, (q, r.text)
 
 
 # ---------------------------------------------------------------- replies: the visit first

@@ -129,6 +129,9 @@ async def put_campaign(
     return _out(clinic.id, kind.value, new, row)
 
 
+SANE_DATES = (date(2000, 1, 1), date(2100, 12, 31))
+
+
 class SummaryOut(BaseModel):
     clinic_id: str
     kind: str
@@ -151,6 +154,9 @@ async def get_summary(
 ) -> SummaryOut:
     """How the invitations of a period ended and how many brought a booking."""
     clinic = await _clinic(session, clinic_id, user)
+    for name, d in (("from", since), ("to", until)):
+        if d is not None and not SANE_DATES[0] <= d <= SANE_DATES[1]:
+            raise invalid_field(name, f"{name} must be between {SANE_DATES[0]} and {SANE_DATES[1]}")
     today = campaigns.local_today(clinic)
     until = until or today
     since = since or until - timedelta(days=30)
