@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from activities.heartbeat import heartbeats
 from contracts.appointment import AppointmentActivityStubs, AppointmentContext, AppointmentSnapshot, ContextRequest
 from conversations.questions import expire
 from core import metrics, waitlist
@@ -75,6 +76,7 @@ class AppointmentActivities(AppointmentActivityStubs):
         self.deps = deps
 
     @activity.defn(name="load_appointment_context")
+    @heartbeats
     async def load_appointment_context(self, req: ContextRequest) -> AppointmentContext:
         async with self.deps.sessions() as s:
             clinic = await s.get(Clinic, req.clinic_id)
@@ -95,6 +97,7 @@ class AppointmentActivities(AppointmentActivityStubs):
         )
 
     @activity.defn(name="sync_appointment")
+    @heartbeats
     async def sync_appointment(self, snap: AppointmentSnapshot) -> None:
         columns = snap.columns()
         async with self.deps.sessions() as s:

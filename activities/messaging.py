@@ -27,10 +27,7 @@ Temporal (a retryable ApplicationError).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +36,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import Deps
+from activities.heartbeat import heartbeating
 from contracts.common import (
     Button,
     MessageFacts,
@@ -67,27 +65,6 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 WINDOW_MARGIN = timedelta(minutes=5)
 DONE_SENT = ("sent", "delivered", "read", "unconfirmed")
 DONE_OTHER = ("opted_out", "no_channel", "failed", "expired")
-HEARTBEAT_EVERY = 1.0  # seconds; the journeys' heartbeat timeout is a few of these
-
-
-@contextlib.asynccontextmanager
-async def heartbeating() -> AsyncIterator[None]:
-    """Heartbeat while a send runs (however long its provider takes): a worker that dies
-    mid-send is noticed by Temporal within the heartbeat timeout, not the start-to-close."""
-    if not activity.in_activity():
-        yield
-        return
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(HEARTBEAT_EVERY)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 class MessagingActivities(MessagingActivityStubs):

@@ -8,6 +8,7 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from activities.deps import Deps
+from activities.heartbeat import heartbeats
 from contracts.common import CancelTasks, TaskActivityStubs, TaskRef, TaskRequest
 from core import metrics
 from core.db import insert_once
@@ -22,6 +23,7 @@ class TaskActivities(TaskActivityStubs):
         self.deps = deps
 
     @activity.defn(name="create_operator_task")
+    @heartbeats
     async def create_operator_task(self, req: TaskRequest) -> TaskRef:
         task = OperatorTask(
             dedup_key=req.dedup_key,
@@ -58,6 +60,7 @@ class TaskActivities(TaskActivityStubs):
         return TaskRef(task_id=task.id, created=True)
 
     @activity.defn(name="cancel_operator_tasks")
+    @heartbeats
     async def cancel_operator_tasks(self, req: CancelTasks) -> int:
         async with self.deps.sessions() as s:
             q = select(OperatorTask).where(

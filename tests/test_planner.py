@@ -252,3 +252,25 @@ def test_quiet_hours_off_sends_at_night() -> None:
 def test_nothing_planned_once_closed() -> None:
     s = booked("2026-05-05 12:00", "2026-04-28 14:00", stage="cancelled")
     assert planner.next_step(s, P, k("2026-05-05 09:00"), k("2026-04-28 14:00"), KYIV) is None
+
+
+def test_a_notice_on_its_way_holds_the_first_ask_only_for_its_head_start() -> None:
+    """Issue 16: the first ask waits for an in-flight notice at most NOTICE_HEAD_START after
+    the notice set off, and never past the deadline; nothing waits for a new notice."""
+    head = planner.NOTICE_HEAD_START
+    # Booked two hours before a 12:00 visit: the ask is due at once, the notice left at 10:00.
+    s = booked("2026-05-05 12:00", "2026-05-05 10:00")
+    sent_at = k("2026-05-05 10:00")
+    planned = planner.next_step(s, P, sent_at, sent_at, KYIV, notice_since=sent_at)
+    assert planned == (sent_at + head, "ask")
+    # Still on its way a minute later: the ask goes (before, it waited for the notice).
+    later = sent_at + 6 * head
+    assert planner.next_step(s, P, later, sent_at, KYIV, notice_since=sent_at) == (sent_at + head, "ask")
+    # Booked 5 s before the deadline (11:30): the ask does not wait past it.
+    close = k("2026-05-05 11:30") - head / 2
+    s = replace(booked("2026-05-05 12:00", "2026-05-05 11:29"), version_booked_at=close)
+    assert planner.next_step(s, P, close, close, KYIV, notice_since=close) == (close, "ask")
+    # A reschedule while the first notice is still on its way: its notice waits for the slot.
+    s = booked("2026-05-06 12:00", "2026-05-05 10:00", version=2, notice_version=1)
+    planned = planner.next_step(s, P, sent_at, sent_at, KYIV, notice_since=sent_at)
+    assert planned is not None and planned[1] != "notice"

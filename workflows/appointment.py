@@ -90,6 +90,11 @@ CATALOGUE_MEMOS = "care-memo-from-catalogue"
 # message stops making sense), and the remaining contacts are fitted before the deadline.
 SEND_RACES_TIMERS = "send-races-timers"
 CONTACTS_FITTED = "contacts-fitted-before-deadline"
+# Issue 16 (chaos run): news that arrives while the loop writes the row is written at once;
+# an ask due while the booking notice is still on its way goes out beside it.
+RESYNC_CHANGES = "resync-changes-during-sync"
+ASK_BESIDE_NOTICE = "ask-beside-notice"
+UNSTARTED_SEND_EXPIRES = "unstarted-send-expires"
 FEEDBACK_WORDS = "survey-like-dislike"
 # Issue 14: the journey's own database steps (loading its context, mirroring its state into
 # the `appointment` row) run as local activities: in the worker, inside the workflow task,
@@ -108,9 +113,14 @@ LEGACY_MEMO_KEYWORDS = (
 
 # Activities: named, explicit timeouts, bounded retries; business errors are non-retryable.
 SEND_TIMEOUT = timedelta(seconds=30)
-# Sends heartbeat every second: a worker that dies mid-send is noticed in seconds, not after
-# SEND_TIMEOUT, and the send is retried on a live worker (it is idempotent).
-SEND_HEARTBEAT = timedelta(seconds=5)
+# Every task-queue activity of the journey heartbeats (activities/heartbeat.py): a worker that
+# dies mid-activity is noticed in seconds, not after its start-to-close, and the activity (all
+# are idempotent) is retried on a live worker. The loop awaits its DB steps and task writes
+# before planning the next timer: a killed worker held a journey for DB_TIMEOUT in the chaos
+# run (issue 16). (DB steps run as local activities since DB_STEPS_LOCAL: a dead worker's
+# workflow task times out and another worker runs them again.)
+HEARTBEAT = timedelta(seconds=5)
+SEND_HEARTBEAT = HEARTBEAT
 DB_TIMEOUT = timedelta(seconds=20)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -141,6 +151,9 @@ class AppointmentJourney:
         self._changes = 0  # bumped by every signal/update: wakes the main loop
         self._effects: list[tuple[str, Any]] = []  # side effects asked for by handlers
         self._inflight: asyncio.Task[None] | None = None  # a send running beside the loop
+        # The booking/reschedule notice's own slot (ASK_BESIDE_NOTICE): when it started.
+        self._notice: asyncio.Task[None] | None = None
+        self._notice_since: datetime | None = None
         self._step_error: Exception | None = None
 
     # ---------------------------------------------------------------- main loop
@@ -156,19 +169,29 @@ class AppointmentJourney:
         while not self._ended():
             if self._step_error is not None:
                 raise self._step_error
+            before = self._changes
             await self._drain_effects()
             await self._sync()
+            if self._changes != before and workflow.patched(RESYNC_CHANGES):
+                # News (a reply, an update, a send's outcome) arrived while the row was being
+                # written: write it too before waiting, not at the next timer.
+                continue
             now = workflow.now()
             due, step = self._next_step(now)
             if step is not None and due is not None and due <= now:
                 if step in self._send_steps() and workflow.patched(SEND_RACES_TIMERS):
                     # The send runs beside the loop: the deadline, the no-show and the visit's
                     # end fire on time whatever the provider is doing.
-                    self._inflight = asyncio.create_task(self._beside(step))
+                    if step == self._send_notice and workflow.patched(ASK_BESIDE_NOTICE):
+                        # In its own slot: a notice still on its way does not hold the ask.
+                        self._notice_since = now
+                        self._notice = asyncio.create_task(self._beside(step, notice=True))
+                    else:
+                        self._inflight = asyncio.create_task(self._beside(step))
                     continue
                 await step()
                 continue
-            if self._history_too_long() and self._inflight is None:
+            if self._history_too_long() and not self._sending():
                 # A chatty patient or many reschedules: start a fresh run with the same state.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._drain_effects()
@@ -180,8 +203,8 @@ class AppointmentJourney:
                 await workflow.wait_condition(partial(self._woken, seen), timeout=timeout)
             except TimeoutError:
                 pass
-        if self._inflight is not None:  # bounded by the moment it stops making sense
-            await workflow.wait_condition(lambda: self._inflight is None)
+        if self._sending():  # bounded by the moment it stops making sense
+            await workflow.wait_condition(lambda: not self._sending())
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._drain_effects()
         await self._sync()
@@ -195,13 +218,19 @@ class AppointmentJourney:
     def _send_steps(self) -> tuple[Any, ...]:
         return (self._send_notice, self._ask, self._voice_call)
 
-    async def _beside(self, step: Any) -> None:
+    def _sending(self) -> bool:
+        return self._inflight is not None or self._notice is not None
+
+    async def _beside(self, step: Any, notice: bool = False) -> None:
         try:
             await step()
         except Exception as e:  # raised by the loop, as if the step had run in it
             self._step_error = e
         finally:
-            self._inflight = None
+            if notice:
+                self._notice, self._notice_since = None, None
+            else:
+                self._inflight = None
             self._changes += 1  # the loop re-plans with the send's outcome
 
     def _history_too_long(self) -> bool:
@@ -221,6 +250,7 @@ class AppointmentJourney:
             self._booked_at(),
             self._tz(),
             sending=self._inflight is not None,
+            notice_since=self._notice_since,
             fitted=s.asks_sent > 0 and not s.channel_dead and workflow.patched(CONTACTS_FITTED),
         )
         if s.stage == "booked" and s.unfitted_version != s.version and s.asks_sent > 0:
@@ -769,6 +799,12 @@ class AppointmentJourney:
             timed_out = isinstance(e.cause, TemporalTimeoutError) and e.cause.type == TimeoutType.SCHEDULE_TO_CLOSE
             if timed_out or e.retry_state == RetryState.TIMEOUT:
                 return SendResult("expired")
+            # No worker took it up before that moment: the server times a bounded send out
+            # schedule-to-start (it defaults to the schedule-to-close), and nothing went out.
+            # Before, that failed the whole journey (found by the chaos run).
+            never_started = isinstance(e.cause, TemporalTimeoutError) and e.cause.type == TimeoutType.SCHEDULE_TO_START
+            if never_started and workflow.patched(UNSTARTED_SEND_EXPIRES):
+                return SendResult("expired")
             raise
         return result
 
@@ -803,6 +839,7 @@ class AppointmentJourney:
                 details={"stage": self.s.stage, "starts_at": self._start().isoformat(), **(details or {})},
             ),
             start_to_close_timeout=DB_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY,
         )
 
@@ -811,6 +848,7 @@ class AppointmentJourney:
             TaskActivityStubs.cancel_operator_tasks,
             CancelTasks(subject_id=self.inp.appointment_id, kinds=kinds, reason=reason),
             start_to_close_timeout=DB_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY,
         )
 
@@ -842,7 +880,7 @@ class AppointmentJourney:
                 method, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY
             )
         return await workflow.execute_activity_method(
-            method, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY
+            method, arg, start_to_close_timeout=DB_TIMEOUT, heartbeat_timeout=HEARTBEAT, retry_policy=RETRY
         )
 
 

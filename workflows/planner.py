@@ -29,6 +29,11 @@ Step = Literal[
     "survey_timeout",
 ]
 Planned = tuple[datetime, Step]
+# When the first ask falls due while the booking notice is still on its way, it waits up to
+# this long after the notice set off (the usual order: notice, then ask) and then goes out
+# beside it: a slow provider or a dead worker's notice never holds the ask (issue 16). Not a
+# clinic policy: a notice normally leaves in well under a second.
+NOTICE_HEAD_START = timedelta(seconds=10)
 
 
 def quiet(at: datetime, p: JourneyPolicy, tz: tzinfo, critical_by: datetime | None = None) -> datetime:
@@ -44,18 +49,21 @@ def next_step(
     tz: tzinfo,
     *,
     sending: bool = False,
+    notice_since: datetime | None = None,
     fitted: bool = False,
 ) -> Planned | None:
     """The earliest due step, or None when nothing is planned (the journey waits for news).
 
     `sending`: a send is on its way beside the journey (issue 16): no notice or contact is
-    planned until it is done, but every timer still is. `fitted`: re-asks and robot calls are
-    fitted before the deadline (plan_contacts; journeys patched for it)."""
+    planned until it is done, but every timer still is. `notice_since`: the notice has been
+    on its way in its own slot since then; contacts are still planned (the first ask gives
+    it NOTICE_HEAD_START). `fitted`: re-asks and robot calls are fitted before the deadline
+    (plan_contacts; journeys patched for it)."""
     assert s.starts_at is not None
     start = s.starts_at
     plan: list[Planned] = []
     if s.stage in BEFORE_VISIT or s.stage == "checked_in":
-        if s.notice_version != s.version and s.stage in BEFORE_VISIT and not sending:
+        if s.notice_version != s.version and s.stage in BEFORE_VISIT and not sending and notice_since is None:
             # The booking notice goes first: an ask never precedes it.
             return quiet(now, p, tz, critical_by=start), "notice"
         deadline = start - p.confirm_deadline_td
@@ -63,7 +71,11 @@ def next_step(
         if s.stage == "booked" and not s.asks_stopped and not booked_late:
             # (Booked inside the deadline window, e.g. by phone for today: nobody to ask.)
             plan.append((deadline, "deadline"))
-            contact = None if sending else next_contact(s, p, now, deadline, booked_at, tz, fitted=fitted)
+            contact = (
+                None
+                if sending
+                else next_contact(s, p, now, deadline, booked_at, tz, fitted=fitted, notice_since=notice_since)
+            )
             if contact is not None:
                 plan.append(contact)
         if s.stage in ("booked", "needs_clarification") or (s.stage == "confirmed" and p.require_check_in):
@@ -94,6 +106,7 @@ def next_contact(
     tz: tzinfo,
     *,
     fitted: bool = False,
+    notice_since: datetime | None = None,
 ) -> Planned | None:
     """The next automatic ask or voice call of this version, if one still fits before the
     confirmation deadline."""
@@ -116,6 +129,8 @@ def next_contact(
         step = "voice_call"
     elif s.asks_sent == 0:
         at = max(s.starts_at - p.reminder_lead_td, booked_at)
+        if notice_since is not None and at < notice_since + NOTICE_HEAD_START < deadline:
+            at = notice_since + NOTICE_HEAD_START
         step = "ask"
     elif s.asks_sent <= p.reask_count:
         assert s.last_contact_at is not None
