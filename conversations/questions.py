@@ -24,30 +24,35 @@ async def open_question(
     s: AsyncSession, q: Question, row: MessageLog, *, patient_id: str, recipient_id: str
 ) -> OpenQuestion:
     """Record the question `row` asked (idempotent on the message's key). Commits."""
-    assert row.workflow_id, "a question needs the journey that waits for its answer"
     found, _ = await insert_once(
         s,
-        OpenQuestion(
-            message_key=row.idempotency_key,
-            message_id=row.id,
-            kind=q.kind,
-            patient_id=patient_id,
-            recipient_id=recipient_id,
-            clinic_id=row.clinic_id,
-            subject_type=q.subject_type,
-            subject_id=q.subject_id,
-            subject_version=q.subject_version,
-            subject_state=q.subject_state,
-            workflow_id=row.workflow_id,
-            signal=q.signal,
-            answers=list(q.answers),
-            channel=row.channel.value,
-            open_until=q.open_until,
-        ),
+        question_row(q, row, patient_id=patient_id, recipient_id=recipient_id),
         OpenQuestion.message_key,
         row.idempotency_key,
     )
     return found
+
+
+def question_row(q: Question, row: MessageLog, *, patient_id: str, recipient_id: str) -> OpenQuestion:
+    """The open question `row` asks (not yet added to any session)."""
+    assert row.workflow_id, "a question needs the journey that waits for its answer"
+    return OpenQuestion(
+        message_key=row.idempotency_key,
+        message_id=row.id,
+        kind=q.kind,
+        patient_id=patient_id,
+        recipient_id=recipient_id,
+        clinic_id=row.clinic_id,
+        subject_type=q.subject_type,
+        subject_id=q.subject_id,
+        subject_version=q.subject_version,
+        subject_state=q.subject_state,
+        workflow_id=row.workflow_id,
+        signal=q.signal,
+        answers=list(q.answers),
+        channel=row.channel.value,
+        open_until=q.open_until,
+    )
 
 
 async def answer(s: AsyncSession, q: OpenQuestion, message_id: str | None, now: datetime | None = None) -> None:

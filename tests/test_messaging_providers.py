@@ -324,3 +324,38 @@ async def test_rendered_message_uses_the_clinics_whatsapp_template_and_language(
     await send(rig, dataclasses.replace(m, idempotency_key=f"test-{uuid.uuid4().hex}"))
     inter = rig.fake.sent("whatsapp")[-1].json["interactive"]
     assert [b["reply"]["title"] for b in inter["action"]["buttons"]] == ["Підтверджую", "Не зможу прийти"]
+
+
+async def test_an_ask_commits_its_outcome_and_question_together(rig: Rig, people: People) -> None:
+    """Issue 14: every ask's send writes the ledger row (pending), marks it `sending` before
+    the provider call, then records `sent` and the open question it asks in ONE transaction
+    (was three: sent, the question, the row's question_id). Fewer SQLite write locks and
+    fsyncs per ask; the question is never missing from a sent ask."""
+    from sqlalchemy import event
+
+    from contracts.common import ANSWER_YES_NO, Question
+    from models.conversation import OpenQuestion
+
+    p = await people.patient(Channel.sms)
+    m = msg(p.id, await people.clinic())
+    m.workflow_id = f"wf-{uuid.uuid4().hex}"
+    m.question = Question(kind="confirmation", subject_type="appointment", subject_id="appt-1", answers=[ANSWER_YES_NO])
+    commits: list[int] = []
+
+    def count(_conn) -> None:  # type: ignore[no-untyped-def]
+        commits.append(1)
+
+    event.listen(rig.deps.engine.sync_engine, "commit", count)
+    try:
+        r = await send(rig, m)
+    finally:
+        event.remove(rig.deps.engine.sync_engine, "commit", count)
+    assert r.status == "sent"
+    assert len(commits) == 3, len(commits)
+    sent_row = await row(rig, m.idempotency_key)
+    async with rig.deps.sessions() as s:
+        q = (await s.exec(select(OpenQuestion).where(OpenQuestion.message_key == m.idempotency_key))).one()
+    assert sent_row.status == "sent" and sent_row.question_id == q.id and q.state == "open"
+    # The same send again: a duplicate, nothing new written, the same question.
+    again = await send(rig, m)
+    assert again.duplicate and (await row(rig, m.idempotency_key)).question_id == q.id
