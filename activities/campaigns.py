@@ -31,6 +31,7 @@ from conversations.questions import expire
 from core import campaigns
 from core.logging import get_logger
 from core.texts.compose import compose
+from core.texts.defaults import KINDS
 from models.campaigns import CampaignSend as SendRow
 from models.campaigns import send_id as make_send_id
 from models.core import Clinic, MessageLog, Patient, policy_from_json
@@ -183,8 +184,8 @@ class CampaignActivities(CampaignActivityStubs):
                 if row.kind == RECALL and await campaigns.still_booked_since(s, row):
                     return CampaignSendResult("booked")
             template = msg.template
-            if template == "campaign.birthday.invite" and patient is not None and patient.guardian_id:
-                template = "campaign.birthday.invite_child"  # to the guardian, naming the child
+            if patient is not None and patient.guardian_id and template + "_child" in KINDS:
+                template += "_child"  # to the guardian, naming the child
             buttons: list[Button] = []
             if msg.ask:
                 buttons = [

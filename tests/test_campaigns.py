@@ -142,7 +142,13 @@ async def test_recall_audience_invitation_and_yes_becomes_a_task(
     too_recent = await _patient(api, clinic, "Олег Мельник")
     elsewhere = await _patient(api, other, "Тарас Ткаченко")
     mis_only = await _patient(api, clinic, "Наталія Кравченко")
-    for p in (invited, opted_out_marketing, stopped, booked):
+    r = await api.as_(Role.admin).post(
+        "/v1/patients",
+        json={"full_name": "Кравченко Софія Олегівна", "guardian_id": mis_only, "clinic_id": clinic["id"]},
+    )
+    assert r.status_code == 201, r.text
+    child = r.json()["id"]
+    for p in (invited, opted_out_marketing, stopped, booked, child):
         await _visit(deps, clinic, p, _months_ago(167))
     await _visit(deps, clinic, invited, _months_ago(400))  # an older visit: the last one counts
     await _visit(deps, clinic, booked, datetime.now(UTC) + timedelta(days=3), stage="booked")
@@ -160,10 +166,10 @@ async def test_recall_audience_invitation_and_yes_becomes_a_task(
 
     await _set(api, clinic, "recall", enabled=True, offer="Гигиена −20 % до конца месяца.", **FAST)
     result = await _run(client, settings, clinic, "recall")
-    assert result.started == 2 and result.found == 2, result
+    assert result.started == 3 and result.found == 3, result
     assert result.left_out == {"marketing_opt_out": 1, "opted_out": 1, "booked_since": 1}, result
     sends = await _sends(deps, clinic, "recall")
-    assert set(sends) == {invited, mis_only}
+    assert set(sends) == {invited, mis_only, child}
     assert all(s.workflow_id == f"campaign-recall-{s.id}" for s in sends.values())
     assert all(invited not in s.workflow_id for s in sends.values()), "no patient id in a workflow id"
 
@@ -173,6 +179,13 @@ async def test_recall_audience_invitation_and_yes_becomes_a_task(
         return msgs[0]
 
     msg = await eventually(invitation, timeout=60)
+
+    async def to_the_guardian() -> None:  # the child's recall goes to the mother, naming the child
+        msgs = [m for m in await _out(api, mis_only) if m["patient_id"] == child]
+        assert [m["kind"] for m in msgs] == ["campaign.recall.invite_child"], msgs
+        assert "Кравченко Софія Олегівна" in msgs[0]["text"], msgs[0]["text"]
+
+    await eventually(to_the_guardian, timeout=60)
     visit_day = _months_ago(167).astimezone(KYIV)
     assert "Олена" in msg["text"] and "Гигиена −20 %" in msg["text"], msg["text"]
     assert str(visit_day.day) in msg["text"], msg["text"]  # the date of that last visit
@@ -214,8 +227,8 @@ async def test_recall_audience_invitation_and_yes_becomes_a_task(
     r = await api.as_(Role.director).get(f"/v1/clinics/{clinic['id']}/campaigns/recall/summary")
     assert r.status_code == 200, r.text
     got = r.json()
-    assert got["invited"] == 2 and got["by_state"]["accepted"] == 1, got  # the other one still waits
-    assert got["booked_within_30_days"] == 1 and got["conversion"] == 0.5, got
+    assert got["invited"] == 3 and got["by_state"]["accepted"] == 1, got  # the others still wait
+    assert got["booked_within_30_days"] == 1 and got["conversion"] == 0.333, got
     # Nobody left out got anything.
     for p in (opted_out_marketing, stopped, booked, too_recent):
         assert not [m for m in await _out(api, p) if m["kind"].startswith("campaign")], p

@@ -82,6 +82,7 @@ KINDS: dict[str, Kind] = {
         Kind("campaign.bonus.invite", LIMIT_MESSAGE, "bonus: the balance reached the threshold, spend it"),
         Kind("campaign.birthday.invite", LIMIT_MESSAGE, "birthday greeting with the offer"),
         Kind("campaign.birthday.invite_child", LIMIT_MESSAGE, "birthday greeting of a child, to the guardian"),
+        Kind("campaign.recall.invite_child", LIMIT_MESSAGE, "recall of a child, to the guardian"),
         Kind("campaign.reask", LIMIT_MESSAGE, "any campaign: the invitation asked once more"),
         Kind("campaign.accepted_link", LIMIT_MESSAGE, "campaign «yes» when the clinic has a booking link"),
         Kind("campaign.accepted_call", LIMIT_MESSAGE, "campaign «yes»: the clinic will call to book"),
@@ -196,6 +197,14 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "en": "Hello {patient_first_name}, your last visit to {clinic} was on {last_visit}. "
         "It is time for a check-up and a professional cleaning. {offer}\n"
         "Shall we book you in? Reply YES or NO.",
+    },
+    "campaign.recall.invite_child": {
+        "ru": "Здравствуйте, {patient_first_name}! Последний визит {patient_name} в {clinic} был {last_visit}. "
+        "Пора на профилактический осмотр. {offer}\nЗаписать ребёнка? Ответьте «Да» или «Нет».",
+        "uk": "Добрий день, {patient_first_name}! Останній візит {patient_name} до {clinic} був {last_visit}. "
+        "Час на профілактичний огляд. {offer}\nЗаписати дитину? Відповідайте «Так» або «Ні».",
+        "en": "Hello {patient_first_name}, {patient_name}'s last visit to {clinic} was on {last_visit}. "
+        "It is time for a check-up. {offer}\nShall we book your child in? Reply YES or NO.",
     },
     "campaign.bonus.invite": {
         "ru": "Здравствуйте, {patient_first_name}! На вашем бонусном счёте в {clinic} уже {points} баллов: "
