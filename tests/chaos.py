@@ -8,7 +8,8 @@ providers, which record every message. Then it counts and checks:
 - duplicated: a provider received more messages for a patient than the journeys sent;
 - late: a deadline or no-show later than its due time by more than the longest outage
   (plus a margin for a loaded machine);
-- skipped: a silent journey without its deadline or no-show, or without any ask.
+- skipped: a silent journey without its deadline or no-show, or never asked (no ask reached
+  the provider; an ask that expired unsent does not count).
 
 `tests/test_chaos.py` runs a small one in `make test`; `make chaos` a large one:
     .venv/bin/python -m tests.chaos --journeys 300 --kills 16
@@ -70,6 +71,7 @@ class Counts:
     refused_503: int = 0
     longest_outage: float = 0.0
     problems: list[str] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)  # each kill: when (UTC), what, how long down
 
     def line(self) -> str:
         k = sum(self.kills.values())
@@ -309,6 +311,7 @@ async def _drive(
                 what = targets[k % 3] if k < 3 else rnd.choice(targets)
                 down = rnd.uniform(1, 4)
                 began = time.monotonic()
+                killed_at = datetime.now(UTC)
                 if what == "worker":
                     worker.kill()
                     await asyncio.sleep(down)
@@ -324,6 +327,7 @@ async def _drive(
                     await _wait_port(temporal.port)
                 counts.kills[what] += 1
                 outages.append(time.monotonic() - began)
+                counts.timeline.append(f"{killed_at:%H:%M:%S.%f}"[:-3] + f" kill {what}, back after {outages[-1]:.1f}s")
 
         await asyncio.gather(book_all(), answer(), chaos())
         counts.longest_outage = max(outages, default=0.0)
@@ -384,7 +388,8 @@ async def _check(
                 elif events[ev] - at > allowance:
                     counts.late += 1
                     counts.problems.append(f"{aid}: {ev} {(events[ev] - at).total_seconds():.1f}s late")
-            asked = [e for e in events if e.startswith(("ask_", "reask_"))]
+            # Asked = an ask reached the provider (an ask that expired unsent does not count).
+            asked = [e for e in events if e in ("ask_sent", "reask_sent") or e.startswith("ask_resent_")]
             if not asked:
                 counts.skipped += 1
                 counts.problems.append(f"{aid}: never asked: {[(h['at'][11:19], h['event']) for h in row.history]}")
@@ -410,9 +415,17 @@ def main() -> None:
     ap.add_argument("--journeys", type=int, default=300)
     ap.add_argument("--kills", type=int, default=16)
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--keep", type=Path, help="keep the processes' logs and databases in this directory")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="chaos-") as d:
-        counts = asyncio.run(run(a.journeys, a.kills, a.seed, Path(d)))
+    if a.keep is not None:
+        a.keep.mkdir(parents=True, exist_ok=True)
+        counts = asyncio.run(run(a.journeys, a.kills, a.seed, a.keep))
+    else:
+        with tempfile.TemporaryDirectory(prefix="chaos-") as d:
+            counts = asyncio.run(run(a.journeys, a.kills, a.seed, Path(d)))
+    print(f"seed={a.seed}")
+    for line in counts.timeline:
+        print("  ", line)
     print(counts.line())
     for p in counts.problems[:40]:
         print("  ", p)
