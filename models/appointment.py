@@ -76,12 +76,31 @@ async def lock_doctor(session: AsyncSession, doctor_id: str) -> None:
     PostgreSQL: the doctor's row, SELECT ... FOR UPDATE. SQLite has no row locks and its
     default (deferred) transactions let two writers read the same free slot: a no-op UPDATE
     as the first write takes the database's write lock (what BEGIN IMMEDIATE does) before the
-    check reads, waiting out the other writer (busy_timeout) instead of racing it."""
+    check reads, waiting out the other writer (busy_timeout) instead of racing it.
+
+    Taken once per transaction (a savepoint counts as its own: rolling one back may release
+    what it took): a booking's key check and slot check, or an import's rows of one doctor,
+    do not lock again."""
+    if doctor_id in _doctor_locks(session):
+        return
     bind = session.bind
     if bind is not None and bind.dialect.name == "sqlite":
         await session.exec(update(Doctor).where(col(Doctor.id) == doctor_id).values(id=Doctor.id))
     else:
         await session.exec(select(Doctor.id).where(Doctor.id == doctor_id).with_for_update())
+    _doctor_locks(session).add(doctor_id)
+
+
+def _doctor_locks(session: AsyncSession) -> set[str]:
+    """The doctors locked in the session's current (innermost) transaction."""
+    sync = session.sync_session
+    txn = sync.get_nested_transaction() or sync.get_transaction()
+    held = sync.info.get("doctor_locks")
+    if txn is None or held is None or held[0] is not txn:
+        held = (txn, set())
+        sync.info["doctor_locks"] = held
+    locks: set[str] = held[1]
+    return locks
 
 
 async def doctor_clash(

@@ -226,3 +226,47 @@ async def test_concurrent_bookings_of_one_slot_leave_one_visit(tmp_path: Path) -
     async with sessions() as s:
         assert len((await s.exec(select(Appointment).where(Appointment.doctor_id == doctor.id))).all()) == 1
     await engine.dispose()
+
+
+async def test_a_doctor_is_locked_once_per_transaction(deps: Deps) -> None:
+    """Issue 14: a booking's key check and slot check (or an import's rows of one doctor)
+    lock the doctor once per transaction, not once per check; a new transaction, or a
+    savepoint (whose rollback may release what it took), locks again."""
+    from datetime import timedelta
+
+    from sqlalchemy import event
+
+    from models.appointment import doctor_clash, lock_doctor
+    from models.core import Doctor
+
+    async with deps.sessions() as s:
+        clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv")
+        s.add(clinic)
+        await s.commit()
+        doctor = Doctor(clinic_id=clinic.id, full_name="Dr", specialty="therapy")
+        s.add(doctor)
+        await s.commit()
+    locks: list[str] = []
+
+    def seen(_conn, _cur, statement: str, *_a) -> None:  # type: ignore[no-untyped-def]
+        if ("UPDATE doctor" in statement) or ("FOR UPDATE" in statement and "doctor" in statement):
+            locks.append(statement)
+
+    event.listen(deps.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        start = datetime(2031, 1, 1, 9, 0, tzinfo=UTC)
+        async with deps.sessions() as s:
+            await lock_doctor(s, doctor.id)
+            assert await doctor_clash(s, doctor.id, start, start + timedelta(minutes=30)) is None
+            await lock_doctor(s, doctor.id)
+            assert len(locks) == 1
+            sp = await s.begin_nested()
+            await lock_doctor(s, doctor.id)
+            await sp.rollback()
+            assert len(locks) == 2
+            await s.commit()
+            await lock_doctor(s, doctor.id)
+            assert len(locks) == 3
+            await s.commit()
+    finally:
+        event.remove(deps.engine.sync_engine, "before_cursor_execute", seen)
