@@ -37,7 +37,7 @@ from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
 from core.temporal import connect
-from models.core import Clinic, Doctor, MessageLog, Patient
+from models.core import Clinic, Doctor, MessageLog, Patient, policy_from_json
 from models.imports import ImportKind, ImportRun
 
 TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
@@ -133,6 +133,9 @@ async def main(rows: int, database_url: str | None) -> None:
                         duration_minutes=30,
                         service="Осмотр",
                         timezone=clinic.timezone,
+                        # The clinic's own policy, as the import's journeys get it (with the
+                        # default quiet hours an evening run would send no notice until morning).
+                        policy=policy_from_json(clinic.policy),
                     ),
                     id=appointment_workflow_id(aid),
                     task_queue=settings.temporal_task_queue,
