@@ -39,6 +39,7 @@ def build_worker(client: Client, deps: Deps, task_queue: str | None = None) -> W
         # Activities are async; the executor only serves sync ones, if any are added.
         activity_executor=ThreadPoolExecutor(max_workers=8),
         max_concurrent_activities=s.worker_max_concurrent_activities,
+        max_concurrent_local_activities=s.worker_max_concurrent_local_activities,
         # Journeys in flight stay built in memory; an evicted one is replayed from history.
         max_cached_workflows=s.worker_max_cached_workflows,
         interceptors=[JourneyMetrics()],

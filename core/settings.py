@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     # in flight at once (each costs roughly 0.5 MB): a journey evicted is rebuilt from history.
     worker_max_cached_workflows: int = Field(default=2000, ge=0, le=100_000, alias="WORKER_MAX_CACHED_WORKFLOWS")
     worker_max_concurrent_activities: int = Field(default=8, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_ACTIVITIES")
+    # The journeys' own DB steps (local activities: context load, row sync) one worker runs at
+    # once. Bounded like the activities: a thousand journeys starting together must not turn
+    # into a thousand writers queueing on the database's lock.
+    worker_max_concurrent_local_activities: int = Field(
+        default=8, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES"
+    )
     # OpenTelemetry tracing: off unless the standard endpoint variable is set (OTLP over HTTP,
     # e.g. http://otel-collector:4318; spans go to <endpoint>/v1/traces).
     otel_exporter_otlp_endpoint: str = Field(default="", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
