@@ -100,6 +100,8 @@ class AppointmentActivities(AppointmentActivityStubs):
     @heartbeats
     async def sync_appointment(self, snap: AppointmentSnapshot) -> None:
         columns = snap.columns()
+        if columns.get("source") is None:
+            columns.pop("source", None)  # not carried (older journey input): the booking's value stays
         async with self.deps.sessions() as s:
             row = await s.get(Appointment, snap.appointment_id)
             entered = row is None or row.stage != snap.stage  # a new row counts its first stage too

@@ -643,6 +643,7 @@ class _Applier:
                 duration_minutes=d["duration"],
                 service=d["service"],
                 mis_visit_id=d["visit_id"],
+                source="import",
             )
             appt.journey_started = False  # api.repair starts it should this import be abandoned
             await self._ledger(s, row, RowState.committed, "created", appt.id, patient.id)

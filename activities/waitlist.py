@@ -17,7 +17,7 @@ from core import booking, campaigns
 from core.logging import get_logger
 from models.appointment import Appointment
 from models.core import Clinic, utcnow
-from models.waitlist import ACTIVE, BOOKED, SlotOffer, WaitlistEntry, matching_entries
+from models.waitlist import ACTIVE, BOOKED, SlotOffer, WaitlistEntry, busy_patients, matching_entries
 
 log = get_logger("activities.waitlist")
 
@@ -89,6 +89,7 @@ class WaitlistActivities(WaitlistActivityStubs):
                         service_code=entry.service_code,
                         idempotency_key=key,
                         appointment_id=uuid.uuid5(uuid.NAMESPACE_URL, key).hex,
+                        source=WAITLIST_SOURCE,
                     )
                 except booking.KeyTaken as e:  # a concurrent attempt committed under the lock
                     await s.commit()
@@ -98,9 +99,14 @@ class WaitlistActivities(WaitlistActivityStubs):
                     return BookResult("taken")
                 except booking.InvalidBooking as e:
                     await s.rollback()
-                    log.info("waitlist booking refused", offer_id=offer.id, field=e.field)
+                    log.info("waitlist booking refused", offer_id=req.offer_id, field=e.field)
                     return BookResult("too_late" if e.field == "starts_at" else "gone")
-                appt.source = WAITLIST_SOURCE
+                # Under the doctor's lock: a visit the patient got meanwhile at that time
+                # (another doctor, another branch) means they cannot come: not booked twice.
+                if await busy_patients(s, [entry.patient_id], appt.starts_at, appt.ends_at, exclude=appt.id):
+                    await s.rollback()
+                    log.info("waitlist booking refused: the patient has a visit then", offer_id=req.offer_id)
+                    return BookResult("busy")
                 appt.journey_started = False
                 entry.state, entry.booked_appointment_id, entry.updated_at = BOOKED, appt.id, utcnow()
                 offer.booked_appointment_id, offer.waitlist_entry_id = appt.id, entry.id

@@ -35,6 +35,9 @@ def appointment_workflow_id(appointment_id: str) -> str:
 
 
 # ------------------------------------------------------------------ stages
+# appointment.source: booked at the desk (POST /v1/appointments), by the daily MIS import,
+# or from the waiting list by a slot offer.
+SOURCES = ("desk", "import", "waitlist")
 STAGES = ("booked", "confirmed", "needs_clarification", "checked_in", "finished", "no_show", "cancelled")
 OPEN_STAGES = ("booked", "confirmed", "needs_clarification", "checked_in")
 BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
@@ -121,6 +124,7 @@ class AppointmentInput:
     booked_at: datetime | None = None
     carried: JourneyState | None = None  # continue-as-new: the journey's state so far
     service_code: str | None = None  # the clinic catalogue's code (memos, the service's name)
+    source: str | None = None  # where the booking came from (SOURCES); None: not recorded
 
 
 @dataclass
@@ -158,6 +162,10 @@ class AppointmentSnapshot:
     cancel_reason: str | None
     history: list[HistoryEntry]
     service_code: str | None = None
+    # Where the booking came from (SOURCES), set at booking and carried by the journey's
+    # input. None: not recorded (a plan's visit, a journey started before the field existed;
+    # sync_appointment then keeps the row's value).
+    source: str | None = None
 
     @property
     def id(self) -> str:

@@ -91,7 +91,8 @@ class BookRequest:
 class BookResult:
     # booked: this patient has the slot now · taken: the slot is someone else's (another
     # answer won, or the desk booked it) · gone: the entry left the list meanwhile ·
-    # too_late: the slot's start has passed
+    # too_late: the slot's start has passed · busy: the patient has another visit at that
+    # time (the offer stays open for the others, like gone)
     status: str
     appointment_id: str | None = None
 

@@ -35,6 +35,7 @@ from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_
 from core.texts.catalogue import catalogue, match
 from models.appointment import Appointment, doctor_clash, lock_doctor
 from models.core import Clinic, policy_from_json
+from models.waitlist import take_off_list
 from workflows.appointment import AppointmentJourney
 
 
@@ -86,6 +87,7 @@ def journey_input(appt: Appointment, clinic: Clinic) -> AppointmentInput:
         plan_id=appt.plan_id,
         booked_at=appt.created_at,
         service_code=appt.service_code,
+        source=appt.source,
     )
 
 
@@ -152,9 +154,12 @@ async def reserve(
     idempotency_key: str | None = None,
     mis_visit_id: str | None = None,
     appointment_id: str | None = None,
+    source: str | None = None,
 ) -> Appointment:
     """Check the slot under the doctor's lock and add the row to the session. The caller
-    commits (together with whatever else belongs to the same change), then `start_journey`."""
+    commits (together with whatever else belongs to the same change), then `start_journey`.
+    `source` says where the booking came from (contracts.appointment.SOURCES). The patient's
+    waiting-list entries this visit satisfies leave the list in the same transaction."""
     if starts_at <= datetime.now(UTC):
         raise InvalidBooking("starts_at", "starts_at is in the past")
     not_too_far(starts_at)
@@ -178,12 +183,15 @@ async def reserve(
         plan_id=plan_id,
         idempotency_key=idempotency_key,
         mis_visit_id=mis_visit_id,
+        source=source,
         workflow_id="",
     )
     if appointment_id:
         appt.id = appointment_id
     appt.workflow_id = appointment_workflow_id(appt.id)
     appt.history = [{"at": datetime.now(UTC).isoformat(), "event": "booked", "stage": "booked"}]
+    # Before the row joins the session: its query flushes nothing new (as before this step).
+    await take_off_list(session, appt, clinic.timezone)
     session.add(appt)
     return appt
 
@@ -268,6 +276,8 @@ async def move(
         )
     appt.starts_at, appt.ends_at, appt.duration_minutes = starts_at, ends_at, duration
     session.add(appt)
+    if (clinic := await session.get(Clinic, appt.clinic_id)) is not None:
+        await take_off_list(session, appt, clinic.timezone)  # moved early enough for the wish
     await session.commit()
     return view
 

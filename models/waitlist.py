@@ -10,17 +10,25 @@ slot is offered once however many times the change is synced, retried or repaire
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, and_, false
 from sqlmodel import Field, SQLModel, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from contracts.appointment import clinic_zone
-from models.core import TZ, Doctor, Patient, new_id, utcnow
+from models.appointment import Appointment
+from models.core import TZ, Clinic, Doctor, Patient, new_id, utcnow
 
-ACTIVE, BOOKED, REMOVED = "active", "booked", "removed"
-ENTRY_STATES = (ACTIVE, BOOKED, REMOVED)
+ACTIVE, BOOKED, REMOVED, EXPIRED = "active", "booked", "removed", "expired"
+# Stored states. `expired` is never stored: an active entry whose `until` (clinic-local) has
+# passed reads as expired (`shown_state`, `expired_filter`) and is never matched to a slot.
+STORED_STATES = (ACTIVE, BOOKED, REMOVED)
+ENTRY_STATES = (ACTIVE, BOOKED, REMOVED, EXPIRED)
+# A visit in these stages does not hold its time (a patient with one there is free then).
+NOT_HOLDING = ("cancelled", "no_show")
 # A slot offer: open while its journey offers it; then booked (a waitlisted patient took it),
 # taken (someone else booked the slot meanwhile), too_close (its stop time came) or
 # exhausted (nobody on the list took it: the front desk has a task).
@@ -72,6 +80,82 @@ class SlotOffer(SQLModel, table=True):
     closed_at: datetime | None = TZ(nullable=True)
 
 
+def local_today(timezone: str) -> date:
+    return utcnow().astimezone(clinic_zone(timezone)).date()
+
+
+def shown_state(entry: WaitlistEntry, today: date) -> str:
+    """The state the API shows: an active entry past its `until` (clinic-local `today`) is expired."""
+    return EXPIRED if entry.state == ACTIVE and entry.until < today else entry.state
+
+
+async def clinic_todays(s: AsyncSession, clinic_ids: Iterable[str] | None = None) -> dict[str, date]:
+    """Each clinic's local date now (what `until` is compared with)."""
+    q = select(Clinic.id, Clinic.timezone)
+    if clinic_ids is not None:
+        q = q.where(col(Clinic.id).in_(list(clinic_ids)))
+    return {cid: local_today(tz) for cid, tz in (await s.exec(q)).all()}
+
+
+def expired_filter(todays: dict[str, date], expired: bool) -> Any:
+    """SQL for "active and past its until" (`expired=True`) or "active and still wanted",
+    each clinic judged by its own local date (clinics share at most a few dates)."""
+    by_day: dict[date, list[str]] = {}
+    for cid, d in todays.items():
+        by_day.setdefault(d, []).append(cid)
+    past = or_(
+        false(),
+        *(and_(col(WaitlistEntry.clinic_id).in_(ids), col(WaitlistEntry.until) < d) for d, ids in by_day.items()),
+    )
+    if expired:
+        return and_(col(WaitlistEntry.state) == ACTIVE, past)
+    # Active rows of clinics not in `todays` (none in practice) read as still wanted.
+    return and_(col(WaitlistEntry.state) == ACTIVE, ~past)
+
+
+async def busy_patients(
+    s: AsyncSession, patient_ids: Iterable[str], starts_at: datetime, ends_at: datetime, exclude: str | None = None
+) -> set[str]:
+    """Which of these patients already have a visit (any doctor, any branch) overlapping
+    [starts_at, ends_at): they are not offered, nor booked into, that time."""
+    ids = list(patient_ids)
+    if not ids:
+        return set()
+    q = select(Appointment.patient_id).where(
+        col(Appointment.patient_id).in_(ids),
+        col(Appointment.stage).not_in(NOT_HOLDING),
+        col(Appointment.starts_at) < ends_at,
+        col(Appointment.ends_at) > starts_at,
+    )
+    if exclude is not None:
+        q = q.where(Appointment.id != exclude)
+    return set((await s.exec(q)).all())
+
+
+async def take_off_list(s: AsyncSession, appt: Appointment, timezone: str) -> list[WaitlistEntry]:
+    """The patient's active entries this visit satisfies (same clinic; the visit's doctor, or
+    the doctor's specialty for an entry without one; on or before `until`) become `booked`
+    with the visit's id, in the caller's transaction: whoever booked it (the desk, an MIS
+    import, a slot offer), the patient leaves the list and is offered no more slots."""
+    doctor = await s.get(Doctor, appt.doctor_id)
+    who = [col(WaitlistEntry.doctor_id) == appt.doctor_id]
+    if doctor is not None and doctor.specialty:
+        who.append(col(WaitlistEntry.doctor_id).is_(None) & (col(WaitlistEntry.specialty) == doctor.specialty))
+    day = appt.starts_at.astimezone(clinic_zone(timezone)).date()
+    q = select(WaitlistEntry).where(
+        WaitlistEntry.clinic_id == appt.clinic_id,
+        WaitlistEntry.patient_id == appt.patient_id,
+        WaitlistEntry.state == ACTIVE,
+        col(WaitlistEntry.until) >= day,
+        or_(*who),
+    )
+    found = list((await s.exec(q)).all())
+    for e in found:
+        e.state, e.booked_appointment_id, e.updated_at = BOOKED, appt.id, utcnow()
+        s.add(e)
+    return found
+
+
 def _hhmm(v: str) -> time:
     h, m = v.split(":")
     return time(int(h), int(m))
@@ -112,7 +196,8 @@ async def matching_entries(
 ) -> list[WaitlistEntry]:
     """Active entries this slot suits, first come first served: the slot's doctor, or its
     specialty when the entry names no doctor; opted-out patients (and children whose guardian
-    opted out) and the patient who freed the slot are left out."""
+    opted out), patients with another visit at that time and the patient who freed the slot
+    are left out."""
     doctor = await s.get(Doctor, offer.doctor_id)
     who = [col(WaitlistEntry.doctor_id) == offer.doctor_id]
     if doctor is not None and doctor.specialty:
@@ -134,6 +219,9 @@ async def matching_entries(
             continue
         if not fits(e, offer.starts_at, offer.duration_minutes, timezone):
             continue
+        need = timedelta(minutes=e.duration_minutes or offer.duration_minutes)
+        if await busy_patients(s, [e.patient_id], offer.starts_at, offer.starts_at + need):
+            continue  # already has a visit then (another doctor, another branch)
         p = await s.get(Patient, e.patient_id)
         if p is None or p.opted_out:
             continue

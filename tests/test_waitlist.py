@@ -15,9 +15,10 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from activities.deps import Deps
+from activities.waitlist import WaitlistActivities, booking_key
 from api.repair import repair_slot_offers
 from cli import _create_user
-from contracts.waitlist import slot_offer_workflow_id
+from contracts.waitlist import BookRequest, CandidatesRequest, slot_offer_workflow_id
 from core.settings import Settings
 from models.appointment import Appointment
 from models.conversation import OpenQuestion
@@ -230,6 +231,15 @@ async def test_two_yes_at_once_exactly_one_gets_the_freed_slot(api: Api, deps: D
     await eventually(noticed, timeout=60)
     r = await api.as_(Role.front_desk).get(f"/v1/appointments/{appt.id}")
     assert r.status_code == 200 and r.json()["stage"] == "booked", r.text
+    assert r.json()["source"] == "waitlist" and r.json()["live"], r.json()
+    # The list shows where each visit came from and filters on it.
+    desk = api.as_(Role.front_desk)
+    r = await desk.get("/v1/appointments", params={"clinic_id": clinic["id"], "source": "waitlist"})
+    assert r.status_code == 200 and [(a["id"], a["source"]) for a in r.json()] == [(appt.id, "waitlist")], r.text
+    r = await desk.get("/v1/appointments", params={"clinic_id": clinic["id"], "source": "desk"})
+    assert r.status_code == 200 and [(a["id"], a["source"]) for a in r.json()] == [(visit["id"], "desk")], r.text
+    r = await desk.get("/v1/appointments", params={"source": "phone"})
+    assert r.status_code == 422 and "source" in r.text, r.text
     won = next(e for e in entries if e["patient_id"] == winner)
     assert (await _entry(deps, won["id"])).state == "booked"
 
@@ -455,3 +465,131 @@ async def test_waves_wait_out_the_quiet_hours_unless_the_slot_is_too_near(api: A
     urgent = await _offer(deps, soon["id"])
     await _asked(deps, urgent.id, [waiting])
     await handle.terminate("test over")  # the held offer would wait an hour
+
+
+# ------------------------------------------------------------- leaving the list
+async def test_a_booking_that_fulfils_the_wish_takes_the_patient_off_the_list(api: Api, deps: Deps) -> None:
+    """Booked at the desk with the doctor before `until` (the shared booking path, as an MIS
+    import or another offer): the entry is `booked` with that visit, and a slot freed later
+    is not offered to the patient."""
+    clinic = await make_clinic(api, **WAITLIST_POLICY)
+    desk = api.as_(Role.front_desk)
+    waiting = await _patient(api, clinic, "Booked Bohdan")
+    entry = await _waitlist(api, clinic, waiting)
+    r = await desk.post(
+        "/v1/appointments",
+        json={
+            "patient_id": waiting,
+            "clinic_id": clinic["id"],
+            "doctor_id": clinic["doctor_id"],
+            "starts_at": at(2 * 86400),
+            "duration_minutes": 30,
+            "service": "Check-up",
+        },
+    )
+    assert r.status_code == 201 and r.json()["source"] == "desk", r.text
+    booked = r.json()["id"]
+    r = await desk.get(f"/v1/waitlist/{entry['id']}")
+    assert r.status_code == 200, r.text
+    assert (r.json()["state"], r.json()["booked_appointment_id"]) == ("booked", booked), r.json()
+    r = await desk.get("/v1/waitlist", params={"clinic_id": clinic["id"]})
+    assert r.status_code == 200 and r.json() == [], r.text
+
+    # A slot freed afterwards is not offered to them (nobody else is listed: no offer at all).
+    visit = await _book(api, clinic, in_seconds=240)
+    r = await desk.post(f"/v1/appointments/{visit['id']}/cancel", json={"reason": "x"})
+    assert r.status_code == 200, r.text
+
+    async def cancelled() -> None:
+        async with deps.sessions() as s:
+            a = await s.get(Appointment, visit["id"])
+        assert a is not None and a.stage == "cancelled"
+
+    await eventually(cancelled, timeout=60)
+    async with deps.sessions() as s:
+        assert (await s.exec(select(SlotOffer).where(SlotOffer.freed_by == visit["id"]))).all() == []
+    assert await _sent(deps, waiting, "waitlist_offer") == []
+
+
+async def test_an_entry_past_its_until_reads_expired(api: Api, deps: Deps) -> None:
+    """Past `until` (the clinic's date) an active entry reads `expired` in the entry, in the
+    list and in its filter; it no longer blocks a new wish and can still be removed."""
+    clinic = await make_clinic(api)
+    desk = api.as_(Role.front_desk)
+    patient = await _patient(api, clinic, "Late Larysa")
+    old = await _waitlist(api, clinic, patient)
+    today = datetime.now(ZoneInfo("Europe/Kyiv")).date()
+    async with deps.sessions() as s:
+        e = await s.get(WaitlistEntry, old["id"])
+        assert e is not None
+        e.until = today - timedelta(days=1)
+        s.add(e)
+        await s.commit()
+
+    r = await desk.get(f"/v1/waitlist/{old['id']}")
+    assert r.status_code == 200 and r.json()["state"] == "expired", r.text
+    listed = {
+        st: [x["id"] for x in (await desk.get("/v1/waitlist", params={"clinic_id": clinic["id"], "state": st})).json()]
+        for st in ("active", "expired")
+    }
+    assert listed == {"active": [], "expired": [old["id"]]}, listed
+    new = await _waitlist(api, clinic, patient)  # was 409 "already on this list"
+    r = await desk.get("/v1/waitlist", params={"clinic_id": clinic["id"]})
+    assert [(x["id"], x["state"]) for x in r.json()] == [(new["id"], "active")], r.text
+    assert (await desk.delete(f"/v1/waitlist/{old['id']}")).status_code == 204
+    assert (await desk.get(f"/v1/waitlist/{old['id']}")).json()["state"] == "removed"
+
+
+async def test_a_patient_with_a_visit_at_that_time_is_neither_offered_nor_booked(api: Api, deps: Deps) -> None:
+    """A waitlisted patient who already has a visit overlapping the freed slot (another
+    branch, so their wish still stands) is not asked, and a "yes" that meets such a visit
+    under the doctor's lock books nothing: the offer stays open for the others."""
+    clinic = await make_clinic(api, **WAITLIST_POLICY)
+    branch = await make_clinic(api)
+    busy = await _patient(api, clinic, "Busy Bohdana")
+    free = await _patient(api, clinic, "Free Fedir")
+    busy_entry = await _waitlist(api, clinic, busy)
+    await _waitlist(api, clinic, free)
+    starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    async with deps.sessions() as s:
+        offer = SlotOffer(
+            freed_key=f"{uuid.uuid4().hex}:v1",
+            clinic_id=clinic["id"],
+            doctor_id=clinic["doctor_id"],
+            starts_at=starts,
+            duration_minutes=30,
+            freed_by=uuid.uuid4().hex,
+            reason="cancelled",
+            workflow_id="slot-offer-test",
+            journey_started=True,  # nothing for the repair loop: this test plays the journey
+        )
+        s.add(offer)
+        await s.commit()
+    acts = WaitlistActivities(deps)
+    before = await acts.waitlist_candidates(CandidatesRequest(offer_id=offer.id, limit=3))
+    assert [c.patient_id for c in before] == [busy, free], before
+
+    # The busy patient gets a visit at another branch overlapping the slot.
+    r = await api.as_(Role.admin).post(
+        "/v1/appointments",
+        json={
+            "patient_id": busy,
+            "clinic_id": branch["id"],
+            "doctor_id": branch["doctor_id"],
+            "starts_at": (starts + timedelta(minutes=15)).isoformat(),
+            "duration_minutes": 30,
+            "service": "Check-up",
+        },
+    )
+    assert r.status_code == 201, r.text
+    found = await acts.waitlist_candidates(CandidatesRequest(offer_id=offer.id, limit=3))
+    assert [c.patient_id for c in found] == [free], found
+
+    # Their "yes" (asked before that visit) books nothing and leaves them on the list.
+    result = await acts.book_from_waitlist(BookRequest(offer_id=offer.id, entry_id=busy_entry["id"], patient_id=busy))
+    assert result.status == "busy" and result.appointment_id is None, result
+    async with deps.sessions() as s:
+        assert (
+            await s.exec(select(Appointment).where(Appointment.idempotency_key == booking_key(offer.id)))
+        ).all() == []
+    assert (await _entry(deps, busy_entry["id"])).state == "active"

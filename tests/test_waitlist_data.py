@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core import waitlist
+from core import booking, waitlist
 from core.db import make_engine, session_factory
+from models.appointment import Appointment
 from models.core import Clinic, Doctor, Patient
-from models.waitlist import REMOVED, SlotOffer, WaitlistEntry, matching_entries
+from models.waitlist import ACTIVE, BOOKED, REMOVED, SlotOffer, WaitlistEntry, matching_entries
 from tests.test_data_layer import db_url  # noqa: F401 - the two-database fixture
 
 __all__ = ["db_url"]
@@ -84,7 +85,16 @@ async def _world(s: AsyncSession) -> dict[str, Any]:
     )
     s.add(offer)
     await s.commit()
-    return {"clinic": clinic, "koval": koval, "people": people, "offer": offer, "starts": starts}
+    return {
+        "clinic": clinic,
+        "koval": koval,
+        "bondar": bondar,
+        "other": other,
+        "people": people,
+        "offer": offer,
+        "starts": starts,
+        "until": until,
+    }
 
 
 async def test_who_a_freed_slot_is_offered_to(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -153,3 +163,87 @@ async def test_a_freed_slot_is_recorded_once(sessions: async_sessionmaker[AsyncS
             still_held=(starts + timedelta(minutes=15), starts + timedelta(minutes=45)),
         )
     assert soon is None and held is None
+
+
+async def _state(s: AsyncSession, patient_id: str) -> list[tuple[str, str | None]]:
+    q = select(WaitlistEntry).where(WaitlistEntry.patient_id == patient_id)
+    return [(e.state, e.booked_appointment_id) for e in (await s.exec(q)).all()]
+
+
+async def test_a_booking_that_fulfils_the_wish_takes_the_patient_off_the_list(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """core.booking.reserve (the desk, the MIS import and slot offers all book through it):
+    a visit with the wished doctor, or a doctor of the wished specialty, at the clinic on or
+    before `until` marks the entry booked with the visit; other visits leave it listed."""
+    async with sessions() as s:
+        w = await _world(s)
+    clinic, people, starts = w["clinic"], w["people"], w["starts"]
+    after_until = datetime.combine(w["until"] + timedelta(days=2), datetime.min.time(), UTC) + timedelta(hours=10)
+
+    async def book(patient: str, doctor: Doctor, at: datetime) -> str:
+        async with sessions() as s:
+            appt = await booking.reserve(
+                s,
+                clinic=clinic,
+                doctor_id=doctor.id,
+                patient_id=people[patient].id,
+                starts_at=at,
+                duration_minutes=30,
+                service="Check-up",
+                source="import",
+            )
+            await s.commit()
+            return appt.id
+
+    # Not what they wait for: another specialty's doctor; the right doctor but after `until`.
+    await book("first", w["other"], starts + timedelta(hours=3))
+    await book("first", w["koval"], after_until)
+    async with sessions() as s:
+        assert await _state(s, people["first"].id) == [(ACTIVE, None)]
+    # The wished doctor before `until`; any therapist for a specialty wish.
+    first = await book("first", w["koval"], starts + timedelta(hours=5))
+    therapist = await book("any_therapist", w["bondar"], starts + timedelta(hours=5))
+    async with sessions() as s:
+        assert await _state(s, people["first"].id) == [(BOOKED, first)]
+        assert await _state(s, people["any_therapist"].id) == [(BOOKED, therapist)]
+        row = await s.get(Appointment, first)
+        assert row is not None and row.source == "import"
+        # No longer offered the freed slot; the others still are.
+        names = {p.id: n for n, p in people.items()}
+        found = await matching_entries(s, w["offer"], TZ, [], [], 10)
+        assert [names[e.patient_id] for e in found] == ["second"]
+
+
+async def test_a_patient_with_a_visit_at_that_time_is_not_offered_it(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as s:
+        w = await _world(s)
+        people, starts = w["people"], w["starts"]
+
+        def visit(patient: str, minutes: int, stage: str = "booked") -> Appointment:
+            at = starts + timedelta(minutes=minutes)
+            return Appointment(
+                clinic_id=w["clinic"].id,
+                doctor_id=w["other"].id,
+                patient_id=people[patient].id,
+                service="Implant",
+                starts_at=at,
+                ends_at=at + timedelta(minutes=30),
+                duration_minutes=30,
+                stage=stage,
+                workflow_id=f"appointment-{uuid.uuid4().hex}",
+            )
+
+        s.add_all(
+            [
+                visit("first", 20),  # overlaps the slot's last 10 minutes: busy
+                visit("second", 30),  # starts as the slot ends: free
+                visit("any_therapist", 0, stage="cancelled"),  # a cancelled visit holds nothing
+            ]
+        )
+        await s.commit()
+        names = {p.id: n for n, p in people.items()}
+        found = await matching_entries(s, w["offer"], TZ, [], [], 10)
+        assert [names[e.patient_id] for e in found] == ["second", "any_therapist"]

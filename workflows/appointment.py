@@ -693,6 +693,7 @@ class AppointmentJourney:
             cancel_reason=s.cancel_reason,
             history=list(s.history),
             service_code=i.service_code,
+            source=i.source,
         )
 
     # ---------------------------------------------------------------- helpers

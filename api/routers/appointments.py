@@ -30,7 +30,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 from api import policy
 from api.deps import MAX_OFFSET, MaybeTemporalDep, SessionDep, SettingsDep, TemporalDep
 from api.errors import invalid_field
-from contracts.appointment import STAGES, AppointmentOutcome, AppointmentSnapshot, StaffAction
+from contracts.appointment import SOURCES, STAGES, AppointmentOutcome, AppointmentSnapshot, StaffAction
 from core import booking
 from core.settings import Settings
 from models.appointment import Appointment
@@ -114,6 +114,9 @@ class AppointmentOut(BaseModel):
     service: str
     service_code: str | None = None
     plan_id: str | None
+    source: str | None = Field(
+        None, description=f"where the booking came from: {', '.join(SOURCES)}; null: not recorded (e.g. a plan's visit)"
+    )
     starts_at: datetime
     ends_at: datetime
     duration_minutes: int
@@ -171,6 +174,7 @@ async def book(
             service_code=body.service_code,
             plan_id=body.plan_id,
             idempotency_key=idempotency_key,
+            source="desk",
         )
     except booking.KeyTaken as e:  # a concurrent retry of this key booked it first
         await session.commit()  # ends the lock (nothing was written); keeps `existing` loaded
@@ -228,6 +232,7 @@ async def list_appointments(
     stage: str | None = None,
     doctor_id: str | None = None,
     patient_id: str | None = None,
+    source: Annotated[str | None, Query(description=f"one of {', '.join(SOURCES)}")] = None,
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[AppointmentOut]:
@@ -247,6 +252,19 @@ async def list_appointments(
                 ],
             )
         q = q.where(Appointment.stage == stage)
+    if source is not None:
+        if source not in SOURCES:
+            raise HTTPException(
+                422,
+                detail=[
+                    {
+                        "loc": ["query", "source"],
+                        "msg": f"unknown source {source!r}; one of {', '.join(SOURCES)}",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        q = q.where(Appointment.source == source)
     if clinic_id:
         q = q.where(Appointment.clinic_id == clinic_id)
     if doctor_id:
@@ -295,7 +313,9 @@ async def get_appointment(
         ):
             raise
         return _out(appt)
-    return _out(view)
+    out = _out(view)
+    out.source = out.source or appt.source  # a journey started before it carried `source`
+    return out
 
 
 # ---------------------------------------------------------------- changes (updates)

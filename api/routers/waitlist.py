@@ -21,10 +21,19 @@ from sqlmodel import col, select
 from api import policy
 from api.deps import MAX_OFFSET, SessionDep
 from api.errors import invalid_field
-from contracts.appointment import clinic_zone
 from core import booking
 from models.core import Clinic, Doctor, StaffUser, utcnow
-from models.waitlist import ACTIVE, ENTRY_STATES, REMOVED, WaitlistEntry
+from models.waitlist import (
+    ACTIVE,
+    ENTRY_STATES,
+    EXPIRED,
+    REMOVED,
+    WaitlistEntry,
+    clinic_todays,
+    expired_filter,
+    local_today,
+    shown_state,
+)
 
 router = APIRouter(prefix="/v1/waitlist", tags=["waiting list"])
 
@@ -102,13 +111,23 @@ class WaitlistOut(BaseModel):
     windows: list[dict[str, str]]
     until: date
     note: str | None
-    state: str
+    state: str = Field(
+        description="active, booked (booked_appointment_id: the visit, however it was booked), removed, "
+        "or expired (active but past `until` in the clinic's time; never offered a slot)"
+    )
     booked_appointment_id: str | None
     created_at: datetime
 
 
-def _out(e: WaitlistEntry) -> WaitlistOut:
-    return WaitlistOut.model_validate(e, from_attributes=True)
+def _out(e: WaitlistEntry, today: date) -> WaitlistOut:
+    """`today` is the entry's clinic's local date: an active entry past `until` reads expired."""
+    out = WaitlistOut.model_validate(e, from_attributes=True)
+    out.state = shown_state(e, today)
+    return out
+
+
+async def _today(session: SessionDep, clinic_id: str) -> date:
+    return (await clinic_todays(session, [clinic_id])).get(clinic_id) or utcnow().date()
 
 
 @router.post("", response_model=WaitlistOut, status_code=status.HTTP_201_CREATED)
@@ -128,7 +147,7 @@ async def add(body: WaitlistIn, session: SessionDep, user: Manager) -> WaitlistO
         q = select(Doctor.id).where(Doctor.clinic_id == clinic.id, Doctor.specialty == body.specialty)
         if (await session.exec(q.limit(1))).first() is None:
             raise invalid_field("specialty", f"no doctor of this clinic has the specialty {body.specialty!r}")
-    today = utcnow().astimezone(clinic_zone(clinic.timezone)).date()
+    today = local_today(clinic.timezone)
     if body.until < today:
         raise invalid_field("until", "until is in the past")
     if body.until > today + MAX_AHEAD:
@@ -141,6 +160,7 @@ async def add(body: WaitlistIn, session: SessionDep, user: Manager) -> WaitlistO
         WaitlistEntry.patient_id == body.patient_id,
         WaitlistEntry.clinic_id == clinic.id,
         WaitlistEntry.state == ACTIVE,
+        col(WaitlistEntry.until) >= today,  # an expired wish does not stand in the way of a new one
         WaitlistEntry.doctor_id == body.doctor_id if body.doctor_id else col(WaitlistEntry.doctor_id).is_(None),
         WaitlistEntry.specialty == body.specialty if body.specialty else col(WaitlistEntry.specialty).is_(None),
     )
@@ -165,7 +185,7 @@ async def add(body: WaitlistIn, session: SessionDep, user: Manager) -> WaitlistO
     )
     session.add(entry)
     await session.commit()
-    return _out(entry)
+    return _out(entry, today)
 
 
 @router.get("", response_model=list[WaitlistOut])
@@ -190,7 +210,12 @@ async def list_entries(
                 }
             ],
         )
-    q = select(WaitlistEntry).where(WaitlistEntry.state == state)
+    todays = await clinic_todays(session)
+    q = select(WaitlistEntry)
+    if state in (ACTIVE, EXPIRED):  # computed at read: active and past `until` is expired
+        q = q.where(expired_filter(todays, expired=state == EXPIRED))
+    else:
+        q = q.where(WaitlistEntry.state == state)
     if (cond := policy.clinic_filter(user, WaitlistEntry.clinic_id)) is not None:
         q = q.where(cond)
     if clinic_id:
@@ -200,7 +225,8 @@ async def list_entries(
     if doctor_id:
         q = q.where(WaitlistEntry.doctor_id == doctor_id)
     q = q.order_by(col(WaitlistEntry.created_at), col(WaitlistEntry.id)).offset(offset).limit(limit)
-    return [_out(e) for e in (await session.exec(q)).all()]
+    fallback = utcnow().date()
+    return [_out(e, todays.get(e.clinic_id, fallback)) for e in (await session.exec(q)).all()]
 
 
 async def _entry(session: SessionDep, user: StaffUser, entry_id: str) -> WaitlistEntry:
@@ -212,12 +238,14 @@ async def _entry(session: SessionDep, user: StaffUser, entry_id: str) -> Waitlis
 
 @router.get("/{entry_id}", response_model=WaitlistOut)
 async def get_entry(entry_id: str, session: SessionDep, user: Reader) -> WaitlistOut:
-    return _out(await _entry(session, user, entry_id))
+    entry = await _entry(session, user, entry_id)
+    return _out(entry, await _today(session, entry.clinic_id))
 
 
 @router.delete("/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove(entry_id: str, session: SessionDep, user: Manager) -> Response:
-    """Off the list (kept, state `removed`, for the record); removing twice is the same."""
+    """Off the list (kept, state `removed`, for the record); removing twice is the same, and
+    an expired entry is removed too."""
     entry = await _entry(session, user, entry_id)
     if entry.state == ACTIVE:
         entry.state, entry.updated_at = REMOVED, utcnow()
