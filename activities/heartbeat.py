@@ -23,8 +23,8 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 async def heartbeating() -> AsyncIterator[None]:
     """Heartbeat every HEARTBEAT_EVERY while the body runs (however long it takes). The first
     beat comes after one interval: the usual sub-second activity costs no extra call."""
-    if not activity.in_activity():
-        yield
+    if not activity.in_activity() or activity.info().is_local:
+        yield  # (a local activity runs inside its workflow task: nothing to heartbeat)
         return
 
     async def beat() -> None:

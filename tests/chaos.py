@@ -271,12 +271,12 @@ async def _drive(
                         "/v1/appointments", json=body, headers={**auth, "Idempotency-Key": f"chaos-{i}"}
                     )
                 except httpx.TransportError:
-                    pending.append(i)  # the API is down: the desk tries again
+                    pending.insert(0, i)  # the API is down: the desk tries this one again
                     await asyncio.sleep(0.5)
                     continue
                 if r.status_code == 503:
                     counts.refused_503 += 1
-                    pending.append(i)
+                    pending.insert(0, i)
                     await asyncio.sleep(0.5)
                     continue
                 if r.status_code == 201:
@@ -325,15 +325,60 @@ async def _drive(
                     await asyncio.sleep(down)
                     temporal.start()
                     await _wait_port(temporal.port)
+                # The outage lasts until the part serves again (a restarted process on a loaded
+                # box takes seconds to import and connect; a worker's pollers find a restarted
+                # server after their backoff), and the next kill comes at a random moment after
+                # that: a kill while the last one is still being recovered from is one long
+                # outage, not two short ones.
+                await _serving(what, settings, worker, base)
                 counts.kills[what] += 1
                 outages.append(time.monotonic() - began)
-                counts.timeline.append(f"{killed_at:%H:%M:%S.%f}"[:-3] + f" kill {what}, back after {outages[-1]:.1f}s")
+                counts.timeline.append(
+                    f"{killed_at:%H:%M:%S.%f}"[:-3] + f" kill {what}, serving again after {outages[-1]:.1f}s"
+                )
 
         await asyncio.gather(book_all(), answer(), chaos())
         counts.longest_outage = max(outages, default=0.0)
         # Let every journey reach its end.
         await _settle(sessions, booked, confirms, timeout=120 + n * 0.5)
     await _check(counts, sessions, fake, plan, booked, confirms)
+
+
+async def _serving(what: str, settings: Settings, worker: Proc, base: str, timeout: float = 120) -> None:
+    """Until the killed part serves again: the API answers; the (re)started worker process
+    polls the (re)started server for workflow and activity tasks (Temporal lists its pollers,
+    named pid@host)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    from core.temporal import connect
+
+    if what == "api":
+        await wait_http(f"{base}/health", timeout=timeout)
+        return
+    assert worker.p is not None
+    me = f"{worker.p.pid}@"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client = await connect(settings)
+            polling = []
+            for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+                r = await client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=settings.temporal_namespace,
+                        task_queue=TaskQueue(name=settings.temporal_task_queue),
+                        task_queue_type=kind,
+                    )
+                )
+                polling.append(any(p.identity.startswith(me) for p in r.pollers))
+            if all(polling):
+                return
+        except Exception:  # noqa: BLE001  (the server is still starting)
+            pass
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{what} did not serve again within {timeout}s")
 
 
 async def _settle(sessions: Any, booked: dict[int, str], confirms: set[int], timeout: float) -> None:
@@ -420,6 +465,7 @@ def main() -> None:
     if a.keep is not None:
         a.keep.mkdir(parents=True, exist_ok=True)
         counts = asyncio.run(run(a.journeys, a.kills, a.seed, a.keep))
+        (a.keep / "problems.txt").write_text("\n".join(counts.problems) + "\n")
     else:
         with tempfile.TemporaryDirectory(prefix="chaos-") as d:
             counts = asyncio.run(run(a.journeys, a.kills, a.seed, Path(d)))
