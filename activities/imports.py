@@ -48,8 +48,9 @@ from core.mis_files import (
     text,
     time_in_date_cell,
 )
+from core.texts.catalogue import Entry, catalogue
 from models import points
-from models.appointment import Appointment
+from models.appointment import Appointment, lock_doctor
 from models.core import Channel, Clinic, Doctor, Patient
 from models.imports import (
     DEFAULT_HEADERS,
@@ -517,6 +518,36 @@ class _Applier:
                 Appointment.clinic_id == self.clinic.id, col(Appointment.mis_visit_id).in_(ids)
             )
             self._visits = {a.mis_visit_id or "": a for a in (await s.exec(q2)).all()}
+        await self._preload_for_visits(s, rows)
+
+    async def _preload_for_visits(self, s: AsyncSession, rows: list[ImportRow]) -> None:
+        """Per chunk, not per row: the catalogue; which MIS patient ids and phones are not
+        known yet (a new patient's row then needs no look-ups); and the new visits' doctors,
+        locked up front in a fixed order (one lock per doctor for the whole chunk, and two
+        chunks never wait on each other in opposite orders)."""
+        self._entries: list[Entry] | None = None
+        self._absent_links: set[str] = set()
+        self._absent_phones: set[str] = set()
+        self._touched: set[str] = set()  # ids/phones this chunk wrote: look them up again
+        if self.kind == ImportKind.patients:
+            return
+        fresh = [d for d in (r.data for r in rows) if d.get("action") is None and d.get("visit_id") not in self._visits]
+        if not fresh:
+            return
+        if self.kind == ImportKind.visits:
+            self._entries = await catalogue(s, self.clinic.id, self.clinic.language)
+            for doctor_id in sorted({d["doctor_id"] for d in fresh if d.get("doctor_id")}):
+                await lock_doctor(s, doctor_id)
+        mis_ids = sorted({d["patient_id"] for d in fresh if d.get("patient_id")})
+        if mis_ids:
+            q = select(PatientMisId.mis_patient_id).where(
+                PatientMisId.clinic_id == self.clinic.id, col(PatientMisId.mis_patient_id).in_(mis_ids)
+            )
+            self._absent_links = set(mis_ids) - set((await s.exec(q)).all())
+        phones = sorted({d["phone"] for d in fresh if d.get("phone")})
+        if phones:
+            q2 = select(Patient.phone).where(col(Patient.phone).in_(phones))
+            self._absent_phones = set(phones) - set((await s.exec(q2)).all())
 
     async def _apply_in(self, s: AsyncSession, row: ImportRow) -> bool:
         activity.heartbeat(row.row)
@@ -644,6 +675,7 @@ class _Applier:
                 service=d["service"],
                 mis_visit_id=d["visit_id"],
                 source="import",
+                catalogue_entries=self._entries,
             )
             appt.journey_started = False  # api.repair starts it should this import be abandoned
             await self._ledger(s, row, RowState.committed, "created", appt.id, patient.id)
@@ -771,7 +803,9 @@ class _Applier:
     async def _patient(self, s: AsyncSession, d: dict[str, Any]) -> Patient:
         """The visit's patient: by the clinic's MIS patient id, else phone + name (a child:
         the guardian named in the row, whose phone the row carries); created if new."""
-        link = await s.get(PatientMisId, (self.clinic.id, d["patient_id"])) if d.get("patient_id") else None
+        mis_id = d.get("patient_id")
+        known_new = bool(mis_id) and mis_id in self._absent_links and mis_id not in self._touched
+        link = await s.get(PatientMisId, (self.clinic.id, mis_id)) if mis_id and not known_new else None
         if link is not None:
             p = await s.get(Patient, link.patient_id)
             assert p is not None
@@ -790,8 +824,10 @@ class _Applier:
             )
             s.add(p)
             await s.flush()
+            self._touched.add(p.phone or "")
         if d.get("patient_id"):
             s.add(PatientMisId(clinic_id=self.clinic.id, mis_patient_id=d["patient_id"], patient_id=p.id))
+            self._touched.add(d["patient_id"])
         return p
 
     async def _match(self, s: AsyncSession, d: dict[str, Any], guardian: Patient | None) -> Patient | None:
@@ -799,6 +835,8 @@ class _Applier:
         if guardian is not None:
             q = select(Patient).where(Patient.guardian_id == guardian.id)
         elif d.get("phone"):
+            if d["phone"] in getattr(self, "_absent_phones", ()) and d["phone"] not in self._touched:
+                return None  # no patient had this phone when the chunk began, and none was added
             q = select(Patient).where(Patient.phone == d["phone"])
         else:
             return None
@@ -826,6 +864,7 @@ class _Applier:
         g = Patient(full_name=" ".join(name.split())[:200], phone=phone, clinic_id=self.clinic.id)
         s.add(g)
         await s.flush()
+        self._touched.add(phone)
         return g
 
     # ---------------------------------------------------------- journeys

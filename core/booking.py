@@ -32,7 +32,7 @@ from contracts.appointment import (
 )
 from core import campaigns, waitlist
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
-from core.texts.catalogue import catalogue, match
+from core.texts.catalogue import Entry, catalogue, match
 from models.appointment import Appointment, doctor_clash, lock_doctor
 from models.core import Clinic, policy_from_json
 from models.waitlist import take_off_list
@@ -92,12 +92,17 @@ def journey_input(appt: Appointment, clinic: Clinic) -> AppointmentInput:
 
 
 async def resolve_service(
-    session: AsyncSession, clinic: Clinic, service: str | None, service_code: str | None
+    session: AsyncSession,
+    clinic: Clinic,
+    service: str | None,
+    service_code: str | None,
+    entries: list[Entry] | None = None,
 ) -> tuple[str, str | None]:
     """(service name, catalogue code): a named code must be in the clinic's catalogue; free
     text is matched to it by code or name (any language or case) and, when nothing matches,
     kept as written (no memo then)."""
-    entries = await catalogue(session, clinic.id, clinic.language)
+    if entries is None:  # an import passes the catalogue it loaded once for many rows
+        entries = await catalogue(session, clinic.id, clinic.language)
     if service_code:
         entry = match(entries, service_code, None)
         if entry is None or entry.code != service_code:
@@ -155,6 +160,7 @@ async def reserve(
     mis_visit_id: str | None = None,
     appointment_id: str | None = None,
     source: str | None = None,
+    catalogue_entries: list[Entry] | None = None,
 ) -> Appointment:
     """Check the slot under the doctor's lock and add the row to the session. The caller
     commits (together with whatever else belongs to the same change), then `start_journey`.
@@ -164,7 +170,7 @@ async def reserve(
         raise InvalidBooking("starts_at", "starts_at is in the past")
     not_too_far(starts_at)
     ends_at = starts_at + timedelta(minutes=duration_minutes)
-    service, service_code = await resolve_service(session, clinic, service, service_code)
+    service, service_code = await resolve_service(session, clinic, service, service_code, catalogue_entries)
     # Under the doctor's lock (held to the commit): first the key, then the slot. A concurrent
     # retry of the same Idempotency-Key waits here and then finds the booking it raced.
     await lock_doctor(session, doctor_id)

@@ -78,29 +78,44 @@ async def lock_doctor(session: AsyncSession, doctor_id: str) -> None:
     as the first write takes the database's write lock (what BEGIN IMMEDIATE does) before the
     check reads, waiting out the other writer (busy_timeout) instead of racing it.
 
-    Taken once per transaction (a savepoint counts as its own: rolling one back may release
-    what it took): a booking's key check and slot check, or an import's rows of one doctor,
-    do not lock again."""
-    if doctor_id in _doctor_locks(session):
+    Taken once per transaction: a booking's key check and slot check, or an import chunk's
+    rows of one doctor (locked up front, before each row's savepoint), do not lock again. A
+    lock taken inside a savepoint counts only there (rolling it back may release it)."""
+    if _doctor_locked(session, doctor_id):
         return
     bind = session.bind
     if bind is not None and bind.dialect.name == "sqlite":
         await session.exec(update(Doctor).where(col(Doctor.id) == doctor_id).values(id=Doctor.id))
     else:
         await session.exec(select(Doctor.id).where(Doctor.id == doctor_id).with_for_update())
-    _doctor_locks(session).add(doctor_id)
+    _mark_doctor_locked(session, doctor_id)
 
 
-def _doctor_locks(session: AsyncSession) -> set[str]:
-    """The doctors locked in the session's current (innermost) transaction."""
+def _live_transactions(session: AsyncSession) -> list[Any]:
     sync = session.sync_session
+    return [t for t in (sync.get_transaction(), sync.get_nested_transaction()) if t is not None]
+
+
+def _doctor_locked(session: AsyncSession, doctor_id: str) -> bool:
+    """Locked in this transaction, or in the savepoint we are in (a lock taken before a
+    savepoint outlives its rollback; one taken inside it may not)."""
+    live = _live_transactions(session)
+    held: list[tuple[Any, set[str]]] = session.sync_session.info.get("doctor_locks", [])
+    return any(doctor_id in ids and any(t is x for x in live) for t, ids in held)
+
+
+def _mark_doctor_locked(session: AsyncSession, doctor_id: str) -> None:
+    sync = session.sync_session
+    live = _live_transactions(session)
     txn = sync.get_nested_transaction() or sync.get_transaction()
-    held = sync.info.get("doctor_locks")
-    if txn is None or held is None or held[0] is not txn:
-        held = (txn, set())
-        sync.info["doctor_locks"] = held
-    locks: set[str] = held[1]
-    return locks
+    held = [(t, ids) for t, ids in sync.info.get("doctor_locks", []) if any(t is x for x in live)]
+    for t, ids in held:
+        if t is txn:
+            ids.add(doctor_id)
+            break
+    else:
+        held.append((txn, {doctor_id}))
+    sync.info["doctor_locks"] = held
 
 
 async def doctor_clash(

@@ -230,8 +230,8 @@ async def test_concurrent_bookings_of_one_slot_leave_one_visit(tmp_path: Path) -
 
 async def test_a_doctor_is_locked_once_per_transaction(deps: Deps) -> None:
     """Issue 14: a booking's key check and slot check (or an import's rows of one doctor)
-    lock the doctor once per transaction, not once per check; a new transaction, or a
-    savepoint (whose rollback may release what it took), locks again."""
+    lock the doctor once per transaction, not once per check; a new transaction locks again,
+    and so does a savepoint's rollback of a lock taken inside it (it may release it)."""
     from datetime import timedelta
 
     from sqlalchemy import event
@@ -260,13 +260,20 @@ async def test_a_doctor_is_locked_once_per_transaction(deps: Deps) -> None:
             assert await doctor_clash(s, doctor.id, start, start + timedelta(minutes=30)) is None
             await lock_doctor(s, doctor.id)
             assert len(locks) == 1
-            sp = await s.begin_nested()
+            sp = await s.begin_nested()  # locked before the savepoint: still held inside it
             await lock_doctor(s, doctor.id)
             await sp.rollback()
+            assert len(locks) == 1
+            await s.commit()
+            await lock_doctor(s, doctor.id)  # a new transaction locks again
             assert len(locks) == 2
             await s.commit()
+            await s.get(Doctor, doctor.id)
+            sp = await s.begin_nested()  # taken inside a savepoint that is rolled back ...
             await lock_doctor(s, doctor.id)
-            assert len(locks) == 3
+            await sp.rollback()
+            await lock_doctor(s, doctor.id)  # ... is taken again after it
+            assert len(locks) == 4
             await s.commit()
     finally:
         event.remove(deps.engine.sync_engine, "before_cursor_execute", seen)
