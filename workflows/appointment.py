@@ -100,6 +100,9 @@ FEEDBACK_WORDS = "survey-like-dislike"
 # the `appointment` row) run as local activities: in the worker, inside the workflow task,
 # with no task-queue round trip and no full snapshot written into the history as an input.
 DB_STEPS_LOCAL = "db-steps-local"
+# A handler that queued effects while the journey was about to continue-as-new: the loop runs
+# them first (they were lost with the old run before).
+EFFECTS_BEFORE_CAN = "effects-before-continue-as-new"
 LEGACY_MEMO_KEYWORDS = (
     "implant",
     "extraction",
@@ -149,7 +152,9 @@ class AppointmentJourney:
             self.s.version_booked_at = self._booked_at()
             self._record("booked")
         self._changes = 0  # bumped by every signal/update: wakes the main loop
-        self._effects: list[tuple[str, Any]] = []  # side effects asked for by handlers
+        # Side effects the handlers asked for (tasks to open or close, a resend), in order; the
+        # main loop runs them (see "handlers" below for why a handler never awaits one).
+        self._effects: list[Callable[[], Awaitable[None]]] = []
         self._inflight: asyncio.Task[None] | None = None  # a send running beside the loop
         # The booking/reschedule notice's own slot (ASK_BESIDE_NOTICE): when it started.
         self._notice: asyncio.Task[None] | None = None
@@ -192,10 +197,14 @@ class AppointmentJourney:
                 await step()
                 continue
             if self._history_too_long() and not self._sending():
-                # A chatty patient or many reschedules: start a fresh run with the same state.
+                # A chatty patient or many reschedules: start a fresh run with the same state,
+                # once every handler has finished and everything they asked for has run.
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._drain_effects()
                 await self._sync()
+                late = bool(self._effects) or not workflow.all_handlers_finished()
+                if late and workflow.patched(EFFECTS_BEFORE_CAN):
+                    continue  # a handler ran during the sync: its effects first
                 workflow.continue_as_new(dataclasses.replace(self.inp, carried=self.s))
             seen = self._changes
             timeout = (due - now) if due is not None else None
@@ -418,9 +427,17 @@ class AppointmentJourney:
         self.s.closed = True
         self._record("survey_unanswered")
 
-    # ---------------------------------------------------------------- signals
+    # ---------------------------------------------------------------- handlers (signals, then updates)
+    # One handler pattern (issue 15; the plan and the invoice follow it too): every signal and
+    # update is an `async` handler that re-checks its stage (`_require`; the validator ran on
+    # the state of its moment), changes the state, queues its effects (`_effects`) and wakes the
+    # loop, which runs them and syncs the row; continue-as-new waits for all handlers and their
+    # effects. Unlike the plan's, the appointment's handlers never await: an update's caller
+    # may hold the doctor's slot lock while it waits (core.booking.move; on SQLite that is the
+    # database's write lock), so an update waiting on an activity that writes the database, or
+    # on a lock the loop holds across one, would never return.
     @workflow.signal(name=APPOINTMENT_REPLY_SIGNAL)
-    def patient_reply(self, reply: PatientReply) -> None:
+    async def patient_reply(self, reply: PatientReply) -> None:
         s = self.s
         if reply.provider_message_id:
             if reply.provider_message_id in s.seen_message_ids:
@@ -443,7 +460,7 @@ class AppointmentJourney:
                 s.asks_stopped = True
                 self._set_stage("confirmed", "patient_confirmed")
                 if was == "needs_clarification":
-                    self._effects.append(("cancel_tasks", (["unconfirmed", "declined"], "patient confirmed")))
+                    self._effects.append(partial(self._cancel_tasks, ["unconfirmed", "declined"], "patient confirmed"))
             else:
                 self._record("patient_confirmed_again")
             return
@@ -451,9 +468,8 @@ class AppointmentJourney:
             if s.stage in ("booked", "confirmed", "needs_clarification"):
                 s.asks_stopped = True
                 self._set_stage("needs_clarification", "patient_declined")
-                self._effects.append(
-                    ("task", ("declined", "Patient cannot come: reschedule or cancel", f"declined-{s.replies}"))
-                )
+                title = "Patient cannot come: reschedule or cancel"
+                self._effects.append(partial(self._task, "declined", title, f"declined-{s.replies}"))
             else:
                 self._record("patient_declined_late")
             return
@@ -463,9 +479,12 @@ class AppointmentJourney:
     def _unread(self, reply: PatientReply) -> None:
         details = {"message_log_id": reply.message_id} if reply.message_id else {}
         self._effects.append(
-            (
-                "task",
-                ("unread_message", "Patient wrote a message: read and answer", f"message-{self.s.replies}", details),
+            partial(
+                self._task,
+                "unread_message",
+                "Patient wrote a message: read and answer",
+                f"message-{self.s.replies}",
+                details=details or None,
             )
         )
 
@@ -506,7 +525,7 @@ class AppointmentJourney:
             self._unread(reply)
 
     @workflow.signal(name=DELIVERY_FAILED_SIGNAL)
-    def delivery_failed(self, failure: DeliveryFailure) -> None:
+    async def delivery_failed(self, failure: DeliveryFailure) -> None:
         """The provider reported an ask as failed/undelivered: the next channel gets it now
         (SMS after the messenger; with no channel left, the robot call) instead of waiting
         in silence for the next re-ask."""
@@ -516,7 +535,7 @@ class AppointmentJourney:
         if s.stage != "booked" or s.asks_stopped or s.opted_out or s.channel_dead:
             return
         self._record(f"ask_{failure.status}")
-        self._effects.append(("resend", failure))
+        self._effects.append(partial(self._resend_ask, failure))
         self._changes += 1
 
     async def _resend_ask(self, failure: DeliveryFailure) -> None:
@@ -552,7 +571,8 @@ class AppointmentJourney:
 
     # ---------------------------------------------------------------- updates
     @workflow.update
-    def reschedule(self, req: RescheduleRequest) -> AppointmentSnapshot:
+    async def reschedule(self, req: RescheduleRequest) -> AppointmentSnapshot:
+        self._require("reschedule")
         s = self.s
         s.version += 1
         s.version_booked_at = workflow.now()
@@ -564,7 +584,7 @@ class AppointmentJourney:
         s.asks_stopped = s.channel_dead = False
         # A new time needs a new confirmation; open asks/declines about the old time are moot.
         self._set_stage("booked", f"rescheduled_v{s.version}")
-        self._effects.append(("cancel_tasks", (["unconfirmed", "declined"], "rescheduled")))
+        self._effects.append(partial(self._cancel_tasks, ["unconfirmed", "declined"], "rescheduled"))
         self._upsert_search_attributes(start=True)
         self._changes += 1
         return self.view()
@@ -586,12 +606,13 @@ class AppointmentJourney:
             )
 
     @workflow.update
-    def cancel(self, req: CancelRequest) -> AppointmentSnapshot:
+    async def cancel(self, req: CancelRequest) -> AppointmentSnapshot:
+        self._require("cancel")
         self._cancel(req)
         return self.view()
 
     @workflow.signal(name=APPOINTMENT_CANCEL_SIGNAL)
-    def cancel_requested(self, req: CancelRequest) -> None:
+    async def cancel_requested(self, req: CancelRequest) -> None:
         if self.s.stage in CAN["cancel"]:
             self._cancel(req)
         else:
@@ -600,7 +621,7 @@ class AppointmentJourney:
     def _cancel(self, req: CancelRequest) -> None:
         self.s.cancel_reason = (req.reason or "")[:500] or None
         self.s.asks_stopped = True
-        self._effects.append(("cancel_tasks", ([], "appointment cancelled")))
+        self._effects.append(partial(self._cancel_tasks, [], "appointment cancelled"))
         self._set_stage("cancelled", "cancelled")
         self._changes += 1
 
@@ -609,10 +630,11 @@ class AppointmentJourney:
         self._require("cancel")
 
     @workflow.update
-    def confirm(self, req: StaffAction) -> AppointmentSnapshot:
+    async def confirm(self, req: StaffAction) -> AppointmentSnapshot:
         # The operator reached the patient by phone: stop asks and calls at once.
+        self._require("confirm")
         self.s.asks_stopped = True
-        self._effects.append(("cancel_tasks", ([], "confirmed by phone")))
+        self._effects.append(partial(self._cancel_tasks, [], "confirmed by phone"))
         self._set_stage("confirmed", "confirmed_by_operator")
         self._changes += 1
         return self.view()
@@ -622,10 +644,11 @@ class AppointmentJourney:
         self._require("confirm")
 
     @workflow.update
-    def check_in(self, req: StaffAction) -> AppointmentSnapshot:
+    async def check_in(self, req: StaffAction) -> AppointmentSnapshot:
+        self._require("check_in")
         self.s.asks_stopped = True
         self.s.checked_in = True
-        self._effects.append(("cancel_tasks", (["unconfirmed", "declined"], "patient arrived")))
+        self._effects.append(partial(self._cancel_tasks, ["unconfirmed", "declined"], "patient arrived"))
         self._set_stage("checked_in", "checked_in")
         self._changes += 1
         return self.view()
@@ -635,7 +658,8 @@ class AppointmentJourney:
         self._require("check_in")
 
     @workflow.update
-    def finish(self, req: StaffAction) -> AppointmentSnapshot:
+    async def finish(self, req: StaffAction) -> AppointmentSnapshot:
+        self._require("finish")
         self._finish("finished_by_doctor")
         self._changes += 1
         return self.view()
@@ -645,13 +669,14 @@ class AppointmentJourney:
         self._require("finish")
 
     @workflow.update
-    def no_show(self, req: StaffAction) -> AppointmentSnapshot:
+    async def no_show(self, req: StaffAction) -> AppointmentSnapshot:
         # Staff (or the MIS's completed-visits file) say the patient did not come: the same
         # ending as the journey's own no-show timer, now.
+        self._require("no_show")
         self.s.asks_stopped = True
         self._set_stage("no_show", "no_show_reported")
-        self._effects.append(("cancel_tasks", (["unconfirmed", "declined", "unread_message"], "no-show")))
-        self._effects.append(("task", ("no_show_rebook", "Patient did not come: offer a new time", "no_show")))
+        self._effects.append(partial(self._cancel_tasks, ["unconfirmed", "declined", "unread_message"], "no-show"))
+        self._effects.append(partial(self._task, "no_show_rebook", "Patient did not come: offer a new time", "no_show"))
         self._changes += 1
         return self.view()
 
@@ -855,15 +880,7 @@ class AppointmentJourney:
 
     async def _drain_effects(self) -> None:
         while self._effects:
-            kind, args = self._effects.pop(0)
-            if kind == "task":
-                task_kind, title, step, *more = args
-                await self._task(task_kind, title, step, details=more[0] if more else None)
-            elif kind == "resend":
-                await self._resend_ask(args)
-            elif kind == "cancel_tasks":
-                kinds, reason = args
-                await self._cancel_tasks(kinds, reason)
+            await self._effects.pop(0)()
 
     async def _sync(self) -> None:
         s = self.s

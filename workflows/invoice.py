@@ -18,6 +18,8 @@ before anything is written. Every step that waits on a person is watched: after
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from temporalio import workflow
@@ -55,6 +57,12 @@ EMAIL_RETRY = RetryPolicy(
 REMINDER_KINDS = ["invoice_reminder", "invoice_escalation"]
 ADMIN = "admin"
 RESUBMIT_FIELDS = ("category", "expense_type", "amount", "currency", "invoice_file_id", "comment")
+# Issue 15: one handler pattern across journeys (as the appointment and the treatment plan).
+# Each action takes `self._lock`, re-checks the state and the actor inside it (two approvals
+# sent at once: the second gets a Conflict instead of approving twice), changes the snapshot
+# and syncs before it answers; the loop takes the lock for its own move. Invoices started
+# before this ran their actions side by side, each sync in turn (`_sync_lock`): they keep that.
+HANDLERS_UNDER_LOCK = "handlers-under-lock"
 
 
 @workflow.defn(name=INVOICE_WORKFLOW)
@@ -65,8 +73,9 @@ class InvoiceApproval:
         now = workflow.now()
         wid = workflow.info().workflow_id
         self.snap = InvoiceSnapshot.submitted(inp, wid, now)
-        self._outbox: list[EmailRequest] = []
-        self._sync_lock = asyncio.Lock()
+        self._outbox: list[EmailRequest] = []  # e-mails the loop sends: an action never waits on SMTP
+        self._lock = asyncio.Lock()  # one action at a time (see HANDLERS_UNDER_LOCK)
+        self._sync_lock = asyncio.Lock()  # one sync at a time, for invoices from before the lock
 
     # ------------------------------------------------------------------ the process
     @workflow.run
@@ -78,8 +87,9 @@ class InvoiceApproval:
         while True:
             await self._flush_outbox()
             if self.snap.state == InvoiceState.paid:
-                self._move("await_closing_documents", None, InvoiceState.awaiting_closing_documents)
-                await self._sync()
+                async with self._lock:
+                    self._move("await_closing_documents", None, InvoiceState.awaiting_closing_documents)
+                    await self._sync()
                 continue
             if self.snap.state in FINAL_STATES:
                 break
@@ -188,10 +198,23 @@ class InvoiceApproval:
         if not ok:
             raise ApplicationError(msg, {"field": field}, type="Invalid")
 
+    @asynccontextmanager
+    async def _acting(self, action: str, cmd: InvoiceCommand) -> AsyncIterator[None]:
+        """Every action runs inside this: under the lock, the state and the actor checked
+        again (an action that ran meanwhile may have moved the invoice since the validator
+        ran). Invoices from before HANDLERS_UNDER_LOCK: no lock, as they always ran."""
+        if not workflow.patched(HANDLERS_UNDER_LOCK):
+            yield
+            return
+        async with self._lock:
+            self._check(action, cmd)
+            yield
+
     @workflow.update
     async def approve(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
-        self.snap.payer_entity_id = cmd.payer_entity_id
-        return await self._act("approve", cmd, {"payer_entity_id": cmd.payer_entity_id})
+        async with self._acting("approve", cmd):
+            self.snap.payer_entity_id = cmd.payer_entity_id
+            return await self._act("approve", cmd, {"payer_entity_id": cmd.payer_entity_id})
 
     @approve.validator
     def _v_approve(self, cmd: InvoiceCommand) -> None:
@@ -200,8 +223,8 @@ class InvoiceApproval:
 
     @workflow.update
     async def reject(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
-        snap = await self._act("reject", cmd)
-        return snap
+        async with self._acting("reject", cmd):
+            return await self._act("reject", cmd)
 
     @reject.validator
     def _v_reject(self, cmd: InvoiceCommand) -> None:
@@ -210,7 +233,8 @@ class InvoiceApproval:
 
     @workflow.update(name="return")
     async def return_for_rework(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
-        return await self._act("return", cmd)
+        async with self._acting("return", cmd):
+            return await self._act("return", cmd)
 
     @return_for_rework.validator
     def _v_return(self, cmd: InvoiceCommand) -> None:
@@ -219,12 +243,13 @@ class InvoiceApproval:
 
     @workflow.update
     async def resubmit(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
-        changed = {k: v for k, v in cmd.changes.items() if getattr(self.snap, k) != v}
-        for k, v in changed.items():
-            setattr(self.snap, k, v)
-        if "category" in changed:
-            workflow.upsert_search_attributes([EXPENSE_CATEGORY.value_set(self.snap.category)])
-        return await self._act("resubmit", cmd, {"changed": changed})
+        async with self._acting("resubmit", cmd):
+            changed = {k: v for k, v in cmd.changes.items() if getattr(self.snap, k) != v}
+            for k, v in changed.items():
+                setattr(self.snap, k, v)
+            if "category" in changed:
+                workflow.upsert_search_attributes([EXPENSE_CATEGORY.value_set(self.snap.category)])
+            return await self._act("resubmit", cmd, {"changed": changed})
 
     @resubmit.validator
     def _v_resubmit(self, cmd: InvoiceCommand) -> None:
@@ -243,6 +268,10 @@ class InvoiceApproval:
 
     @workflow.update
     async def pay(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
+        async with self._acting("pay", cmd):
+            return await self._pay(cmd)
+
+    async def _pay(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
         self.snap.supplier_id = cmd.supplier_id
         self.snap.paid_on = cmd.paid_on or workflow.now().date().isoformat()
         self._move("pay", cmd, InvoiceState.paid, {"supplier_id": cmd.supplier_id, "paid_on": self.snap.paid_on})
@@ -279,11 +308,12 @@ class InvoiceApproval:
 
     @workflow.update
     async def closing_documents(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
-        self.snap.closing_file_ids = [
-            *self.snap.closing_file_ids,
-            *[f for f in cmd.file_ids if f not in self.snap.closing_file_ids],
-        ]
-        return await self._act("closing_documents", cmd, {"file_ids": list(cmd.file_ids)})
+        async with self._acting("closing_documents", cmd):
+            self.snap.closing_file_ids = [
+                *self.snap.closing_file_ids,
+                *[f for f in cmd.file_ids if f not in self.snap.closing_file_ids],
+            ]
+            return await self._act("closing_documents", cmd, {"file_ids": list(cmd.file_ids)})
 
     @closing_documents.validator
     def _v_closing_documents(self, cmd: InvoiceCommand) -> None:
@@ -292,7 +322,8 @@ class InvoiceApproval:
 
     @workflow.update
     async def verify(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
-        return await self._act("verify", cmd)
+        async with self._acting("verify", cmd):
+            return await self._act("verify", cmd)
 
     @verify.validator
     def _v_verify(self, cmd: InvoiceCommand) -> None:
@@ -300,6 +331,10 @@ class InvoiceApproval:
 
     @workflow.update
     async def return_documents(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
+        async with self._acting("return_documents", cmd):
+            return await self._return_documents(cmd)
+
+    async def _return_documents(self, cmd: InvoiceCommand) -> InvoiceSnapshot:
         self._move("return_documents", cmd, InvoiceState.awaiting_closing_documents)
         wid = self.snap.workflow_id
         self._outbox.append(
@@ -350,6 +385,7 @@ class InvoiceApproval:
 
     async def _sync(self) -> None:
         # One sync at a time, always of the newest snapshot: the registry never goes back.
+        # (Under the action lock this never waits; invoices from before the lock need it.)
         async with self._sync_lock:
             await workflow.execute_activity(
                 "sync_invoice", self.snap, result_type=int, start_to_close_timeout=SYNC_TIMEOUT, retry_policy=DB_RETRY
