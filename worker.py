@@ -4,6 +4,7 @@ queue, and the MIS imports (workflow + batches) on their own queue beside it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -63,6 +64,17 @@ def build_import_worker(client: Client, deps: Deps, task_queue: str | None = Non
     )
 
 
+def build_workers(client: Client, deps: Deps) -> list[Worker]:
+    """The workers this process runs (WORKER_QUEUES): the journeys' and/or the imports'."""
+    which = deps.settings.worker_queues
+    out = []
+    if which in ("all", "journeys"):
+        out.append(build_worker(client, deps))
+    if which in ("all", "imports"):
+        out.append(build_import_worker(client, deps))
+    return out
+
+
 def start_metrics(settings: Settings) -> tuple[object | None, Runtime | None]:
     """The worker's metrics port (ours + the Temporal SDK's, which exports on a loopback port
     behind it). Returns (http server, SDK runtime); (None, None) when WORKER_METRICS_PORT=0.
@@ -108,14 +120,15 @@ async def run(settings: Settings) -> None:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
     deps = make_deps(settings)
-    worker = build_worker(client, deps)
-    import_worker = build_import_worker(client, deps)
+    workers = build_workers(client, deps)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started", task_queue=settings.temporal_task_queue, workflows=[w.__name__ for w in WORKFLOWS])
-    async with worker, import_worker:
+    log.info("worker started", task_queues=[w.task_queue for w in workers], workflows=[w.__name__ for w in WORKFLOWS])
+    async with contextlib.AsyncExitStack() as running:
+        for w in workers:
+            await running.enter_async_context(w)
         await stop.wait()
         log.info("worker stopping: finishing in-flight tasks")
     await deps.http.aclose()

@@ -78,9 +78,18 @@ async def main(rows: int, database_url: str | None) -> None:
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     client = await connect(settings)
+    # Two worker processes, as production runs a big import: one for the journeys' queue and
+    # one for the imports' queue (WORKER_QUEUES), so the import gets its own CPU instead of
+    # sharing one process with the thousand journeys it starts.
     worker = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "worker.py")],
-        env=env_for(settings),
+        env=env_for(settings, WORKER_QUEUES="journeys", WORKER_METRICS_PORT="0"),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    import_worker = subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "worker.py")],
+        env=env_for(settings, WORKER_QUEUES="imports", WORKER_METRICS_PORT="0"),
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
     )
@@ -194,8 +203,10 @@ async def main(rows: int, database_url: str | None) -> None:
         )
         print(f"re-import sent {sent_after - sent_before} messages; {n_patients - 1} patients for {rows} rows")
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for w in (worker, import_worker):
+            w.terminate()
+        for w in (worker, import_worker):
+            w.wait(timeout=30)
         await engine.dispose()
         await env.shutdown()
 

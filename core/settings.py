@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # Journeys kept in the worker's memory between tasks (sticky cache). Size it to the journeys
     # in flight at once (each costs roughly 0.5 MB): a journey evicted is rebuilt from history.
     worker_max_cached_workflows: int = Field(default=2000, ge=0, le=100_000, alias="WORKER_MAX_CACHED_WORKFLOWS")
+    # Which queues this worker process serves: `all` (the journeys' queue and the MIS imports'
+    # queue beside it), or only `journeys` / only `imports` (run one process of each so a big
+    # import gets its own CPU instead of sharing one with the journeys it starts).
+    worker_queues: Literal["all", "journeys", "imports"] = Field(default="all", alias="WORKER_QUEUES")
     worker_max_concurrent_activities: int = Field(default=8, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_ACTIVITIES")
     # The journeys' own DB steps (local activities: context load, row sync) one worker runs at
     # once. Bounded like the activities: a thousand journeys starting together must not turn

@@ -706,3 +706,18 @@ async def test_cli_import_follows_with_progress_and_lists_refused_rows(
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 2 and "no column for visit_id" in out.decode(), out.decode()
+
+
+async def test_worker_queues_setting_picks_the_workers_a_process_runs(deps: Deps, client: Client) -> None:
+    """WORKER_QUEUES: one process may serve both queues (the default) or only the journeys'
+    or only the imports' (a big import then gets its own process)."""
+    from dataclasses import replace
+
+    from worker import build_workers
+
+    for which in ("all", "journeys", "imports"):
+        tq = f"wq-{uuid.uuid4().hex[:8]}"  # not the session worker's queue
+        want = {"all": [tq, import_queue(tq)], "journeys": [tq], "imports": [import_queue(tq)]}[which]
+        settings = deps.settings.model_copy(update={"worker_queues": which, "temporal_task_queue": tq})
+        assert [w.task_queue for w in build_workers(client, replace(deps, settings=settings))] == want
+    assert Settings(WORKER_QUEUES="imports").worker_queues == "imports"
