@@ -13,10 +13,6 @@ from pydantic import Field as PField
 from sqlalchemy import JSON, Column, Numeric, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-# Moved to contracts.invoice / contracts.common (#15); importable here only while branches
-# opened before the move land. New code imports from contracts.
-from contracts.common import Attachment, EmailRequest, EmailResult  # noqa: E402,F401,I001
-from contracts.invoice import *  # noqa: E402,F401,F403,I001
 from contracts.invoice import STEP_OWNER, InvoiceState, parse_amount
 from models.core import TZ, EnumField, new_id, utcnow
 

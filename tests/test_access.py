@@ -17,9 +17,10 @@ import pytest
 from activities.deps import Deps
 from api import policy
 from cli import _create_user
+from contracts.invoice import InvoiceState
 from core.settings import PROJECT_ROOT, Settings
 from models.core import OperatorTask, Role
-from models.invoice import Invoice, InvoiceState
+from models.invoice import Invoice
 from tests.support.api import Api
 
 MISSING = "0" * 32

@@ -1,4 +1,0 @@
-"""Moved to the contracts package (#15): import from contracts.policy instead.
-Kept importable only while branches opened before the move land; to be removed."""
-
-from contracts.policy import *  # noqa: F401,F403
