@@ -15,9 +15,10 @@ from contracts.treatment_plan import BookedAppointment, PlanBooking, PlanSnapsho
 from conversations.questions import expire
 from core.logging import get_logger
 from models.appointment import Appointment, doctor_clash
-from models.core import Doctor, Patient
+from models.core import Clinic, Doctor, Patient
 from models.points import refund_plan
 from models.treatment import upsert_plan
+from models.waitlist import take_off_list
 
 log = get_logger("activities.treatment")
 
@@ -72,23 +73,25 @@ class TreatmentActivities:
                     type="Conflict",
                     non_retryable=True,
                 )
-            s.add(
-                Appointment(
-                    id=b.appointment_id,
-                    clinic_id=b.clinic_id,
-                    doctor_id=b.doctor_id,
-                    patient_id=b.patient_id,
-                    service=b.service,
-                    starts_at=b.starts_at,
-                    ends_at=ends_at,
-                    duration_minutes=b.duration_minutes,
-                    stage="booked",
-                    workflow_id=wf_id,
-                    idempotency_key=b.idempotency_key,
-                    plan_id=b.plan_id,
-                    history=[],
-                )
+            appt = Appointment(
+                id=b.appointment_id,
+                clinic_id=b.clinic_id,
+                doctor_id=b.doctor_id,
+                patient_id=b.patient_id,
+                service=b.service,
+                starts_at=b.starts_at,
+                ends_at=ends_at,
+                duration_minutes=b.duration_minutes,
+                stage="booked",
+                workflow_id=wf_id,
+                idempotency_key=b.idempotency_key,
+                plan_id=b.plan_id,
+                source="plan",
+                history=[],
             )
+            if (clinic := await s.get(Clinic, b.clinic_id)) is not None:
+                await take_off_list(s, appt, clinic.timezone)  # a wish this visit satisfies is met
+            s.add(appt)
             try:
                 await s.commit()
             except IntegrityError:  # a concurrent attempt won: same row, same effect

@@ -36,8 +36,8 @@ def appointment_workflow_id(appointment_id: str) -> str:
 
 # ------------------------------------------------------------------ stages
 # appointment.source: booked at the desk (POST /v1/appointments), by the daily MIS import,
-# or from the waiting list by a slot offer.
-SOURCES = ("desk", "import", "waitlist")
+# by a treatment plan's stage, or from the waiting list by a slot offer.
+SOURCES = ("desk", "import", "plan", "waitlist")
 STAGES = ("booked", "confirmed", "needs_clarification", "checked_in", "finished", "no_show", "cancelled")
 OPEN_STAGES = ("booked", "confirmed", "needs_clarification", "checked_in")
 BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
@@ -163,7 +163,7 @@ class AppointmentSnapshot:
     history: list[HistoryEntry]
     service_code: str | None = None
     # Where the booking came from (SOURCES), set at booking and carried by the journey's
-    # input. None: not recorded (a plan's visit, a journey started before the field existed;
+    # input. None: not carried (a plan's child journey, a journey started before the field existed;
     # sync_appointment then keeps the row's value).
     source: str | None = None
 

@@ -15,9 +15,11 @@ from sqlmodel import col, select
 from temporalio.client import Client
 
 from activities.deps import Deps
+from activities.treatment import TreatmentActivities
 from activities.waitlist import WaitlistActivities, booking_key
 from api.repair import repair_slot_offers
 from cli import _create_user
+from contracts.treatment_plan import PlanBooking
 from contracts.waitlist import BookRequest, CandidatesRequest, slot_offer_workflow_id
 from core.settings import Settings
 from models.appointment import Appointment
@@ -509,6 +511,34 @@ async def test_a_booking_that_fulfils_the_wish_takes_the_patient_off_the_list(ap
     async with deps.sessions() as s:
         assert (await s.exec(select(SlotOffer).where(SlotOffer.freed_by == visit["id"]))).all() == []
     assert await _sent(deps, waiting, "waitlist_offer") == []
+
+
+async def test_a_plan_visit_that_fulfils_the_wish_takes_the_patient_off_the_list(api: Api, deps: Deps) -> None:
+    """A treatment plan's stage books its visit in its own activity (the plan's journey then
+    starts the visit's): that booking takes the patient off the list too, marked `plan`."""
+    clinic = await make_clinic(api)
+    waiting = await _patient(api, clinic, "Planned Polina")
+    entry = await _waitlist(api, clinic, waiting)
+    appointment_id = uuid.uuid4().hex
+    booked = await TreatmentActivities(deps).book_plan_appointment(
+        PlanBooking(
+            appointment_id=appointment_id,
+            idempotency_key=f"test-plan:{appointment_id}",
+            plan_id=uuid.uuid4().hex,
+            clinic_id=clinic["id"],
+            patient_id=waiting,
+            doctor_id=clinic["doctor_id"],
+            starts_at=datetime.now(UTC).replace(microsecond=0) + timedelta(days=2),
+            duration_minutes=30,
+            service="Check-up",
+        )
+    )
+    assert booked.created, booked
+    after = await _entry(deps, entry["id"])
+    assert (after.state, after.booked_appointment_id) == ("booked", appointment_id)
+    async with deps.sessions() as s:
+        row = await s.get(Appointment, appointment_id)
+    assert row is not None and row.source == "plan"
 
 
 async def test_an_entry_past_its_until_reads_expired(api: Api, deps: Deps) -> None:

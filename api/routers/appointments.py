@@ -115,7 +115,7 @@ class AppointmentOut(BaseModel):
     service_code: str | None = None
     plan_id: str | None
     source: str | None = Field(
-        None, description=f"where the booking came from: {', '.join(SOURCES)}; null: not recorded (e.g. a plan's visit)"
+        None, description=f"where the booking came from: {', '.join(SOURCES)}; null: booked before it was recorded"
     )
     starts_at: datetime
     ends_at: datetime
