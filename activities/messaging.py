@@ -30,8 +30,11 @@ from __future__ import annotations
 import random
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -67,6 +70,10 @@ WHATSAPP_WINDOW = timedelta(hours=24)
 WINDOW_MARGIN = timedelta(minutes=5)
 DONE_SENT = ("sent", "delivered", "read", "unconfirmed")
 DONE_OTHER = ("opted_out", "no_channel", "failed", "expired")
+
+
+class _Overtaken(Exception):
+    """Another attempt of the same send took its row first."""
 
 
 class MessagingActivities(MessagingActivityStubs):
@@ -197,7 +204,34 @@ class MessagingActivities(MessagingActivityStubs):
             s.add(row)
             await s.commit()
 
-    async def _deliver(
+    async def _deliver(self, **kw: Any) -> SendResult:
+        try:
+            return await self._deliver_once(**kw)
+        except _Overtaken:
+            # Another attempt of this very send moved the row on first (Temporal started this
+            # one while that one still ran, e.g. on a worker too starved to heartbeat): this
+            # attempt goes by the row's state now (sent / unconfirmed / ...), sending nothing
+            # unless the row is `pending` again.
+            return await self._deliver_once(**kw)
+
+    async def _take(self, row: MessageLog, channel: Channel) -> None:
+        """pending -> sending, only if the row is still `pending` (compare-and-set): of two
+        attempts of one send running at once, exactly one calls the provider."""
+        now = datetime.now(UTC)
+        async with self.deps.sessions() as s:
+            res = await s.exec(
+                update(MessageLog)
+                .where(col(MessageLog.id) == row.id, col(MessageLog.status) == "pending")
+                .values(status="sending", channel=channel, updated_at=now)
+            )
+            await s.commit()
+        if res.rowcount != 1:
+            raise _Overtaken(row.idempotency_key)
+        # What the database now holds (so a later _save of this object writes its changes).
+        for name, value in (("status", "sending"), ("channel", channel), ("updated_at", now)):
+            set_committed_value(row, name, value)
+
+    async def _deliver_once(
         self,
         *,
         key: str,
@@ -291,7 +325,7 @@ class MessagingActivities(MessagingActivityStubs):
                 await self._save(row, status="expired")
                 log.info("not sent: its moment has passed", **ctx)
                 return SendResult("expired")
-            await self._save(row, status="sending", channel=channel)
+            await self._take(row, channel)
             try:
                 sent = await self._call(channel, recipient, row, buttons, template, template_language)
             except ProviderRejected as e:

@@ -359,3 +359,22 @@ async def test_an_ask_commits_its_outcome_and_question_together(rig: Rig, people
     # The same send again: a duplicate, nothing new written, the same question.
     again = await send(rig, m)
     assert again.duplicate and (await row(rig, m.idempotency_key)).question_id == q.id
+
+
+async def test_two_attempts_of_one_send_at_once_send_it_once(rig: Rig, people: People) -> None:
+    """Issue 16 (chaos run): a worker starved of CPU misses its heartbeats, Temporal starts a
+    second attempt while the first still runs, and both found the row `pending`: the patient
+    got the message twice. Only the attempt that moves the row pending -> sending sends."""
+    p = await people.patient(Channel.sms)
+    clinic = await people.clinic()
+    for _ in range(3):
+        m = msg(p.id, clinic)
+        before = len(rig.fake.sent("twilio"))
+        rig.fake.delay["twilio"] = 0.5
+        try:
+            results = await asyncio.gather(send(rig, m), send(rig, m))
+        finally:
+            rig.fake.delay.pop("twilio")
+        await asyncio.sleep(0.2)
+        assert len(rig.fake.sent("twilio")) == before + 1, results
+        assert all(r.status == "sent" for r in results), results
