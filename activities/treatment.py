@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.deps import Deps
 from contracts.appointment import appointment_workflow_id
-from contracts.treatment_plan import BookedAppointment, PlanBooking, PlanSnapshot
+from contracts.treatment_plan import BookedAppointment, PlanBooking, PlanSnapshot, TreatmentPlanActivityStubs
 from conversations.questions import expire
+from core.deps import Deps
 from core.logging import get_logger
 from models.appointment import Appointment, doctor_clash
 from models.core import Clinic, Doctor, Patient
@@ -23,7 +23,7 @@ from models.waitlist import take_off_list
 log = get_logger("activities.treatment")
 
 
-class TreatmentActivities:
+class TreatmentActivities(TreatmentPlanActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 

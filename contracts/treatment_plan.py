@@ -1,5 +1,5 @@
-"""The treatment-plan journey's contract (SPEC §4): names, input, state, the query view,
-commands and activity inputs. The direction graph itself (stages, who moves them) is
+"""The treatment-plan journey's contract (SPEC §4): names, input, state, the one snapshot,
+commands, activity inputs and typed activity stubs. The direction graph itself (stages, who moves them) is
 contracts/treatment_directions.py. Pure: no I/O library is imported.
 Versionable: add fields with defaults, never rename."""
 
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from temporalio import activity
 
 from contracts.policy import JourneyPolicy
 
@@ -144,42 +146,33 @@ class CancelRequest:
 
 
 @dataclass
-class PlanView:
+class PlanSnapshot:
+    """The one snapshot of a plan: the `state` query's answer, every update's result, the
+    journey's result and the `sync_treatment_plan` input (the row takes its columns). Field
+    names are the wire format: in-flight syncs scheduled before the view fields were added
+    carry only the first ten and `version`, and still decode (the rest have defaults)."""
+
     plan_id: str
     workflow_id: str
     clinic_id: str
     patient_id: str
     direction: str
     stage: str
-    stage_title: str
-    stage_kind: str
     status: str
-    waiting_for: str | None
     next_due_at: datetime | None
-    allowed_next: list[str]
-    appointments: list[LinkedAppointment]
-    history: list[HistoryEntry]
-    items: list[PlanItem]
     pricing: Pricing
-    runs: int
+    items: list[PlanItem]
+    version: int = 0  # the sync's order: the row never goes back to an older one
+    stage_title: str = ""
+    stage_kind: str = ""
+    waiting_for: str | None = None
+    allowed_next: list[str] = field(default_factory=list)
+    appointments: list[LinkedAppointment] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+    runs: int = 1
 
 
 # Activity inputs (the activities live in activities/treatment.py)
-@dataclass
-class PlanSnapshot:
-    plan_id: str
-    workflow_id: str
-    clinic_id: str
-    patient_id: str
-    direction: str
-    stage: str
-    status: str
-    next_due_at: datetime | None
-    pricing: Pricing
-    items: list[PlanItem]
-    version: int
-
-
 @dataclass
 class PlanBooking:
     appointment_id: str
@@ -198,3 +191,15 @@ class BookedAppointment:
     appointment_id: str
     workflow_id: str
     created: bool
+
+
+class TreatmentPlanActivityStubs:
+    """The plan journey's own activities (implemented by activities.treatment)."""
+
+    @activity.defn(name="sync_treatment_plan")
+    async def sync_treatment_plan(self, snap: PlanSnapshot) -> bool:
+        raise NotImplementedError
+
+    @activity.defn(name="book_plan_appointment")
+    async def book_plan_appointment(self, b: PlanBooking) -> BookedAppointment:
+        raise NotImplementedError

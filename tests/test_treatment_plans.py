@@ -25,8 +25,8 @@ from contracts.treatment_plan import (
     STATE_QUERY,
     TREATMENT_PLAN_WORKFLOW,
     PlanInput,
+    PlanSnapshot,
     PlanState,
-    PlanView,
     Pricing,
     plan_workflow_id,
 )
@@ -286,8 +286,8 @@ async def test_whole_implantology_plan_with_two_child_appointments(
         assert r.status_code == 200, (to, r.text)
     assert r.json()["status"] == "completed" and r.json()["stage"] == "completed"
 
-    handle = client.get_workflow_handle(plan_workflow_id(pid), result_type=PlanView)
-    final: PlanView = await asyncio.wait_for(handle.result(), 30)
+    handle = client.get_workflow_handle(plan_workflow_id(pid), result_type=PlanSnapshot)
+    final: PlanSnapshot = await asyncio.wait_for(handle.result(), 30)
     assert [a.plan_stage for a in final.appointments] == ["implant_placement_booked", "suture_removal_booked"]
     moves = [(h.from_stage, h.to_stage, h.by_role) for h in final.history if h.action == "advanced"]
     assert moves == [
@@ -451,8 +451,8 @@ async def test_plan_continues_as_new_and_keeps_its_state(api: Api, worker: None,
             moves += 1
     handle = client.get_workflow_handle(plan_workflow_id(pid))
 
-    async def rolled_over() -> PlanView:
-        v = await handle.query(STATE_QUERY, result_type=PlanView)
+    async def rolled_over() -> PlanSnapshot:
+        v = await handle.query(STATE_QUERY, result_type=PlanSnapshot)
         assert v.runs >= 2
         return v
 
@@ -523,8 +523,8 @@ async def test_no_continue_as_new_while_a_child_runs(
     desc = await handle.describe()
     assert desc.raw_description.workflow_execution_info.history_length > 20
 
-    async def after_outcome() -> PlanView:
-        v = await handle.query(STATE_QUERY, result_type=PlanView)
+    async def after_outcome() -> PlanSnapshot:
+        v = await handle.query(STATE_QUERY, result_type=PlanSnapshot)
         assert v.runs == 2 and v.appointments[0].stage == "no_show", v
         return v
 

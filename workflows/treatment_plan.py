@@ -34,7 +34,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from contracts.appointment import (
         APPOINTMENT_CANCEL_SIGNAL,
-        APPOINTMENT_WORKFLOW,
         AppointmentInput,
         AppointmentOutcome,
         appointment_workflow_id,
@@ -49,11 +48,12 @@ with workflow.unsafe.imports_passed_through():
         CancelTasks,
         DeliveryFailure,
         MessageFacts,
+        MessagingActivityStubs,
         OutboundMessage,
         PatientReply,
         Question,
         SendResult,
-        TaskRef,
+        TaskActivityStubs,
         TaskRequest,
         button_id,
         parse_button_id,
@@ -64,14 +64,11 @@ with workflow.unsafe.imports_passed_through():
     # the host's datetime class for the payload converter (the sandbox proxies `datetime`).
     from contracts.treatment_directions import CANCELLED, Direction, direction
     from contracts.treatment_plan import (
-        ADVANCE_UPDATE,
-        CANCEL_UPDATE,
         PLAN_TASK_KINDS,
         STATE_QUERY,
         TREATMENT_PLAN_WORKFLOW,
         Actor,
         AdvanceRequest,
-        BookedAppointment,
         CancelRequest,
         HistoryEntry,
         LinkedAppointment,
@@ -79,12 +76,13 @@ with workflow.unsafe.imports_passed_through():
         PlanBooking,
         PlanInput,
         PlanSnapshot,
-        PlanView,
+        TreatmentPlanActivityStubs,
         VisitObservation,
     )
     from core.search_attributes import TREATMENT_STAGE
     from models.quiet_hours import next_send_time
 
+from workflows.appointment import AppointmentJourney
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(
@@ -121,7 +119,7 @@ class TreatmentPlanJourney:
 
     # ------------------------------------------------------------------ main loop
     @workflow.run
-    async def run(self, inp: PlanInput) -> PlanView:
+    async def run(self, inp: PlanInput) -> PlanSnapshot:
         if not inp.started:
             self._record("created", by=self.s.created_by, to_stage=self.s.stage)
             await self._sync()
@@ -172,12 +170,12 @@ class TreatmentPlanJourney:
 
     # ------------------------------------------------------------------ query
     @workflow.query(name=STATE_QUERY)
-    def state(self) -> PlanView:
+    def state(self) -> PlanSnapshot:
         return self._view()
 
     # ------------------------------------------------------------------ advance
-    @workflow.update(name=ADVANCE_UPDATE)
-    async def advance(self, req: AdvanceRequest) -> PlanView:
+    @workflow.update  # name: ADVANCE_UPDATE
+    async def advance(self, req: AdvanceRequest) -> PlanSnapshot:
         async with self._lock:
             self._check_advance(req)  # the state may have moved since the validator ran
             for a in self.s.appointments:  # visits finished while their journeys run on
@@ -292,8 +290,8 @@ class TreatmentPlanJourney:
         return allowed
 
     # ------------------------------------------------------------------ cancel
-    @workflow.update(name=CANCEL_UPDATE)
-    async def cancel(self, req: CancelRequest) -> PlanView:
+    @workflow.update  # name: CANCEL_UPDATE
+    async def cancel(self, req: CancelRequest) -> PlanSnapshot:
         async with self._lock:
             self._check_cancel()
             from_stage = self.s.stage
@@ -336,8 +334,8 @@ class TreatmentPlanJourney:
         appointment_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{wf_id}/booking/{self.s.seq}").hex
         service = ap.service or stage.service or stage.title
         try:
-            booked = await workflow.execute_activity(
-                "book_plan_appointment",
+            booked = await workflow.execute_activity_method(
+                TreatmentPlanActivityStubs.book_plan_appointment,
                 PlanBooking(
                     appointment_id=appointment_id,
                     idempotency_key=f"{wf_id}:booking:{self.s.seq}",
@@ -349,7 +347,6 @@ class TreatmentPlanJourney:
                     duration_minutes=ap.duration_minutes,
                     service=service,
                 ),
-                result_type=BookedAppointment,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
             )
@@ -360,7 +357,7 @@ class TreatmentPlanJourney:
             raise
         policy = req.policy or self.s.policy
         handle = await workflow.start_child_workflow(
-            APPOINTMENT_WORKFLOW,
+            AppointmentJourney.run,
             AppointmentInput(
                 appointment_id=booked.appointment_id,
                 clinic_id=self.s.clinic_id,
@@ -377,7 +374,6 @@ class TreatmentPlanJourney:
             id=appointment_workflow_id(booked.appointment_id),
             task_queue=workflow.info().task_queue,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-            result_type=AppointmentOutcome,
         )
         linked = LinkedAppointment(
             appointment_id=booked.appointment_id,
@@ -464,8 +460,8 @@ class TreatmentPlanJourney:
     async def _send_lab_question(self, key: str, exclude: list[str] | None = None) -> SendResult:
         """The lab-results question: an open question the plan's `patient_reply` answers."""
         pid = self.s.plan_id
-        return await workflow.execute_activity(
-            "send_patient_message",
+        return await workflow.execute_activity_method(
+            MessagingActivityStubs.send_patient_message,
             OutboundMessage(
                 idempotency_key=key,
                 patient_id=self.s.patient_id,
@@ -488,7 +484,6 @@ class TreatmentPlanJourney:
                 render=True,
                 facts=MessageFacts(plan_id=pid),
             ),
-            result_type=SendResult,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
@@ -567,8 +562,8 @@ class TreatmentPlanJourney:
         self, step: str, kind: str, title: str, due_at: datetime | None, details: dict | None = None
     ) -> None:
         wf_id = workflow.info().workflow_id
-        await workflow.execute_activity(
-            "create_operator_task",
+        await workflow.execute_activity_method(
+            TaskActivityStubs.create_operator_task,
             TaskRequest(
                 dedup_key=f"{wf_id}:{step}",
                 kind=kind,
@@ -581,37 +576,23 @@ class TreatmentPlanJourney:
                 due_at=due_at,
                 details={"direction": self.s.direction, "stage": self.s.stage, **(details or {})},
             ),
-            result_type=TaskRef,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
 
     async def _close_plan_tasks(self, reason: str) -> None:
-        await workflow.execute_activity(
-            "cancel_operator_tasks",
+        await workflow.execute_activity_method(
+            TaskActivityStubs.cancel_operator_tasks,
             CancelTasks(subject_id=self.s.plan_id, kinds=PLAN_TASK_KINDS, reason=reason),
-            result_type=int,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
 
     async def _sync(self) -> None:
         self.s.sync_version += 1
-        await workflow.execute_activity(
-            "sync_treatment_plan",
-            PlanSnapshot(
-                plan_id=self.s.plan_id,
-                workflow_id=workflow.info().workflow_id,
-                clinic_id=self.s.clinic_id,
-                patient_id=self.s.patient_id,
-                direction=self.s.direction,
-                stage=self._sa_stage(),
-                status=self.s.status,
-                next_due_at=self._next_due(),
-                pricing=self.s.pricing,
-                items=self.s.items,
-                version=self.s.sync_version,
-            ),
+        await workflow.execute_activity_method(
+            TreatmentPlanActivityStubs.sync_treatment_plan,
+            self._view(),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )
@@ -663,9 +644,9 @@ class TreatmentPlanJourney:
             return "callback"
         return "staff"
 
-    def _view(self) -> PlanView:
+    def _view(self) -> PlanSnapshot:
         cur = self.d.stage(self.s.stage)
-        return PlanView(
+        return PlanSnapshot(
             plan_id=self.s.plan_id,
             workflow_id=workflow.info().workflow_id,
             clinic_id=self.s.clinic_id,
@@ -683,6 +664,7 @@ class TreatmentPlanJourney:
             items=self.s.items,
             pricing=self.s.pricing,
             runs=self.s.runs,
+            version=self.s.sync_version,
         )
 
 

@@ -33,10 +33,6 @@ from api.errors import invalid_field
 from contracts.appointment import APPOINTMENT_STATE_QUERY
 from contracts.treatment_directions import DIRECTIONS, callback_moment, default_callback_date
 from contracts.treatment_plan import (
-    ADVANCE_UPDATE,
-    CANCEL_UPDATE,
-    STATE_QUERY,
-    TREATMENT_PLAN_WORKFLOW,
     Actor,
     AdvanceRequest,
     AppointmentRequest,
@@ -45,7 +41,6 @@ from contracts.treatment_plan import (
     PlanItem,
     PlanSnapshot,
     PlanState,
-    PlanView,
     Pricing,
     VisitObservation,
     plan_workflow_id,
@@ -63,6 +58,7 @@ from models.treatment import (
     price_plan,
     upsert_plan,
 )
+from workflows.treatment_plan import TreatmentPlanJourney
 
 # Namespace for plan ids derived from an Idempotency-Key (fixed: the same key, the same id).
 PLAN_KEYS = uuid.UUID("6f1c2d0e-6a43-4d7b-9a53-2f4b8e1c7a10")
@@ -184,7 +180,7 @@ async def create_plan(
         raise HTTPException(409, "the plan of this Idempotency-Key was cancelled; create a new plan")
     try:
         await temporal.start_workflow(
-            TREATMENT_PLAN_WORKFLOW,
+            TreatmentPlanJourney.run,
             PlanInput(state=state),
             id=wf_id,
             task_queue=settings.temporal_task_queue,
@@ -311,8 +307,8 @@ async def advance(
         appointment = AppointmentRequest(
             doctor_id=a.doctor_id, starts_at=as_utc(a.starts_at), duration_minutes=a.duration_minutes, service=a.service
         )
-    handle = temporal.get_workflow_handle(row.workflow_id)
-    view = await handle.query(STATE_QUERY, result_type=PlanView)
+    handle = temporal.get_workflow_handle_for(TreatmentPlanJourney.run, row.workflow_id)
+    view = await handle.query(TreatmentPlanJourney.state)
     observed = [VisitObservation(k, v) for k, v in (await _child_stages(temporal, view)).items()]
     req = AdvanceRequest(
         to_stage=body.to_stage,
@@ -323,7 +319,7 @@ async def advance(
         policy=policy,
         observed=observed,
     )
-    out = await handle.execute_update(ADVANCE_UPDATE, req, result_type=PlanView)
+    out = await handle.execute_update(TreatmentPlanJourney.advance, req)
     return dataclasses.asdict(out)
 
 
@@ -332,10 +328,9 @@ async def cancel(
     plan_id: str, body: CancelIn, session: SessionDep, temporal: TemporalDep, user: Planner
 ) -> dict[str, Any]:
     row = await _row(session, plan_id, user)
-    out = await temporal.get_workflow_handle(row.workflow_id).execute_update(
-        CANCEL_UPDATE,
+    out = await temporal.get_workflow_handle_for(TreatmentPlanJourney.run, row.workflow_id).execute_update(
+        TreatmentPlanJourney.cancel,
         CancelRequest(reason=body.reason, actor=_actor(user), cancel_visits=body.cancel_visits),
-        result_type=PlanView,
     )
     # The points go back now (the journey's sync of the cancelled plan does the same, once).
     await refund_cancelled(session, plan_id)
@@ -358,11 +353,13 @@ async def _row(session: SessionDep, plan_id: str, user: StaffUser) -> TreatmentP
     return row
 
 
-async def _view(temporal: Client, row: TreatmentPlan) -> PlanView:
-    return await temporal.get_workflow_handle(row.workflow_id).query(STATE_QUERY, result_type=PlanView)
+async def _view(temporal: Client, row: TreatmentPlan) -> PlanSnapshot:
+    return await temporal.get_workflow_handle_for(TreatmentPlanJourney.run, row.workflow_id).query(
+        TreatmentPlanJourney.state
+    )
 
 
-async def _child_stages(temporal: Client, view: PlanView) -> dict[str, str]:
+async def _child_stages(temporal: Client, view: PlanSnapshot) -> dict[str, str]:
     """Live stages of the plan's running child journeys (their own `state` query)."""
 
     async def one(appointment_id: str, wf_id: str) -> tuple[str, str | None]:
