@@ -14,10 +14,10 @@ from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities import build_activities
-from activities.deps import Deps
 from activities.imports import ImportActivities
 from core import metrics
 from core.db import make_engine, session_factory
+from core.deps import Deps
 from core.imports import import_queue
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, get_settings

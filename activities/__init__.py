@@ -7,7 +7,6 @@ from typing import Any
 
 from activities.appointments import AppointmentActivities
 from activities.campaigns import CampaignActivities
-from activities.deps import Deps
 from activities.email import EmailActivities
 from activities.imports import ImportActivities
 from activities.invoices import InvoiceActivities
@@ -16,6 +15,7 @@ from activities.reports import ReportActivities
 from activities.tasks import TaskActivities
 from activities.treatment import TreatmentActivities
 from activities.waitlist import WaitlistActivities
+from core.deps import Deps
 
 
 def build_activities(deps: Deps) -> list[Callable[..., Any]]:

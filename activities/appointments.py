@@ -9,11 +9,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.deps import Deps
 from activities.heartbeat import heartbeats
 from contracts.appointment import AppointmentActivityStubs, AppointmentContext, AppointmentSnapshot, ContextRequest
 from conversations.questions import expire
 from core import metrics, waitlist
+from core.deps import Deps
 from core.links import page_url
 from core.logging import get_logger
 from models.appointment import Appointment, apply_confirmation_facts

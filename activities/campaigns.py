@@ -10,7 +10,6 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.deps import Deps
 from activities.messaging import DONE_SENT, MessagingActivities, heartbeating
 from contracts.appointment import clinic_zone
 from contracts.campaigns import (
@@ -29,6 +28,7 @@ from contracts.campaigns import (
 from contracts.common import ANSWER_YES_NO, Button, MessageFacts, Question, button_id
 from conversations.questions import expire
 from core import campaigns
+from core.deps import Deps
 from core.logging import get_logger
 from core.texts.compose import compose
 from core.texts.defaults import KINDS

@@ -21,9 +21,9 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.deps import Deps
 from contracts.common import Attachment, EmailRequest, EmailResult
 from core.db import insert_once
+from core.deps import Deps
 from core.logging import get_logger
 from core.settings import Settings
 from models.core import Role, StaffUser

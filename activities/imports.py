@@ -28,9 +28,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from activities.deps import Deps
 from contracts.appointment import OPEN_STAGES, appointment_workflow_id
 from core import booking, imports
+from core.deps import Deps
 from core.logging import get_logger
 from core.mis_files import (
     FileError,

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
-from activities.deps import Deps
 from contracts.invoice import InvoiceSnapshot
+from core.deps import Deps
 from core.logging import get_logger
 from models.invoice import Invoice
 

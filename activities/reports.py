@@ -11,7 +11,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.deps import Deps
 from contracts.invoice import MonthlyReportInput, ReportFile
 from contracts.management_pack import (
     BUILD_MANAGEMENT_PACK_ACTIVITY,
@@ -21,6 +20,7 @@ from contracts.management_pack import (
     ManagementPackInput,
     PackRecipients,
 )
+from core.deps import Deps
 from core.expense_report import build_expense_workbook, month_bounds, paid_in_month
 from core.logging import get_logger
 from core.report_workbook import workbook_bytes

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 from temporalio import activity
 
-from activities.deps import Deps
 from activities.heartbeat import heartbeats
 from contracts.common import CancelTasks, TaskActivityStubs, TaskRef, TaskRequest
 from core import metrics
 from core.db import insert_once
+from core.deps import Deps
 from core.logging import get_logger
 from models.core import MessageLog, OperatorTask, Role, TaskState
 

@@ -10,10 +10,10 @@ import uuid
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.deps import Deps
 from contracts.waitlist import BookRequest, BookResult, Candidate, CandidatesRequest, OfferClosed, WaitlistActivityStubs
 from conversations.questions import expire
 from core import booking, campaigns
+from core.deps import Deps
 from core.logging import get_logger
 from models.appointment import Appointment
 from models.core import Clinic, utcnow

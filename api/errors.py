@@ -44,7 +44,7 @@ def rejection(err: WorkflowUpdateFailedError) -> HTTPException:
 
 
 def install(app: FastAPI) -> None:
-    from api.inbound import InProgress, TemporalNotConnected
+    from conversations.inbound import InProgress, TemporalNotConnected
 
     @app.exception_handler(InProgress)
     @app.exception_handler(TemporalNotConnected)

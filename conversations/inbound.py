@@ -41,7 +41,7 @@ from core.db import insert_once
 from core.logging import get_logger
 from models.core import Channel, MessageLog, OperatorTask, Patient, utcnow
 
-log = get_logger("api.inbound")
+log = get_logger("conversations.inbound")
 
 STALE_CLAIM = timedelta(seconds=10)
 DEDUP_RETENTION = timedelta(days=30)  # providers redeliver for up to ~7 days

@@ -1,5 +1,5 @@
 """Which journey an inbound reply is for: the one routing order for real webhooks and the
-sandbox (api.inbound.route_inbound calls `pick_target`).
+sandbox (conversations.inbound.route_inbound calls `pick_target`).
 
 1. **Named subject wins.** A button or link names its subject (`confirm:<id>`, `nps:<id>:9`),
    a robot call knows its appointment, a WhatsApp/Telegram reply quotes the message it
@@ -36,7 +36,7 @@ from models.conversation import OpenQuestion
 from models.core import MessageLog, utcnow
 
 if TYPE_CHECKING:
-    from api.inbound import Inbound
+    from conversations.inbound import Inbound
 
 # A visit that started a little while ago is still "the" appointment a reply is about.
 RECENT_START = timedelta(hours=3)

@@ -1,5 +1,5 @@
 """Staff answer patients: a free-text message on the patient's channel, through the same
-send path as the journeys (activities.messaging: message log row first, opt-out, channel
+send path as the journeys (conversations/delivery.py: message log row first, opt-out, channel
 order, a child's messages to the guardian, the sandbox when no provider is configured).
 
 Refused before anything is written (StaffSendRefused -> 409, saying why):
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from sqlmodel import col, select
 from temporalio.exceptions import ApplicationError
 
-from activities.messaging import WHATSAPP_WINDOW, MessagingActivities
+from conversations.delivery import WHATSAPP_WINDOW, Delivery
 from models.core import Channel, Clinic, MessageLog, Patient
 
 
@@ -44,7 +44,7 @@ class StaffMessage:
     idempotency_key: str | None = None
 
 
-async def send_staff_message(messaging: MessagingActivities, m: StaffMessage) -> MessageLog:
+async def send_staff_message(messaging: Delivery, m: StaffMessage) -> MessageLog:
     async with messaging.deps.sessions() as s:
         patient = await s.get(Patient, m.patient_id)
         if patient is None:
@@ -106,7 +106,7 @@ async def send_staff_message(messaging: MessagingActivities, m: StaffMessage) ->
     return row
 
 
-async def _last_whatsapp_in(messaging: MessagingActivities, patient_id: str) -> datetime | None:
+async def _last_whatsapp_in(messaging: Delivery, patient_id: str) -> datetime | None:
     async with messaging.deps.sessions() as s:
         q = (
             select(MessageLog.created_at)

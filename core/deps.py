@@ -1,4 +1,5 @@
-"""What activities need, built once per worker process and injected."""
+"""What activities and the delivery walk need (settings, database sessions, the HTTP
+client): built once per worker or API process and injected."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.deps import Deps
 from core import search_attributes
 from core.db import migrate
+from core.deps import Deps
 from core.settings import Settings
 from core.temporal import DEV_SERVER_ARGS, connect
 from models.core import Role

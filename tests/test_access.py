@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from activities.deps import Deps
 from api import policy
 from cli import _create_user
 from contracts.invoice import InvoiceState
+from core.deps import Deps
 from core.settings import PROJECT_ROOT, Settings
 from models.core import OperatorTask, Role
 from models.invoice import Invoice

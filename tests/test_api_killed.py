@@ -12,7 +12,7 @@ from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Role

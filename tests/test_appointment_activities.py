@@ -13,10 +13,10 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.appointments import AppointmentActivities
-from activities.deps import Deps
 from contracts.appointment import AppointmentInput, AppointmentSnapshot, HistoryEntry, appointment_workflow_id
 from contracts.common import OutboundMessage, SendResult, VoiceCall
 from contracts.policy import JourneyPolicy
+from core.deps import Deps
 from core.temporal import workflow_runner
 from models.appointment import Appointment
 from tests.support.api import Api

@@ -3,7 +3,7 @@ visit through operator tasks), a child's messages go to the guardian, whose answ
 
 from __future__ import annotations
 
-from activities.deps import Deps
+from core.deps import Deps
 from models.core import Role
 from tests.support.api import Api
 from tests.support.appointments import at, book, make_clinic, phone, reply, sent, state, tasks

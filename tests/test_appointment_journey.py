@@ -7,8 +7,8 @@ import asyncio
 
 from temporalio.client import Client
 
-from activities.deps import Deps
 from contracts.appointment import AppointmentOutcome, appointment_workflow_id
+from core.deps import Deps
 from models.core import Role
 from tests.support.api import Api
 from tests.support.appointments import (

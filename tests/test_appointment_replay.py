@@ -23,7 +23,6 @@ from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
 from activities import build_activities
-from activities.deps import Deps
 from contracts.appointment import (
     APPOINTMENT_REPLY_SIGNAL,
     AppointmentInput,
@@ -35,6 +34,7 @@ from contracts.appointment import (
 from contracts.common import PatientReply
 from contracts.policy import JourneyPolicy
 from core.codec import data_converter
+from core.deps import Deps
 from core.settings import Settings
 from core.temporal import workflow_runner
 from tests.support.api import Api

@@ -18,9 +18,9 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
 from activities import build_activities
-from activities.deps import Deps
 from contracts.campaigns import PATIENT_BOOKED_SIGNAL, RunInput, RunResult, journey_workflow_id, question_kind
 from contracts.common import PATIENT_REPLY_SIGNAL, PatientReply
+from core.deps import Deps
 from core.settings import Settings
 from core.temporal import workflow_runner
 from tests.support.api import Api

@@ -16,8 +16,8 @@ from sqlmodel import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.deps import Deps
 from contracts.campaigns import CAMPAIGN_RUN_WORKFLOW, RunInput, RunResult, schedule_id
+from core.deps import Deps
 from core.settings import Settings
 from models.appointment import Appointment
 from models.campaigns import CampaignSend

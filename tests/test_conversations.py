@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import Settings
 from models.conversation import OpenQuestion
 from models.core import MessageLog, Role
@@ -284,7 +284,7 @@ async def test_routing_order_on_the_database(deps: Deps) -> None:
     """pick_target alone: an open question weeks old still takes its answer; a score whose
     survey is answered goes to a person; an expired ask does not take a yes; a named subject
     wins over a more recent question."""
-    from api.inbound import Inbound
+    from conversations.inbound import Inbound
     from conversations.routing import pick_target
     from models.core import Channel, utcnow
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import Settings
 from models.core import MessageLog, Role
 from tests.support.api import Api

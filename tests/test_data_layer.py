@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
 from temporalio.testing import ActivityEnvironment
 
-from activities.deps import Deps
 from activities.tasks import TaskActivities
 from contracts.common import CancelTasks, TaskRequest
 from core.db import make_engine, migrate, session_factory, sync_url
+from core.deps import Deps
 from core.settings import PROJECT_ROOT, Settings
 from models.core import Clinic, MessageLog, OperatorTask, Patient, Role, TaskState
 

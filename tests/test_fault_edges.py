@@ -17,8 +17,8 @@ from sqlmodel import select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.deps import Deps
 from contracts.appointment import appointment_workflow_id
+from core.deps import Deps
 from core.settings import Settings
 from models.appointment import Appointment
 from models.core import Channel, MessageLog, Role, utcnow

@@ -13,8 +13,8 @@ from email.policy import default as email_policy
 import pytest
 from aiosmtpd.controller import Controller
 
-from activities.deps import Deps
 from contracts.invoice import InvoiceSnapshot
+from core.deps import Deps
 from core.temporal import workflow_runner
 from models.core import Role
 from tests.support.api import Api

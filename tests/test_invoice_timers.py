@@ -13,8 +13,8 @@ from openpyxl import load_workbook
 from sqlmodel import select
 from temporalio.client import Client
 
-from activities.deps import Deps
 from contracts.invoice import INVOICE_WORKFLOW, InvoiceInput, InvoicePolicy, InvoiceSnapshot, invoice_workflow_id
+from core.deps import Deps
 from core.settings import Settings
 from models.core import Role, StaffUser, new_id
 from tests.support.api import Api

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import Settings
 from models.core import Role
 from tests.support.api import Api

@@ -57,15 +57,10 @@ RULES = [
     Rule("workflows", forbidden=IO_LIBRARIES, pure=True),
     Rule("providers", forbidden=frozenset({"activities", "api", "workflows", "conversations", "cli", "worker"})),
     Rule("activities", forbidden=frozenset({"workflows", "api", "cli", "worker"})),
-    Rule(
-        "api",
-        forbidden=frozenset({"activities", "cli", "worker"}),
-        # Staff messages reuse the messaging activity's delivery walk (issue 10's code); it
-        # belongs in a delivery module both import. Listed so nobody adds a second one.
-        known=frozenset(
-            {"api/routers/conversations.py:activities.deps", "api/routers/conversations.py:activities.messaging"}
-        ),
-    ),
+    Rule("api", forbidden=frozenset({"activities", "cli", "worker"})),
+    # Domain services (inbound routing, questions, staff messages, the delivery walk): used by
+    # the API and the activities, never the other way round.
+    Rule("conversations", forbidden=frozenset({"activities", "api", "workflows", "cli", "worker"})),
     Rule("core", forbidden=frozenset({"api", "activities", "cli", "worker"})),
 ]
 

@@ -16,8 +16,8 @@ from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.deps import Deps
 from contracts.common import Button, OutboundMessage, SendResult, VoiceCall, button_id
+from core.deps import Deps
 from core.settings import Settings
 from models.core import Channel, MessageLog
 from tests.support.fake_providers import TG_TOKEN, TW_FROM, TW_SID, TW_TOKEN, WA_TOKEN, Rig, provider_rig

@@ -17,8 +17,8 @@ from openpyxl import Workbook
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from activities.deps import Deps
 from contracts.mis_import import import_workflow_id
+from core.deps import Deps
 from core.imports import import_queue
 from core.settings import Settings
 from models import points

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from activities.deps import Deps
 from contracts.appointment import AppointmentOutcome
+from core.deps import Deps
 from core.links import make_token, read_token
 from core.settings import Settings
 from models.appointment import Appointment

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.client import Client
 
-from activities.deps import Deps
 from contracts.appointment import AppointmentOutcome
 from contracts.common import Button
+from core.deps import Deps
 from core.settings import Settings
 from core.texts.catalogue import from_default, match, normalize_name
 from core.texts.defaults import KINDS, VARIABLES, default_kinds, default_text, limit_of

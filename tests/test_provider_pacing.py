@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import Settings
 from providers import ProviderUnavailable, pacing
 from providers.pacing import PACER, Pace, Pacer

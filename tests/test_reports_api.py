@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from openpyxl import load_workbook
 from temporalio.client import Client
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.reports import REPORTS
 from core.security import hash_password
 from core.settings import Settings

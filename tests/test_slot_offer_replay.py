@@ -18,9 +18,9 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 
 from activities import build_activities
-from activities.deps import Deps
 from contracts.common import PATIENT_REPLY_SIGNAL, PatientReply
 from contracts.waitlist import SlotOfferInput, SlotOfferSnapshot, WavePolicy, slot_offer_workflow_id
+from core.deps import Deps
 from core.settings import Settings
 from core.temporal import workflow_runner
 from models.waitlist import SlotOffer

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import Settings
 from core.telemetry import flush_tracing
 from core.temporal import connect

@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from activities.deps import Deps
 from activities.treatment import TreatmentActivities
 from activities.waitlist import WaitlistActivities, booking_key
 from api.repair import repair_slot_offers
 from cli import _create_user
 from contracts.treatment_plan import PlanBooking
 from contracts.waitlist import BookRequest, CandidatesRequest, slot_offer_workflow_id
+from core.deps import Deps
 from core.settings import Settings
 from models.appointment import Appointment
 from models.conversation import OpenQuestion

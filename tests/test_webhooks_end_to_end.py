@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import Settings
 from models.core import Role
 from tests.support.api import Api

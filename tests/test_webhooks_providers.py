@@ -18,8 +18,8 @@ from sqlmodel import func, select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
-from activities.deps import Deps
 from contracts.common import OutboundMessage, PatientReply, VoiceCall, button_id
+from core.deps import Deps
 from core.logging import configure_logging
 from core.settings import Settings
 from models.core import Channel, MessageLog, OperatorTask, Patient

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from activities.deps import Deps
+from core.deps import Deps
 from core.settings import PROJECT_ROOT, Settings
 from models.core import Role
 from tests.support.api import Api

@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.deps import Deps
-from activities.messaging import MessagingActivities
 from api import policy
 from api.deps import SessionDep
 from api.routers.webhooks import _http
+from conversations.delivery import Delivery
 from conversations.staff import ProviderDown, StaffMessage, StaffSendRefused, send_staff_message
+from core.deps import Deps
 from models.appointment import Appointment
 from models.conversation import OpenQuestion
 from models.core import MessageLog, OperatorTask, Patient, StaffUser
@@ -74,9 +74,9 @@ class Conversation(BaseModel):
     next_before: str | None  # pass as `before` for older messages; null: nothing older
 
 
-def messenger(request: Request) -> MessagingActivities:
+def messenger(request: Request) -> Delivery:
     app = request.app
-    return MessagingActivities(Deps(app.state.settings, app.state.engine, app.state.sessions, _http(request)))
+    return Delivery(Deps(app.state.settings, app.state.engine, app.state.sessions, _http(request)))
 
 
 async def patient_for(session: AsyncSession, patient_id: str, user: StaffUser) -> Patient:

@@ -25,9 +25,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import col, select
 
-from api.inbound import Inbound, raise_task, route_inbound
 from contracts.appointment import clinic_zone
 from contracts.common import MessageFacts, button_id
+from conversations.inbound import Inbound, raise_task, route_inbound
 from core.links import BadLink, expires_at, read_token
 from core.logging import get_logger
 from core.texts import LANGUAGES

@@ -18,7 +18,7 @@ from sqlmodel import col, or_, select
 
 from api import policy
 from api.deps import SessionDep
-from api.inbound import Inbound, route_inbound
+from conversations.inbound import Inbound, route_inbound
 from models.core import Channel, MessageLog, StaffUser
 
 

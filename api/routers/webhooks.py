@@ -2,7 +2,7 @@
 
 Every POST checks the provider's signature on the RAW body before parsing anything
 (missing -> 401, wrong -> 403; an unconfigured secret rejects everything). Then each message
-goes through api.inbound.route_inbound (dedup, opt-out, routing, signal) and we answer at
+goes through conversations.inbound.route_inbound (dedup, opt-out, routing, signal) and we answer at
 once: 2xx means "handled, stop retrying"; 503 means "try again later" (Temporal or the
 database was unreachable - the dedup row lets the retry finish the job).
 """
@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlmodel import select
 
-from api.inbound import Inbound, Routed, record_status, route_inbound
+from conversations.inbound import Inbound, Routed, record_status, route_inbound
 from core import metrics
 from core.logging import get_logger
 from core.security import same_secret

@@ -12,9 +12,9 @@ from typing import Any
 from sqlmodel import col, select
 from temporalio.client import Client
 
-from activities.deps import Deps
 from contracts.appointment import APPOINTMENT_REPLY_SIGNAL, appointment_workflow_id
 from contracts.common import PatientReply
+from core.deps import Deps
 from models.core import MessageLog, Role
 from tests.support.api import Api
 

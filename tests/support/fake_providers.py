@@ -31,8 +31,8 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.deps import Deps
 from activities.messaging import MessagingActivities
+from core.deps import Deps
 from core.settings import Settings
 from providers.twilio import twilio_signature
 from tests.support.live import free_port, serve

@@ -14,7 +14,7 @@ import uvicorn
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.deps import Deps
+from core.deps import Deps
 
 
 def free_port() -> int:
