@@ -441,7 +441,9 @@ async def _check(
     # Duplicates: what the provider accepted per phone beyond what the journeys sent.
     logged: dict[str, int] = {}
     for m in sent:
-        if m.status in ("sent", "delivered", "read", "unconfirmed") and m.channel.value == "sms":
+        # Each row is one idempotency key, sent at most once; `sending` is an attempt that died
+        # (or was given up) mid provider call: it may have arrived, once.
+        if m.status in ("sent", "delivered", "read", "unconfirmed", "sending") and m.channel.value == "sms":
             pt = patients.get(m.recipient_id or m.patient_id or "")
             if pt and pt.phone:
                 logged[pt.phone] = logged.get(pt.phone, 0) + 1
