@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contracts.common import Attachment, EmailRequest, EmailResult
+from contracts.common import Attachment, EmailActivityStubs, EmailRequest, EmailResult
 from core.db import insert_once
 from core.deps import Deps
 from core.logging import get_logger
@@ -49,7 +49,7 @@ def _send_blocking(settings: Settings, msg: EmailMessage, attachments: list[Atta
         smtp.send_message(msg)
 
 
-class EmailActivities:
+class EmailActivities(EmailActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 

@@ -29,6 +29,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from contracts.appointment import OPEN_STAGES, appointment_workflow_id
+from contracts.mis_import import ImportActivityStubs
 from core import booking, imports
 from core.deps import Deps
 from core.logging import get_logger
@@ -137,7 +138,7 @@ def _doctor_matcher(doctors: list[Doctor]) -> Callable[[str], Doctor | None]:
     return match
 
 
-class ImportActivities:
+class ImportActivities(ImportActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from temporalio import activity
 
-from contracts.invoice import InvoiceSnapshot
+from contracts.invoice import InvoiceActivityStubs, InvoiceSnapshot
 from core.deps import Deps
 from core.logging import get_logger
 from models.invoice import Invoice
@@ -19,7 +19,7 @@ from models.invoice import Invoice
 log = get_logger("activities.invoices")
 
 
-class InvoiceActivities:
+class InvoiceActivities(InvoiceActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 

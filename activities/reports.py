@@ -11,11 +11,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contracts.invoice import MonthlyReportInput, ReportFile
+from contracts.invoice import ExpenseReportActivityStubs, MonthlyReportInput, ReportFile
 from contracts.management_pack import (
     BUILD_MANAGEMENT_PACK_ACTIVITY,
     MANAGEMENT_PACK_RECIPIENT_ROLE,
     PACK_RECIPIENTS_ACTIVITY,
+    ManagementPackActivityStubs,
     ManagementPackFile,
     ManagementPackInput,
     PackRecipients,
@@ -69,7 +70,7 @@ def _headline(reports: list[Report]) -> dict[str, str]:
     return out
 
 
-class ReportActivities:
+class ReportActivities(ExpenseReportActivityStubs, ManagementPackActivityStubs):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 

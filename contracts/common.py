@@ -254,3 +254,9 @@ class MessagingActivityStubs:
     @activity.defn(name="place_voice_call")
     async def place_voice_call(self, call: VoiceCall) -> SendResult:
         raise NotImplementedError
+
+
+class EmailActivityStubs:
+    @activity.defn(name="send_email")
+    async def send_email(self, req: EmailRequest) -> EmailResult:
+        raise NotImplementedError

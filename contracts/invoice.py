@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from temporalio import activity
+
 INVOICE_WORKFLOW = "InvoiceApproval"
 INVOICE_STATE_QUERY = "state"
 MONTHLY_REPORT_WORKFLOW = "MonthlyExpenseReport"
@@ -253,3 +255,17 @@ class ReportFile:
     filename: str
     total: str
     payments: int
+
+
+class InvoiceActivityStubs:
+    """The invoice journey's own activity (implemented by activities.invoices)."""
+
+    @activity.defn(name="sync_invoice")
+    async def sync_invoice(self, snap: InvoiceSnapshot) -> int:
+        raise NotImplementedError
+
+
+class ExpenseReportActivityStubs:
+    @activity.defn(name="build_expense_report")
+    async def build_expense_report(self, inp: MonthlyReportInput) -> ReportFile:
+        raise NotImplementedError

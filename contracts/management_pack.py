@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from temporalio import activity
+
 MANAGEMENT_PACK_WORKFLOW = "MonthlyManagementPack"
 MANAGEMENT_PACK_SCHEDULE_ID = "monthly-management-pack"
 BUILD_MANAGEMENT_PACK_ACTIVITY = "build_management_pack"
@@ -44,3 +46,13 @@ class ManagementPackFile:
 class ManagementPackResult:
     month: str
     packs: list[ManagementPackFile] = field(default_factory=list)
+
+
+class ManagementPackActivityStubs:
+    @activity.defn(name=BUILD_MANAGEMENT_PACK_ACTIVITY)
+    async def build_management_pack(self, inp: ManagementPackInput) -> ManagementPackFile:
+        raise NotImplementedError
+
+    @activity.defn(name=PACK_RECIPIENTS_ACTIVITY)
+    async def management_pack_recipients(self, inp: ManagementPackInput) -> PackRecipients:
+        raise NotImplementedError

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from temporalio import activity
+
 IMPORT_WORKFLOW = "MisImport"
 DROP_FOLDER_WORKFLOW = "MisDropFolder"
 
@@ -49,3 +51,23 @@ class DropScan:
 class DropResult:
     import_ids: list[str] = field(default_factory=list)
     skipped: int = 0  # files seen before (same content): moved aside, not imported again
+
+
+class ImportActivityStubs:
+    """The MIS import's activities (implemented by activities.imports)."""
+
+    @activity.defn(name="prepare_import")
+    async def prepare_import(self, inp: ImportInput) -> ImportPlan:
+        raise NotImplementedError
+
+    @activity.defn(name="apply_import_batch")
+    async def apply_import_batch(self, ref: BatchRef) -> int:
+        raise NotImplementedError
+
+    @activity.defn(name="finish_import")
+    async def finish_import(self, import_id: str) -> str:
+        raise NotImplementedError
+
+    @activity.defn(name="scan_drop_folder")
+    async def scan_drop_folder(self, scan: DropScan) -> DropResult:
+        raise NotImplementedError

@@ -27,7 +27,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.common import CancelTasks, EmailRequest, TaskRequest
+    from contracts.common import CancelTasks, EmailActivityStubs, EmailRequest, TaskActivityStubs, TaskRequest
     from contracts.invoice import (
         ACTIONS,
         FINAL_STATES,
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         INVOICE_WORKFLOW,
         STEP_OWNER,
         InvoiceAction,
+        InvoiceActivityStubs,
         InvoiceCommand,
         InvoiceInput,
         InvoiceSnapshot,
@@ -120,10 +121,9 @@ class InvoiceApproval:
             await self._nudge(state, version, escalate=True)
             await workflow.wait_condition(moved)  # the director now sees it
         if raised:
-            await workflow.execute_activity(
-                "cancel_operator_tasks",
+            await workflow.execute_activity_method(
+                TaskActivityStubs.cancel_operator_tasks,
                 CancelTasks(subject_id=self.snap.id, kinds=REMINDER_KINDS, reason=f"invoice moved on from {state}"),
-                result_type=int,
                 start_to_close_timeout=TASK_TIMEOUT,
                 retry_policy=DB_RETRY,
             )
@@ -143,8 +143,8 @@ class InvoiceApproval:
             role, user_ids, roles = owner, [], [owner]
             title = f"Invoice {self.snap.id} waits on you: {state}"
         workflow.logger.info("invoice step overdue", extra={"state": state, "step": step})
-        await workflow.execute_activity(
-            "create_operator_task",
+        await workflow.execute_activity_method(
+            TaskActivityStubs.create_operator_task,
             TaskRequest(
                 dedup_key=f"{wid}/v{version}/{step}",
                 kind="invoice_escalation" if escalate else "invoice_reminder",
@@ -387,8 +387,11 @@ class InvoiceApproval:
         # One sync at a time, always of the newest snapshot: the registry never goes back.
         # (Under the action lock this never waits; invoices from before the lock need it.)
         async with self._sync_lock:
-            await workflow.execute_activity(
-                "sync_invoice", self.snap, result_type=int, start_to_close_timeout=SYNC_TIMEOUT, retry_policy=DB_RETRY
+            await workflow.execute_activity_method(
+                InvoiceActivityStubs.sync_invoice,
+                self.snap,
+                start_to_close_timeout=SYNC_TIMEOUT,
+                retry_policy=DB_RETRY,
             )
 
     async def _flush_outbox(self) -> None:
@@ -397,13 +400,13 @@ class InvoiceApproval:
 
     async def _email(self, req: EmailRequest) -> None:
         try:
-            await workflow.execute_activity(
-                "send_email", req, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY
+            await workflow.execute_activity_method(
+                EmailActivityStubs.send_email, req, start_to_close_timeout=EMAIL_TIMEOUT, retry_policy=EMAIL_RETRY
             )
         except ActivityError as e:
             workflow.logger.warning("e-mail given up", extra={"key": req.idempotency_key})
-            await workflow.execute_activity(
-                "create_operator_task",
+            await workflow.execute_activity_method(
+                TaskActivityStubs.create_operator_task,
                 TaskRequest(
                     dedup_key=f"{req.idempotency_key}/failed",
                     kind="email_failed",

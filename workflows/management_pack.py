@@ -11,16 +11,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.common import Attachment, EmailRequest
+    from contracts.common import Attachment, EmailActivityStubs, EmailRequest
     from contracts.invoice import local_date
     from contracts.management_pack import (
-        BUILD_MANAGEMENT_PACK_ACTIVITY,
         MANAGEMENT_PACK_WORKFLOW,
-        PACK_RECIPIENTS_ACTIVITY,
+        ManagementPackActivityStubs,
         ManagementPackFile,
         ManagementPackInput,
         ManagementPackResult,
-        PackRecipients,
     )
     from workflows.monthly_report import previous_month
 
@@ -41,10 +39,9 @@ class MonthlyManagementPack:
     async def run(self, inp: ManagementPackInput) -> ManagementPackResult:
         # "Last month" on the network's calendar when this run was scheduled (replay-stable).
         month = inp.month or previous_month(local_date(workflow.now(), inp.timezone))
-        who = await workflow.execute_activity(
-            PACK_RECIPIENTS_ACTIVITY,
+        who = await workflow.execute_activity_method(
+            ManagementPackActivityStubs.management_pack_recipients,
             inp,
-            result_type=PackRecipients,
             start_to_close_timeout=EMAIL_TIMEOUT,
             retry_policy=RETRY,
         )
@@ -54,10 +51,9 @@ class MonthlyManagementPack:
         targets: list[tuple[str | None, list[str]]] = [(None, who.network)]
         targets += [(cid, ids) for cid, ids in sorted(who.clinics.items())]
         for clinic_id, user_ids in targets:
-            pack = await workflow.execute_activity(
-                BUILD_MANAGEMENT_PACK_ACTIVITY,
+            pack = await workflow.execute_activity_method(
+                ManagementPackActivityStubs.build_management_pack,
                 ManagementPackInput(timezone=inp.timezone, month=month, clinic_id=clinic_id),
-                result_type=ManagementPackFile,
                 start_to_close_timeout=BUILD_TIMEOUT,
                 retry_policy=RETRY,
             )
@@ -70,8 +66,8 @@ class MonthlyManagementPack:
         wid = workflow.info().workflow_id
         lines = "".join(f"{k}: {v}\n" for k, v in pack.headline.items())
         scope = pack.clinic_name or "the whole network"
-        await workflow.execute_activity(
-            "send_email",
+        await workflow.execute_activity_method(
+            EmailActivityStubs.send_email,
             EmailRequest(
                 idempotency_key=f"{wid}/{month}/pack-email/{pack.clinic_id or 'network'}",
                 to_user_ids=list(user_ids),

@@ -23,8 +23,8 @@ with workflow.unsafe.imports_passed_through():
         BatchRef,
         DropResult,
         DropScan,
+        ImportActivityStubs,
         ImportInput,
-        ImportPlan,
     )
 
 PREPARE_TIMEOUT = timedelta(minutes=15)
@@ -43,10 +43,9 @@ class MisImport:
 
     @workflow.run
     async def run(self, inp: ImportInput) -> str:
-        plan = await workflow.execute_activity(
-            "prepare_import",
+        plan = await workflow.execute_activity_method(
+            ImportActivityStubs.prepare_import,
             inp,
-            result_type=ImportPlan,
             start_to_close_timeout=PREPARE_TIMEOUT,
             heartbeat_timeout=HEARTBEAT * 3,
             retry_policy=RETRY,
@@ -56,16 +55,15 @@ class MisImport:
             limit = asyncio.Semaphore(max(1, min(inp.concurrency, 16)))
             for batches in plan.phases:
                 await asyncio.gather(*(self._apply(inp.import_id, b, limit) for b in batches))
-        return await workflow.execute_activity(
-            "finish_import", inp.import_id, result_type=str, start_to_close_timeout=FINISH_TIMEOUT, retry_policy=RETRY
+        return await workflow.execute_activity_method(
+            ImportActivityStubs.finish_import, inp.import_id, start_to_close_timeout=FINISH_TIMEOUT, retry_policy=RETRY
         )
 
     async def _apply(self, import_id: str, batch: int, limit: asyncio.Semaphore) -> None:
         async with limit:
-            await workflow.execute_activity(
-                "apply_import_batch",
+            await workflow.execute_activity_method(
+                ImportActivityStubs.apply_import_batch,
                 BatchRef(import_id, batch),
-                result_type=int,
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=RETRY,
@@ -81,10 +79,9 @@ class MisImport:
 class MisDropFolder:
     @workflow.run
     async def run(self, scan: DropScan) -> DropResult:
-        return await workflow.execute_activity(
-            "scan_drop_folder",
+        return await workflow.execute_activity_method(
+            ImportActivityStubs.scan_drop_folder,
             scan,
-            result_type=DropResult,
             start_to_close_timeout=SCAN_TIMEOUT,
             heartbeat_timeout=HEARTBEAT * 3,
             retry_policy=RETRY,

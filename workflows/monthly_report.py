@@ -10,9 +10,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.common import Attachment, EmailRequest
+    from contracts.common import Attachment, EmailActivityStubs, EmailRequest
     from contracts.invoice import (
         MONTHLY_REPORT_WORKFLOW,
+        ExpenseReportActivityStubs,
         MonthlyReportInput,
         ReportFile,
         local_date,
@@ -41,16 +42,15 @@ class MonthlyExpenseReport:
         # "Last month" is judged on the network's calendar at the moment this run was
         # scheduled (workflow.now() is the run's start, deterministic on replay).
         month = inp.month or previous_month(local_date(workflow.now(), inp.timezone))
-        report = await workflow.execute_activity(
-            "build_expense_report",
+        report = await workflow.execute_activity_method(
+            ExpenseReportActivityStubs.build_expense_report,
             MonthlyReportInput(timezone=inp.timezone, month=month),
-            result_type=ReportFile,
             start_to_close_timeout=REPORT_TIMEOUT,
             retry_policy=RETRY,
         )
         wid = workflow.info().workflow_id
-        await workflow.execute_activity(
-            "send_email",
+        await workflow.execute_activity_method(
+            EmailActivityStubs.send_email,
             EmailRequest(
                 idempotency_key=f"{wid}/report-email",
                 to_roles=["deputy_director"],
