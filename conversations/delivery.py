@@ -100,6 +100,11 @@ class Delivery:
 
     async def whatsapp_window_open(self, recipient_id: str) -> bool:
         """The patient wrote to us on WhatsApp within the last 24 hours."""
+        last = await self.last_whatsapp_in(recipient_id)
+        return last is not None and datetime.now(UTC) - last < WHATSAPP_WINDOW - WINDOW_MARGIN
+
+    async def last_whatsapp_in(self, recipient_id: str) -> datetime | None:
+        """When the patient last wrote to us on WhatsApp (None: never)."""
         async with self.deps.sessions() as s:
             q = (
                 select(MessageLog.created_at)
@@ -112,7 +117,7 @@ class Delivery:
                 .limit(1)
             )
             last = (await s.exec(q)).first()
-        return last is not None and datetime.now(UTC) - last < WHATSAPP_WINDOW - WINDOW_MARGIN
+        return last.astimezone(UTC) if last else None
 
     # ------------------------------------------------------------------ the send
     async def _claim(self, row: MessageLog) -> MessageLog:

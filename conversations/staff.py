@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from sqlmodel import col, select
+from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
 from conversations.delivery import WHATSAPP_WINDOW, Delivery
@@ -71,7 +70,7 @@ async def send_staff_message(messaging: Delivery, m: StaffMessage) -> MessageLog
     if channels[0] == Channel.whatsapp and not await messaging.whatsapp_window_open(recipient.id):
         template = clinic.whatsapp_reply_template if clinic else None
         if not template:
-            last = await _last_whatsapp_in(messaging, recipient.id)
+            last = await messaging.last_whatsapp_in(recipient.id)
             since = (
                 f"they last wrote on WhatsApp at {last.isoformat(timespec='minutes')}"
                 if last
@@ -104,19 +103,3 @@ async def send_staff_message(messaging: Delivery, m: StaffMessage) -> MessageLog
     async with messaging.deps.sessions() as s:
         row = (await s.exec(select(MessageLog).where(MessageLog.idempotency_key == key))).one()
     return row
-
-
-async def _last_whatsapp_in(messaging: Delivery, patient_id: str) -> datetime | None:
-    async with messaging.deps.sessions() as s:
-        q = (
-            select(MessageLog.created_at)
-            .where(
-                MessageLog.patient_id == patient_id,
-                MessageLog.direction == "in",
-                MessageLog.channel == Channel.whatsapp,
-            )
-            .order_by(col(MessageLog.created_at).desc())
-            .limit(1)
-        )
-        last = (await s.exec(q)).first()
-    return last.astimezone(UTC) if last else None
