@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -23,10 +25,18 @@ def field_error(e: ValidationError, prefix: tuple[str, ...] = ("body",)) -> HTTP
     )
 
 
-def invalid_field(name: str, msg: str) -> HTTPException:
-    """422 naming the field (dotted for nested: "appointment.starts_at"), shaped like
-    FastAPI's own validation errors so clients handle both alike."""
-    return HTTPException(422, detail=[{"loc": ["body", *name.split(".")], "msg": msg, "type": "value_error"}])
+def invalid_field(name: str, msg: str, where: str = "body") -> HTTPException:
+    """422 naming the field (dotted for nested: "appointment.starts_at") in the body, or in
+    the query with where="query", shaped like FastAPI's own validation errors so clients
+    handle both alike."""
+    return HTTPException(422, detail=[{"loc": [where, *name.split(".")], "msg": msg, "type": "value_error"}])
+
+
+def check_choice(name: str, value: str | None, allowed: Iterable[str]) -> None:
+    """A query filter that must be one of a known set: 422 naming it and the choices."""
+    choices = list(allowed)
+    if value is not None and value not in choices:
+        raise invalid_field(name, f"unknown {name} {value!r}; one of {', '.join(choices)}", where="query")
 
 
 def rejection(err: WorkflowUpdateFailedError) -> HTTPException:

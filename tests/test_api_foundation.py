@@ -150,3 +150,21 @@ async def test_tasks_queue_filters(api: Api) -> None:
     assert r.status_code == 422 and "state" in r.text
     r = await api.as_(Role.operator).get("/v1/tasks", params={"state": "open"})
     assert r.status_code == 200 and isinstance(r.json(), list)
+
+
+async def test_list_filters_name_an_unknown_choice(api: Api) -> None:
+    admin = api.as_(Role.admin)
+    for url, field in [
+        ("/v1/appointments?stage=lost", "stage"),
+        ("/v1/appointments?source=fax", "source"),
+        ("/v1/treatment-plans?direction=astrology", "direction"),
+        ("/v1/waitlist?state=maybe", "state"),
+        ("/v1/tasks?state=maybe", "state"),
+        ("/v1/reports/expenses?month=2026-13", "month"),
+    ]:
+        r = await admin.get(url)
+        assert r.status_code == 422, (url, r.text)
+        (err,) = r.json()["detail"]
+        assert err["loc"] == ["query", field], (url, err)
+        if field != "month":
+            assert "one of" in err["msg"], (url, err)

@@ -29,7 +29,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from api import policy
 from api.deps import MAX_OFFSET, MaybeTemporalDep, SessionDep, SettingsDep, TemporalDep
-from api.errors import invalid_field
+from api.errors import check_choice, invalid_field
 from contracts.appointment import SOURCES, STAGES, AppointmentOutcome, AppointmentSnapshot, StaffAction
 from core import booking
 from core.settings import Settings
@@ -239,31 +239,11 @@ async def list_appointments(
     q = select(Appointment)
     if (cond := policy.clinic_filter(user, Appointment.clinic_id)) is not None:
         q = q.where(cond)
+    check_choice("stage", stage, STAGES)
+    check_choice("source", source, SOURCES)
     if stage is not None:
-        if stage not in STAGES:
-            raise HTTPException(
-                422,
-                detail=[
-                    {
-                        "loc": ["query", "stage"],
-                        "msg": f"unknown stage {stage!r}; one of {', '.join(STAGES)}",
-                        "type": "value_error",
-                    }
-                ],
-            )
         q = q.where(Appointment.stage == stage)
     if source is not None:
-        if source not in SOURCES:
-            raise HTTPException(
-                422,
-                detail=[
-                    {
-                        "loc": ["query", "source"],
-                        "msg": f"unknown source {source!r}; one of {', '.join(SOURCES)}",
-                        "type": "value_error",
-                    }
-                ],
-            )
         q = q.where(Appointment.source == source)
     if clinic_id:
         q = q.where(Appointment.clinic_id == clinic_id)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from api import policy
 from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.errors import invalid_field
 from core.expense_report import XLSX_TYPE, build_expense_workbook, month_bounds, paid_in_month
 from core.report_workbook import workbook_bytes
 from core.reports import MAX_PERIOD_DAYS, REPORTS, build_report, previous_month
@@ -31,7 +32,7 @@ async def expenses(
     try:
         month_bounds(month)
     except ValueError as e:
-        raise HTTPException(422, detail=[{"loc": ["query", "month"], "msg": str(e), "type": "value_error"}]) from None
+        raise invalid_field("month", str(e), where="query") from None
     data, _total = build_expense_workbook(month, await paid_in_month(session, month))
     return Response(
         data, media_type=XLSX_TYPE, headers={"Content-Disposition": f'attachment; filename="expenses-{month}.xlsx"'}
@@ -49,7 +50,7 @@ Management = Annotated[StaffUser, Depends(_some_report)]
 
 
 def _bad(field: str, msg: str) -> HTTPException:
-    return HTTPException(422, detail=[{"loc": ["query", field], "msg": msg, "type": "value_error"}])
+    return invalid_field(field, msg, where="query")
 
 
 @router.get(

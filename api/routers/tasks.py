@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from api import policy
 from api.deps import MAX_OFFSET, CurrentUser, SessionDep
-from api.errors import invalid_field
+from api.errors import check_choice, invalid_field
 from api.routers.conversations import Subject, deliver, patient_for
 from core import metrics
 from models.core import OperatorTask, OperatorTaskPublic, Role, StaffUser, TaskState
@@ -55,24 +55,8 @@ async def list_tasks(
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[OperatorTask]:
-    states: tuple[TaskState, ...]
-    if state in _STATE_ALIASES:
-        states = _STATE_ALIASES[state]
-    else:
-        try:
-            states = (TaskState(state),)
-        except ValueError:
-            allowed = ", ".join(["open", "closed", *[s.value for s in TaskState]])
-            raise HTTPException(
-                422,
-                detail=[
-                    {
-                        "loc": ["query", "state"],
-                        "msg": f"unknown state {state!r}; use one of {allowed}",
-                        "type": "value_error",
-                    }
-                ],
-            ) from None
+    check_choice("state", state, [*_STATE_ALIASES, *[s.value for s in TaskState]])
+    states = _STATE_ALIASES[state] if state in _STATE_ALIASES else (TaskState(state),)
     q = select(OperatorTask).where(col(OperatorTask.state).in_(states), policy.task_kind_filter(user))
     if (cond := policy.clinic_filter(user, OperatorTask.clinic_id)) is not None:
         q = q.where(cond)

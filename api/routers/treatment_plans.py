@@ -29,7 +29,7 @@ from temporalio.service import RPCError
 
 from api import policy as access
 from api.deps import MAX_OFFSET, SessionDep, SettingsDep, TemporalDep
-from api.errors import invalid_field
+from api.errors import check_choice, invalid_field
 from contracts.appointment import APPOINTMENT_STATE_QUERY
 from contracts.treatment_directions import DIRECTIONS, callback_moment, default_callback_date
 from contracts.treatment_plan import (
@@ -234,17 +234,7 @@ async def list_plans(
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[PlanRow]:
-    if direction is not None and direction not in DIRECTIONS:
-        raise HTTPException(
-            422,
-            detail=[
-                {
-                    "loc": ["query", "direction"],
-                    "type": "value_error",
-                    "msg": f"unknown direction; one of: {', '.join(DIRECTIONS)}",
-                }
-            ],
-        )
+    check_choice("direction", direction, DIRECTIONS)
     q = select(TreatmentPlan)
     if (cond := access.clinic_filter(user, TreatmentPlan.clinic_id)) is not None:
         q = q.where(cond)

@@ -20,7 +20,7 @@ from sqlmodel import col, select
 
 from api import policy
 from api.deps import MAX_OFFSET, SessionDep
-from api.errors import invalid_field
+from api.errors import check_choice, invalid_field
 from core import booking
 from models.core import Clinic, Doctor, StaffUser, utcnow
 from models.waitlist import (
@@ -199,17 +199,7 @@ async def list_entries(
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[WaitlistOut]:
-    if state not in ENTRY_STATES:
-        raise HTTPException(
-            422,
-            detail=[
-                {
-                    "loc": ["query", "state"],
-                    "msg": f"unknown state {state!r}; one of {', '.join(ENTRY_STATES)}",
-                    "type": "value_error",
-                }
-            ],
-        )
+    check_choice("state", state, ENTRY_STATES)
     todays = await clinic_todays(session)
     q = select(WaitlistEntry)
     if state in (ACTIVE, EXPIRED):  # computed at read: active and past `until` is expired
