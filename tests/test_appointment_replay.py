@@ -12,17 +12,12 @@ them again (after an intended, `workflow.patched`-guarded change, keep the old f
 
 from __future__ import annotations
 
-import base64
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from temporalio.client import Client
-from temporalio.worker import Replayer, Worker
 
-from activities import build_activities
 from contracts.appointment import (
     APPOINTMENT_REPLY_SIGNAL,
     AppointmentInput,
@@ -33,50 +28,22 @@ from contracts.appointment import (
 )
 from contracts.common import PatientReply
 from contracts.policy import JourneyPolicy
-from core.codec import data_converter
 from core.deps import Deps
 from core.settings import Settings
-from core.temporal import workflow_runner
 from tests.support.api import Api
 from tests.support.appointments import make_clinic
 from tests.support.live import eventually
+from tests.support.replay import HISTORIES, recording_worker, replay_saved
 from workflows.appointment import AppointmentJourney
-
-HISTORIES = Path(__file__).parent / "histories"
-# Test-only key: these histories hold only test data. Never use it anywhere else.
-REPLAY_KEY = ("replay-fixture", base64.b64decode("cmVwbGF5LWZpeHR1cmUta2V5LW5vdC1hLXNlY3JldC0="))
-
-
-def _converter():  # type: ignore[no-untyped-def]
-    return data_converter([REPLAY_KEY])
 
 
 async def test_saved_histories_replay_with_current_code() -> None:
-    files = sorted(HISTORIES.glob("appointment_*.json"))
-    assert files, "no saved histories in tests/histories"
-    replayer = Replayer(workflows=[AppointmentJourney], workflow_runner=workflow_runner(), data_converter=_converter())
-    for f in files:
-        from temporalio.client import WorkflowHistory
-
-        history = WorkflowHistory.from_json(f.stem, f.read_text())
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-        assert result.replay_failure is None, f.name
+    await replay_saved("appointment_*.json", [AppointmentJourney])
 
 
 @pytest.mark.skipif(not os.environ.get("REGENERATE_HISTORIES"), reason="records histories")
 async def test_record_histories(api: Api, settings: Settings, deps: Deps) -> None:
-    client = await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=_converter()
-    )
-    tq = f"replay-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client,
-        task_queue=tq,
-        workflows=[AppointmentJourney],
-        workflow_runner=workflow_runner(),
-        activities=build_activities(deps),
-    ):
-        HISTORIES.mkdir(exist_ok=True)
+    async with recording_worker(settings, deps, [AppointmentJourney]) as (client, tq):
         for name, scenario in (("full_visit", _full_visit), ("no_show", _no_show)):
             clinic = await make_clinic(api, reask_interval=0.5, confirm_deadline=3, no_show_grace=0.5)
             aid = uuid.uuid4().hex

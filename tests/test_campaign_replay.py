@@ -9,52 +9,29 @@ the old files too):
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
-from temporalio.worker import Replayer, Worker
 
-from activities import build_activities
 from contracts.campaigns import PATIENT_BOOKED_SIGNAL, RunInput, RunResult, journey_workflow_id, question_kind
 from contracts.common import PATIENT_REPLY_SIGNAL, PatientReply
 from core.deps import Deps
 from core.settings import Settings
-from core.temporal import workflow_runner
 from tests.support.api import Api
 from tests.support.live import eventually
-from tests.test_appointment_replay import HISTORIES, _converter
+from tests.support.replay import HISTORIES, recording_worker, replay_saved
 from tests.test_campaigns import _clinic, _patient, _sends, _set, _visit
 from workflows.campaign import CampaignJourney, CampaignRun
 
 
 async def test_saved_campaign_histories_replay_with_current_code() -> None:
-    files = sorted(HISTORIES.glob("campaign_*.json"))
-    assert len(files) >= 4, "campaign histories missing in tests/histories"
-    replayer = Replayer(
-        workflows=[CampaignRun, CampaignJourney], workflow_runner=workflow_runner(), data_converter=_converter()
-    )
-    for f in files:
-        history = WorkflowHistory.from_json(f.stem, f.read_text())
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-        assert result.replay_failure is None, f.name
+    await replay_saved("campaign_*.json", [CampaignRun, CampaignJourney], at_least=4)
 
 
 @pytest.mark.skipif(not os.environ.get("REGENERATE_HISTORIES"), reason="records histories")
 async def test_record_campaign_histories(api: Api, settings: Settings, deps: Deps) -> None:
-    client = await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=_converter()
-    )
-    tq = f"replay-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client,
-        task_queue=tq,
-        workflows=[CampaignRun, CampaignJourney],
-        workflow_runner=workflow_runner(),
-        activities=build_activities(deps),
-    ):
+    async with recording_worker(settings, deps, [CampaignRun, CampaignJourney]) as (client, tq):
         clinic = await _clinic(api)
         yes, silent, books = [
             await _patient(api, clinic, n) for n in ("Олена Петренко", "Ірина Коваль", "Марко Бондар")
@@ -83,7 +60,6 @@ async def test_record_campaign_histories(api: Api, settings: Settings, deps: Dep
         await handles[books].signal(PATIENT_BOOKED_SIGNAL)
         outcomes = {p: await h.result() for p, h in handles.items()}
         assert outcomes == {yes: "accepted", silent: "no_answer", books: "booked"}, outcomes
-        HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / "campaign_run.json").write_text(
             (await client.get_workflow_handle(run_id).fetch_history()).to_json()
         )

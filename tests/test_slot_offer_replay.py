@@ -1,7 +1,7 @@
 """Replay saved slot-offer histories (a freed slot booked by the first of two simultaneous
 "yes" answers with a later "yes" told it is taken; a list exhausted by a "no") with the
 current workflow code: a change that would break running offers fails here. Recorded with
-the replay fixture key (see tests/test_appointment_replay.py); to record again after an
+the replay fixture key (tests/support/replay.py); to record again after an
 intended, patched change (keep the old files too):
     REGENERATE_HISTORIES=1 scripts/test.sh tests/test_slot_offer_replay.py -k record
 """
@@ -14,33 +14,23 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from temporalio.client import Client, WorkflowHistory
-from temporalio.worker import Replayer, Worker
 
-from activities import build_activities
 from contracts.common import PATIENT_REPLY_SIGNAL, PatientReply
 from contracts.waitlist import SlotOfferInput, SlotOfferSnapshot, WavePolicy, slot_offer_workflow_id
 from core.deps import Deps
 from core.settings import Settings
-from core.temporal import workflow_runner
 from models.waitlist import SlotOffer
 from tests.support.api import Api
 from tests.support.appointments import make_clinic
 from tests.support.live import eventually
-from tests.test_appointment_replay import HISTORIES, _converter
+from tests.support.replay import HISTORIES, recording_worker, replay_saved
 from tests.test_waitlist import _patient, _waitlist
 from workflows.registry import WORKFLOWS
 from workflows.slot_offer import SlotOfferJourney
 
 
 async def test_saved_slot_offer_histories_replay_with_current_code() -> None:
-    files = sorted(HISTORIES.glob("slot_offer_*.json"))
-    assert len(files) >= 2, "slot offer histories missing in tests/histories"
-    replayer = Replayer(workflows=[SlotOfferJourney], workflow_runner=workflow_runner(), data_converter=_converter())
-    for f in files:
-        history = WorkflowHistory.from_json(f.stem, f.read_text())
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-        assert result.replay_failure is None, f.name
+    await replay_saved("slot_offer_*.json", [SlotOfferJourney], at_least=2)
 
 
 def _yes(patient_id: str, text: str = "да") -> PatientReply:
@@ -56,13 +46,7 @@ def _yes(patient_id: str, text: str = "да") -> PatientReply:
 
 @pytest.mark.skipif(not os.environ.get("REGENERATE_HISTORIES"), reason="records histories")
 async def test_record_slot_offer_histories(api: Api, settings: Settings, deps: Deps) -> None:
-    client = await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=_converter()
-    )
-    tq = f"replay-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client, task_queue=tq, workflows=WORKFLOWS, workflow_runner=workflow_runner(), activities=build_activities(deps)
-    ):
+    async with recording_worker(settings, deps, WORKFLOWS) as (client, tq):
         clinic = await make_clinic(api)
         patients = [await _patient(api, clinic, f"Replay {n}") for n in ("Anna", "Borys", "Vira")]
         for p in patients:
@@ -107,7 +91,6 @@ async def test_record_slot_offer_histories(api: Api, settings: Settings, deps: D
         await handle.signal(PATIENT_REPLY_SIGNAL, _yes(patients[2]))
         result = await handle.result()
         assert isinstance(result, SlotOfferSnapshot) and result.state == "booked" and len(result.told_taken) == 2
-        HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / "slot_offer_booked.json").write_text((await handle.fetch_history()).to_json())
 
         # Exhausted: a wave of one at a time; everyone says no in turn.
