@@ -23,6 +23,7 @@ from models.appointment import Appointment
 from models.campaigns import CampaignSend
 from models.core import OperatorTask, Patient, Role
 from tests.support.api import Api
+from tests.support.appointments import add_patient
 from tests.support.live import eventually
 
 KYIV = ZoneInfo("Europe/Kyiv")
@@ -52,13 +53,7 @@ async def _clinic(api: Api, **policy: Any) -> dict[str, Any]:
 
 
 async def _patient(api: Api, clinic: dict[str, Any], name: str, **kw: Any) -> str:
-    phone = "+38067" + str(uuid.uuid4().int)[:7]
-    r = await api.as_(Role.admin).post(
-        "/v1/patients",
-        json={"full_name": name, "phone": phone, "preferred_channel": "whatsapp", "clinic_id": clinic["id"], **kw},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return await add_patient(api, clinic, name, channel="whatsapp", **kw)
 
 
 async def _visit(deps: Deps, clinic: dict[str, Any], patient: str, at: datetime, stage: str = "finished") -> None:

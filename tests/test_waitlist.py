@@ -27,7 +27,7 @@ from models.conversation import OpenQuestion
 from models.core import MessageLog, OperatorTask, Role
 from models.waitlist import SlotOffer, WaitlistEntry, fits
 from tests.support.api import Api
-from tests.support.appointments import at, make_clinic, phone
+from tests.support.appointments import add_patient, at, make_clinic
 from tests.support.live import eventually
 from workflows.slot_offer import SlotOfferJourney
 
@@ -38,12 +38,7 @@ IN_A_WEEK = (date.today() + timedelta(days=7)).isoformat()
 
 
 async def _patient(api: Api, clinic: dict[str, Any], name: str, **kw: Any) -> str:
-    r = await api.as_(Role.admin).post(
-        "/v1/patients",
-        json={"full_name": name, "phone": phone(), "preferred_channel": "sms", "clinic_id": clinic["id"], **kw},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+    return await add_patient(api, clinic, name, **kw)
 
 
 async def _waitlist(api: Api, clinic: dict[str, Any], patient_id: str, **kw: Any) -> dict[str, Any]:

@@ -61,19 +61,18 @@ async def make_clinic(
     )
     assert r.status_code == 201, r.text
     clinic["doctor_id"] = r.json()["id"]
-    r = await admin.post(
+    clinic["patient_id"] = await add_patient(api, clinic, "Olena Test", **(patient or {}))
+    return clinic
+
+
+async def add_patient(api: Api, clinic: dict[str, Any], name: str, channel: str = "sms", **fields: Any) -> str:
+    """A patient of `clinic` with a fresh phone (extra `fields`, e.g. birth_date); their id."""
+    r = await api.as_(Role.admin).post(
         "/v1/patients",
-        json={
-            "full_name": "Olena Test",
-            "phone": phone(),
-            "preferred_channel": "sms",
-            "clinic_id": clinic["id"],
-            **(patient or {}),
-        },
+        json={"full_name": name, "phone": phone(), "preferred_channel": channel, "clinic_id": clinic["id"], **fields},
     )
     assert r.status_code == 201, r.text
-    clinic["patient_id"] = r.json()["id"]
-    return clinic
+    return str(r.json()["id"])
 
 
 def at(seconds: float) -> str:
