@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -51,7 +51,7 @@ from core.mis_files import (
 )
 from core.texts.catalogue import Entry, catalogue
 from models import points
-from models.appointment import Appointment, lock_doctor
+from models.appointment import Appointment
 from models.core import Channel, Clinic, Doctor, Patient
 from models.imports import (
     DEFAULT_HEADERS,
@@ -68,6 +68,8 @@ from models.imports import (
     PatientMisId,
     RowState,
 )
+from models.waitlist import ACTIVE as WAITLIST_ACTIVE
+from models.waitlist import WaitlistEntry
 
 log = get_logger("activities.imports")
 
@@ -290,11 +292,10 @@ class ImportActivities(ImportActivityStubs):
             )
             rows = list((await s.exec(q)).all())
         applier = _Applier(self.deps, activity.client(), run, clinic, mapping)
-        effects = [r for r in rows if r.state == RowState.committed]  # a retried batch
         pending = [r for r in rows if r.state == RowState.pending]
-        for i in range(0, len(pending), CHUNK):
-            effects += await applier.apply_chunk(pending[i : i + CHUNK])
         sem = asyncio.Semaphore(EFFECT_CONCURRENCY)
+        effects: list[ImportRow] = []
+        started: list[asyncio.Task[bool]] = []
 
         async def one(row: ImportRow) -> bool:
             async with sem:
@@ -302,7 +303,21 @@ class ImportActivities(ImportActivityStubs):
             activity.heartbeat(row.row)
             return ok
 
-        results = await asyncio.gather(*(one(r) for r in effects))
+        def follow(committed: list[ImportRow]) -> None:
+            effects.extend(committed)
+            started.extend(asyncio.create_task(one(r)) for r in committed)
+
+        # A chunk's journeys start while the next chunk is applied.
+        follow([r for r in rows if r.state == RowState.committed])  # a retried batch
+        try:
+            for i in range(0, len(pending), CHUNK):
+                follow(await applier.apply_chunk(pending[i : i + CHUNK]))
+            results = await asyncio.gather(*started)
+        except BaseException:
+            for t in started:
+                t.cancel()
+            await asyncio.gather(*started, return_exceptions=True)
+            raise
         await applier.mark_done([r for r, ok in zip(effects, results, strict=True) if ok])
         return len(rows)
 
@@ -484,6 +499,8 @@ class _Applier:
         self.deps, self.temporal, self.run, self.clinic, self.mapping = deps, temporal, run, clinic, mapping
         self.kind = ImportKind(run.kind)
         self.tq = deps.settings.temporal_task_queue
+        self.fast = True  # new visits written in bulk (see _create_visit)
+        self._appts: dict[int, Appointment] = {}  # row -> the visit it created (for its start)
 
     async def apply_chunk(self, rows: list[ImportRow]) -> list[ImportRow]:
         """Apply rows in one transaction, each row inside its own savepoint with its ledger
@@ -495,9 +512,15 @@ class _Applier:
             async with self.deps.sessions() as s:
                 await self._preload(s, rows)
                 follow = [row for row in rows if await self._apply_in(s, row)]
+                await self._flush_new(s)
                 await s.commit()
                 return follow
         except DBAPIError:
+            # Row by row, each in its own savepoint (a duplicate another import wrote a moment
+            # ago is looked up again there).
+            self.fast = False
+            for row in rows:
+                self._appts.pop(row.row, None)
             out: list[ImportRow] = []
             for row in rows:
                 async with self.deps.sessions() as s:
@@ -505,6 +528,7 @@ class _Applier:
                     if await self._apply_in(s, row):
                         out.append(row)
                     await s.commit()
+            self.fast = True
             return out
 
     async def _preload(self, s: AsyncSession, rows: list[ImportRow]) -> None:
@@ -530,6 +554,14 @@ class _Applier:
         self._absent_links: set[str] = set()
         self._absent_phones: set[str] = set()
         self._touched: set[str] = set()  # ids/phones this chunk wrote: look them up again
+        self._slots: booking.SlotBook | None = None
+        self._links: dict[str, str] = {}  # MIS patient id -> patient id (known, or added by the chunk)
+        self._by_phone: dict[str, list[Patient]] = {}
+        self._patients: dict[str, Patient] = {}
+        self._waitlisted: set[str] = set()  # known patients with an active waiting-list entry
+        self._slow_keys: set[str] = set()  # phones/ids of rows applied one savepoint each
+        self._new_patients: list[Patient] = []
+        self._new_rows: list[Any] = []  # the chunk's new visits and MIS id links, written after their patients
         if self.kind == ImportKind.patients:
             return
         fresh = [d for d in (r.data for r in rows) if d.get("action") is None and d.get("visit_id") not in self._visits]
@@ -537,18 +569,34 @@ class _Applier:
             return
         if self.kind == ImportKind.visits:
             self._entries = await catalogue(s, self.clinic.id, self.clinic.language)
-            for doctor_id in sorted({d["doctor_id"] for d in fresh if d.get("doctor_id")}):
-                await lock_doctor(s, doctor_id)
+            # The new visits' doctors locked up front in a fixed order, and their visits read.
+            starts = [datetime.fromisoformat(d["starts_at"]) for d in fresh]
+            ends = [t + timedelta(minutes=d["duration"]) for t, d in zip(starts, fresh, strict=True)]
+            self._slots = await booking.SlotBook.load(s, {d["doctor_id"] for d in fresh}, min(starts), max(ends))
         mis_ids = sorted({d["patient_id"] for d in fresh if d.get("patient_id")})
         if mis_ids:
-            q = select(PatientMisId.mis_patient_id).where(
+            q = select(PatientMisId).where(
                 PatientMisId.clinic_id == self.clinic.id, col(PatientMisId.mis_patient_id).in_(mis_ids)
             )
-            self._absent_links = set(mis_ids) - set((await s.exec(q)).all())
+            self._links = {m.mis_patient_id: m.patient_id for m in (await s.exec(q)).all()}
+            self._absent_links = set(mis_ids) - set(self._links)
         phones = sorted({d["phone"] for d in fresh if d.get("phone")})
-        if phones:
-            q2 = select(Patient.phone).where(col(Patient.phone).in_(phones))
-            self._absent_phones = set(phones) - set((await s.exec(q2)).all())
+        if phones or self._links:
+            q2 = select(Patient).where(
+                or_(col(Patient.phone).in_(phones), col(Patient.id).in_(sorted(set(self._links.values()))))
+            )
+            for p in (await s.exec(q2)).all():
+                self._patients[p.id] = p
+                if p.phone:
+                    self._by_phone.setdefault(p.phone, []).append(p)
+            self._absent_phones = set(phones) - set(self._by_phone)
+        if self._patients:
+            q3 = select(WaitlistEntry.patient_id).where(
+                WaitlistEntry.clinic_id == self.clinic.id,
+                WaitlistEntry.state == WAITLIST_ACTIVE,
+                col(WaitlistEntry.patient_id).in_(sorted(self._patients)),
+            )
+            self._waitlisted = set((await s.exec(q3)).all())
 
     async def _apply_in(self, s: AsyncSession, row: ImportRow) -> bool:
         activity.heartbeat(row.row)
@@ -558,31 +606,27 @@ class _Applier:
         if self._unchanged(row):  # the common case of a daily re-import: no savepoint needed
             await self._ledger(s, row, RowState.done, "unchanged", row.appointment_id, row.patient_id)
             return False
+        if (settled := self._fast_patient(row)) is not None:
+            return await self._create_visit(s, row, *settled)
+        # One savepoint for this row; the chunk's new visits so far are written first, and
+        # later rows of the same family take this path too (they may need what it adds).
+        await self._flush_new(s)
+        d = row.data
+        self._slow_keys.update(k for k in (d.get("phone"), d.get("patient_id")) if k)
         for attempt in range(2):
             sp = await s.begin_nested()
             try:
                 follow = await self._apply(s, row)
                 await sp.commit()
                 return follow
-            except RowError as e:
+            except (RowError, booking.SlotTaken, booking.InvalidBooking) as e:
                 await sp.rollback()
-                problem = (e.column, e.reason)
-            except booking.SlotTaken as e:
-                await sp.rollback()
-                c, tz = e.clash, ZoneInfo(self.clinic.timezone)
-                problem = (
-                    self._h("time"),
-                    "the doctor already has a visit "
-                    f"{c.starts_at.astimezone(tz):%d.%m.%Y %H:%M}–{c.ends_at.astimezone(tz):%H:%M}"
-                    + (f" (visit id {c.mis_visit_id})" if c.mis_visit_id else "")
-                    + "; fix the time or the doctor in the MIS",
-                )
-            except booking.InvalidBooking as e:
-                await sp.rollback()
-                problem = (self._h("date"), e.message)
+                self._undo(row)
+                problem = self._problem(e)
             except IntegrityError:
                 # Another import wrote the same visit or patient a moment ago: look again.
                 await sp.rollback()
+                self._undo(row)
                 if attempt == 1:
                     raise
                 if vid := row.data.get("visit_id"):
@@ -595,6 +639,117 @@ class _Applier:
             await self._ledger_error(s, row, *problem)
             return False
         return False
+
+    def _problem(self, e: RowError | booking.BookingError) -> tuple[str | None, str]:
+        """A refused row's column and reason, as the clinic reads them."""
+        if isinstance(e, RowError):
+            return e.column, e.reason
+        if isinstance(e, booking.SlotTaken):
+            c, tz = e.clash, ZoneInfo(self.clinic.timezone)
+            return (
+                self._h("time"),
+                "the doctor already has a visit "
+                f"{c.starts_at.astimezone(tz):%d.%m.%Y %H:%M}–{c.ends_at.astimezone(tz):%H:%M}"
+                + (f" (visit id {c.mis_visit_id})" if c.mis_visit_id else "")
+                + "; fix the time or the doctor in the MIS",
+            )
+        return self._h("date"), e.message if isinstance(e, booking.InvalidBooking) else str(e)
+
+    def _undo(self, row: ImportRow) -> None:
+        """The row's savepoint was rolled back: the visit it reserved is gone again."""
+        appt = self._appts.pop(row.row, None)
+        if appt is not None and self._slots is not None:
+            self._slots.discard(appt)
+
+    # ---------------------------------------------------------- new visits in bulk
+    def _fast_patient(self, row: ImportRow) -> tuple[Patient, bool] | None:
+        """A new visit whose patient the chunk's look-ups settle (by MIS id, else phone +
+        name, else a new patient), as `_patient` would: (patient, whether new). None: the row
+        takes its own savepoint (a guardian, a waiting-list patient, a family already
+        applied that way, a patient not loaded)."""
+        d = row.data
+        if not self.fast or self.kind != ImportKind.visits or self._slots is None or d.get("action") is not None:
+            return None
+        if d.get("visit_id") in self._visits or d.get("guardian"):
+            return None
+        mis_id, phone = d.get("patient_id"), d.get("phone")
+        if (mis_id and mis_id in self._slow_keys) or (phone and phone in self._slow_keys):
+            return None
+        p: Patient | None = None
+        if mis_id and mis_id in self._links:
+            p = self._patients.get(self._links[mis_id])
+            if p is None:
+                return None
+        elif phone:
+            key = name_key(d["full_name"])
+            p = next((c for c in self._by_phone.get(phone, []) if name_key(c.full_name) == key), None)
+        if p is not None:
+            return None if p.id in self._waitlisted else (p, False)
+        new = self._new_patient(
+            {
+                "full_name": d["full_name"][:200],
+                "phone": phone,
+                "birth_date": date.fromisoformat(d["birth_date"]) if d.get("birth_date") else None,
+                "guardian_id": None,
+                "source": d.get("source"),
+            }
+        )
+        return new, True
+
+    async def _create_visit(self, s: AsyncSession, row: ImportRow, patient: Patient, new: bool) -> bool:
+        """A new visit checked like any booking (booking.reserve, the slot answered from the
+        chunk's book) with no savepoint: a refused row has added nothing yet. Its patient and
+        MIS id link join the session only once the visit is accepted, and everything is
+        written at the end of the chunk (`_flush_new`), patients first."""
+        d = row.data
+        try:
+            with s.no_autoflush:
+                appt = await booking.reserve(
+                    s,
+                    clinic=self.clinic,
+                    doctor_id=d["doctor_id"],
+                    patient_id=patient.id,
+                    starts_at=datetime.fromisoformat(d["starts_at"]),
+                    duration_minutes=d["duration"],
+                    service=d["service"],
+                    mis_visit_id=d["visit_id"],
+                    source="import",
+                    catalogue_entries=self._entries,
+                    slots=self._slots,
+                    waitlisted=False,
+                )
+        except (RowError, booking.BookingError) as e:
+            await self._ledger_error(s, row, *self._problem(e))
+            return False
+        appt.journey_started = False  # api.repair starts it should this import be abandoned
+        s.expunge(appt)  # added again after its patient (_flush_new)
+        self._new_rows.append(appt)
+        self._appts[row.row] = appt
+        self._visits[d["visit_id"]] = appt
+        if new:
+            self._new_patients.append(patient)
+            self._patients[patient.id] = patient
+            if patient.phone:
+                self._by_phone.setdefault(patient.phone, []).append(patient)
+                self._touched.add(patient.phone)
+        mis_id = d.get("patient_id")
+        if mis_id and mis_id not in self._links:
+            self._new_rows.append(PatientMisId(clinic_id=self.clinic.id, mis_patient_id=mis_id, patient_id=patient.id))
+            self._links[mis_id] = patient.id
+            self._touched.add(mis_id)
+        await self._ledger(s, row, RowState.committed, "created", appt.id, patient.id)
+        return True
+
+    async def _flush_new(self, s: AsyncSession) -> None:
+        """Write the chunk's new patients, then their visits and links (in two flushes: the
+        unit of work does not order inserts by foreign key)."""
+        if not self._new_patients and not self._new_rows:
+            return
+        s.add_all(self._new_patients)
+        await s.flush()
+        s.add_all(self._new_rows)
+        await s.flush()
+        self._new_patients, self._new_rows = [], []
 
     async def mark_done(self, rows: list[ImportRow]) -> None:
         """The journeys of these rows run: one write for the whole batch."""
@@ -677,8 +832,10 @@ class _Applier:
                 mis_visit_id=d["visit_id"],
                 source="import",
                 catalogue_entries=self._entries,
+                slots=self._slots,
             )
             appt.journey_started = False  # api.repair starts it should this import be abandoned
+            self._appts[row.row] = appt
             await self._ledger(s, row, RowState.committed, "created", appt.id, patient.id)
             return True
         same = existing.starts_at == starts_at and existing.duration_minutes == d["duration"]
@@ -871,6 +1028,10 @@ class _Applier:
     # ---------------------------------------------------------- journeys
     async def effect(self, row: ImportRow) -> bool:
         """The journey side of a committed row; idempotent. False: the row ended as an error."""
+        if row.outcome == "created" and (made := self._appts.get(row.row)) is not None:
+            # The visit this batch just wrote: no need to read it back.
+            await booking.start_journey(self.temporal, self.tq, made, self.clinic)
+            return True
         async with self.deps.sessions() as s:
             appt = await s.get(Appointment, row.appointment_id) if row.appointment_id else None
             assert appt is not None

@@ -26,6 +26,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import col, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
@@ -58,6 +60,29 @@ def visits_csv(rows: int, tz: ZoneInfo) -> bytes:
             f"Врач Номер {doctor};Осмотр"
         )
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+async def phases(handle: WorkflowHandle) -> str:
+    """Where the import's wall time went, from its history: each activity kind's span
+    (first scheduled to last completed) and how many ran."""
+    spans: dict[str, list[float]] = {}
+    names: dict[int, str] = {}
+    t0: float | None = None
+    async for e in handle.fetch_history_events():
+        at = e.event_time.ToDatetime().timestamp()
+        t0 = at if t0 is None else t0
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+            names[e.event_id] = name
+            spans.setdefault(name, [at, at, 0])
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            span = spans[names[e.activity_task_completed_event_attributes.scheduled_event_id]]
+            span[1], span[2] = at, span[2] + 1
+    assert t0 is not None
+    return ", ".join(
+        f"{name} {a - t0:.1f}-{b - t0:.1f} s (x{int(n)})"
+        for name, (a, b, n) in sorted(spans.items(), key=lambda i: i[1][0])
+    )
 
 
 async def main(rows: int, database_url: str | None) -> None:
@@ -174,8 +199,10 @@ async def main(rows: int, database_url: str | None) -> None:
                     s, clinic=c, kind=ImportKind.visits, file_name=name, content=content, source="cli"
                 )
                 await imports.start(client, settings.temporal_task_queue, run)
-            await client.get_workflow_handle(run.workflow_id).result()
+            handle = client.get_workflow_handle(run.workflow_id)
+            await handle.result()
             took = time.perf_counter() - t0
+            print(f"  {name}: {await phases(handle)}", flush=True)
             async with sessions() as s:
                 fresh = await s.get(ImportRun, run.id)
                 assert fresh is not None

@@ -9,10 +9,11 @@ API maps them to 422/409, the import to a row error a person can act on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -24,6 +25,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.appointment import (
+    OPEN_STAGES,
     AppointmentInput,
     AppointmentSnapshot,
     CancelRequest,
@@ -34,7 +36,7 @@ from core import campaigns, waitlist
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.texts.catalogue import Entry, catalogue, match
 from models.appointment import Appointment, doctor_clash, lock_doctor
-from models.core import Clinic, policy_from_json
+from models.core import Clinic, as_utc, policy_from_json
 from models.waitlist import take_off_list
 from workflows.appointment import AppointmentJourney
 
@@ -123,6 +125,55 @@ async def check_slot_free(
         raise SlotTaken(clash)
 
 
+class SlotBook:
+    """The open visits of some doctors over a period, read once under their locks, for many
+    bookings in one transaction (an import chunk): each slot check is answered in memory and
+    each reservation joins the book, so the check is the one `check_slot_free` makes."""
+
+    def __init__(self, doctor_ids: Iterable[str], start: datetime, end: datetime) -> None:
+        self.doctor_ids, self.start, self.end = frozenset(doctor_ids), as_utc(start), as_utc(end)
+        self.visits: dict[str, list[Appointment]] = {d: [] for d in self.doctor_ids}
+
+    @classmethod
+    async def load(cls, session: AsyncSession, doctor_ids: Iterable[str], start: datetime, end: datetime) -> SlotBook:
+        """Locks the doctors (sorted: two writers never wait on each other in opposite
+        orders), then reads their open visits that intersect [start, end)."""
+        book = cls(doctor_ids, start, end)
+        for doctor_id in sorted(book.doctor_ids):
+            await lock_doctor(session, doctor_id)
+        if book.doctor_ids:
+            q = select(Appointment).where(
+                col(Appointment.doctor_id).in_(sorted(book.doctor_ids)),
+                col(Appointment.stage).in_(OPEN_STAGES),
+                col(Appointment.starts_at) < book.end,
+                col(Appointment.ends_at) > book.start,
+            )
+            for a in (await session.exec(q)).all():
+                book.visits[a.doctor_id].append(a)
+        return book
+
+    def covers(self, doctor_id: str, starts_at: datetime, ends_at: datetime) -> bool:
+        return doctor_id in self.doctor_ids and self.start <= as_utc(starts_at) and as_utc(ends_at) <= self.end
+
+    def clash(self, doctor_id: str, starts_at: datetime, ends_at: datetime) -> Appointment | None:
+        s, e = as_utc(starts_at), as_utc(ends_at)
+        return next(
+            (
+                a
+                for a in self.visits[doctor_id]
+                if a.stage in OPEN_STAGES and as_utc(a.starts_at) < e and as_utc(a.ends_at) > s
+            ),
+            None,
+        )
+
+    def add(self, appt: Appointment) -> None:
+        self.visits[appt.doctor_id].append(appt)
+
+    def discard(self, appt: Appointment) -> None:
+        """A reservation rolled back (its savepoint) leaves the book."""
+        self.visits[appt.doctor_id] = [a for a in self.visits.get(appt.doctor_id, []) if a is not appt]
+
+
 # A booking's start call gives up well before api.repair would start the journey itself.
 START_TIMEOUT = timedelta(seconds=5)
 BOOKING_HORIZON = timedelta(days=5 * 366)
@@ -161,11 +212,17 @@ async def reserve(
     appointment_id: str | None = None,
     source: str | None = None,
     catalogue_entries: list[Entry] | None = None,
+    slots: SlotBook | None = None,
+    waitlisted: bool = True,
 ) -> Appointment:
     """Check the slot under the doctor's lock and add the row to the session. The caller
     commits (together with whatever else belongs to the same change), then `start_journey`.
     `source` says where the booking came from (contracts.appointment.SOURCES). The patient's
-    waiting-list entries this visit satisfies leave the list in the same transaction."""
+    waiting-list entries this visit satisfies leave the list in the same transaction.
+
+    For many bookings in one transaction (an import) the caller may pass what it read once:
+    the catalogue, the doctors' `slots` (locked and read, covering this visit), and
+    `waitlisted=False` when it knows the patient has no active waiting-list entry."""
     if starts_at <= datetime.now(UTC):
         raise InvalidBooking("starts_at", "starts_at is in the past")
     not_too_far(starts_at)
@@ -176,7 +233,12 @@ async def reserve(
     await lock_doctor(session, doctor_id)
     if idempotency_key and (existing := await by_key(session, idempotency_key)) is not None:
         raise KeyTaken(existing)
-    await check_slot_free(session, doctor_id, starts_at, ends_at)
+    if slots is not None and slots.covers(doctor_id, starts_at, ends_at):
+        if (clash := slots.clash(doctor_id, starts_at, ends_at)) is not None:
+            raise SlotTaken(clash)
+    else:
+        slots = None
+        await check_slot_free(session, doctor_id, starts_at, ends_at)
     appt = Appointment(
         clinic_id=clinic.id,
         doctor_id=doctor_id,
@@ -197,8 +259,11 @@ async def reserve(
     appt.workflow_id = appointment_workflow_id(appt.id)
     appt.history = [{"at": datetime.now(UTC).isoformat(), "event": "booked", "stage": "booked"}]
     # Before the row joins the session: its query flushes nothing new (as before this step).
-    await take_off_list(session, appt, clinic.timezone)
+    if waitlisted:
+        await take_off_list(session, appt, clinic.timezone)
     session.add(appt)
+    if slots is not None:
+        slots.add(appt)
     return appt
 
 
