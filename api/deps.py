@@ -39,7 +39,9 @@ async def no_lone_surrogates(request: Request) -> None:
         )
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that do no I/O are `async def` all the same: FastAPI runs a plain `def` one in
+# its thread pool, a thread hop per request for a dictionary lookup.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -52,7 +54,7 @@ MAX_OFFSET = 1_000_000  # paging deeper than this is a client bug (and must stay
 RETRY_AFTER = "5"  # seconds, for 503s while Temporal is unreachable
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     """The process's Temporal client; 503 + Retry-After while it is not connected yet (the
     API keeps connecting in the background and recovers by itself)."""
     client = request.app.state.temporal
@@ -65,7 +67,7 @@ def get_temporal(request: Request) -> Client:
     return client
 
 
-def get_temporal_if_connected(request: Request) -> Client | None:
+async def get_temporal_if_connected(request: Request) -> Client | None:
     """For reads that can answer from the database while Temporal is away."""
     return request.app.state.temporal
 

@@ -14,6 +14,7 @@ from api.deps import no_lone_surrogates
 from api.observability import RequestContext
 from api.repair import repair_loop
 from api.routers import ROUTERS
+from core.booking import StartedMarks
 from core.codec import EncryptionCodec
 from core.db import make_engine, session_factory
 from core.logging import configure_logging, get_logger
@@ -55,14 +56,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         connector = asyncio.create_task(_connect_temporal(app, settings))
         await asyncio.wait([connector], timeout=CONNECT_WAIT)
         repairer = asyncio.create_task(repair_loop(app.state))
+        app.state.started_marks = StartedMarks(app.state.sessions)
+        marker = asyncio.create_task(app.state.started_marks.run())
         for hook in getattr(app.state, "startup_hooks", []):
             await hook(app)
         try:
             yield
         finally:
-            for task in (connector, repairer):
+            for task in (connector, repairer, marker):
                 task.cancel()
-            await asyncio.gather(connector, repairer, return_exceptions=True)
+            await asyncio.gather(connector, repairer, marker, return_exceptions=True)
+            try:
+                await app.state.started_marks.flush()
+            except Exception as e:  # noqa: BLE001 - api.repair starts (and marks) what is left
+                log.warning("journey_started marks not written at shutdown", error=type(e).__name__)
             for hook in getattr(app.state, "shutdown_hooks", []):
                 await hook(app)
             await app.state.engine.dispose()

@@ -174,8 +174,11 @@ def patient_filter(user: StaffUser) -> ColumnElement[bool] | None:
     """Patients a branch user may see: registered at the clinic, with a visit or a plan
     there, or the guardian of such a patient. None for network users."""
     scope = clinic_scope(user)
-    if scope is None:
-        return None
+    return None if scope is None else patient_condition(scope)
+
+
+def patient_condition(scope: Any) -> ColumnElement[bool]:
+    """`patient_filter` for the clinic `scope` (its id, or a bound parameter standing for it)."""
     from models.appointment import Appointment
     from models.treatment import TreatmentPlan
 

@@ -9,10 +9,16 @@ API maps them to 422/409, the import to a row error a person can act on.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
+from sqlalchemy import bindparam, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
@@ -33,12 +39,15 @@ from contracts.appointment import (
     appointment_workflow_id,
 )
 from core import campaigns, waitlist
+from core.logging import get_logger
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.texts.catalogue import Entry, catalogue, match
-from models.appointment import Appointment, doctor_clash, lock_doctor
+from models.appointment import Appointment, clash_condition, doctor_clash, lock_doctor
 from models.core import Clinic, as_utc, policy_from_json
-from models.waitlist import take_off_list
+from models.waitlist import on_list, take_off_list
 from workflows.appointment import AppointmentJourney
+
+log = get_logger("booking")
 
 
 class BookingError(Exception):
@@ -196,6 +205,85 @@ async def mark_started(session: AsyncSession, appt: Appointment) -> None:
         await session.commit()
 
 
+@cache
+def _check_statement(clash: bool, listed: bool, key: bool, campaigns_wait: bool) -> Any:
+    """A booking's one read under the doctor's lock (built once per shape; parameters bound
+    at execution): a clashing visit, whether the patient is on the clinic's waiting list, the
+    Idempotency-Key's appointment and, for `book`, whether a campaign waits on this booking."""
+    cols: list[Any] = []
+    if clash:
+        q = select(Appointment.id).where(
+            clash_condition(bindparam("doctor_id"), bindparam("starts_at"), bindparam("ends_at"))
+        )
+        cols.append(q.limit(1).scalar_subquery().label("clash"))
+    if listed:
+        cols.append(on_list(bindparam("patient_id"), bindparam("clinic_id")).label("listed"))
+    if key:
+        q = select(Appointment.id).where(col(Appointment.idempotency_key) == bindparam("key"))
+        cols.append(q.scalar_subquery().label("key"))
+    if campaigns_wait:
+        cols.append(campaigns.booking_matters(bindparam("patient_id")).label("campaigns"))
+    return sa_select(*cols)
+
+
+@dataclass
+class _Found:
+    clash: str | None = None
+    listed: bool = False
+    key: str | None = None
+    campaigns: bool = False
+
+
+MARK_EVERY = 0.2  # seconds: the bookings of this long share one `journey_started` commit
+
+
+class StartedMarks:
+    """The second phase of an API booking, batched: its row is marked `journey_started` by one
+    UPDATE + commit for all the bookings of the last MARK_EVERY seconds, instead of a second
+    transaction (SQLite: the write lock and an fsync) inside every booking's request.
+
+    As safe as marking each at once: a mark is only a hint for api.repair, which starts a row
+    still unmarked after REPAIR_AFTER (far longer than MARK_EVERY) with the same idempotent
+    start (it joins the running journey). A process that dies with marks pending, or a failed
+    write (kept for the next round), costs a redundant start, never a lost or second journey."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], every: float = MARK_EVERY) -> None:
+        self._sessions = sessions
+        self._every = every
+        self._pending: list[str] = []
+        self._wake = asyncio.Event()
+
+    def add(self, appointment_id: str) -> None:
+        self._pending.append(appointment_id)
+        self._wake.set()
+
+    async def flush(self) -> int:
+        """Write the pending marks now; returns how many."""
+        ids, self._pending = self._pending, []
+        if not ids:
+            return 0
+        try:
+            async with self._sessions() as s:
+                await s.exec(update(Appointment).where(col(Appointment.id).in_(ids)).values(journey_started=True))
+                await s.commit()
+        except BaseException:
+            self._pending[:0] = ids  # tried again next round (or by api.repair)
+            raise
+        return len(ids)
+
+    async def run(self) -> None:
+        """Forever (a task of the API process): wait for a booking, gather for MARK_EVERY, write."""
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self._every)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as e:  # noqa: BLE001 - the DB away: next round, api.repair as the backstop
+                log.warning("journey_started marks not written; retrying", error=type(e).__name__)
+                self._wake.set()
+
+
 async def reserve(
     session: AsyncSession,
     *,
@@ -223,6 +311,49 @@ async def reserve(
     For many bookings in one transaction (an import) the caller may pass what it read once:
     the catalogue, the doctors' `slots` (locked and read, covering this visit), and
     `waitlisted=False` when it knows the patient has no active waiting-list entry."""
+
+    appt, _ = await _reserve(
+        session,
+        clinic=clinic,
+        doctor_id=doctor_id,
+        patient_id=patient_id,
+        starts_at=starts_at,
+        duration_minutes=duration_minutes,
+        service=service,
+        service_code=service_code,
+        plan_id=plan_id,
+        idempotency_key=idempotency_key,
+        mis_visit_id=mis_visit_id,
+        appointment_id=appointment_id,
+        source=source,
+        catalogue_entries=catalogue_entries,
+        slots=slots,
+        waitlisted=waitlisted,
+    )
+    return appt
+
+
+async def _reserve(
+    session: AsyncSession,
+    *,
+    clinic: Clinic,
+    doctor_id: str,
+    patient_id: str,
+    starts_at: datetime,
+    duration_minutes: int,
+    service: str | None,
+    service_code: str | None = None,
+    plan_id: str | None = None,
+    idempotency_key: str | None = None,
+    mis_visit_id: str | None = None,
+    appointment_id: str | None = None,
+    source: str | None = None,
+    catalogue_entries: list[Entry] | None = None,
+    slots: SlotBook | None = None,
+    waitlisted: bool = True,
+    ask_campaigns: bool = False,
+) -> tuple[Appointment, bool]:
+    """`reserve`, and (`ask_campaigns`) whether `campaigns.tell_booked` has anything to do."""
     if starts_at <= datetime.now(UTC):
         raise InvalidBooking("starts_at", "starts_at is in the past")
     not_too_far(starts_at)
@@ -231,14 +362,34 @@ async def reserve(
     # Under the doctor's lock (held to the commit): first the key, then the slot. A concurrent
     # retry of the same Idempotency-Key waits here and then finds the booking it raced.
     await lock_doctor(session, doctor_id)
-    if idempotency_key and (existing := await by_key(session, idempotency_key)) is not None:
-        raise KeyTaken(existing)
-    if slots is not None and slots.covers(doctor_id, starts_at, ends_at):
-        if (clash := slots.clash(doctor_id, starts_at, ends_at)) is not None:
-            raise SlotTaken(clash)
-    else:
+    # One round trip for everything read under the lock (the key first, then the slot, as
+    # separate queries did): only what this booking needs — an import chunk has read its
+    # doctors' visits (`slots`) and its patients' waiting-list entries already.
+    if slots is not None and not slots.covers(doctor_id, starts_at, ends_at):
         slots = None
-        await check_slot_free(session, doctor_id, starts_at, ends_at)
+    shape = (slots is None, waitlisted, bool(idempotency_key), ask_campaigns)
+    found = _Found()
+    if any(shape):
+        params = {
+            "doctor_id": doctor_id,
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "patient_id": patient_id,
+            "clinic_id": clinic.id,
+            "key": idempotency_key,
+        }
+        row = (await session.exec(_check_statement(*shape), params=params)).one()  # type: ignore[call-overload]
+        found = _Found(**row._asdict())
+    if found.key is not None:
+        existing = await session.get(Appointment, found.key)
+        assert existing is not None  # read under the doctor's lock: it stays
+        raise KeyTaken(existing)
+    if found.clash is not None:
+        clash = await session.get(Appointment, found.clash)
+        assert clash is not None
+        raise SlotTaken(clash)
+    if slots is not None and (clash := slots.clash(doctor_id, starts_at, ends_at)) is not None:
+        raise SlotTaken(clash)
     appt = Appointment(
         clinic_id=clinic.id,
         doctor_id=doctor_id,
@@ -259,12 +410,12 @@ async def reserve(
     appt.workflow_id = appointment_workflow_id(appt.id)
     appt.history = [{"at": datetime.now(UTC).isoformat(), "event": "booked", "stage": "booked"}]
     # Before the row joins the session: its query flushes nothing new (as before this step).
-    if waitlisted:
+    if found.listed:
         await take_off_list(session, appt, clinic.timezone)
     session.add(appt)
     if slots is not None:
         slots.add(appt)
-    return appt
+    return appt, bool(found.campaigns)
 
 
 async def start_journey(temporal: Client, task_queue: str, appt: Appointment, clinic: Clinic) -> None:
@@ -292,11 +443,20 @@ async def start_journey(temporal: Client, task_queue: str, appt: Appointment, cl
         pass  # it ran and finished already: the booking exists
 
 
-async def book(session: AsyncSession, temporal: Client, task_queue: str, *, clinic: Clinic, **kw: Any) -> Appointment:
+async def book(
+    session: AsyncSession,
+    temporal: Client,
+    task_queue: str,
+    *,
+    clinic: Clinic,
+    marks: StartedMarks | None = None,
+    **kw: Any,
+) -> Appointment:
     """Reserve, commit, start. If the start fails the row is removed again: nothing
     half-written. The row is committed `journey_started = false` and marked once the journey
-    runs: a process killed in between leaves a row api.repair starts the journey of."""
-    appt = await reserve(session, clinic=clinic, **kw)
+    runs (by `marks`, in a batch, when given): a process killed in between leaves a row
+    api.repair starts the journey of."""
+    appt, campaigns_wait = await _reserve(session, clinic=clinic, ask_campaigns=True, **kw)
     appt.journey_started = False
     await session.commit()
     try:
@@ -305,8 +465,11 @@ async def book(session: AsyncSession, temporal: Client, task_queue: str, *, clin
         await session.delete(appt)
         await session.commit()
         raise
-    await mark_started(session, appt)
-    await campaigns.tell_booked(session, temporal, appt.patient_id)  # a recall invitation stops
+    if marks is not None:
+        marks.add(appt.id)
+    else:
+        await mark_started(session, appt)
+    await campaigns.tell_booked(session, temporal, appt.patient_id, campaigns_wait)  # a recall invitation stops
     return appt
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import extract, func
+from sqlalchemy import extract, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
@@ -293,10 +293,30 @@ async def summary(session: AsyncSession, clinic_id: str, kind: str, since: datet
 
 
 # ------------------------------------------------------------------ the booking path
-async def tell_booked(session: AsyncSession, temporal: Client, patient_id: str) -> int:
+def booking_matters(patient_id: Any) -> Any:
+    """Is there anything `tell_booked` would change for this patient (an open "book this
+    patient" task, a running recall)? A SQL condition over a value or a bound parameter: the
+    booking path asks it inside its own check and skips `tell_booked` when false."""
+    task = select(OperatorTask.id).where(
+        col(OperatorTask.patient_id) == patient_id,
+        col(OperatorTask.kind) == BOOK_TASK_KIND,
+        col(OperatorTask.state).in_((TaskState.requested, TaskState.in_progress)),
+    )
+    recall = select(CampaignSend.id).where(
+        col(CampaignSend.patient_id) == patient_id,
+        col(CampaignSend.kind) == RECALL,
+        col(CampaignSend.state).in_(OPEN_STATES),
+    )
+    return or_(task.exists(), recall.exists())
+
+
+async def tell_booked(session: AsyncSession, temporal: Client, patient_id: str, matters: bool = True) -> int:
     """The patient booked a visit: running recall journeys stop now (each also checks before
     every send, so a missed signal only delays the stop), and open "book this patient" tasks
-    of any campaign are done. Never fails the booking."""
+    of any campaign are done. Never fails the booking. `matters=False`: the booking already
+    found nothing to change (`booking_matters`)."""
+    if not matters:
+        return 0
     tasks = (
         await session.exec(
             select(OperatorTask).where(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, event, inspect, update
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, and_, event, inspect, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col, select
@@ -126,15 +126,21 @@ async def doctor_clash(
 
     Takes the doctor's lock first (`lock_doctor`), held until the caller commits."""
     await lock_doctor(session, doctor_id)
-    q = select(Appointment).where(
-        Appointment.doctor_id == doctor_id,
+    return (
+        await session.exec(select(Appointment).where(clash_condition(doctor_id, starts_at, ends_at, exclude)))
+    ).first()
+
+
+def clash_condition(doctor_id: Any, starts_at: Any, ends_at: Any, exclude: Any = None) -> Any:
+    """WHERE an appointment is an open visit of the doctor intersecting [starts_at, ends_at)
+    (values or bound parameters); `exclude` leaves one appointment out (a reschedule's own)."""
+    cond = and_(
+        col(Appointment.doctor_id) == doctor_id,
         col(Appointment.stage).in_(OPEN_STAGES),
         col(Appointment.starts_at) < ends_at,
         col(Appointment.ends_at) > starts_at,
     )
-    if exclude:
-        q = q.where(Appointment.id != exclude)
-    return (await session.exec(q)).first()
+    return cond if exclude is None else and_(cond, col(Appointment.id) != exclude)
 
 
 # ---------------------------------------------------------------------------- first visits
@@ -186,7 +192,8 @@ def refresh_first_visits_sync(session: Session, patient_ids: Iterable[str]) -> i
     changed = 0
     with session.no_autoflush:
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-            session.execute(select(Patient.id).where(col(Patient.id).in_(chunk)).with_for_update())
+            # The patients' lock and their MIS last visit, read under it, in one statement.
+            mis_last = _last_visits(session, chunk, lock=True)
             rows: dict[str, Appointment] = {
                 a.id: a for a in session.scalars(select(Appointment).where(col(Appointment.patient_id).in_(chunk)))
             }
@@ -199,7 +206,6 @@ def refresh_first_visits_sync(session: Session, patient_ids: Iterable[str]) -> i
             by_patient: dict[str, list[Appointment]] = {}
             for a in rows.values():
                 by_patient.setdefault(a.patient_id, []).append(a)
-            mis_last = _last_visits(session, [p for p in chunk if p in by_patient])
             for pid, visits in by_patient.items():
                 flags = first_visit_flags(((a.id, a.starts_at, a.stage) for a in visits), mis_last.get(pid))
                 for a in visits:
@@ -209,12 +215,14 @@ def refresh_first_visits_sync(session: Session, patient_ids: Iterable[str]) -> i
     return changed
 
 
-def _last_visits(session: Session, patient_ids: list[str]) -> dict[str, date | None]:
-    """Each patient's MIS last visit date, as this session sees it (pending changes included)."""
+def _last_visits(session: Session, patient_ids: list[str], lock: bool = False) -> dict[str, date | None]:
+    """Each patient's MIS last visit date, as this session sees it (pending changes included);
+    `lock`: their rows stay locked to the end of the transaction (PostgreSQL)."""
     if not patient_ids:
         return {}
     pt = Patient.__table__.c  # type: ignore[attr-defined]
-    rows = session.execute(sa_select(pt.id, pt.last_visit_on).where(pt.id.in_(patient_ids))).all()
+    q = sa_select(pt.id, pt.last_visit_on).where(pt.id.in_(patient_ids))
+    rows = session.execute(q.with_for_update() if lock else q).all()
     out: dict[str, date | None] = {r[0]: r[1] for r in rows}
     wanted = set(patient_ids)
     for obj in (*session.new, *session.dirty):

@@ -132,6 +132,21 @@ async def busy_patients(
     return set((await s.exec(q)).all())
 
 
+def on_list(patient_id: Any, clinic_id: Any) -> Any:
+    """Does the patient have an active entry at the clinic (values or bound parameters)? A
+    booking that finds none has nothing to `take_off_list` (an EXISTS a booking folds into its
+    one check under the doctor's lock)."""
+    return (
+        select(WaitlistEntry.id)
+        .where(
+            col(WaitlistEntry.patient_id) == patient_id,
+            col(WaitlistEntry.clinic_id) == clinic_id,
+            col(WaitlistEntry.state) == ACTIVE,
+        )
+        .exists()
+    )
+
+
 async def take_off_list(s: AsyncSession, appt: Appointment, timezone: str) -> list[WaitlistEntry]:
     """The patient's active entries this visit satisfies (same clinic; the visit's doctor, or
     the doctor's specialty for an entry without one; on or before `until`) become `booked`

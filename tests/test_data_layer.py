@@ -277,3 +277,60 @@ async def test_a_doctor_is_locked_once_per_transaction(deps: Deps) -> None:
             await s.commit()
     finally:
         event.remove(deps.engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def test_concurrent_reservations_through_the_booking_service(deps: Deps) -> None:
+    """Issue 14: a booking reads the Idempotency-Key, the slot, the waiting list and the
+    campaigns in ONE statement under the doctor's lock. Still, on both databases: of ten
+    reservations of one slot at once exactly one gets it (the rest: SlotTaken naming it), and
+    of five retries of one key exactly one books (the rest: KeyTaken with that booking)."""
+    import asyncio
+    from datetime import timedelta
+
+    from core import booking
+    from models.appointment import Appointment
+    from models.core import Doctor
+
+    async with deps.sessions() as s:
+        clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv")
+        patients = [Patient(full_name=f"P{i}", phone=f"+38067123456{i}") for i in range(10)]
+        s.add_all([clinic, *patients])
+        await s.commit()
+        doctor = Doctor(clinic_id=clinic.id, full_name="Dr", specialty="therapy")
+        s.add(doctor)
+        await s.commit()
+    start = datetime(2031, 6, 1, 9, 0, tzinfo=UTC)
+
+    async def reserve(i: int, starts_at: datetime, key: str | None) -> str:
+        async with deps.sessions() as s:
+            try:
+                appt = await booking.reserve(
+                    s,
+                    clinic=clinic,
+                    doctor_id=doctor.id,
+                    patient_id=patients[i].id,
+                    starts_at=starts_at + timedelta(minutes=i % 3),
+                    duration_minutes=30,
+                    service="Консультация",
+                    idempotency_key=key,
+                )
+                await asyncio.sleep(0.05)  # widen the window a racing check would slip through
+                await s.commit()
+                return f"booked {appt.id}"
+            except booking.SlotTaken as e:
+                return f"taken {e.clash.id}"
+            except booking.KeyTaken as e:
+                return f"key {e.existing.id}"
+
+    results = await asyncio.gather(*[reserve(i, start, None) for i in range(10)])
+    booked = [r.split()[1] for r in results if r.startswith("booked")]
+    assert len(booked) == 1, results
+    assert sorted(results) == sorted([f"booked {booked[0]}"] + [f"taken {booked[0]}"] * 9)
+
+    later = start + timedelta(days=1)
+    results = await asyncio.gather(*[reserve(0, later, "retry-key") for _ in range(5)])
+    booked = [r.split()[1] for r in results if r.startswith("booked")]
+    assert len(booked) == 1 and sorted(results) == sorted([f"booked {booked[0]}"] + [f"key {booked[0]}"] * 4)
+    async with deps.sessions() as s:
+        rows = (await s.exec(select(Appointment).where(Appointment.doctor_id == doctor.id))).all()
+        assert len(rows) == 2

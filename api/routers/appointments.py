@@ -8,14 +8,18 @@ before anything is written.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from functools import cache
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import bindparam
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -33,8 +37,9 @@ from api.errors import check_choice, invalid_field
 from contracts.appointment import SOURCES, STAGES, AppointmentOutcome, AppointmentSnapshot, StaffAction
 from core import booking
 from core.settings import Settings
+from core.texts import catalogue
 from models.appointment import Appointment
-from models.core import Clinic, Doctor, StaffUser
+from models.core import Clinic, Doctor, Patient, StaffUser
 from workflows.appointment import AppointmentJourney
 
 router = APIRouter(prefix="/v1/appointments", tags=["appointments"])
@@ -135,6 +140,50 @@ def _out(source: Appointment | AppointmentSnapshot) -> AppointmentOut:
 
 
 # ---------------------------------------------------------------- booking
+@dataclass
+class _Targets:
+    """What a booking names, as the user may see it: None for a missing clinic (or one outside
+    the user's branch) or doctor; `patient` False when the patient is missing or not visible;
+    `own_services`: whether the clinic has catalogue entries of its own."""
+
+    clinic: Clinic | None
+    doctor: Doctor | None
+    patient: bool
+    own_services: bool
+
+
+@cache
+def _targets_statement(scoped: bool) -> Any:
+    """One round trip for the clinic row, the doctor row, the patient's visibility and the
+    clinic's catalogue (built once; parameters bound at execution)."""
+    patient = select(Patient.id).where(col(Patient.id) == bindparam("patient_id"))
+    if scoped:
+        patient = patient.where(policy.patient_condition(bindparam("scope")))
+    return (
+        select(  # type: ignore[call-overload]
+            Clinic,
+            Doctor,
+            patient.scalar_subquery().label("patient"),
+            catalogue.has_own(bindparam("clinic_id")).label("own_services"),
+        )
+        .select_from(Clinic)
+        .outerjoin(Doctor, col(Doctor.id) == bindparam("doctor_id"))
+        .where(col(Clinic.id) == bindparam("clinic_id"))
+    )
+
+
+async def _targets(session: AsyncSession, user: StaffUser, body: AppointmentCreate) -> _Targets:
+    scope = policy.clinic_scope(user)
+    params = {"clinic_id": body.clinic_id, "doctor_id": body.doctor_id, "patient_id": body.patient_id}
+    if scope is not None:
+        params["scope"] = scope
+    row = (await session.exec(_targets_statement(scope is not None), params=params)).first()
+    if row is None or not policy.in_scope(user, body.clinic_id):
+        return _Targets(None, None, False, False)
+    clinic, doctor, patient, own = row
+    return _Targets(clinic, doctor, patient is not None, bool(own))
+
+
 @router.post("", response_model=AppointmentOut, status_code=status.HTTP_201_CREATED)
 async def book(
     body: AppointmentCreate,
@@ -142,7 +191,7 @@ async def book(
     temporal: TemporalDep,
     settings: SettingsDep,
     user: Desk,
-    response: Response,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> AppointmentOut:
     if idempotency_key and (existing := await booking.by_key(session, idempotency_key)) is not None:
@@ -150,15 +199,15 @@ async def book(
             raise HTTPException(409, "this Idempotency-Key was already used for a different booking")
         return await _replay(existing, body, temporal, settings, session)
 
-    clinic = await session.get(Clinic, body.clinic_id)
-    if clinic is None or not policy.in_scope(user, clinic.id):
+    found = await _targets(session, user, body)
+    clinic, doctor = found.clinic, found.doctor
+    if clinic is None:
         raise invalid_field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
-    doctor = await session.get(Doctor, body.doctor_id)
     if doctor is None:
         raise invalid_field("doctor_id", f"doctor_id {body.doctor_id!r} does not exist")
     if doctor.clinic_id != clinic.id:
         raise invalid_field("doctor_id", "this doctor does not work at this clinic")
-    if await policy.patient_visible(session, user, body.patient_id) is None:
+    if not found.patient:
         raise invalid_field("patient_id", f"patient_id {body.patient_id!r} does not exist")
     try:
         appt = await booking.book(
@@ -175,6 +224,8 @@ async def book(
             plan_id=body.plan_id,
             idempotency_key=idempotency_key,
             source="desk",
+            catalogue_entries=None if found.own_services else catalogue.defaults(clinic.language),
+            marks=getattr(request.app.state, "started_marks", None),
         )
     except booking.KeyTaken as e:  # a concurrent retry of this key booked it first
         await session.commit()  # ends the lock (nothing was written); keeps `existing` loaded

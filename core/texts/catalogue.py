@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.texts.memos import DEFAULT_SERVICES, ServiceDef
@@ -73,6 +75,18 @@ async def catalogue(session: AsyncSession, clinic_id: str, language: str) -> lis
     own = [from_row(r) for r in rows]
     taken = {e.code for e in own}
     return own + [from_default(d, language) for d in DEFAULT_SERVICES if d.code not in taken]
+
+
+def has_own(clinic_id: Any) -> Any:
+    """SQL: does the clinic have entries of its own (a value or a bound parameter)?"""
+    return select(Service.id).where(col(Service.clinic_id) == clinic_id).exists()
+
+
+@cache
+def defaults(language: str) -> list[Entry]:
+    """The catalogue of a clinic without entries of its own (built once per language; shared,
+    so read only)."""
+    return [from_default(d, language) for d in DEFAULT_SERVICES]
 
 
 def match(entries: list[Entry], code: str | None, text: str | None) -> Entry | None:
