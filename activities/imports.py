@@ -74,8 +74,10 @@ from models.waitlist import WaitlistEntry
 log = get_logger("activities.imports")
 
 BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
-CHUNK = 50  # rows per transaction (each row in its own savepoint)
-EFFECT_CONCURRENCY = 8  # journey starts/updates in flight per batch
+CHUNK = 50  # rows per transaction (new visits written together; any other row in its own savepoint)
+# Journey starts/updates in flight per batch: as many as the server takes at once (a batch
+# running alone, the last one say, still starts at full speed).
+EFFECT_CONCURRENCY = 32
 # A completed-visits file may close a visit a little before its booked time (the patient
 # came early); one further ahead is a mistake in the file.
 COMPLETED_AHEAD = timedelta(hours=12)
@@ -116,6 +118,17 @@ def _family_key(d: dict[str, Any]) -> str | None:
     if d.get("patient_id"):
         return f"mis:{d['patient_id']}"
     return None
+
+
+def _as_stated(kind: ImportKind, a: Appointment, d: dict[str, Any]) -> bool:
+    """The visit we have is as a visits/completed row states it: nothing to do for the row."""
+    if kind == ImportKind.visits:
+        return (
+            a.doctor_id == d["doctor_id"]
+            and a.starts_at == datetime.fromisoformat(d["starts_at"])
+            and a.duration_minutes == d["duration"]
+        )
+    return a.stage not in OPEN_STAGES  # completed: a journey that has ended keeps its own outcome
 
 
 def _doctor_matcher(doctors: list[Doctor]) -> Callable[[str], Doctor | None]:
@@ -222,7 +235,6 @@ class ImportActivities(ImportActivityStubs):
                     1 if (ctx.kind == ImportKind.patients and (data.get("guardian") or data.get("guardian_id"))) else 0
                 )
                 rec |= {"data": data, "state": RowState.pending.value, "outcome": None, "phase": phase}
-                rec["batch"] = batcher.place(_family_key(data)) + phase * 1_000_000
             except RowError as e:
                 rec |= {"data": {}, "state": RowState.done.value, "outcome": "error"}
                 rec |= {"column": e.column, "reason": e.reason[:500]}
@@ -231,6 +243,10 @@ class ImportActivities(ImportActivityStubs):
                 if vid and vid not in first_row_of:
                     first_row_of[vid] = n
             records.append(rec)
+        await self._mark_unchanged(s, run, ctx.kind, records)
+        for rec in records:  # the rows left to apply, in batches of families
+            if rec["state"] == RowState.pending.value:
+                rec["batch"] = batcher.place(_family_key(rec["data"])) + rec["phase"] * 1_000_000
         if ctx.kind == ImportKind.visits and mapping.authoritative_days:
             records += await self._absent_visits(s, run, ctx, set(first_row_of), records)
         if records:
@@ -239,6 +255,25 @@ class ImportActivities(ImportActivityStubs):
         run.state, run.started_at = ImportState.running, now
         s.add(run)
         await s.commit()
+
+    async def _mark_unchanged(
+        self, s: AsyncSession, run: ImportRun, kind: ImportKind, records: list[dict[str, Any]]
+    ) -> None:
+        """Visits we already have as the file states them are done here, in a few reads (a
+        daily file repeats most of yesterday's): no batch carries them."""
+        if kind == ImportKind.patients:
+            return
+        pending = {r["data"]["visit_id"]: r for r in records if r["state"] == RowState.pending.value}
+        ids = sorted(pending)
+        for i in range(0, len(ids), 500):
+            q = select(Appointment).where(
+                Appointment.clinic_id == run.clinic_id, col(Appointment.mis_visit_id).in_(ids[i : i + 500])
+            )
+            for a in (await s.exec(q)).all():
+                rec = pending[a.mis_visit_id or ""]
+                if _as_stated(kind, a, rec["data"]):
+                    rec |= {"state": RowState.done.value, "outcome": "unchanged"}
+                    rec |= {"appointment_id": a.id, "patient_id": a.patient_id}
 
     async def _absent_visits(
         self, s: AsyncSession, run: ImportRun, ctx: _RowContext, listed: set[str], records: list[dict[str, Any]]
@@ -796,14 +831,7 @@ class _Applier:
         a = self._visits.get(d.get("visit_id") or "") if d.get("action") is None else None
         if a is None or self.kind == ImportKind.patients:
             return False
-        if self.kind == ImportKind.visits:
-            same = (
-                a.doctor_id == d["doctor_id"]
-                and a.starts_at == datetime.fromisoformat(d["starts_at"])
-                and a.duration_minutes == d["duration"]
-            )
-        else:  # completed: a journey that has ended keeps its own outcome
-            same = a.stage not in OPEN_STAGES
+        same = _as_stated(self.kind, a, d)
         if same:
             row.appointment_id, row.patient_id = a.id, a.patient_id
         return same

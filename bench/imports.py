@@ -31,8 +31,10 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
+from activities.imports import EFFECT_CONCURRENCY
 from bench.__main__ import env_for
 from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+from contracts.mis_import import ImportInput
 from core import imports
 from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
@@ -45,7 +47,8 @@ from models.imports import ImportKind, ImportRun
 TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 DOCTORS = 50
 SLOTS_PER_DAY = 24  # 30-minute visits, 08:00-20:00
-IN_FLIGHT = 32  # SDK starts in flight at once: what the import allows (4 batches x 8 starts)
+# SDK starts in flight at once: what the import allows (batches in flight x starts per batch).
+IN_FLIGHT = ImportInput("").concurrency * EFFECT_CONCURRENCY
 
 
 def visits_csv(rows: int, tz: ZoneInfo) -> bytes:
@@ -132,8 +135,13 @@ async def main(rows: int, database_url: str | None) -> None:
             doctors = [
                 Doctor(clinic_id=clinic.id, full_name=f"Врач Номер {d}", specialty="therapy") for d in range(DOCTORS)
             ]
-            patient = Patient(full_name="SDK Patient", phone="+380501234567", clinic_id=clinic.id)
-            s.add_all([*doctors, patient])
+            # One patient per journey, as the import's visits have (a journey's sync reads its
+            # patient's visits: one patient for all would make the baseline's journeys heavier).
+            patients = [
+                Patient(full_name=f"SDK Patient {i}", phone=f"+38050{1000000 + i:07d}", clinic_id=clinic.id)
+                for i in range(rows)
+            ]
+            s.add_all([*doctors, *patients])
             await s.commit()
         content = visits_csv(rows, ZoneInfo(clinic.timezone))
 
@@ -161,7 +169,7 @@ async def main(rows: int, database_url: str | None) -> None:
                     AppointmentInput(
                         appointment_id=aid,
                         clinic_id=clinic.id,
-                        patient_id=patient.id,
+                        patient_id=patients[i].id,
                         doctor_id=doctors[i % DOCTORS].id,
                         starts_at=start,
                         duration_minutes=30,
@@ -228,7 +236,7 @@ async def main(rows: int, database_url: str | None) -> None:
             f"re-import of the same file                              {again_s:8.1f} s   "
             f"{again_s / first_s:5.2f}x the first (goal <= 0.2x)   {again}"
         )
-        print(f"re-import sent {sent_after - sent_before} messages; {n_patients - 1} patients for {rows} rows")
+        print(f"re-import sent {sent_after - sent_before} messages; {n_patients - rows} patients for {rows} rows")
     finally:
         for w in (worker, import_worker):
             w.terminate()

@@ -42,7 +42,7 @@ from core import campaigns, waitlist
 from core.logging import get_logger
 from core.search_attributes import APPOINTMENT_STAGE, APPOINTMENT_START, CLINIC_ID
 from core.texts.catalogue import Entry, catalogue, match
-from models.appointment import Appointment, clash_condition, doctor_clash, lock_doctor
+from models.appointment import Appointment, clash_condition, doctor_clash, lock_doctor, lock_doctors
 from models.core import Clinic, as_utc, policy_from_json
 from models.waitlist import on_list, take_off_list
 from workflows.appointment import AppointmentJourney
@@ -148,8 +148,7 @@ class SlotBook:
         """Locks the doctors (sorted: two writers never wait on each other in opposite
         orders), then reads their open visits that intersect [start, end)."""
         book = cls(doctor_ids, start, end)
-        for doctor_id in sorted(book.doctor_ids):
-            await lock_doctor(session, doctor_id)
+        await lock_doctors(session, book.doctor_ids)
         if book.doctor_ids:
             q = select(Appointment).where(
                 col(Appointment.doctor_id).in_(sorted(book.doctor_ids)),

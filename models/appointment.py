@@ -91,6 +91,23 @@ async def lock_doctor(session: AsyncSession, doctor_id: str) -> None:
     _mark_doctor_locked(session, doctor_id)
 
 
+async def lock_doctors(session: AsyncSession, doctor_ids: Iterable[str]) -> None:
+    """`lock_doctor` for many doctors in one statement (an import chunk's): PostgreSQL locks
+    their rows in id order (two writers never wait on each other in opposite orders); on
+    SQLite one write takes the database's write lock for all of them."""
+    ids = sorted({d for d in doctor_ids if not _doctor_locked(session, d)})
+    if not ids:
+        return
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite":
+        await session.exec(update(Doctor).where(col(Doctor.id).in_(ids)).values(id=Doctor.id))
+    else:
+        q = select(Doctor.id).where(col(Doctor.id).in_(ids)).order_by(col(Doctor.id)).with_for_update()
+        await session.exec(q)
+    for d in ids:
+        _mark_doctor_locked(session, d)
+
+
 def _live_transactions(session: AsyncSession) -> list[Any]:
     sync = session.sync_session
     return [t for t in (sync.get_transaction(), sync.get_nested_transaction()) if t is not None]

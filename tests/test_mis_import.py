@@ -25,6 +25,7 @@ from models import points
 from models.appointment import Appointment
 from models.core import MessageLog, Patient, Role
 from models.imports import ImportRow, PatientMisId
+from models.waitlist import WaitlistEntry
 from tests.support.api import Api
 from tests.support.appointments import FAST, phone
 from tests.support.live import eventually
@@ -275,6 +276,69 @@ async def test_cp1251_reschedule_and_cancel_by_absence(api: Api, deps: Deps) -> 
         api, await upload(api, clinic["id"], "visits", "day3.csv", csv_bytes(VISIT_HEADERS, moved, ",", "cp1251"))
     )
     assert (r["counts"]["rescheduled"], r["counts"]["cancelled"], r["counts"]["unchanged"]) == (0, 0, 3), r
+
+
+async def test_later_file_finds_known_patients_and_books_them_like_the_desk(api: Api, deps: Deps) -> None:
+    """A later file's new visits (applied together, a chunk at a time) find the patients we
+    know by MIS id and by phone + name, create each new patient once even when the file lists
+    them twice, refuse a slot the same file took a row earlier with nothing of that row left,
+    take a waiting patient off the list, and keep the first-visit flags."""
+    clinic = await make_clinic(api)
+    kov, bon = "Коваль Ирина Викторовна", "Бондар Олег Петрович"
+    d1, d3 = tomorrow().strftime("%d.%m.%Y"), tomorrow(3).strftime("%d.%m.%Y")
+    anna, iryna, new_tel, refused_tel = phone(), phone(), phone(), phone()
+    first = [
+        ["V-1", "K-1", "Мельник Анна", anna, "", "", d1, "09:00", kov, "Осмотр"],
+        ["V-2", "", "Гончар Ирина", iryna, "", "", d1, "09:00", bon, "Осмотр"],
+    ]
+    r = await finished(api, await upload(api, clinic["id"], "visits", "a.csv", csv_bytes(VISIT_HEADERS, first)))
+    assert r["counts"]["created"] == 2, r
+    known = await visits_of(deps, clinic["id"])
+    body = {"patient_id": known["V-1"].patient_id, "clinic_id": clinic["id"], "doctor_id": clinic["doctors"][0]}
+    body |= {"service": "Осмотр", "until": tomorrow(10).isoformat()}
+    w = await api.as_(Role.front_desk).post("/v1/waitlist", json=body)
+    assert w.status_code == 201, w.text
+
+    second = [
+        ["V-3", "K-1", "Мельник Анна", anna, "", "", d3, "09:00", kov, "Осмотр"],  # by MIS id; was waiting
+        ["V-4", "", "Гончар Ирина", iryna, "", "", d3, "10:00", kov, "Осмотр"],  # by phone + name
+        ["V-5", "K-5", "Савчук Лев", new_tel, "", "", d3, "11:00", kov, "Осмотр"],  # new
+        ["V-6", "K-6", "Савчук Ева", new_tel, "", "", d3, "11:00", bon, "Осмотр"],  # same phone, other name
+        ["V-7", "K-5", "Савчук Лев", new_tel, "", "", d3, "12:00", bon, "Осмотр"],  # K-5 again
+        ["V-8", "K-8", "Руденко Олег", refused_tel, "", "", d3, "11:00", kov, "Осмотр"],  # V-5's slot
+    ]
+    r = await finished(api, await upload(api, clinic["id"], "visits", "b.csv", csv_bytes(VISIT_HEADERS, second)))
+    assert (r["counts"]["created"], r["counts"]["errors"]) == (5, 1), r
+    assert [(e["row"], e["column"]) for e in r["errors"]] == [(7, "Время")], r["errors"]
+    v = await visits_of(deps, clinic["id"])
+    assert set(v) == {"V-1", "V-2", "V-3", "V-4", "V-5", "V-6", "V-7"}
+    assert v["V-3"].patient_id == known["V-1"].patient_id and v["V-4"].patient_id == known["V-2"].patient_id
+    assert v["V-7"].patient_id == v["V-5"].patient_id != v["V-6"].patient_id
+    assert (v["V-5"].first_visit, v["V-7"].first_visit, v["V-3"].first_visit) == (True, False, False)
+    assert all(a.source == "import" for a in v.values())
+    async with deps.sessions() as s:
+        q = select(Patient).where(Patient.clinic_id == clinic["id"])
+        assert sorted(p.full_name for p in (await s.exec(q)).all()) == [
+            "Гончар Ирина",
+            "Мельник Анна",
+            "Савчук Ева",
+            "Савчук Лев",
+        ]
+        assert (await s.exec(select(Patient).where(Patient.phone == refused_tel))).first() is None
+        links = (await s.exec(select(PatientMisId).where(PatientMisId.clinic_id == clinic["id"]))).all()
+        assert sorted(x.mis_patient_id for x in links) == ["K-1", "K-5", "K-6"]
+        entry = (await s.exec(select(WaitlistEntry).where(WaitlistEntry.id == w.json()["id"]))).one()
+        assert (entry.state, entry.booked_appointment_id) == ("booked", v["V-3"].id)
+
+    async def journeys_run() -> None:  # each started like a desk booking
+        for vid in ("V-3", "V-4", "V-5", "V-6", "V-7"):
+            a = await api.as_(Role.operator).get(f"/v1/appointments/{v[vid].id}")
+            assert a.status_code == 200 and a.json()["live"] is True, a.text
+
+    await eventually(journeys_run, timeout=60)
+    async with deps.sessions() as s:
+        q2 = select(Appointment).where(col(Appointment.id).in_([a.id for a in v.values()]))
+        assert all(a.journey_started for a in (await s.exec(q2)).all())
 
 
 async def test_xlsx_bad_rows_do_not_block_good_ones(api: Api, deps: Deps) -> None:
