@@ -334,3 +334,74 @@ async def test_concurrent_reservations_through_the_booking_service(deps: Deps) -
     async with deps.sessions() as s:
         rows = (await s.exec(select(Appointment).where(Appointment.doctor_id == doctor.id))).all()
         assert len(rows) == 2
+
+
+async def test_an_import_chunk_locks_its_doctors_at_once_and_checks_slots_from_one_read(deps: Deps) -> None:
+    """Issue 11: an import chunk locks all its doctors in one statement (rows in id order on
+    PostgreSQL) and reads their open visits once (core.booking.SlotBook); a reservation
+    checked against the book clashes with a stored visit and with one reserved earlier in
+    the same transaction, and a cancelled visit frees its slot."""
+    from datetime import timedelta
+
+    from sqlalchemy import event
+
+    from core import booking
+    from models.appointment import Appointment, lock_doctor, lock_doctors
+    from models.core import Doctor
+
+    async with deps.sessions() as s:
+        clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv")
+        s.add(clinic)
+        await s.commit()
+        doctors = [Doctor(clinic_id=clinic.id, full_name=f"Dr {i}", specialty="therapy") for i in range(3)]
+        patient = Patient(full_name="P", phone="+380501112233", clinic_id=clinic.id)
+        s.add_all([*doctors, patient])
+        await s.commit()
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+        for stage, at in (("booked", start), ("cancelled", start + timedelta(hours=1))):
+            a = Appointment(
+                clinic_id=clinic.id,
+                doctor_id=doctors[0].id,
+                patient_id=patient.id,
+                service="Check-up",
+                starts_at=at,
+                ends_at=at + timedelta(minutes=30),
+                duration_minutes=30,
+                stage=stage,
+                workflow_id=f"w-{stage}",
+            )
+            s.add(a)
+        await s.commit()
+    locks: list[str] = []
+
+    def seen(_conn, _cur, statement: str, *_a) -> None:  # type: ignore[no-untyped-def]
+        if ("UPDATE doctor" in statement) or ("FOR UPDATE" in statement and "doctor" in statement):
+            locks.append(statement)
+
+    event.listen(deps.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with deps.sessions() as s:
+            ids = [d.id for d in doctors]
+            book = await booking.SlotBook.load(s, ids, start, start + timedelta(hours=3))
+            assert len(locks) == 1  # one statement for the three doctors
+            await lock_doctors(s, ids)
+            await lock_doctor(s, doctors[2].id)
+            assert len(locks) == 1  # held to the commit
+            kw = {"clinic": clinic, "patient_id": patient.id, "duration_minutes": 30, "service": "Check-up"}
+            with pytest.raises(booking.SlotTaken) as taken:
+                await booking.reserve(s, doctor_id=doctors[0].id, starts_at=start, slots=book, **kw)
+            assert taken.value.clash.workflow_id == "w-booked"
+            later = start + timedelta(hours=1)  # the cancelled visit's slot is free
+            made = await booking.reserve(s, doctor_id=doctors[0].id, starts_at=later, slots=book, **kw)
+            with pytest.raises(booking.SlotTaken) as again:
+                await booking.reserve(
+                    s, doctor_id=doctors[0].id, starts_at=later + timedelta(minutes=15), slots=book, **kw
+                )
+            assert again.value.clash is made
+            await booking.reserve(s, doctor_id=doctors[1].id, starts_at=start, slots=book, **kw)
+            assert len(locks) == 1
+            await s.commit()
+            q = select(Appointment).where(Appointment.clinic_id == clinic.id, Appointment.stage == "booked")
+            assert len((await s.exec(q)).all()) == 3
+    finally:
+        event.remove(deps.engine.sync_engine, "before_cursor_execute", seen)
