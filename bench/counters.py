@@ -1,0 +1,258 @@
+"""Per-journey costs of the worker path, counted rather than timed (issue 14): SQL statements,
+write transactions (commits) and the worker's CPU per journey, for the booking notice, the
+day-before ask and a patient's reply. Counts do not depend on how loaded the box is, so they
+show whether a change made the worker do less, where the bench's ratios are noisy.
+
+    .venv/bin/python -m bench.counters --n 50
+
+One process: a Temporal dev server, a fresh SQLite database, the real worker (worker.build_worker)
+in this process with SQLAlchemy's engine events counting. Each phase starts with the journeys
+already waiting (started before the worker runs, or due at one instant), then counts from there
+until the worker is quiet: the booking notices (context, row, notice), the asks (the send and its
+sync), the replies (the API's inbound routing, the signal, the journey's sync), the last also
+timing reply -> `confirmed` visible through a query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func
+from sqlmodel import col, select
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.testing import WorkflowEnvironment
+
+from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, AppointmentSnapshot, appointment_workflow_id
+from contracts.policy import JourneyPolicy
+from core import search_attributes as sa
+from core.db import make_engine, migrate, session_factory
+from core.logging import configure_logging
+from core.settings import PROJECT_ROOT, Settings
+from core.temporal import DEV_SERVER_ARGS, connect
+from models.core import Channel, Clinic, Doctor, MessageLog, Patient
+
+TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
+
+
+class Meter:
+    """SQL statements (by verb) and commits on one engine, and this process's CPU time."""
+
+    def __init__(self, engine: Any) -> None:
+        self.verbs: Counter[str] = Counter()
+        self.commits = 0
+        self.cpu0 = time.process_time()
+        self.trace = False
+        event.listen(engine.sync_engine, "before_cursor_execute", self._stmt)
+        event.listen(engine.sync_engine, "commit", self._commit)
+
+    def _stmt(self, _conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        self.verbs[statement.lstrip().split(None, 1)[0].upper()] += 1
+        if self.trace:
+            print("   SQL", " ".join(statement.split())[:150])
+
+    def _commit(self, _conn: Any) -> None:
+        self.commits += 1
+        if self.trace:
+            print("   COMMIT")
+
+    def reset(self) -> None:
+        self.verbs.clear()
+        self.commits = 0
+        self.cpu0 = time.process_time()
+
+    def report(self, what: str, n: int) -> str:
+        cpu = (time.process_time() - self.cpu0) * 1000
+        stmts = sum(self.verbs.values())
+        writes = sum(v for k, v in self.verbs.items() if k in ("INSERT", "UPDATE", "DELETE"))
+        return (
+            f"{what:<34} per journey: {stmts / n:5.1f} statements ({writes / n:4.1f} writes), "
+            f"{self.commits / n:4.1f} commits, {cpu / n:6.1f} ms CPU   [{dict(self.verbs)}]"
+        )
+
+    def quiet_since(self) -> tuple[int, int]:
+        return sum(self.verbs.values()), self.commits
+
+
+async def until_quiet(meter: Meter, quiet_for: float = 1.5, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    last, since = meter.quiet_since(), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        now = meter.quiet_since()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_for:
+            return
+    raise RuntimeError("the worker never went quiet")
+
+
+async def count_sent(sessions: Any, clinic_id: str, kind: str) -> int:
+    async with sessions() as s:
+        q = select(func.count()).where(
+            MessageLog.clinic_id == clinic_id,
+            MessageLog.kind == kind,
+            col(MessageLog.status).in_(("sent", "unconfirmed")),
+        )
+        return int((await s.exec(q)).one())
+
+
+async def wait_sent(sessions: Any, clinic_id: str, kind: str, n: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := await count_sent(sessions, clinic_id, kind)) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {got}/{n} {kind} sent")
+        await asyncio.sleep(0.5)
+
+
+async def start(
+    client: Client, tq: str, clinic_id: str, doctor_id: str, patient_id: str, starts_at: datetime, p: JourneyPolicy
+) -> str:
+    aid = uuid.uuid4().hex
+    await client.start_workflow(
+        APPOINTMENT_WORKFLOW,
+        AppointmentInput(
+            appointment_id=aid,
+            clinic_id=clinic_id,
+            patient_id=patient_id,
+            doctor_id=doctor_id,
+            starts_at=starts_at,
+            duration_minutes=30,
+            service="Check-up",
+            timezone="Europe/Kyiv",
+            policy=p,
+            booked_at=datetime.now(UTC),
+        ),
+        id=appointment_workflow_id(aid),
+        task_queue=tq,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.CLINIC_ID, clinic_id),
+                SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
+                SearchAttributePair(sa.APPOINTMENT_START, starts_at),
+            ]
+        ),
+    )
+    return aid
+
+
+async def main(n: int, trace: bool) -> None:
+    from conversations.inbound import Inbound, route_inbound
+    from worker import build_worker, make_deps
+
+    configure_logging("WARNING", json_output=True)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        search_attributes=sa.ALL,
+        dev_server_log_level="error",
+        dev_server_extra_args=DEV_SERVER_ARGS,
+    )
+    data = Path(tempfile.mkdtemp(prefix="journeys-counters-"))
+    try:
+        settings = Settings(
+            DATA_DIR=data,
+            TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+            TEMPORAL_TASK_QUEUE=f"counters-{uuid.uuid4().hex[:6]}",
+            LOG_LEVEL="WARNING",
+        )
+        migrate(settings.database_url)
+        client = await connect(settings)
+        deps = make_deps(settings)
+        tq = settings.temporal_task_queue
+        async with deps.sessions() as s:
+            clinic = Clinic(name="Counters", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv")
+            s.add(clinic)
+            await s.flush()
+            doctor = Doctor(clinic_id=clinic.id, full_name="Dr Count", specialty="x")
+            patients = [
+                Patient(
+                    full_name=f"Count Patient {i}",
+                    phone=f"+38067{i:07d}",
+                    preferred_channel=Channel.sms,
+                    clinic_id=clinic.id,
+                )
+                for i in range(n)
+            ]
+            s.add(doctor)
+            s.add_all(patients)
+            await s.commit()
+        cid, did, pids = clinic.id, doctor.id, [p.id for p in patients]
+        meter = Meter(deps.engine)
+        poll_engine = make_engine(settings.database_url)  # the harness's own reads are not counted
+        polls = session_factory(poll_engine)
+        meter.trace = trace
+        lead = timedelta(hours=24)
+        policy = JourneyPolicy(
+            quiet_hours=None, reminder_lead=lead.total_seconds(), reask_interval=6 * 3600, voice_call_after=6 * 3600
+        )
+        # The asks fall due once the notices are all out (measured apart).
+        due = datetime.now(UTC) + timedelta(seconds=20 + n * 0.3)
+        aids = await asyncio.gather(*(start(client, tq, cid, did, pids[i], due + lead, policy) for i in range(n)))
+        lines = []
+        async with build_worker(client, deps, tq):
+            meter.reset()
+            await wait_sent(polls, cid, "booking_notice", n)
+            await until_quiet(meter)
+            lines.append(meter.report("booking notice (context+row+send)", n))
+            wait = (due - datetime.now(UTC)).total_seconds()
+            if wait < 2:
+                lines.append(f"  (the asks fell due {-wait:.1f} s before the notices were quiet: counts mix)")
+            await asyncio.sleep(max(0.0, wait - 1))
+            meter.reset()
+            await wait_sent(polls, cid, "reminder", n)
+            await until_quiet(meter)
+            lines.append(meter.report("day-before ask (send+sync)", n))
+
+            meter.reset()
+            visible: list[float] = []
+            routed: list[float] = []
+            for aid, pid in zip(aids, pids, strict=True):
+                t0 = time.perf_counter()
+                msg = Inbound(
+                    channel=Channel.sms,
+                    source="sandbox",
+                    kind="text",
+                    dedup_key=f"c-{uuid.uuid4().hex}",
+                    patient_id=pid,
+                    text="так",
+                    received_at=datetime.now(UTC),
+                )
+                await route_inbound(deps.sessions, client, msg)
+                routed.append((time.perf_counter() - t0) * 1000)
+                h = client.get_workflow_handle(appointment_workflow_id(aid))
+                while True:
+                    view: AppointmentSnapshot = await h.query("state", result_type=AppointmentSnapshot)
+                    if view.stage == "confirmed":
+                        break
+                    await asyncio.sleep(0.002)
+                visible.append((time.perf_counter() - t0) * 1000)
+            await until_quiet(meter)
+            lines.append(meter.report("reply (routing+signal+sync)", n))
+            lines.append(
+                f"  reply -> confirmed in a query, in process: p50 {statistics.median(visible):.1f} ms,"
+                f" p90 {sorted(visible)[int(0.9 * (len(visible) - 1))]:.1f} ms"
+                f" (of which inbound routing with its signal p50 {statistics.median(routed):.1f} ms)"
+            )
+        print("\n".join(lines))
+        await deps.http.aclose()
+        await deps.engine.dispose()
+        await poll_engine.dispose()
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=50, help="journeys")
+    p.add_argument("--trace", action="store_true", help="print every statement and commit (use with --n 1)")
+    a = p.parse_args()
+    asyncio.run(main(a.n, a.trace))
