@@ -25,7 +25,7 @@ class MessagingActivities(Delivery, MessagingActivityStubs):
 
     async def _send_message(self, msg: OutboundMessage) -> SendResult:
         text, buttons, template, template_language = msg.text, list(msg.buttons), msg.template, None
-        language = None
+        language, people = None, None
         if msg.render:
             kind = msg.render_kind or msg.kind
             composed = await self._compose(msg.clinic_id, msg.patient_id, kind, msg.facts, buttons)
@@ -34,7 +34,9 @@ class MessagingActivities(Delivery, MessagingActivityStubs):
             text, buttons = composed.text, composed.buttons
             template, template_language = composed.whatsapp_template, composed.whatsapp_template_language
             language = composed.language
+            people = (composed.patient, composed.guardian) if composed.patient is not None else None
         return await self._deliver(
+            people=people,
             key=msg.idempotency_key,
             patient_id=msg.patient_id,
             clinic_id=msg.clinic_id,
@@ -58,13 +60,15 @@ class MessagingActivities(Delivery, MessagingActivityStubs):
             return await self._place_call(call)
 
     async def _place_call(self, call: VoiceCall) -> SendResult:
-        text, language = call.prompt, None
+        text, language, people = call.prompt, None, None
         if call.render:
             composed = await self._compose(call.clinic_id, call.patient_id, "voice_prompt", call.facts, [])
             if composed is None:
                 return SendResult("skipped")
             text, language = composed.text, composed.language
+            people = (composed.patient, composed.guardian) if composed.patient is not None else None
         return await self._deliver(
+            people=people,
             key=call.idempotency_key,
             patient_id=call.patient_id,
             clinic_id=call.clinic_id,

@@ -120,10 +120,11 @@ class Delivery:
         return last.astimezone(UTC) if last else None
 
     # ------------------------------------------------------------------ the send
-    async def _claim(self, row: MessageLog) -> MessageLog:
-        """Insert the row under its unique key, or return the row an earlier attempt wrote."""
+    async def _claim(self, row: MessageLog) -> tuple[MessageLog, bool]:
+        """Insert the row under its unique key, or return the row an earlier attempt wrote
+        (and whether this call inserted it)."""
         async with self.deps.sessions() as s:
-            return (await insert_once(s, row, MessageLog.idempotency_key, row.idempotency_key))[0]
+            return await insert_once(s, row, MessageLog.idempotency_key, row.idempotency_key)
 
     async def _save(self, row: MessageLog, **changes: object) -> None:
         for k, v in changes.items():
@@ -133,9 +134,11 @@ class Delivery:
             s.add(row)
             await s.commit()
 
-    async def _deliver(self, **kw: Any) -> SendResult:
+    async def _deliver(self, people: tuple[Patient, Patient | None] | None = None, **kw: Any) -> SendResult:
+        """`people`: the patient and guardian rows the caller just read (composing the text),
+        so the walk does not read them again."""
         try:
-            return await self._deliver_once(**kw)
+            return await self._deliver_once(people=people, **kw)
         except _Overtaken:
             # Another attempt of this very send moved the row on first (Temporal started this
             # one while that one still ran, e.g. on a worker too starved to heartbeat): this
@@ -181,23 +184,35 @@ class Delivery:
         template_language: str | None = None,
         language: str | None = None,
         not_after: datetime | None = None,
+        people: tuple[Patient, Patient | None] | None = None,
     ) -> SendResult:
-        async with self.deps.sessions() as s:
-            patient = await s.get(Patient, patient_id)
-            guardian = None
-            if patient is not None and patient.guardian_id:
-                guardian = await s.get(Patient, patient.guardian_id)
+        patient: Patient | None
+        guardian: Patient | None
+        if people is not None and people[0].id == patient_id:
+            patient, guardian = people
+        else:
+            async with self.deps.sessions() as s:
+                patient = await s.get(Patient, patient_id)
+                guardian = None
+                if patient is not None and patient.guardian_id:
+                    guardian = await s.get(Patient, patient.guardian_id)
         if patient is None:
             raise ApplicationError(f"patient {patient_id} not found", type="NotFound", non_retryable=True)
         recipient = guardian or patient
         planned = [c for c in self.channels_for(recipient, voice) if c.value not in (exclude or [])]
-        row = await self._claim(
+        # A first attempt with nothing in its way (a channel, not opted out, still in its
+        # moment) writes its row `sending` at once: durable before the provider call as the
+        # ledger requires, in one commit instead of two (`pending`, then `sending`). A row an
+        # earlier attempt wrote goes the long way below (its pending -> sending compare-and-set).
+        ready = bool(planned) and not (patient.opted_out or recipient.opted_out)
+        ready = ready and (not_after is None or datetime.now(UTC) < not_after)
+        row, inserted = await self._claim(
             MessageLog(
                 idempotency_key=key,
                 direction="out",
                 channel=planned[0] if planned else (Channel.voice if voice else recipient.preferred_channel),
                 kind=kind,
-                status="pending",
+                status="sending" if ready else "pending",
                 patient_id=patient.id,
                 recipient_id=recipient.id,
                 clinic_id=clinic_id,
@@ -225,7 +240,7 @@ class Delivery:
             return SendResult("sent", row.channel.value, row.provider_message_id, duplicate=True)
         if row.status in DONE_OTHER:
             return SendResult(row.status, row.channel.value, None, duplicate=True)
-        if row.status == "sending":
+        if row.status == "sending" and not inserted:
             # An earlier attempt died mid-call: at most once, do not resend (module docstring).
             await self._save(row, status="unconfirmed", error="attempt lost during the provider call; not resent")
             if question is not None:
@@ -247,14 +262,19 @@ class Delivery:
             log.warning("message not sent", status=status, **ctx)
             return SendResult(status)
 
+        taken = inserted and row.status == "sending"  # this attempt wrote it so, for todo[0]
         for channel in todo:
-            if not_after is not None and datetime.now(UTC) >= not_after:
-                # Its moment has passed (an ask after the deadline, a reminder after the visit
-                # started): a retry that comes late, e.g. after a worker died, sends nothing.
-                await self._save(row, status="expired")
-                log.info("not sent: its moment has passed", **ctx)
-                return SendResult("expired")
-            await self._take(row, channel)
+            if taken:
+                taken = False
+            else:
+                if not_after is not None and datetime.now(UTC) >= not_after:
+                    # Its moment has passed (an ask after the deadline, a reminder after the
+                    # visit started): a retry that comes late, e.g. after a worker died, sends
+                    # nothing.
+                    await self._save(row, status="expired")
+                    log.info("not sent: its moment has passed", **ctx)
+                    return SendResult("expired")
+                await self._take(row, channel)
             try:
                 sent = await self._call(channel, recipient, row, buttons, template, template_language)
             except ProviderRejected as e:
@@ -294,6 +314,7 @@ class Delivery:
                 provider_message_id=sent.provider_message_id,
                 payload={**row.payload, **sent.raw},
                 error=None,
+                fresh=inserted,
             )
             metrics.message_sent(channel, kind)
             log.info(
@@ -311,16 +332,24 @@ class Delivery:
         return SendResult("failed", row.channel.value)
 
     async def _mark_sent(
-        self, row: MessageLog, q: Question | None, patient: Patient, recipient: Patient, **changes: object
+        self,
+        row: MessageLog,
+        q: Question | None,
+        patient: Patient,
+        recipient: Patient,
+        fresh: bool = False,
+        **changes: object,
     ) -> None:
         """The provider took it: the row's outcome and the question it asks (if any) in one
-        transaction (one commit instead of three on the path every ask takes)."""
+        transaction (one commit instead of three on the path every ask takes). `fresh`: this
+        attempt wrote the row, so no earlier one recorded the question (nothing to look up; one
+        recorded meanwhile by a concurrent attempt is found through the unique key below)."""
         if q is None:
             await self._save(row, **changes)
             return
         async with self.deps.sessions() as s:
             asked = select(OpenQuestion).where(OpenQuestion.message_key == row.idempotency_key)
-            found = (await s.exec(asked)).first()
+            found = None if fresh else (await s.exec(asked)).first()
             if found is None:
                 found = question_row(q, row, patient_id=patient.id, recipient_id=recipient.id)
                 s.add(found)

@@ -16,7 +16,7 @@ from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from contracts.common import Button, OutboundMessage, SendResult, VoiceCall, button_id
+from contracts.common import Button, MessageFacts, OutboundMessage, SendResult, VoiceCall, button_id
 from core.deps import Deps
 from core.settings import Settings
 from models.core import Channel, MessageLog
@@ -327,31 +327,52 @@ async def test_rendered_message_uses_the_clinics_whatsapp_template_and_language(
 
 
 async def test_an_ask_commits_its_outcome_and_question_together(rig: Rig, people: People) -> None:
-    """Issue 14: every ask's send writes the ledger row (pending), marks it `sending` before
-    the provider call, then records `sent` and the open question it asks in ONE transaction
-    (was three: sent, the question, the row's question_id). Fewer SQLite write locks and
-    fsyncs per ask; the question is never missing from a sent ask."""
+    """Issue 14: every ask's send writes its ledger row already `sending` (durable before the
+    provider call; was `pending`, then a second commit for `sending`), then records `sent` and
+    the open question it asks in ONE transaction (was three: sent, the question, the row's
+    question_id), without first looking the question up. Rendering reads the clinic's texts
+    (the ask and its two buttons' titles) in one statement and the patient once (was three
+    statements and the patient twice). Fewer
+    SQLite write locks and fsyncs per ask; the question is never missing from a sent ask."""
     from sqlalchemy import event
 
     from contracts.common import ANSWER_YES_NO, Question
     from models.conversation import OpenQuestion
 
     p = await people.patient(Channel.sms)
-    m = msg(p.id, await people.clinic())
+    aid = uuid.uuid4().hex
+    m = dataclasses.replace(
+        msg(p.id, await people.clinic()),
+        buttons=[Button(button_id("confirm", aid), ""), Button(button_id("decline", aid), "")],
+        render=True,
+        facts=MessageFacts(appointment_id=aid, starts_at=datetime(2027, 3, 5, 8, 30, tzinfo=UTC), service="Огляд"),
+    )
     m.workflow_id = f"wf-{uuid.uuid4().hex}"
-    m.question = Question(kind="confirmation", subject_type="appointment", subject_id="appt-1", answers=[ANSWER_YES_NO])
+    m.question = Question(kind="confirmation", subject_type="appointment", subject_id=aid, answers=[ANSWER_YES_NO])
     commits: list[int] = []
+    statements: list[str] = []
 
     def count(_conn) -> None:  # type: ignore[no-untyped-def]
         commits.append(1)
 
+    def seen(_conn, _cur, statement, *_) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
     event.listen(rig.deps.engine.sync_engine, "commit", count)
+    event.listen(rig.deps.engine.sync_engine, "before_cursor_execute", seen)
     try:
         r = await send(rig, m)
     finally:
         event.remove(rig.deps.engine.sync_engine, "commit", count)
+        event.remove(rig.deps.engine.sync_engine, "before_cursor_execute", seen)
     assert r.status == "sent"
-    assert len(commits) == 3, len(commits)
+    assert len(commits) == 2, len(commits)
+    assert len([q for q in statements if "FROM message_template" in q]) == 1, statements
+    assert len([q for q in statements if q.startswith("SELECT") and "FROM patient WHERE" in q]) == 1, statements
+    # The row is this attempt's own: no earlier attempt can have recorded its question.
+    assert not [q for q in statements if q.startswith("SELECT") and "FROM open_question" in q], statements
+    form = rig.fake.sent("twilio")[-1].form
+    assert form is not None and form["Body"] == (await row(rig, m.idempotency_key)).body
     sent_row = await row(rig, m.idempotency_key)
     async with rig.deps.sessions() as s:
         q = (await s.exec(select(OpenQuestion).where(OpenQuestion.message_key == m.idempotency_key))).one()

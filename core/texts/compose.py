@@ -37,6 +37,9 @@ class Composed:
     whatsapp_template: str = "appointment_notice"
     whatsapp_template_language: str = "ru"
     service: Entry | None = None
+    # The rows read to address it (the delivery walk reuses them instead of reading again).
+    patient: Patient | None = None
+    guardian: Patient | None = None
 
 
 def language_for(clinic: Clinic, *people: Patient | None) -> str:
@@ -51,20 +54,37 @@ async def template_text(session: AsyncSession, clinic: Clinic, kind: str, langua
     """(text, source) for a kind in a language: the clinic's own, else the built-in default;
     a kind missing in that language (a memo the clinic wrote only in Russian) falls back to
     the clinic's language, then ru, uk, en."""
-    order = [language, clinic.language, *LANGUAGES]
-    rows = (
-        await session.exec(
-            select(MessageTemplate).where(MessageTemplate.clinic_id == clinic.id, MessageTemplate.kind == kind)
-        )
-    ).all()
-    own = {r.language: r.body for r in rows}
-    for lang in dict.fromkeys(order):
-        if lang in own:
-            return own[lang], "clinic"
-        default = default_text(kind, lang)
-        if default is not None:
-            return default, "default"
-    return None
+    return (await Templates.load(session, clinic, [kind])).text(kind, language)
+
+
+class Templates:
+    """The clinic's own texts of some kinds, read in one query (a message needs its kind, its
+    buttons' titles and maybe a memo: one statement instead of one per kind)."""
+
+    def __init__(self, clinic: Clinic, own: dict[tuple[str, str], str]) -> None:
+        self.clinic = clinic
+        self.own = own
+
+    @classmethod
+    async def load(cls, session: AsyncSession, clinic: Clinic, kinds: list[str]) -> Templates:
+        wanted = list(dict.fromkeys(kinds))
+        rows = (
+            await session.exec(
+                select(MessageTemplate).where(
+                    MessageTemplate.clinic_id == clinic.id, col(MessageTemplate.kind).in_(wanted)
+                )
+            )
+        ).all()
+        return cls(clinic, {(r.kind, r.language): r.body for r in rows})
+
+    def text(self, kind: str, language: str) -> tuple[str, str] | None:
+        for lang in dict.fromkeys([language, self.clinic.language, *LANGUAGES]):
+            if (kind, lang) in self.own:
+                return self.own[(kind, lang)], "clinic"
+            default = default_text(kind, lang)
+            if default is not None:
+                return default, "default"
+        return None
 
 
 async def overrides(session: AsyncSession, clinic_id: str) -> dict[tuple[str, str], MessageTemplate]:
@@ -143,6 +163,13 @@ async def campaign_values(
     return v
 
 
+def _title_kind(b: Button) -> str:
+    """The template kind of a button's title: button.<action>[_<value>] unless it names one."""
+    parsed = parse_button_id(b.id)
+    action = parsed[0] if parsed else b.id
+    return b.title_kind or f"button.{action}" + (f"_{parsed[2]}" if parsed and parsed[2] is not None else "")
+
+
 async def compose(
     session: AsyncSession,
     settings: Settings,
@@ -173,13 +200,19 @@ async def compose(
             return None
         template_kind = MEMO_PREFIX + code
     values = await values_for(session, settings, clinic, lang, addressee, patient, facts, service)
+    memo_kind = None
     if kind == "booking_notice" and service is not None and service.memo_before:
-        memo = await template_text(session, clinic, MEMO_PREFIX + service.memo_before, lang)
+        memo_kind = MEMO_PREFIX + service.memo_before
+    titles = {b.id: _title_kind(b) for b in buttons or [] if not b.title}
+    wanted = [k for k in (memo_kind, None if text_override is not None else template_kind) if k]
+    texts = await Templates.load(session, clinic, [*wanted, *titles.values()])
+    if memo_kind is not None:
+        memo = texts.text(memo_kind, lang)
         values["memo"] = render(memo[0], values) if memo else ""
     if text_override is not None:
         text = text_override
     else:
-        found = await template_text(session, clinic, template_kind, lang)
+        found = texts.text(template_kind, lang)
         if found is None:
             return None
         text = found[0]
@@ -187,10 +220,7 @@ async def compose(
     for b in buttons or []:
         title = b.title
         if not title:
-            parsed = parse_button_id(b.id)
-            action = parsed[0] if parsed else b.id
-            bkind = b.title_kind or f"button.{action}" + (f"_{parsed[2]}" if parsed and parsed[2] is not None else "")
-            found_b = await template_text(session, clinic, bkind, lang)
+            found_b = texts.text(titles[b.id], lang)
             title = render(found_b[0], values) if found_b else b.id
         out_buttons.append(Button(id=b.id, title=title[:20]))
     return Composed(
@@ -201,4 +231,6 @@ async def compose(
         whatsapp_template=clinic.whatsapp_template or "appointment_notice",
         whatsapp_template_language=clinic.whatsapp_template_language or lang,
         service=service,
+        patient=patient,
+        guardian=guardian,
     )
