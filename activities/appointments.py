@@ -28,7 +28,8 @@ async def expire_moot_questions(s: AsyncSession, snap: AppointmentSnapshot) -> N
     """The journey no longer waits for these answers: a reschedule (the old time's asks), a
     confirmation by any means, the visit being over, cancelled or missed."""
     aid = snap.appointment_id
-    await expire(s, aid, "the appointment was rescheduled", older_version_than=snap.version)
+    if snap.version > 1:  # (no question is about a version before the first: nothing to read)
+        await expire(s, aid, "the appointment was rescheduled", older_version_than=snap.version)
     if snap.stage in ("cancelled", "no_show"):
         await expire(s, aid, f"the appointment is {snap.stage}")
     elif snap.stage in ("confirmed", "checked_in", "finished"):

@@ -299,3 +299,60 @@ async def test_a_heartbeating_activity_beats_while_it_runs() -> None:
     env.on_heartbeat = lambda *details: beats.append(details)
     assert await env.run(slow) == "done"
     assert beats, "no heartbeat while the activity ran"
+
+
+async def test_a_reply_shows_in_a_query_while_its_row_is_still_being_written(client: Client) -> None:
+    """Issue 14 (reply -> visible): the row write after a patient's reply ran as a local
+    activity, which holds the workflow task open, so the API's GET (a query) waited for the
+    database write too. The write now runs after the task: the query answers at once."""
+    fakes = Gated(hold_sync="patient_confirmed")
+    async with journey(client, fakes, timedelta(days=30), JourneyPolicy(quiet_hours=None)) as handle:
+
+        async def notice_written() -> None:
+            assert any(h.event == "notice_sent" for s in fakes.synced for h in s.history)
+
+        await eventually(notice_written, timeout=60)
+        await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sms", kind="text", text="Так, буду"))
+        await asyncio.wait_for(fakes.held.wait(), 60)  # the reply's row write is under way (held)
+        # No workflow task is open while the row is written (a local activity kept the reply's
+        # task open until the write ended, or for 80 % of the task timeout: queries waited).
+        described = (await handle.describe()).raw_description
+        assert not described.HasField("pending_workflow_task"), described.pending_workflow_task
+        assert [a.activity_type.name for a in described.pending_activities] == ["sync_appointment"]
+        view = await handle.query(AppointmentJourney.view)
+        assert view.stage == "confirmed"
+        fakes.gate.set()
+
+        async def row_confirmed() -> None:
+            assert fakes.synced and fakes.synced[-1].stage == "confirmed", [s.stage for s in fakes.synced]
+
+        await eventually(row_confirmed, timeout=30)
+
+
+async def test_the_first_row_write_carries_the_booking_notice_and_news_is_not_held_by_it(client: Client) -> None:
+    """Issue 14: the booking wrote the row (booked) before the journey started, so a journey
+    whose notice is due at once writes its row once, after the notice (was: once before it,
+    once after). News meanwhile (a reply while the notice is still on its way) is written at
+    once, not held until the notice is out."""
+    fakes = Gated()
+    async with journey(client, fakes, timedelta(days=30), JourneyPolicy(quiet_hours=None)) as handle:
+
+        async def notice_written() -> None:
+            assert any(h.event == "notice_sent" for s in fakes.synced for h in s.history)
+
+        await eventually(notice_written, timeout=60)
+        await asyncio.sleep(1)  # nothing else is due: no further write
+        assert len(fakes.synced) == 1, [[h.event for h in s.history] for s in fakes.synced]
+        assert [h.event for h in fakes.synced[0].history] == ["booked", "notice_sent"]
+        assert (await handle.query(AppointmentJourney.view)).stage == "booked"
+
+    stuck = Gated(hold_send="booking_notice")
+    async with journey(client, stuck, timedelta(days=30), JourneyPolicy(quiet_hours=None)) as handle:
+        await asyncio.wait_for(stuck.held.wait(), 60)  # the notice is on its way (held)
+        await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sms", kind="text", text="Так, буду"))
+
+        async def row_confirmed() -> None:
+            assert stuck.synced and stuck.synced[-1].stage == "confirmed", [s.stage for s in stuck.synced]
+
+        await eventually(row_confirmed, timeout=30)
+        assert not stuck.sent  # the notice is still held

@@ -103,6 +103,14 @@ DB_STEPS_LOCAL = "db-steps-local"
 # A handler that queued effects while the journey was about to continue-as-new: the loop runs
 # them first (they were lost with the old run before).
 EFFECTS_BEFORE_CAN = "effects-before-continue-as-new"
+# Issue 14: the booking wrote the row as the journey starts (stage booked, history [booked]);
+# when the booking notice is due at once, the journey's first row write waits for it and
+# carries `notice_sent` (one write instead of two). Any other news is written at once.
+FIRST_SYNC_WITH_NOTICE = "first-sync-with-notice"
+# Issue 14: the row write that follows a patient's reply runs as a task-queue activity, so the
+# workflow task that took the reply completes at once and a query (the API's GET) sees the
+# new state without waiting for the write (a local activity holds the task open until done).
+REPLY_SHOWN_BEFORE_SYNC = "reply-shown-before-sync"
 LEGACY_MEMO_KEYWORDS = (
     "implant",
     "extraction",
@@ -160,6 +168,7 @@ class AppointmentJourney:
         self._notice: asyncio.Task[None] | None = None
         self._notice_since: datetime | None = None
         self._step_error: Exception | None = None
+        self._replied = False  # a reply changed the state since the last row write
 
     # ---------------------------------------------------------------- main loop
     @workflow.run
@@ -176,7 +185,8 @@ class AppointmentJourney:
                 raise self._step_error
             before = self._changes
             await self._drain_effects()
-            await self._sync()
+            if not self._first_sync_waits_for_notice():
+                await self._sync()
             if self._changes != before and workflow.patched(RESYNC_CHANGES):
                 # News (a reply, an update, a send's outcome) arrived while the row was being
                 # written: write it too before waiting, not at the next timer.
@@ -220,6 +230,20 @@ class AppointmentJourney:
         return AppointmentOutcome(
             appointment_id=inp.appointment_id, stage=self.s.stage, nps=self.s.nps, reason=self.s.cancel_reason
         )
+
+    def _first_sync_waits_for_notice(self) -> bool:
+        """Nothing has happened since the booking but the notice, which is due now or on its
+        way: the row the booking wrote is still true, so its first write waits for the notice
+        (FIRST_SYNC_WITH_NOTICE)."""
+        s = self.s
+        if self.inp.carried is not None or s.synced_revision != 0 or s.revision != 1 or self._effects:
+            return False
+        if self._notice is None:
+            now = workflow.now()
+            due, step = self._next_step(now)
+            if step != self._send_notice or due is None or due > now:
+                return False
+        return workflow.patched(FIRST_SYNC_WITH_NOTICE)
 
     def _woken(self, seen: int) -> bool:
         return self._changes != seen or bool(self._effects)
@@ -447,6 +471,7 @@ class AppointmentJourney:
             return
         s.replies += 1
         self._changes += 1
+        self._replied = True
         if s.stage == "finished":
             self._survey_reply(reply)
             return
@@ -887,7 +912,17 @@ class AppointmentJourney:
         if s.synced_revision == s.revision:
             return
         revision = s.revision
-        await self._db_step(AppointmentActivityStubs.sync_appointment, self.view())
+        if self._replied and workflow.patched(REPLY_SHOWN_BEFORE_SYNC):
+            self._replied = False
+            await workflow.execute_activity_method(
+                AppointmentActivityStubs.sync_appointment,
+                self.view(),
+                start_to_close_timeout=DB_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=RETRY,
+            )
+        else:
+            await self._db_step(AppointmentActivityStubs.sync_appointment, self.view())
         s.synced_revision = revision
 
     async def _db_step(self, method: Any, arg: Any) -> Any:
