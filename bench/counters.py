@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import event, func
 from sqlmodel import col, select
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
@@ -112,6 +113,15 @@ async def wait_sent(sessions: Any, clinic_id: str, kind: str, n: int, timeout: f
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {got}/{n} {kind} sent")
         await asyncio.sleep(0.5)
+
+
+async def events(client: Client, aid: str) -> str:
+    """How many history events a journey has, and how many of them are workflow tasks."""
+    kinds: Counter[str] = Counter()
+    async for e in client.get_workflow_handle(appointment_workflow_id(aid)).fetch_history_events():
+        kinds[EventType.Name(e.event_type)] += 1
+    wft = kinds["EVENT_TYPE_WORKFLOW_TASK_COMPLETED"]
+    return f"{sum(kinds.values())} ({wft} workflow tasks completed)"
 
 
 async def start(
@@ -203,6 +213,7 @@ async def main(n: int, trace: bool) -> None:
             await wait_sent(polls, cid, "booking_notice", n)
             await until_quiet(meter)
             lines.append(meter.report("booking notice (context+row+send)", n))
+            lines.append(f"  history events of a journey after its notice: {await events(client, aids[0])}")
             wait = (due - datetime.now(UTC)).total_seconds()
             if wait < 2:
                 lines.append(f"  (the asks fell due {-wait:.1f} s before the notices were quiet: counts mix)")
@@ -211,6 +222,7 @@ async def main(n: int, trace: bool) -> None:
             await wait_sent(polls, cid, "reminder", n)
             await until_quiet(meter)
             lines.append(meter.report("day-before ask (send+sync)", n))
+            lines.append(f"  history events of a journey after its ask: {await events(client, aids[0])}")
 
             meter.reset()
             visible: list[float] = []
