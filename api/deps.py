@@ -9,6 +9,8 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import bindparam
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
@@ -92,6 +94,9 @@ async def current_user(
     return await staff_from_token(session, settings, token)
 
 
+_USER = select(StaffUser).where(col(StaffUser.id) == bindparam("id"))  # built once: read on every request
+
+
 async def staff_from_token(session: AsyncSession, settings: Settings, token: str) -> StaffUser:
     """The active staff user a token names, or 401. A deactivated user's tokens, and tokens
     issued before `tokens_valid_after`, stop working at once (the row is read every time)."""
@@ -103,7 +108,7 @@ async def staff_from_token(session: AsyncSession, settings: Settings, token: str
         ) from None
     except jwt.PyJWTError:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid token", headers=_UNAUTHORIZED) from None
-    user = await session.get(StaffUser, claims["sub"])
+    user = (await session.exec(_USER, params={"id": str(claims["sub"])})).first()
     revoked = (
         user is not None
         and user.tokens_valid_after is not None

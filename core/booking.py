@@ -234,6 +234,9 @@ class _Found:
 
 
 MARK_EVERY = 0.2  # seconds: the bookings of this long share one `journey_started` commit
+_ROWS = Appointment.__table__.c  # type: ignore[attr-defined]
+# Core, not an ORM bulk update: no session bookkeeping for rows this session never loaded.
+_MARK = update(Appointment.__table__).where(_ROWS.id.in_(bindparam("ids", expanding=True))).values(journey_started=True)  # type: ignore[attr-defined]
 
 
 class StartedMarks:
@@ -263,7 +266,7 @@ class StartedMarks:
             return 0
         try:
             async with self._sessions() as s:
-                await s.exec(update(Appointment).where(col(Appointment.id).in_(ids)).values(journey_started=True))
+                await s.exec(_MARK, params={"ids": ids})
                 await s.commit()
         except BaseException:
             self._pending[:0] = ids  # tried again next round (or by api.repair)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, and_, event, inspect, update
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, and_, bindparam, event, inspect, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session
 from sqlmodel import Field, SQLModel, col, select
@@ -84,11 +85,18 @@ async def lock_doctor(session: AsyncSession, doctor_id: str) -> None:
     if _doctor_locked(session, doctor_id):
         return
     bind = session.bind
-    if bind is not None and bind.dialect.name == "sqlite":
-        await session.exec(update(Doctor).where(col(Doctor.id) == doctor_id).values(id=Doctor.id))
+    # Plain Core statements, built once: no ORM bulk-update bookkeeping on the hot path.
+    sqlite = bind is not None and bind.dialect.name == "sqlite"
+    if sqlite:
+        await session.exec(_LOCK_SQLITE, params={"doctor_id": doctor_id})
     else:
-        await session.exec(select(Doctor.id).where(Doctor.id == doctor_id).with_for_update())
+        await session.exec(_LOCK_FOR_UPDATE, params={"doctor_id": doctor_id})  # type: ignore[call-overload]
     _mark_doctor_locked(session, doctor_id)
+
+
+_DOCTOR = Doctor.__table__.c  # type: ignore[attr-defined]
+_LOCK_SQLITE = update(Doctor.__table__).where(_DOCTOR.id == bindparam("doctor_id")).values(id=_DOCTOR.id)  # type: ignore[attr-defined]
+_LOCK_FOR_UPDATE = sa_select(_DOCTOR.id).where(_DOCTOR.id == bindparam("doctor_id")).with_for_update()
 
 
 async def lock_doctors(session: AsyncSession, doctor_ids: Iterable[str]) -> None:
@@ -209,11 +217,8 @@ def refresh_first_visits_sync(session: Session, patient_ids: Iterable[str]) -> i
     changed = 0
     with session.no_autoflush:
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-            # The patients' lock and their MIS last visit, read under it, in one statement.
-            mis_last = _last_visits(session, chunk, lock=True)
-            rows: dict[str, Appointment] = {
-                a.id: a for a in session.scalars(select(Appointment).where(col(Appointment.patient_id).in_(chunk)))
-            }
+            mis_last, visits = _patients_and_visits(session, chunk)
+            rows: dict[str, Appointment] = {a.id: a for a in visits}
             for obj in session.new:
                 if isinstance(obj, Appointment) and obj.patient_id in chunk:
                     rows[obj.id] = obj
@@ -232,6 +237,37 @@ def refresh_first_visits_sync(session: Session, patient_ids: Iterable[str]) -> i
     return changed
 
 
+def _patients_and_visits(session: Session, chunk: list[str]) -> tuple[dict[str, date | None], list[Appointment]]:
+    """The patients' MIS last visits and their stored visits. PostgreSQL: the patients' rows
+    are locked (and their last visits read) first, then the visits read, so a writer that
+    waited for the lock sees what the other committed. SQLite has no row locks (a writer
+    holds the whole database's), so one statement reads both."""
+    if session.get_bind().dialect.name != "sqlite":
+        mis_last = _last_visits(session, chunk, lock=True)
+        return mis_last, list(session.scalars(select(Appointment).where(col(Appointment.patient_id).in_(chunk))))
+    one = len(chunk) == 1  # a booking, a sync: one patient (no expanding IN to render)
+    params = {"patient_id": chunk[0]} if one else {"patient_ids": chunk}
+    stored: dict[str, date | None] = {}
+    visits: list[Appointment] = []
+    for pid, last, appt in session.execute(_patients_and_visits_statement(one), params):
+        stored[pid] = last
+        if appt is not None:
+            visits.append(appt)
+    return _pending_last_visits(session, chunk, stored), visits
+
+
+@cache
+def _patients_and_visits_statement(one: bool) -> Any:
+    pt = Patient.__table__.c  # type: ignore[attr-defined]
+    which = pt.id == bindparam("patient_id") if one else pt.id.in_(bindparam("patient_ids", expanding=True))
+    return (
+        sa_select(pt.id, pt.last_visit_on, Appointment)
+        .select_from(Patient.__table__)  # type: ignore[attr-defined]
+        .outerjoin(Appointment, col(Appointment.patient_id) == pt.id)
+        .where(which)
+    )
+
+
 def _last_visits(session: Session, patient_ids: list[str], lock: bool = False) -> dict[str, date | None]:
     """Each patient's MIS last visit date, as this session sees it (pending changes included);
     `lock`: their rows stay locked to the end of the transaction (PostgreSQL)."""
@@ -240,12 +276,18 @@ def _last_visits(session: Session, patient_ids: list[str], lock: bool = False) -
     pt = Patient.__table__.c  # type: ignore[attr-defined]
     q = sa_select(pt.id, pt.last_visit_on).where(pt.id.in_(patient_ids))
     rows = session.execute(q.with_for_update() if lock else q).all()
-    out: dict[str, date | None] = {r[0]: r[1] for r in rows}
+    return _pending_last_visits(session, patient_ids, {r[0]: r[1] for r in rows})
+
+
+def _pending_last_visits(
+    session: Session, patient_ids: list[str], stored: dict[str, date | None]
+) -> dict[str, date | None]:
+    """`stored` with this session's pending patient changes over it."""
     wanted = set(patient_ids)
     for obj in (*session.new, *session.dirty):
         if isinstance(obj, Patient) and obj.id in wanted:
-            out[obj.id] = obj.last_visit_on
-    return out
+            stored[obj.id] = obj.last_visit_on
+    return stored
 
 
 async def refresh_first_visits(session: AsyncSession, patient_ids: Iterable[str]) -> int:
