@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, literal
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -144,44 +145,52 @@ def _out(source: Appointment | AppointmentSnapshot) -> AppointmentOut:
 class _Targets:
     """What a booking names, as the user may see it: None for a missing clinic (or one outside
     the user's branch) or doctor; `patient` False when the patient is missing or not visible;
-    `own_services`: whether the clinic has catalogue entries of its own."""
+    `own_services`: whether the clinic has catalogue entries of its own; `key`: the booking
+    that already has this Idempotency-Key, if any."""
 
     clinic: Clinic | None
     doctor: Doctor | None
     patient: bool
     own_services: bool
+    key: str | None
 
 
 @cache
-def _targets_statement(scoped: bool) -> Any:
-    """One round trip for the clinic row, the doctor row, the patient's visibility and the
-    clinic's catalogue (built once; parameters bound at execution)."""
+def _targets_statement(scoped: bool, keyed: bool) -> Any:
+    """One round trip for the Idempotency-Key's booking, the clinic row, the doctor row, the
+    patient's visibility and the clinic's catalogue (built once; parameters bound at
+    execution). Always one row: a missing clinic or doctor reads as NULL."""
     patient = select(Patient.id).where(col(Patient.id) == bindparam("patient_id"))
     if scoped:
         patient = patient.where(policy.patient_condition(bindparam("scope")))
+    cols: list[Any] = [
+        Clinic,
+        Doctor,
+        patient.scalar_subquery().label("patient"),
+        catalogue.has_own(bindparam("clinic_id")).label("own_services"),
+    ]
+    if keyed:
+        key = select(Appointment.id).where(col(Appointment.idempotency_key) == bindparam("key"))
+        cols.append(key.scalar_subquery().label("key"))
+    one_row = sa_select(literal(1).label("one")).subquery("one_row")
     return (
-        select(  # type: ignore[call-overload]
-            Clinic,
-            Doctor,
-            patient.scalar_subquery().label("patient"),
-            catalogue.has_own(bindparam("clinic_id")).label("own_services"),
-        )
-        .select_from(Clinic)
+        sa_select(*cols)
+        .select_from(one_row)
+        .outerjoin(Clinic, col(Clinic.id) == bindparam("clinic_id"))
         .outerjoin(Doctor, col(Doctor.id) == bindparam("doctor_id"))
-        .where(col(Clinic.id) == bindparam("clinic_id"))
     )
 
 
-async def _targets(session: AsyncSession, user: StaffUser, body: AppointmentCreate) -> _Targets:
+async def _targets(session: AsyncSession, user: StaffUser, body: AppointmentCreate, key: str | None) -> _Targets:
     scope = policy.clinic_scope(user)
     params = {"clinic_id": body.clinic_id, "doctor_id": body.doctor_id, "patient_id": body.patient_id}
     if scope is not None:
         params["scope"] = scope
-    row = (await session.exec(_targets_statement(scope is not None), params=params)).first()
-    if row is None or not policy.in_scope(user, body.clinic_id):
-        return _Targets(None, None, False, False)
-    clinic, doctor, patient, own = row
-    return _Targets(clinic, doctor, patient is not None, bool(own))
+    if key:
+        params["key"] = key
+    row = (await session.exec(_targets_statement(scope is not None, bool(key)), params=params)).one()
+    clinic = row[0] if policy.in_scope(user, body.clinic_id) else None
+    return _Targets(clinic, row[1], row[2] is not None, bool(row[3]), row[4] if key else None)
 
 
 @router.post("", response_model=AppointmentOut, status_code=status.HTTP_201_CREATED)
@@ -194,12 +203,12 @@ async def book(
     request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> AppointmentOut:
-    if idempotency_key and (existing := await booking.by_key(session, idempotency_key)) is not None:
+    found = await _targets(session, user, body, idempotency_key)
+    if found.key is not None and (existing := await session.get(Appointment, found.key)) is not None:
         if not policy.in_scope(user, existing.clinic_id):  # another branch's key: as if a different booking
             raise HTTPException(409, "this Idempotency-Key was already used for a different booking")
         return await _replay(existing, body, temporal, settings, session)
 
-    found = await _targets(session, user, body)
     clinic, doctor = found.clinic, found.doctor
     if clinic is None:
         raise invalid_field("clinic_id", f"clinic_id {body.clinic_id!r} does not exist")
