@@ -181,7 +181,11 @@ async def main(args: argparse.Namespace) -> None:
         await run(args, settings)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         shutil.rmtree(data, ignore_errors=True)
 
 
