@@ -10,10 +10,14 @@ booking:
     Temporal client's included),
   * SQL statements and commits (SQLAlchemy engine events),
 
-beside the SDK's `start_workflow` of the same journey input in the same run (CPU ms per start).
+beside the SDK's `start_workflow` of the same journey input in the same run (CPU ms per start)
+and the driver's own share (the same client against an ASGI app that only answers 201).
 No worker runs: a start only records the workflow; the journey's own work is not the API's.
 
-Usage: .venv/bin/python -m bench.booking_cost [--n 300] [--role front_desk|admin] [--database-url URL]
+Usage: .venv/bin/python -m bench.booking_cost [--n 300] [--role front_desk|operator|admin]
+         [--keys] [--statements] [--clients C] [--cprofile FILE] [--database-url URL]
+  --keys: an Idempotency-Key on every booking; --statements: the SQL per booking by kind;
+  --clients C: C bookings in flight (wall ms is then 1/throughput; CPU stays per booking).
 """
 
 from __future__ import annotations
