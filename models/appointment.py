@@ -299,6 +299,14 @@ async def refresh_first_visits(session: AsyncSession, patient_ids: Iterable[str]
 _FIRST_VISIT_INPUTS = ("starts_at", "stage", "patient_id")
 
 
+def _visit_or_not_changes(old: Any, new: Any) -> bool:
+    """Whether a stage change moves the appointment in or out of NOT_A_VISIT (the only way a
+    stage counts for first-visit flags). An unknown old stage counts as a change."""
+    if not old or not new:
+        return True
+    return (old[0] in NOT_A_VISIT) != (new[-1] in NOT_A_VISIT)
+
+
 @event.listens_for(Session, "before_flush")
 def _keep_first_visit_flags(session: Session, _ctx: Any, _instances: Any) -> None:
     """Every ORM write of an appointment (booking, reschedule, the journey's sync, a plan's
@@ -323,6 +331,8 @@ def _keep_first_visit_flags(session: Session, _ctx: Any, _instances: Any) -> Non
         for name in _FIRST_VISIT_INPUTS:
             hist = state.attrs[name].history
             if hist.has_changes():
+                if name == "stage" and not _visit_or_not_changes(hist.deleted, hist.added):
+                    continue  # e.g. booked -> confirmed: still a visit, no flag can change
                 patients.add(obj.patient_id)
                 if name == "patient_id":  # the patient it moved away from, too
                     patients.update(v for v in hist.deleted if isinstance(v, str))

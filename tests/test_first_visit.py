@@ -160,3 +160,59 @@ async def test_flags_follow_bookings_moves_and_stages(sessions) -> None:  # type
         await s.commit()
         await s.refresh(earlier)
         assert earlier.first_visit is False
+
+
+async def test_a_stage_change_that_keeps_a_visit_a_visit_reads_nothing_more(db_url: str) -> None:  # noqa: F811
+    """Issue 14: the journey's row write on every stage change (booked -> confirmed ->
+    checked_in -> finished) recomputed the patient's first-visit flags (three reads) though
+    only a move in or out of NOT_A_VISIT (cancelled, no_show) can change one."""
+    from sqlalchemy import event
+
+    engine = make_engine(db_url)
+    sessions = session_factory(engine)
+    statements: list[str] = []
+
+    def seen(_conn, _cur, statement, *_) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
+    try:
+        async with sessions() as s:
+            clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567")
+            s.add(clinic)
+            await s.flush()
+            doctor = Doctor(clinic_id=clinic.id, full_name="Dr A", specialty="therapy")
+            patient = Patient(full_name="P", phone="+380671234567", clinic_id=clinic.id)
+            s.add_all([doctor, patient])
+            await s.flush()
+            start = datetime(2027, 4, 1, 9, tzinfo=UTC)
+            first = Appointment(
+                clinic_id=clinic.id,
+                doctor_id=doctor.id,
+                patient_id=patient.id,
+                service="Consultation",
+                starts_at=start,
+                ends_at=start + timedelta(minutes=30),
+                duration_minutes=30,
+                workflow_id="wf",
+            )
+            s.add(first)
+            await s.commit()
+            assert first.first_visit is True
+        event.listen(engine.sync_engine, "before_cursor_execute", seen)
+        for stage in ("confirmed", "checked_in", "finished"):
+            async with sessions() as s:  # as the journey's sync writes it: read, set, commit
+                row = await s.get(Appointment, first.id)
+                assert row is not None
+                row.stage = stage
+                s.add(row)
+                await s.commit()
+        assert not [q for q in statements if "last_visit_on" in q], statements
+        async with sessions() as s:  # out of the visits: the flags are recomputed
+            row = await s.get(Appointment, first.id)
+            assert row is not None
+            row.stage = "cancelled"
+            s.add(row)
+            await s.commit()
+        assert [q for q in statements if "last_visit_on" in q], statements
+    finally:
+        await engine.dispose()
