@@ -240,9 +240,13 @@ async def _process(s: AsyncSession, temporal: Client | None, msg: Inbound, row: 
         return Routed(outcome, patient_id=sender.id, message_id=row.id)
 
     ids = [p.id for p in senders]
-    children = (await s.exec(select(Patient.id).where(col(Patient.guardian_id).in_(ids)))).all()
-    family = [*ids, *children]
-    target = await pick_target(s, ids, family, msg)
+    # Reads only until the signal: the claim's new patient_id is written with the outcome, so
+    # no write transaction (on SQLite: the database's one write lock) is held across the
+    # routing reads and the signal's round trip to Temporal.
+    with s.no_autoflush:
+        children = (await s.exec(select(Patient.id).where(col(Patient.guardian_id).in_(ids)))).all()
+        family = [*ids, *children]
+        target = await pick_target(s, ids, family, msg)
     subject_type, subject_id = target.subject
     clinic_id = target.clinic_id or sender.clinic_id
     about = target.patient_id or sender.id

@@ -332,3 +332,65 @@ async def test_routing_order_on_the_database(deps: Deps) -> None:
         assert t.how == "closed_question" and t.question is not None and t.question.id == stale.id
         t = await pick_target(s, [me], [me, child], msg(text="коли можна прийти?"))
         assert t.how == "none" and t.workflow_id is None
+
+
+async def test_a_reply_is_routed_without_a_write_held_across_its_signal(
+    api: Api, deps: Deps, worker: None, client: Client, settings: Settings
+) -> None:
+    """Issue 14: routing a reply set the claim's patient, and the next read flushed it: the
+    write transaction (on SQLite the database's one write lock, which the worker's sends and
+    row writes wait for) stayed open across the routing reads and the signal to Temporal.
+    Now nothing is written between the dedup claim's commit and the signal."""
+    from sqlalchemy import event
+
+    from conversations.inbound import Inbound, route_inbound
+    from core.db import make_engine, session_factory
+    from models.core import Channel
+
+    clinic = await make_clinic(api, **ASK_NOW)
+    visit = await book(api, clinic, in_seconds=600, minutes=5)
+    await asked(deps, visit["id"], "confirmation")
+    trail: list[str] = []
+
+    class Marking:  # the client, noting in the trail when the signal goes out
+        def get_workflow_handle(self, wf_id: str) -> Any:
+            handle = client.get_workflow_handle(wf_id)
+
+            class Handle:
+                async def signal(self, *a: Any) -> None:
+                    trail.append("SIGNAL")
+                    await handle.signal(*a)
+
+            return Handle()
+
+    def seen(_conn, _cur, statement, *_) -> None:  # type: ignore[no-untyped-def]
+        trail.append(statement.lstrip().split(None, 1)[0].upper())
+
+    def committed(_conn) -> None:  # type: ignore[no-untyped-def]
+        trail.append("COMMIT")
+
+    engine = make_engine(settings.database_url)  # the routing's own statements only
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    event.listen(engine.sync_engine, "commit", committed)
+    msg = Inbound(
+        channel=Channel.sms,
+        source="sandbox",
+        kind="text",
+        dedup_key=f"test-{uuid.uuid4().hex}",
+        patient_id=clinic["patient_id"],
+        text="так",
+    )
+    try:
+        routed = await route_inbound(session_factory(engine), Marking(), msg)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+    assert routed.outcome == "signalled" and routed.appointment_id == visit["id"], routed
+    claimed = trail.index("COMMIT", trail.index("INSERT"))  # the dedup claim
+    before_signal = trail[claimed + 1 : trail.index("SIGNAL")]
+    assert before_signal and set(before_signal) == {"SELECT"}, trail
+    assert trail[-1] == "COMMIT" and trail.count("COMMIT") == trail[: claimed + 1].count("COMMIT") + 1, trail
+
+    async def confirmed() -> None:
+        assert (await state(api, visit["id"]))["stage"] == "confirmed"
+
+    await eventually(confirmed, timeout=60)
