@@ -224,8 +224,15 @@ async def main(n: int, trace: bool) -> None:
             await asyncio.sleep(max(0.0, wait - 1))
             meter.reset()
             await wait_sent(polls, cid, "reminder", n)
+            async with polls() as s:
+                q = select(MessageLog.updated_at).where(MessageLog.clinic_id == cid, MessageLog.kind == "reminder")
+                late = sorted((t.replace(tzinfo=UTC) - due).total_seconds() for t in (await s.exec(q)).all() if t)
             await until_quiet(meter)
             lines.append(meter.report("day-before ask (send+sync)", n))
+            lines.append(
+                f"  asks due at one instant: p99 {late[int(0.99 * (len(late) - 1))]:.2f} s late,"
+                f" drain {n / max(1e-3, late[-1] - min(0.0, late[0])):.1f} sends/s"
+            )
             lines.append(f"  history events of a journey after its ask: {await events(client, aids[0])}")
 
             meter.reset()
