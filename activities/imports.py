@@ -17,11 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -81,6 +82,9 @@ EFFECT_CONCURRENCY = 32
 # A completed-visits file may close a visit a little before its booked time (the patient
 # came early); one further ahead is a mistake in the file.
 COMPLETED_AHEAD = timedelta(hours=12)
+# A batch or the finish reads its run without the stored file (up to megabytes, read once by
+# prepare_import).
+WITHOUT_FILE = defer(cast(QueryableAttribute[Any], ImportRun.content))
 TEMP_SUFFIXES = (".tmp", ".part", ".crdownload", "~")
 
 
@@ -315,7 +319,7 @@ class ImportActivities(ImportActivityStubs):
     @activity.defn(name="apply_import_batch")
     async def apply_import_batch(self, ref: BatchRef) -> int:
         async with self.deps.sessions() as s:
-            run = await s.get(ImportRun, ref.import_id)
+            run = await s.get(ImportRun, ref.import_id, options=[WITHOUT_FILE])
             assert run is not None
             clinic = await s.get(Clinic, run.clinic_id)
             assert clinic is not None
@@ -360,7 +364,7 @@ class ImportActivities(ImportActivityStubs):
     @activity.defn(name="finish_import")
     async def finish_import(self, import_id: str) -> str:
         async with self.deps.sessions() as s:
-            run = await s.get(ImportRun, import_id)
+            run = await s.get(ImportRun, import_id, options=[WITHOUT_FILE])
             assert run is not None
             if run.state not in (ImportState.completed, ImportState.failed):
                 run.state, run.finished_at = ImportState.completed, datetime.now(UTC)
