@@ -3,7 +3,9 @@ same URL. `DATABASE_URL` may be `sqlite:///path` or `postgresql://...`."""
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +16,35 @@ from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.settings import PROJECT_ROOT
+
+
+def cache_default_factory_checks() -> bool:
+    """pydantic (2.10 on) asks `inspect.signature` whether a field's default factory takes the
+    validated data every time it calls the factory, and SQLModel builds table rows that way:
+    for a builtin factory (`list`, `dict`) that is a parse of its text signature, about 150 us
+    of a row's 230 us (an import builds tens of thousands). A factory's signature never
+    changes, so the answer is cached per factory, once per process (here, where every process
+    that builds rows gets its engine). Returns whether the cache is in place; a pydantic
+    without that check is left as it is."""
+    from pydantic._internal import _fields
+
+    check: Callable[[Any], bool] | None = getattr(_fields, "takes_validated_data_argument", None)
+    if check is None or hasattr(check, "cache_info"):
+        return check is not None
+    cached = functools.lru_cache(maxsize=1024)(check)
+
+    def takes_validated_data_argument(factory: Any) -> bool:
+        try:
+            return cached(factory)
+        except TypeError:  # an unhashable factory: asked each time, as before
+            return check(factory)
+
+    takes_validated_data_argument.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    _fields.takes_validated_data_argument = takes_validated_data_argument  # type: ignore[assignment]
+    return True
+
+
+cache_default_factory_checks()
 
 
 def async_url(url: str) -> str:

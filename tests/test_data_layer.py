@@ -405,3 +405,30 @@ async def test_an_import_chunk_locks_its_doctors_at_once_and_checks_slots_from_o
             assert len((await s.exec(q)).all()) == 3
     finally:
         event.remove(deps.engine.sync_engine, "before_cursor_execute", seen)
+
+
+def test_building_rows_inspects_each_default_factory_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic asks `inspect.signature` about a field's default factory each time it calls it,
+    and SQLModel builds every table row that way (a builtin factory such as the history's
+    `list` is a text-signature parse, ~150 us of a 230 us row). The data layer caches the
+    answer per factory: building a thousand visits and patients inspects each factory once."""
+    from pydantic._internal import _typing_extra
+
+    import core.db
+    from models.appointment import Appointment
+
+    core.db.cache_default_factory_checks()  # idempotent: already in place since core.db loaded
+    inspected: list[object] = []
+    real = _typing_extra.signature_no_eval
+
+    def counting(factory: object) -> object:
+        inspected.append(factory)
+        return real(factory)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_typing_extra, "signature_no_eval", counting)
+    now = datetime.now(UTC)
+    for i in range(1000):
+        a = Appointment(clinic_id="c", doctor_id="d", patient_id=f"p{i}", starts_at=now, ends_at=now, service="x")
+        p = Patient(full_name=f"P {i}", phone="+380501234567", clinic_id="c")
+        assert a.history == [] and a.id and p.id
+    assert len(inspected) <= 4, f"{len(inspected)} signature inspections for 2,000 rows"

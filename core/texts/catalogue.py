@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlmodel import col, select
@@ -18,7 +18,10 @@ from models.texts import Service
 _PUNCT = re.compile(r"[\s\-‐–—_.,;:!?()\"'«»/+ʼ’`]+")
 
 
+@lru_cache(maxsize=8192)
 def normalize_name(text: str) -> str:
+    """Casefolded, ё/ї folded, punctuation as spaces. Cached: `match` normalizes every name
+    and alias of a catalogue per call (an import matches thousands of rows against it)."""
     t = text.casefold().replace("ё", "е").replace("ї", "і")
     return _PUNCT.sub(" ", t).strip()
 
