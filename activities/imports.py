@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -76,9 +77,22 @@ log = get_logger("activities.imports")
 
 BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
 CHUNK = 50  # rows per transaction (new visits written together; any other row in its own savepoint)
-# Journey starts/updates in flight per batch: as many as the server takes at once (a batch
-# running alone, the last one say, still starts at full speed).
+# Journey starts/updates in flight per batch the import runs at once; the batches of a worker
+# process share them (IN_FLIGHT), so a batch running alone, the last one say, or one whose
+# neighbours are still writing rows, starts at the whole process's speed.
 EFFECT_CONCURRENCY = 32
+IN_FLIGHT = ImportInput("").concurrency * EFFECT_CONCURRENCY
+_in_flight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _effects_limit() -> asyncio.Semaphore:
+    """The worker process's limit on journey starts/updates in flight (one per event loop)."""
+    loop = asyncio.get_running_loop()
+    if (sem := _in_flight.get(loop)) is None:
+        sem = _in_flight[loop] = asyncio.Semaphore(IN_FLIGHT)
+    return sem
+
+
 # A completed-visits file may close a visit a little before its booked time (the patient
 # came early); one further ahead is a mistake in the file.
 COMPLETED_AHEAD = timedelta(hours=12)
@@ -332,7 +346,7 @@ class ImportActivities(ImportActivityStubs):
             rows = list((await s.exec(q)).all())
         applier = _Applier(self.deps, activity.client(), run, clinic, mapping)
         pending = [r for r in rows if r.state == RowState.pending]
-        sem = asyncio.Semaphore(EFFECT_CONCURRENCY)
+        sem = _effects_limit()
         effects: list[ImportRow] = []
         started: list[asyncio.Task[bool]] = []
 
@@ -351,6 +365,12 @@ class ImportActivities(ImportActivityStubs):
         try:
             for i in range(0, len(pending), CHUNK):
                 follow(await applier.apply_chunk(pending[i : i + CHUNK]))
+            waiting: set[asyncio.Task[bool]] = set(started)
+            while waiting:  # starts queued behind other batches' (one limit per process): alive
+                done, waiting = await asyncio.wait(waiting, timeout=5, return_when=asyncio.FIRST_EXCEPTION)
+                if any(not t.cancelled() and t.exception() is not None for t in done):
+                    break  # gather raises it; the rest are cancelled below
+                activity.heartbeat()
             results = await asyncio.gather(*started)
         except BaseException:
             for t in started:

@@ -33,10 +33,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from activities.imports import EFFECT_CONCURRENCY
+from activities.imports import IN_FLIGHT
 from bench.__main__ import env_for
 from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
-from contracts.mis_import import ImportInput
 from core import imports
 from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
@@ -49,8 +48,7 @@ from models.imports import ImportKind, ImportRun
 TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 DOCTORS = 50
 SLOTS_PER_DAY = 24  # 30-minute visits, 08:00-20:00
-# SDK starts in flight at once: what the import allows (batches in flight x starts per batch).
-IN_FLIGHT = ImportInput("").concurrency * EFFECT_CONCURRENCY
+# SDK starts in flight at once: IN_FLIGHT, what an import worker process allows (activities.imports).
 
 
 def visits_csv(rows: int, tz: ZoneInfo) -> bytes:
