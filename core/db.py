@@ -6,16 +6,21 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from core import sqlite_gate
 from core.settings import PROJECT_ROOT
+
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for SQLite's write lock (and for the gate)
 
 
 def cache_default_factory_checks() -> bool:
@@ -84,18 +89,23 @@ def private_sqlite_file(url: str) -> None:
             f.chmod(0o600)
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> AsyncEngine:
+    """The process's engine. On SQLite its connections are `core.sqlite_gate`'s: one trip to
+    the driver's thread per statement, and the process's writers take turns on a gate rather
+    than in SQLite's sleeping busy handler (both bounded by `sqlite_busy_timeout` seconds)."""
     url = async_url(url)
     if url.startswith("sqlite"):
         private_sqlite_file(url)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        args, params = create_async_engine(url).dialect.create_connect_args(make_url(url))
+        connect = partial(sqlite_gate.connect, str(args[0]), busy_timeout=sqlite_busy_timeout, **params)
+        engine = create_async_engine(url, async_creator=connect)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={sqlite_busy_timeout * 1000:.0f}")
             cur.close()
 
         return engine
