@@ -113,12 +113,14 @@ class Settings(BaseSettings):
     # queue beside it), or only `journeys` / only `imports` (run one process of each so a big
     # import gets its own CPU instead of sharing one with the journeys it starts).
     worker_queues: Literal["all", "journeys", "imports"] = Field(default="all", alias="WORKER_QUEUES")
-    worker_max_concurrent_activities: int = Field(default=8, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_ACTIVITIES")
-    # The journeys' own DB steps (local activities: context load, row sync) one worker runs at
-    # once. Bounded like the activities: a thousand journeys starting together must not turn
-    # into a thousand writers queueing on the database's lock.
+    # Activities, and the journeys' own DB steps (local activities: context load, row sync), one
+    # worker runs at once: the SDK's defaults. Most of a send's time is waiting (the provider,
+    # the database), so a burst of asks due together drains faster with more in flight; on
+    # SQLite the writers among them take turns on the process's write gate (core.sqlite_gate)
+    # rather than sleeping in SQLite's busy handler, which is what kept these at 8 before.
+    worker_max_concurrent_activities: int = Field(default=100, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_ACTIVITIES")
     worker_max_concurrent_local_activities: int = Field(
-        default=8, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES"
+        default=100, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES"
     )
     # OpenTelemetry tracing: off unless the standard endpoint variable is set (OTLP over HTTP,
     # e.g. http://otel-collector:4318; spans go to <endpoint>/v1/traces).
