@@ -37,8 +37,9 @@ def build_worker(client: Client, deps: Deps, task_queue: str | None = None) -> W
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
         activities=build_activities(deps),
-        # Activities are async; the executor only serves sync ones, if any are added.
-        activity_executor=ThreadPoolExecutor(max_workers=8),
+        # Activities are async; the executor only serves sync ones, if any are added (its
+        # threads start on demand; the SDK wants room for as many as run at once).
+        activity_executor=ThreadPoolExecutor(max_workers=s.worker_max_concurrent_activities),
         max_concurrent_activities=s.worker_max_concurrent_activities,
         max_concurrent_local_activities=s.worker_max_concurrent_local_activities,
         # Journeys in flight stay built in memory; an evicted one is replayed from history.

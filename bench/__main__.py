@@ -44,10 +44,10 @@ import httpx
 from sqlalchemy import func
 from sqlmodel import col, select
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from bench.bare import BARE_WORKFLOW, BareInput
-from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+from bench.sdk import start_appointment
+from contracts.appointment import APPOINTMENT_WORKFLOW
 from contracts.policy import JourneyPolicy
 from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
@@ -295,32 +295,16 @@ class Bench:
     async def start_journey(
         self, clinic_id: str, doctor_id: str, patient_id: str, starts_at: datetime, policy: JourneyPolicy
     ) -> str:
-        aid = uuid.uuid4().hex
-        await self.s.client.start_workflow(
-            APPOINTMENT_WORKFLOW,
-            AppointmentInput(
-                appointment_id=aid,
-                clinic_id=clinic_id,
-                patient_id=patient_id,
-                doctor_id=doctor_id,
-                starts_at=starts_at,
-                duration_minutes=30,
-                service="Check-up",
-                timezone="Europe/Kyiv",
-                policy=policy,
-                booked_at=datetime.now(UTC),
-            ),
-            id=appointment_workflow_id(aid),
-            task_queue=self.s.settings.temporal_task_queue,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.CLINIC_ID, clinic_id),
-                    SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
-                    SearchAttributePair(sa.APPOINTMENT_START, starts_at),
-                ]
-            ),
+        return await start_appointment(
+            self.s.client,
+            self.s.settings.temporal_task_queue,
+            clinic_id=clinic_id,
+            doctor_id=doctor_id,
+            patient_id=patient_id,
+            starts_at=starts_at,
+            policy=policy,
+            booked_at=datetime.now(UTC),
         )
-        return aid
 
     async def start_bare(self, inp: BareInput) -> Any:
         return await self.s.client.start_workflow(

@@ -38,12 +38,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy import event
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 import api.repair
 from api.main import create_app
 from bench.__main__ import TEMPORAL_BIN, free_port, wait_port
-from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+from bench.sdk import start_appointment
 from contracts.policy import JourneyPolicy
 from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
@@ -255,31 +254,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             policy = JourneyPolicy()
 
             async def sdk(i: int) -> None:
-                aid = uuid.uuid4().hex
-                starts = base + timedelta(days=400, minutes=30 * i)
-                await client.start_workflow(
-                    APPOINTMENT_WORKFLOW,
-                    AppointmentInput(
-                        appointment_id=aid,
-                        clinic_id=cid,
-                        patient_id=pids[i + n],
-                        doctor_id=dids[i % len(dids)],
-                        starts_at=starts,
-                        duration_minutes=30,
-                        service="Check-up",
-                        timezone="Europe/Kyiv",
-                        policy=policy,
-                        booked_at=datetime.now(UTC),
-                    ),
-                    id=appointment_workflow_id(aid),
-                    task_queue=settings.temporal_task_queue,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(sa.CLINIC_ID, cid),
-                            SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
-                            SearchAttributePair(sa.APPOINTMENT_START, starts),
-                        ]
-                    ),
+                await start_appointment(
+                    client,
+                    settings.temporal_task_queue,
+                    clinic_id=cid,
+                    doctor_id=dids[i % len(dids)],
+                    patient_id=pids[i + n],
+                    starts_at=base + timedelta(days=400, minutes=30 * i),
+                    policy=policy,
+                    booked_at=datetime.now(UTC),
                 )
 
             # Warm-up: imports, first connections, caches a real process has after its first minutes.

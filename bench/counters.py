@@ -31,10 +31,10 @@ from sqlalchemy import event, func
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, AppointmentSnapshot, appointment_workflow_id
+from bench.sdk import start_appointment
+from contracts.appointment import AppointmentSnapshot, appointment_workflow_id
 from contracts.policy import JourneyPolicy
 from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
@@ -128,32 +128,16 @@ async def events(client: Client, aid: str) -> str:
 async def start(
     client: Client, tq: str, clinic_id: str, doctor_id: str, patient_id: str, starts_at: datetime, p: JourneyPolicy
 ) -> str:
-    aid = uuid.uuid4().hex
-    await client.start_workflow(
-        APPOINTMENT_WORKFLOW,
-        AppointmentInput(
-            appointment_id=aid,
-            clinic_id=clinic_id,
-            patient_id=patient_id,
-            doctor_id=doctor_id,
-            starts_at=starts_at,
-            duration_minutes=30,
-            service="Check-up",
-            timezone="Europe/Kyiv",
-            policy=p,
-            booked_at=datetime.now(UTC),
-        ),
-        id=appointment_workflow_id(aid),
-        task_queue=tq,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.CLINIC_ID, clinic_id),
-                SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
-                SearchAttributePair(sa.APPOINTMENT_START, starts_at),
-            ]
-        ),
+    return await start_appointment(
+        client,
+        tq,
+        clinic_id=clinic_id,
+        doctor_id=doctor_id,
+        patient_id=patient_id,
+        starts_at=starts_at,
+        policy=p,
+        booked_at=datetime.now(UTC),
     )
-    return aid
 
 
 async def main(n: int, trace: bool) -> None:

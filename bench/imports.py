@@ -30,12 +30,12 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from activities.imports import IN_FLIGHT
 from bench.__main__ import env_for
-from contracts.appointment import APPOINTMENT_WORKFLOW, AppointmentInput, appointment_workflow_id
+from bench.sdk import start_appointment
+from contracts.appointment import APPOINTMENT_WORKFLOW
 from core import imports
 from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
@@ -167,33 +167,19 @@ async def main(rows: int, database_url: str | None, journeys: str = "running") -
         limit = asyncio.Semaphore(IN_FLIGHT)
 
         async def sdk_start(i: int) -> None:
-            aid = uuid.uuid4().hex
-            start = base + timedelta(minutes=30 * i)
             async with limit:
-                await client.start_workflow(
-                    APPOINTMENT_WORKFLOW,
-                    AppointmentInput(
-                        appointment_id=aid,
-                        clinic_id=clinic.id,
-                        patient_id=patients[i].id,
-                        doctor_id=doctors[i % DOCTORS].id,
-                        starts_at=start,
-                        duration_minutes=30,
-                        service="Осмотр",
-                        timezone=clinic.timezone,
-                        # The clinic's own policy, as the import's journeys get it (with the
-                        # default quiet hours an evening run would send no notice until morning).
-                        policy=policy_from_json(clinic.policy),
-                    ),
-                    id=appointment_workflow_id(aid),
-                    task_queue=settings.temporal_task_queue,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(sa.CLINIC_ID, clinic.id),
-                            SearchAttributePair(sa.APPOINTMENT_STAGE, "booked"),
-                            SearchAttributePair(sa.APPOINTMENT_START, start),
-                        ]
-                    ),
+                await start_appointment(
+                    client,
+                    settings.temporal_task_queue,
+                    clinic_id=clinic.id,
+                    doctor_id=doctors[i % DOCTORS].id,
+                    patient_id=patients[i].id,
+                    starts_at=base + timedelta(minutes=30 * i),
+                    # The clinic's own policy, as the import's journeys get it (with the
+                    # default quiet hours an evening run would send no notice until morning).
+                    policy=policy_from_json(clinic.policy),
+                    service="Осмотр",
+                    timezone=clinic.timezone,
                 )
 
         async def journeys_started() -> int:
