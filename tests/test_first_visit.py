@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import insert
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db import make_engine, session_factory
 from models.appointment import Appointment, first_visit_flags, months_before, refresh_first_visits
@@ -15,6 +17,33 @@ from models.core import Clinic, Doctor, Patient
 from tests.test_data_layer import db_url  # noqa: F401 - the two-database fixture
 
 __all__ = ["db_url"]
+
+
+async def _people(s: AsyncSession, **patient: Any) -> tuple[Clinic, Doctor, Patient]:
+    """A clinic with one doctor and one patient, flushed in session `s`."""
+    clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567")
+    s.add(clinic)
+    await s.flush()
+    doctor = Doctor(clinic_id=clinic.id, full_name="Dr A", specialty="therapy")
+    person = Patient(full_name="P", phone="+380671234567", clinic_id=clinic.id, **patient)
+    s.add_all([doctor, person])
+    await s.flush()
+    return clinic, doctor, person
+
+
+def _visit(people: tuple[Clinic, Doctor, Patient], start: datetime, stage: str = "booked") -> Appointment:
+    clinic, doctor, patient = people
+    return Appointment(
+        clinic_id=clinic.id,
+        doctor_id=doctor.id,
+        patient_id=patient.id,
+        service="Consultation",
+        starts_at=start,
+        ends_at=start + timedelta(minutes=30),
+        duration_minutes=30,
+        stage=stage,
+        workflow_id="wf",
+    )
 
 
 def test_months_before_clamps_the_day() -> None:
@@ -63,33 +92,16 @@ async def sessions(db_url: str) -> AsyncIterator:  # noqa: F811
 async def test_flags_follow_bookings_moves_and_stages(sessions) -> None:  # type: ignore[no-untyped-def]
     t = lambda m, d: datetime(2027, m, d, 9, tzinfo=UTC)  # noqa: E731
     async with sessions() as s:
-        clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567")
-        s.add(clinic)
-        await s.flush()
-        doctor = Doctor(clinic_id=clinic.id, full_name="Dr A", specialty="therapy")
-        patient = Patient(full_name="P", phone="+380671234567", clinic_id=clinic.id, source="instagram")
-        s.add_all([doctor, patient])
+        people = await _people(s, source="instagram")
+        clinic, doctor, patient = people
         await s.commit()
 
-        def visit(start: datetime, stage: str = "booked") -> Appointment:
-            return Appointment(
-                clinic_id=clinic.id,
-                doctor_id=doctor.id,
-                patient_id=patient.id,
-                service="Consultation",
-                starts_at=start,
-                ends_at=start + timedelta(minutes=30),
-                duration_minutes=30,
-                stage=stage,
-                workflow_id="wf",
-            )
-
         # Booked out of order: the later visit first, then an earlier one.
-        later = visit(t(5, 1))
+        later = _visit(people, t(5, 1))
         s.add(later)
         await s.commit()
         assert later.first_visit is True
-        earlier = visit(t(2, 1))
+        earlier = _visit(people, t(2, 1))
         s.add(earlier)
         await s.commit()
         await s.refresh(later)
@@ -115,7 +127,7 @@ async def test_flags_follow_bookings_moves_and_stages(sessions) -> None:  # type
         assert later.first_visit is True
 
         # Deleting a visit recomputes the others.
-        mid = visit(t(6, 1), "finished")
+        mid = _visit(people, t(6, 1), "finished")
         s.add(mid)
         await s.commit()
         await s.refresh(later)
@@ -177,24 +189,7 @@ async def test_a_stage_change_that_keeps_a_visit_a_visit_reads_nothing_more(db_u
 
     try:
         async with sessions() as s:
-            clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567")
-            s.add(clinic)
-            await s.flush()
-            doctor = Doctor(clinic_id=clinic.id, full_name="Dr A", specialty="therapy")
-            patient = Patient(full_name="P", phone="+380671234567", clinic_id=clinic.id)
-            s.add_all([doctor, patient])
-            await s.flush()
-            start = datetime(2027, 4, 1, 9, tzinfo=UTC)
-            first = Appointment(
-                clinic_id=clinic.id,
-                doctor_id=doctor.id,
-                patient_id=patient.id,
-                service="Consultation",
-                starts_at=start,
-                ends_at=start + timedelta(minutes=30),
-                duration_minutes=30,
-                workflow_id="wf",
-            )
+            first = _visit(await _people(s), datetime(2027, 4, 1, 9, tzinfo=UTC))
             s.add(first)
             await s.commit()
             assert first.first_visit is True
