@@ -125,21 +125,6 @@ async def events(client: Client, aid: str) -> str:
     return f"{sum(kinds.values())} ({wft} workflow tasks completed)"
 
 
-async def start(
-    client: Client, tq: str, clinic_id: str, doctor_id: str, patient_id: str, starts_at: datetime, p: JourneyPolicy
-) -> str:
-    return await start_appointment(
-        client,
-        tq,
-        clinic_id=clinic_id,
-        doctor_id=doctor_id,
-        patient_id=patient_id,
-        starts_at=starts_at,
-        policy=p,
-        booked_at=datetime.now(UTC),
-    )
-
-
 async def main(n: int, trace: bool) -> None:
     from conversations.inbound import Inbound, route_inbound
     from worker import build_worker, make_deps
@@ -194,7 +179,21 @@ async def main(n: int, trace: bool) -> None:
         )
         # The asks fall due once the notices are all out (measured apart).
         due = datetime.now(UTC) + timedelta(seconds=20 + n * 0.3)
-        aids = await asyncio.gather(*(start(client, tq, cid, did, pids[i], due + lead, policy) for i in range(n)))
+        aids = await asyncio.gather(
+            *(
+                start_appointment(
+                    client,
+                    tq,
+                    clinic_id=cid,
+                    doctor_id=did,
+                    patient_id=pids[i],
+                    starts_at=due + lead,
+                    policy=policy,
+                    booked_at=datetime.now(UTC),
+                )
+                for i in range(n)
+            )
+        )
         lines = []
         async with build_worker(client, deps, tq):
             meter.reset()
