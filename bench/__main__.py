@@ -8,6 +8,9 @@ the ratio and the issue's goal:
 
   bookings      C clients for D seconds: POST /v1/appointments (API processes) vs the SDK's
                 start_workflow of the same journey                           goal >= 0.9x
+                + where the cores went: CPU ms per booking of the dev server, the worker,
+                the API processes and the bench's own client, on each side, and the rate
+                that total allows on this many cores
   notices       N journeys started at once (an MIS import's shape) until every booking
                 notice is sent vs N bare workflows until every activity ran  goal <= 1.25x
   burst         N day-before asks due at one instant: p99 lateness and drain vs N bare
@@ -77,15 +80,9 @@ def free_port() -> int:
 
 
 def rss(pid: int) -> int:
-    """Resident memory of a process and its children (bytes), from /proc."""
+    """Resident memory of a process and its live descendants (bytes), from /proc."""
     total = 0
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    except OSError:
-        pass
-    for p in pids:
+    for p in _family(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -93,6 +90,31 @@ def rss(pid: int) -> int:
         except OSError:
             pass
     return total
+
+
+def _family(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's worker processes, the SDK's helpers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir() for c in (t / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process and its live descendants have used, from /proc."""
+    total = 0
+    for p in _family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
@@ -343,9 +365,17 @@ class Bench:
         base = datetime.now(UTC) + timedelta(days=60)
         policy = JourneyPolicy(quiet_hours=None)
 
+        procs = {"server": self.s.server.pid, "worker": self.s.worker.pid, "API": self.s.api.pid}
+
+        def cpu() -> dict[str, float]:
+            return {name: cpu_seconds(pid) for name, pid in procs.items()} | {"bench client": time.process_time()}
+
+        spent: list[tuple[int, dict[str, float]]] = []  # per side: bookings, CPU seconds by process
+
         async def run(fn: Callable[[int, int], Awaitable[None]]) -> float:
             stop = time.monotonic() + seconds
             done = 0
+            c0 = cpu()
 
             async def client(c: int) -> None:
                 nonlocal done
@@ -357,7 +387,9 @@ class Bench:
 
             t0 = time.monotonic()
             await asyncio.gather(*(client(c) for c in range(clients)))
-            return done / (time.monotonic() - t0)
+            rate = done / (time.monotonic() - t0)
+            spent.append((done, {k: v - c0[k] for k, v in cpu().items()}))
+            return rate
 
         async def sdk(c: int, k: int) -> None:
             await self.start_journey(
@@ -389,6 +421,16 @@ class Bench:
             ratio,
             ">= 0.9x",
             ratio >= 0.9,
+        )
+        # Where the two cores went while each side ran (the journeys' own first steps, run by the
+        # worker meanwhile, count on both sides): CPU ms per booking, and the rate that total allows.
+        (n_sdk, c_sdk), (n_api, c_api) = spent
+        cores = os.cpu_count() or 1
+        each = ", ".join(f"{k} {c_api[k] * 1000 / n_api:.1f} / {c_sdk[k] * 1000 / n_sdk:.1f}" for k in c_api)
+        all_api, all_sdk = sum(c_api.values()) * 1000 / n_api, sum(c_sdk.values()) * 1000 / n_sdk
+        self.notes.append(
+            f"bookings, CPU ms per booking, API side / SDK side: {each}; all {all_api:.1f} / {all_sdk:.1f}"
+            f" -> {cores} cores allow {cores * 1000 / all_api:.0f} / {cores * 1000 / all_sdk:.0f} per s"
         )
         await self.settle()
 

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import collections
 import gc
+import os
 import shutil
 import subprocess
 import tempfile
@@ -56,6 +57,7 @@ from models.core import Channel, Clinic, Doctor, Patient, Role, StaffUser
 @dataclass
 class Cost:
     cpu_ms: float
+    sys_ms: float
     wall_ms: float
     statements: float
     commits: float
@@ -64,7 +66,7 @@ class Cost:
 
     def line(self, what: str) -> str:
         return (
-            f"{what:<30} {self.cpu_ms:6.2f} ms CPU  {self.wall_ms:6.2f} ms wall"
+            f"{what:<30} {self.cpu_ms:6.2f} ms CPU ({self.sys_ms:5.2f} in the kernel)  {self.wall_ms:6.2f} ms wall"
             f"  {self.statements:4.1f} SQL  {self.commits:3.1f} commits"
             f"  (GC {self.gc_ms:.2f} ms; collections by generation {self.gcs})"
         )
@@ -137,7 +139,7 @@ async def measure(n: int, fn: Any, counter: SqlCounter | None) -> Cost:
         counter.on = True
     GC.on, GC.seconds = True, 0.0
     GC.collections.clear()
-    c0, w0 = time.process_time(), time.perf_counter()
+    c0, k0, w0 = time.process_time(), os.times().system, time.perf_counter()
     if CLIENTS == 1:
         for i in range(n):
             await fn(i)
@@ -149,12 +151,13 @@ async def measure(n: int, fn: Any, counter: SqlCounter | None) -> Cost:
                 await fn(i)
 
         await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    c1, w1 = time.process_time(), time.perf_counter()
+    c1, k1, w1 = time.process_time(), os.times().system, time.perf_counter()
     GC.on = False
     if counter:
         counter.on = False
     return Cost(
         (c1 - c0) * 1000 / n,
+        (k1 - k0) * 1000 / n,
         (w1 - w0) * 1000 / n,
         counter.statements / n if counter else 0.0,
         counter.commits / n if counter else 0.0,
