@@ -7,7 +7,8 @@ the handler and the response, all of it) against a real Temporal dev server, and
 booking:
 
   * CPU ms (time.process_time: this process's every thread, the SQLite driver's and the
-    Temporal client's included),
+    Temporal client's included), and how much of it the kernel spent (os.times: the system
+    calls, the database's fsyncs among them),
   * SQL statements and commits (SQLAlchemy engine events),
 
 beside the SDK's `start_workflow` of the same journey input in the same run (CPU ms per start)

@@ -1,12 +1,16 @@
-"""Issue 14: the bench's per-process accounting (CPU and memory) counts a process's descendants,
-as `journeys api` with API_WORKERS > 1 runs its requests in child processes."""
+"""Issue 14: the bench's own machinery. Its per-process accounting (CPU and memory) counts a
+process's descendants, as `journeys api` with API_WORKERS > 1 runs its requests in child
+processes; its waits for N workflows' results stay under the server's cap on long polls."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
+
+import pytest
 
 from bench.__main__ import _family, cpu_seconds, rss
 
@@ -45,3 +49,28 @@ def test_a_gone_process_counts_nothing() -> None:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     assert cpu_seconds(p.pid) == 0 and rss(p.pid) == 0
+
+
+def test_result_waits_are_bounded_and_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At N=10,000 the bench waited for every bare workflow's result at once and the dev server
+    refused the polls past its per-namespace cap ("namespace concurrent poller limit exceeded")."""
+    import bench.__main__ as bench
+
+    monkeypatch.setattr(bench, "RESULT_WAITS", 7)
+    in_flight = most = 0
+
+    class Handle:
+        def __init__(self, i: int) -> None:
+            self.i = i
+
+        async def result(self) -> int:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.001 * (self.i % 3))
+            in_flight -= 1
+            return self.i
+
+    got = asyncio.run(bench.results([Handle(i) for i in range(100)]))
+    assert got == list(range(100))
+    assert most == 7
