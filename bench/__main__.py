@@ -252,14 +252,21 @@ async def results(handles: list[Any]) -> list[Any]:
     return await bounded(len(handles), RESULT_WAITS, lambda i: handles[i].result())
 
 
-async def sticky_cache(http: httpx.AsyncClient, url: str) -> float:
+async def metric(http: httpx.AsyncClient, url: str, name: str) -> float:
+    """The sum of a Prometheus metric's samples (every label set; `name` or `name_total`) at `url`."""
     try:
         text = (await http.get(url)).text
     except httpx.HTTPError:
         return float("nan")
     return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("temporal_sticky_cache_size")
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.split("{", 1)[0].split(" ", 1)[0] in (name, name + "_total")
     )
+
+
+async def sticky_cache(http: httpx.AsyncClient, url: str) -> float:
+    return await metric(http, url, "temporal_sticky_cache_size")
 
 
 class Bench:
@@ -468,11 +475,21 @@ class Bench:
         pids = await self.patients(cid, n)  # an MIS import's shape: one patient per visit
         policy = JourneyPolicy(quiet_hours=None)
         far = datetime.now(UTC) + timedelta(days=30)
+        cache = ("temporal_sticky_cache_miss", "temporal_sticky_cache_total_forced_eviction")
+        cache0 = [await metric(self.http, self.s.worker_metrics, m) for m in cache]
         t0 = datetime.now(UTC)
         await bounded(n, 50, lambda i: self.start_journey(cid, did, pids[i], far + timedelta(minutes=30 * i), policy))
         start_rate = n / (datetime.now(UTC) - t0).total_seconds()
         times = await self.wait_sent(cid, "booking_notice", n, timeout=max(600, n * 2))
         ours = (max(times) - t0).total_seconds()
+        misses, evictions = [
+            await metric(self.http, self.s.worker_metrics, m) - c for m, c in zip(cache, cache0, strict=True)
+        ]
+        self.notes.append(
+            f"notices: per journey until its notice, {misses / n:.2f} sticky-cache misses (a journey rebuilt"
+            f" from its history) and {evictions / n:.2f} forced evictions;"
+            f" cache {self.s.settings.worker_max_cached_workflows}"
+        )
         await self.settle()
 
         t1 = time.time()

@@ -74,3 +74,29 @@ def test_result_waits_are_bounded_and_in_order(monkeypatch: pytest.MonkeyPatch) 
     got = asyncio.run(bench.results([Handle(i) for i in range(100)]))
     assert got == list(range(100))
     assert most == 7
+
+
+def test_a_metric_sums_its_label_sets_and_nothing_else() -> None:
+    import httpx
+
+    from bench.__main__ import metric
+
+    text = "\n".join(
+        [
+            "# HELP temporal_sticky_cache_miss Workflow tasks that found no cached instance",
+            "# TYPE temporal_sticky_cache_miss counter",
+            'temporal_sticky_cache_miss_total{namespace="default",task_queue="a"} 3',
+            'temporal_sticky_cache_miss_total{namespace="default",task_queue="b"} 4',
+            "temporal_sticky_cache_missing_total 100",
+            "temporal_sticky_cache_size 5",
+        ]
+    )
+
+    async def read(name: str) -> float:
+        transport = httpx.MockTransport(lambda _request: httpx.Response(200, text=text))
+        async with httpx.AsyncClient(transport=transport) as http:
+            return await metric(http, "http://worker/metrics", name)
+
+    assert asyncio.run(read("temporal_sticky_cache_miss")) == 7
+    assert asyncio.run(read("temporal_sticky_cache_size")) == 5
+    assert asyncio.run(read("temporal_sticky_cache_total_forced_eviction")) == 0
