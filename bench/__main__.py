@@ -13,6 +13,7 @@ the ratio and the issue's goal:
                 that total allows on this many cores
   notices       N journeys started at once (an MIS import's shape) until every booking
                 notice is sent vs N bare workflows until every activity ran  goal <= 1.25x
+                + the worker's sticky-cache misses and forced evictions per journey meanwhile
   burst         N day-before asks due at one instant: p99 lateness and drain vs N bare
                 workflows sleeping until one instant, then one activity      goal <= 1.2x / >= 0.9x
                 (--burst-rounds R: R bursts per side, alternating; the medians, and each round)
