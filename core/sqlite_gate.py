@@ -6,8 +6,9 @@ when the lock is freed. With a pool of connections in one event loop (an API pro
 load: a dozen bookings in flight), most writers sleep in that handler while the lock sits free,
 and a busy process serves far fewer writes than SQLite can commit (py-spy on an API process
 under the bookings bench: its database threads spent most of their time in `clock_nanosleep`
-under `sqlite3_step`). Measured on the worker: with the gate, 100 activities in flight drain a
-burst of 200 asks at ~43 sends/s; without it, 100 in flight drain ~27/s, no better than 8.
+under `sqlite3_step`). Measured on the worker, one session on one box (absolute rates move with
+the box): with the gate, 100 activities in flight drained a burst of 200 asks at ~43 sends/s;
+without it, 100 in flight drained ~27/s, no better than 8.
 
 Every aiosqlite connection an engine of ours opens is a `GatedConnection`. Its first writing
 statement in a transaction waits on the process's gate for that database file (one
