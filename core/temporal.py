@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from core import sandbox_code
 from core.codec import data_converter
 from core.settings import Settings
 from core.telemetry import client_interceptors
@@ -49,6 +50,9 @@ def exit_without_teardown(code: int = 0) -> NoReturn:
 def workflow_runner() -> SandboxedWorkflowRunner:
     """The sandbox every worker and replayer runs the journeys in. The `contracts` package
     (pure dataclasses and names) passes through whole: its classes are the host's, so the
-    payload converter can resolve their type hints however a workflow module imported them."""
+    payload converter can resolve their type hints however a workflow module imported them.
+    The modules the sandbox does import afresh for each instance share one compiled copy of
+    their code per process (core/sandbox_code.py)."""
+    sandbox_code.install()
     restrictions = SandboxRestrictions.default.with_passthrough_modules("contracts", "core.search_attributes")
     return SandboxedWorkflowRunner(restrictions=restrictions)
