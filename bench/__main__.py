@@ -385,17 +385,13 @@ class Bench:
         base = datetime.now(UTC) + timedelta(days=60)
         policy = JourneyPolicy(quiet_hours=None)
 
-        procs = {"server": self.s.server.pid, "worker": self.s.worker.pid, "API": self.s.api.pid}
-
-        def cpu() -> dict[str, float]:
-            return {name: cpu_seconds(pid) for name, pid in procs.items()} | {"bench client": time.process_time()}
-
+        procs = ("server", "worker", "API")
         spent: list[tuple[int, dict[str, float]]] = []  # per side: bookings, CPU seconds by process
 
         async def run(fn: Callable[[int, int], Awaitable[None]]) -> float:
             stop = time.monotonic() + seconds
             done = 0
-            c0 = cpu()
+            c0 = self.cpu(*procs)
 
             async def client(c: int) -> None:
                 nonlocal done
@@ -408,7 +404,7 @@ class Bench:
             t0 = time.monotonic()
             await asyncio.gather(*(client(c) for c in range(clients)))
             rate = done / (time.monotonic() - t0)
-            spent.append((done, {k: v - c0[k] for k, v in cpu().items()}))
+            spent.append((done, {k: v - c0[k] for k, v in self.cpu(*procs).items()}))
             return rate
 
         async def sdk(c: int, k: int) -> None:
@@ -454,6 +450,13 @@ class Bench:
         )
         await self.settle()
 
+    def cpu(self, *names: str) -> dict[str, float]:
+        """CPU seconds so far of the named stack processes (each with its children), and the
+        bench's own."""
+        pids = {"server": self.s.server.pid, "worker": self.s.worker.pid, "API": self.s.api.pid}
+        pids["bare worker"] = self.s.bare.pid
+        return {name: cpu_seconds(pids[name]) for name in names} | {"bench client": time.process_time()}
+
     async def settle(self, quiet_for: float = 2.0, timeout: float = 600) -> None:
         """Wait until the worker has no backlog (its sticky cache stops changing and the
         message log stops growing), so one figure's spill-over does not load the next."""
@@ -478,25 +481,37 @@ class Bench:
         far = datetime.now(UTC) + timedelta(days=30)
         cache = ("temporal_sticky_cache_miss", "temporal_sticky_cache_total_forced_eviction")
         cache0 = [await metric(self.http, self.s.worker_metrics, m) for m in cache]
+        procs = ("server", "worker", "bare worker")
+        c0 = self.cpu(*procs)
         t0 = datetime.now(UTC)
         await bounded(n, 50, lambda i: self.start_journey(cid, did, pids[i], far + timedelta(minutes=30 * i), policy))
         start_rate = n / (datetime.now(UTC) - t0).total_seconds()
         times = await self.wait_sent(cid, "booking_notice", n, timeout=max(600, n * 2))
         ours = (max(times) - t0).total_seconds()
+        c1 = self.cpu(*procs)
         misses, evictions = [
             await metric(self.http, self.s.worker_metrics, m) - c for m, c in zip(cache, cache0, strict=True)
         ]
+        cached = await sticky_cache(self.http, self.s.worker_metrics)
+        per_cached = (rss(self.s.worker.pid) - self.worker_idle) / max(cached, 1)
         self.notes.append(
             f"notices: per journey until its notice, {misses / n:.2f} sticky-cache misses (a journey rebuilt"
             f" from its history) and {evictions / n:.2f} forced evictions;"
-            f" cache {self.s.settings.worker_max_cached_workflows}"
+            f" cache {self.s.settings.worker_max_cached_workflows}, {cached:.0f} cached then,"
+            f" worker RSS over idle {per_cached / 1024:.0f} KiB per cached journey"
         )
         await self.settle()
 
+        c2 = self.cpu(*procs)
         t1 = time.time()
         handles = await bounded(n, 50, lambda i: self.start_bare(BareInput()))
         ran = await results(handles)
         bare = max(ran) - t1
+        c3 = self.cpu(*procs)
+        # Where the cores went on each side: from its first start to its last notice (ours) or
+        # its last result (bare).
+        each = ", ".join(f"{k} {(c1[k] - c0[k]) * 1000 / n:.1f} / {(c3[k] - c2[k]) * 1000 / n:.1f}" for k in c0)
+        self.notes.append(f"notices, CPU ms per journey, ours / bare: {each}")
         ratio = ours / bare
         self.add(
             f"{n} journeys started -> booking notice sent",
