@@ -430,7 +430,8 @@ class PatientBase(SQLModel):
     birth_date: date | None = None
     preferred_channel: Channel = EnumField(Channel, default=Channel.sms)
     telegram_chat_id: str | None = Field(default=None, max_length=64, index=True)
-    guardian_id: str | None = Field(default=None, foreign_key="patient.id", max_length=32)
+    # Indexed: every inbound message looks up the sender's dependants by it (issue 14).
+    guardian_id: str | None = Field(default=None, foreign_key="patient.id", max_length=32, index=True)
     clinic_id: str | None = Field(default=None, foreign_key="clinic.id", max_length=32)
     # lead source (one of the clinic's `lead_sources`, or DEFAULT_LEAD_SOURCES without a clinic)
     source: str | None = Field(default=None, max_length=32, index=True)

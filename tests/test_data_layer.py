@@ -84,6 +84,25 @@ def test_migrations_match_the_models(db_url: str) -> None:
     migrate(db_url)  # applying again is a no-op
 
 
+def test_a_senders_dependants_are_found_through_an_index(db_url: str) -> None:
+    """Inbound routing looks up the sender's dependants (`guardian_id IN (...)`) for every
+    message a patient sends; with no index on `patient.guardian_id` each lookup read the whole
+    patient table (a network's 100k patients, per reply) (issue 14)."""
+    from sqlmodel import col
+
+    engine = create_engine(sync_url(db_url))
+    query = select(Patient.id).where(col(Patient.guardian_id).in_(["a" * 32]))
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        else:  # a tiny table is cheaper to scan: make the planner show whether an index exists
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = " | ".join(str(r[0]) for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+    engine.dispose()
+    assert "ix_patient_guardian_id" in plan, plan
+
+
 async def test_patient_guardian_and_unique_keys(deps: Deps) -> None:
     async with deps.sessions() as s:
         clinic = Clinic(name="Smile", address="Kyiv", phone="+380441234567", timezone="Europe/Kyiv")
