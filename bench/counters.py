@@ -18,6 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import compileall
+import cProfile
+import io
+import pstats
 import statistics
 import tempfile
 import time
@@ -125,7 +128,20 @@ async def events(client: Client, aid: str) -> str:
     return f"{sum(kinds.values())} ({wft} workflow tasks completed)"
 
 
-async def main(n: int, trace: bool) -> None:
+def profiled(prof: cProfile.Profile | None, what: str, top: int = 40) -> None:
+    """Print the phase's profile: the event loop's thread (workflow activations, activities,
+    SQLAlchemy), not the SDK core's threads or SQLite's own."""
+    if prof is None:
+        return
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    print(f"--- cProfile of {what} ---\n{out.getvalue()}")
+
+
+async def main(n: int, trace: bool, profile: str | None = None) -> None:
     from conversations.inbound import Inbound, route_inbound
     from worker import build_worker, make_deps
 
@@ -197,21 +213,29 @@ async def main(n: int, trace: bool) -> None:
         lines = []
         async with build_worker(client, deps, tq):
             meter.reset()
+            prof = cProfile.Profile() if profile == "notice" else None
+            if prof:
+                prof.enable()
             await wait_sent(polls, cid, "booking_notice", n)
             await until_quiet(meter)
             lines.append(meter.report("booking notice (context+row+send)", n))
+            profiled(prof, "the booking notices")
             lines.append(f"  history events of a journey after its notice: {await events(client, aids[0])}")
             wait = (due - datetime.now(UTC)).total_seconds()
             if wait < 2:
                 lines.append(f"  (the asks fell due {-wait:.1f} s before the notices were quiet: counts mix)")
             await asyncio.sleep(max(0.0, wait - 1))
             meter.reset()
+            prof = cProfile.Profile() if profile == "ask" else None
+            if prof:
+                prof.enable()
             await wait_sent(polls, cid, "reminder", n)
             async with polls() as s:
                 q = select(MessageLog.updated_at).where(MessageLog.clinic_id == cid, MessageLog.kind == "reminder")
                 late = sorted((t.replace(tzinfo=UTC) - due).total_seconds() for t in (await s.exec(q)).all() if t)
             await until_quiet(meter)
             lines.append(meter.report("day-before ask (send+sync)", n))
+            profiled(prof, "the asks")
             lines.append(
                 f"  asks due at one instant: p99 {late[int(0.99 * (len(late) - 1))]:.2f} s late,"
                 f" drain {n / max(1e-3, late[-1] - min(0.0, late[0])):.1f} sends/s"
@@ -260,5 +284,10 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=50, help="journeys")
     p.add_argument("--trace", action="store_true", help="print every statement and commit (use with --n 1)")
+    p.add_argument(
+        "--cprofile",
+        choices=("notice", "ask"),
+        help="profile one phase in process (cProfile: its own overhead inflates the CPU figures)",
+    )
     a = p.parse_args()
-    asyncio.run(main(a.n, a.trace))
+    asyncio.run(main(a.n, a.trace, a.cprofile))
