@@ -51,8 +51,14 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     """The sandbox every worker and replayer runs the journeys in. The `contracts` package
     (pure dataclasses and names) passes through whole: its classes are the host's, so the
     payload converter can resolve their type hints however a workflow module imported them.
+    `workflows.planner` (the appointment journey's pure planning functions) passes through too:
+    re-running it for every journey instance cost ~1 ms of the ~8. What passes through must
+    read no clock, randomness or I/O: the sandbox does not see its calls
+    (tests/test_sandbox_code.py checks).
     The modules the sandbox does import afresh for each instance share one compiled copy of
     their code per process (core/sandbox_code.py)."""
     sandbox_code.install()
-    restrictions = SandboxRestrictions.default.with_passthrough_modules("contracts", "core.search_attributes")
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(
+        "contracts", "core.search_attributes", "workflows.planner"
+    )
     return SandboxedWorkflowRunner(restrictions=restrictions)

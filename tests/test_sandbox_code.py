@@ -111,3 +111,61 @@ def test_a_changed_file_is_compiled_again_and_extensions_are_not_touched(tmp_pat
     if ext is not None and ext.origin and ext.origin.endswith(".so"):
         assert finder.find_spec("_decimal", [str(Path(ext.origin).parent)]) is None
     assert finder.find_spec("no_such_module_anywhere", [str(tmp_path)]) is None
+
+
+# What a module the sandbox passes through (our own, listed in core.temporal.workflow_runner)
+# must never do: the sandbox does not re-import it, so its calls are not checked at run time.
+_FORBIDDEN_IMPORTS = {"random", "time", "uuid", "os", "socket", "secrets", "threading", "asyncio", "httpx"}
+_FORBIDDEN_IMPORT_PREFIXES = ("sqlalchemy", "sqlmodel", "psycopg", "aiosqlite", "activities", "api", "core.db")
+_FORBIDDEN_METHODS = {"now", "utcnow", "today", "fromtimestamp"}  # datetime.now(), date.today()...
+_FORBIDDEN_FUNCTIONS = {"open", "input"}
+
+
+def _own_modules(names: set[str]) -> dict[str, Path]:
+    """Our modules under the passed-through names, and every module of ours they import."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    todo, found = sorted(names), {}
+    while todo:
+        name = todo.pop()
+        base = root.joinpath(*name.split("."))
+        files = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+        for f in files:
+            if not f.exists():
+                continue
+            mod = ".".join(f.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+            if mod in found:
+                continue
+            found[mod] = f
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    if root.joinpath(node.module.split(".")[0]).is_dir():
+                        todo.append(node.module)
+    return found
+
+
+def test_modules_passed_through_the_sandbox_read_no_clock_randomness_or_io() -> None:
+    import ast
+
+    from temporalio.worker.workflow_sandbox import SandboxRestrictions
+
+    ours = workflow_runner().restrictions.passthrough_modules - SandboxRestrictions.default.passthrough_modules
+    assert {"contracts", "workflows.planner"} <= ours
+    modules = _own_modules(ours)
+    assert "models.quiet_hours" in modules  # the planner's own import, passed through with it
+    bad = []
+    for mod, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for n in names:
+                    if n.split(".")[0] in _FORBIDDEN_IMPORTS or n.startswith(_FORBIDDEN_IMPORT_PREFIXES):
+                        bad.append(f"{mod}:{node.lineno} imports {n}")
+            elif isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Attribute) and f.attr in _FORBIDDEN_METHODS:
+                    bad.append(f"{mod}:{node.lineno} calls .{f.attr}()")
+                elif isinstance(f, ast.Name) and f.id in _FORBIDDEN_FUNCTIONS:
+                    bad.append(f"{mod}:{node.lineno} calls {f.id}()")
+    assert bad == []
