@@ -453,8 +453,8 @@ class Bench:
     def cpu(self, *names: str) -> dict[str, float]:
         """CPU seconds so far of the named stack processes (each with its children), and the
         bench's own."""
-        pids = {"server": self.s.server.pid, "worker": self.s.worker.pid, "API": self.s.api.pid}
-        pids["bare worker"] = self.s.bare.pid
+        s = self.s
+        pids = {"server": s.server.pid, "worker": s.worker.pid, "API": s.api.pid, "bare worker": s.bare.pid}
         return {name: cpu_seconds(pids[name]) for name in names} | {"bench client": time.process_time()}
 
     async def settle(self, quiet_for: float = 2.0, timeout: float = 600) -> None:

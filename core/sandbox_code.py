@@ -10,9 +10,9 @@ Python, and ~0.7 ms of each rebuild.
 Code objects are immutable, so one copy can serve every instance: each still executes the
 module body in its own namespace and gets its own functions and classes (the sandbox's
 isolation is unchanged; only the bytecode is shared). `install()` puts a finder first on
-`sys.meta_path` that acts only for imports made inside the sandbox and only for modules whose
-standard loader is a source or bytecode file loader; it hands those a loader that keeps the
-code object per (path, mtime, size), so an edited file is compiled again.
+`sys.meta_path` that acts only for imports made inside the sandbox and only for modules the
+standard path finder would load from a `.py` file; it hands those a loader that keeps the code
+object per (path, mtime, size), so an edited file is compiled again.
 """
 
 from __future__ import annotations
@@ -81,8 +81,3 @@ def install() -> None:
     with _lock:
         if not any(isinstance(f, SharedCodeFinder) for f in sys.meta_path):
             sys.meta_path.insert(0, _finder)
-
-
-def cached_code_objects() -> int:
-    """How many module versions are held (for tests and diagnostics)."""
-    return len(_codes)

@@ -140,8 +140,12 @@ def _own_modules(names: set[str]) -> dict[str, Path]:
             found[mod] = f
             for node in ast.walk(ast.parse(f.read_text())):
                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    if root.joinpath(node.module.split(".")[0]).is_dir():
-                        todo.append(node.module)
+                    imported = [node.module]
+                elif isinstance(node, ast.Import):
+                    imported = [a.name for a in node.names]
+                else:
+                    continue
+                todo += [m for m in imported if root.joinpath(m.split(".")[0]).is_dir()]
     return found
 
 
