@@ -54,7 +54,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     `workflows.planner` (the appointment journey's pure planning functions) passes through too:
     re-running it for every journey instance cost ~1 ms of the ~8. What passes through must
     read no clock, randomness or I/O: the sandbox does not see its calls
-    (tests/test_sandbox_code.py checks).
+    (tests/test_layering.py checks).
     The modules the sandbox does import afresh for each instance share one compiled copy of
     their code per process (core/sandbox_code.py)."""
     sandbox_code.install()

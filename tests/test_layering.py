@@ -8,6 +8,8 @@
     api/         the HTTP edge; never imports activities (their internals); it may name the
                  (pure) workflow classes for typed calls: handle.execute_update(Journey.cancel, ...)
     core/        shared infrastructure; never imports api, activities or the CLI
+    passed through the workflow sandbox (contracts, workflows.planner, ...): no clock,
+                 randomness or I/O, in them or anything of ours they import
 
 A violation names the file, the line and the import, so the fix is obvious.
 """
@@ -133,6 +135,71 @@ def violations(rule: Rule, root: Path = ROOT) -> list[str]:
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.package)
 def test_layer_imports(rule: Rule) -> None:
     assert violations(rule) == []
+
+
+# Our modules the workflow sandbox passes through (core.temporal.workflow_runner) are not
+# re-imported for each journey, so the sandbox does not see their calls: they, and every project
+# module they import, must read no clock or randomness and do no I/O.
+NOT_PASSED_THROUGH = IO_LIBRARIES | {"asyncio", "random", "time", "uuid", "secrets"}
+CLOCK_METHODS = frozenset({"now", "utcnow", "today", "fromtimestamp"})  # datetime.now(), date.today()...
+IO_FUNCTIONS = frozenset({"open", "input"})
+
+
+def passed_through_files(modules: set[str], root: Path = ROOT) -> dict[str, Path]:
+    """Our files under the passed-through names, and every project file they import."""
+    files: dict[str, Path] = {}
+    todo = sorted(modules)
+    while todo:
+        name = todo.pop()
+        base = root.joinpath(*name.split("."))
+        paths = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+        for path in paths:
+            rel = path.relative_to(root).as_posix()
+            if rel in files or not path.is_file():
+                continue
+            files[rel] = path
+            todo += [n for _, n in _imports(path) if _module_file(root, n)]
+    return files
+
+
+def passthrough_violations(modules: set[str], root: Path = ROOT) -> list[str]:
+    found = []
+    for rel, path in passed_through_files(modules, root).items():
+        found += [f"{rel}:{line} imports {name}" for line, name in _imports(path) if _matches(name, NOT_PASSED_THROUGH)]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Attribute) and f.attr in CLOCK_METHODS:
+                    found.append(f"{rel}:{node.lineno} calls .{f.attr}()")
+                elif isinstance(f, ast.Name) and f.id in IO_FUNCTIONS:
+                    found.append(f"{rel}:{node.lineno} calls {f.id}()")
+    return found
+
+
+def test_modules_passed_through_the_sandbox_read_no_clock_randomness_or_io() -> None:
+    from temporalio.worker.workflow_sandbox import SandboxRestrictions
+
+    from core.temporal import workflow_runner
+
+    ours = workflow_runner().restrictions.passthrough_modules - SandboxRestrictions.default.passthrough_modules
+    assert {"contracts", "workflows.planner"} <= ours
+    assert "models/quiet_hours.py" in passed_through_files(ours)  # the planner's own import
+    assert passthrough_violations(ours) == []
+
+
+def test_the_passthrough_rule_catches_clocks_and_io_behind_an_import(tmp_path: Path) -> None:
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "planner.py").write_text(
+        "from datetime import datetime, time\nfrom models.hours import h\n\ndef f():\n"
+        "    return datetime.now(), time(8)\n"
+    )
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "hours.py").write_text("import random\n\ndef h():\n    return open('x')\n")
+    assert passthrough_violations({"workflows.planner"}, tmp_path) == [
+        "workflows/planner.py:5 calls .now()",
+        "models/hours.py:1 imports random",
+        "models/hours.py:4 calls open()",
+    ]
 
 
 def test_the_rule_catches_leaks(tmp_path: Path) -> None:
