@@ -1,7 +1,12 @@
 """Messages to patients as activities: `send_patient_message` and `place_voice_call` render
 the clinic's template for the journey's kind (core/texts) and hand the text to the delivery
 walk (conversations/delivery.py: at most once per key, channel order, opt-out, guardians),
-heartbeating while they run."""
+heartbeating while they run.
+
+A journey may run `send_patient_message` as a local activity first, inside its workflow task
+(workflows/appointment.py SENDS_LOCAL_FIRST). That attempt never waits on a provider's pacing
+for longer than LOCAL_PACE_WAIT: a later slot fails it at once with nothing sent, and the
+journey hands the same message (same key) to a queued attempt that waits its turn."""
 
 from __future__ import annotations
 
@@ -12,6 +17,10 @@ from activities.heartbeat import heartbeating
 from contracts.common import Button, MessageFacts, MessagingActivityStubs, OutboundMessage, SendResult, VoiceCall
 from conversations.delivery import DONE_OTHER, DONE_SENT, WHATSAPP_WINDOW, Delivery
 from core.texts.compose import Composed, compose
+from providers.pacing import waiting_at_most
+
+# Seconds a send run inside a workflow task may wait for its sender's pacing slot.
+LOCAL_PACE_WAIT = 1.0
 
 __all__ = ["DONE_OTHER", "DONE_SENT", "WHATSAPP_WINDOW", "MessagingActivities", "heartbeating"]
 
@@ -20,6 +29,9 @@ class MessagingActivities(Delivery, MessagingActivityStubs):
     # ------------------------------------------------------------------ activities
     @activity.defn(name="send_patient_message")
     async def send_patient_message(self, msg: OutboundMessage) -> SendResult:
+        if activity.in_activity() and activity.info().is_local:
+            with waiting_at_most(LOCAL_PACE_WAIT):
+                return await self._send_message(msg)
         async with heartbeating():
             return await self._send_message(msg)
 

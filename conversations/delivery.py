@@ -52,7 +52,7 @@ from core.deps import Deps
 from core.logging import get_logger
 from models.conversation import OpenQuestion
 from models.core import Channel, MessageLog, Patient
-from providers import ProviderRejected, ProviderUnavailable, Sent
+from providers import ProviderPaced, ProviderRejected, ProviderUnavailable, Sent
 from providers.sandbox import SandboxClient
 from providers.telegram import TelegramClient
 from providers.twilio import TwilioClient
@@ -290,6 +290,12 @@ class Delivery:
                     "provider refused; trying the next channel", channel=channel.value, http_status=e.status, **ctx
                 )
                 continue
+            except ProviderPaced as e:
+                # An attempt that may not wait (the journey's first, inside its workflow task):
+                # nothing went out; the queued attempt that follows takes the row from here.
+                await self._save(row, status="pending")
+                log.info("paced: handed to a queued attempt", channel=channel.value, wait_s=e.retry_after, **ctx)
+                raise ApplicationError(str(e), type="ProviderPaced") from e
             except ProviderUnavailable as e:
                 if not e.maybe_sent:
                     await self._save(row, status="pending", error=str(e)[:1000])

@@ -9,7 +9,9 @@ Each client turns one outbound message into one HTTP request on the shared
   the request may have reached the provider (response lost) - then a blind retry could
   duplicate the message; `retry_after` is the provider's own wait after a 429.
 
-Sends are paced per sender (providers.pacing): `post(..., pace=Pace(key, rate))`.
+Sends are paced per sender (providers.pacing): `post(..., pace=Pace(key, rate))`. A send that
+may not wait for its slot (`pacing.waiting_at_most`) raises `ProviderPaced`, a
+`ProviderUnavailable` that certainly did not reach the provider.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from providers.pacing import PACER, Pace, retry_after
+from providers.pacing import PACER, Pace, WouldWait, retry_after
 
 
 class ProviderError(Exception):
@@ -49,6 +51,11 @@ class ProviderUnavailable(ProviderError):
         self.retry_after = retry_after
 
 
+class ProviderPaced(ProviderUnavailable):
+    """Not sent: the sender's next slot is further off than this send may wait
+    (providers.pacing.waiting_at_most); `retry_after` is how far off it is."""
+
+
 @dataclass
 class Sent:
     provider_message_id: str
@@ -65,7 +72,10 @@ async def post(
     """POST and classify the outcome; returns the JSON body of a 2xx answer. With `pace`, waits
     for the sender's next slot first, and a 429 holds the sender back for its Retry-After."""
     if pace is not None:
-        await PACER.wait(pace)
+        try:
+            await PACER.wait(pace)
+        except WouldWait as e:
+            raise ProviderPaced(channel, f"paced: {e}", retry_after=e.seconds) from None
     try:
         r = await http.post(url, **kw)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:

@@ -7,15 +7,44 @@ and a 429 holds back every send of that sender here for its Retry-After (or a se
 burst drains at the provider's pace instead of being retried into a storm.
 
 Rates are per worker process: with k worker processes, set each to the provider's limit / k.
+
+A send that must not wait (the journey's first attempt, run inside its workflow task: see
+workflows/appointment.py SENDS_LOCAL_FIRST) runs under `waiting_at_most(seconds)`: a slot
+further off than that raises `WouldWait` at once, without taking the slot, and the send is
+handed to a queued attempt that waits its turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_HOLD = 300.0  # seconds: a longer Retry-After is the retry policy's business
+# How long a send in this context may wait for its slot (None: as long as it takes).
+_MAX_WAIT: contextvars.ContextVar[float | None] = contextvars.ContextVar("pacing_max_wait", default=None)
+
+
+class WouldWait(Exception):
+    """The sender's next free slot is further off than this send may wait (`seconds`)."""
+
+    def __init__(self, key: str, seconds: float) -> None:
+        super().__init__(f"{key}: next slot in {seconds:.2f} s")
+        self.key = key
+        self.seconds = seconds
+
+
+@contextlib.contextmanager
+def waiting_at_most(seconds: float) -> Iterator[None]:
+    """Sends in this block (this task and what it awaits) wait at most `seconds` for a slot."""
+    token = _MAX_WAIT.set(max(0.0, seconds))
+    try:
+        yield
+    finally:
+        _MAX_WAIT.reset(token)
 
 
 @dataclass(frozen=True)
@@ -30,14 +59,19 @@ class Pacer:
         self._held: dict[str, float] = {}  # a 429 holds the sender until then
 
     async def wait(self, pace: Pace) -> None:
-        """Return when this send may go out. One event loop: no awaits between reads and writes."""
+        """Return when this send may go out. One event loop: no awaits between reads and writes.
+        Under `waiting_at_most(s)`, raises WouldWait instead of waiting longer than s (the slot
+        stays free for a send that waits)."""
+        limit = _MAX_WAIT.get()
         while True:
             now = time.monotonic()
             held = self._held.get(pace.key, 0.0)
+            slot = max(now, self._next.get(pace.key, 0.0))
+            if limit is not None and max(held, slot) - now > limit:
+                raise WouldWait(pace.key, max(held, slot) - now)
             if held > now:
                 await asyncio.sleep(held - now)
                 continue
-            slot = max(now, self._next.get(pace.key, 0.0))
             if pace.rate > 0:
                 self._next[pace.key] = slot + 1.0 / pace.rate
             if slot > now:

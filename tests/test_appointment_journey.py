@@ -383,7 +383,9 @@ async def test_booked_inside_the_deadline_window_is_not_asked(api: Api, deps: De
 async def test_journey_db_steps_are_local_activities(api: Api, client: Client, deps: Deps) -> None:
     """Issue 14: loading the journey's context and mirroring its state into the row run as
     local activities (no task-queue round trip, no full snapshot stored as an activity input);
-    only the sends go through the task queue. The row still follows the journey."""
+    the row still follows the journey. The notice goes through the task queue here: the FAST
+    policy's first ask falls due within LOCAL_SEND_WINDOW of it, and a send never holds a timer
+    (tests/test_sends_local_first.py has the notice sent inside the workflow task)."""
     clinic = await make_clinic(api)
     appt = await book(api, clinic)
 

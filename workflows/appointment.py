@@ -24,7 +24,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, RetryState, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -111,6 +111,15 @@ FIRST_SYNC_WITH_NOTICE = "first-sync-with-notice"
 # workflow task that took the reply completes at once and a query (the API's GET) sees the
 # new state without waiting for the write (a local activity holds the task open until done).
 REPLY_SHOWN_BEFORE_SYNC = "reply-shown-before-sync"
+# Issue 14: a message's first attempt runs as a local activity, inside the workflow task that
+# decided to send it, when nothing else is due for LOCAL_SEND_WINDOW: no task-queue round trip
+# and no second workflow task per send (a booking notice or an ask is then one workflow task
+# instead of two, and a journey evicted from the worker's cache meanwhile is not rebuilt for
+# the send's result). The attempt never waits on a provider's pacing (activities/messaging.py)
+# and is bounded by LOCAL_SEND_TIMEOUT, so it ends before anything else falls due: a send still
+# never holds a timer. If it fails for any reason, the same message (same key: sent at most
+# once) goes to a queued activity beside the loop, with its retries, as before.
+SENDS_LOCAL_FIRST = "sends-local-first"
 LEGACY_MEMO_KEYWORDS = (
     "implant",
     "extraction",
@@ -133,6 +142,12 @@ SEND_TIMEOUT = timedelta(seconds=30)
 HEARTBEAT = timedelta(seconds=5)
 SEND_HEARTBEAT = HEARTBEAT
 DB_TIMEOUT = timedelta(seconds=20)
+# SENDS_LOCAL_FIRST: the in-task attempt's bound (queueing for a local-activity slot, the
+# template, the row, and the provider's HTTP call, whose client gives up after 10 s), and how
+# far off the next timer (and the message's own `not_after`) must be for the attempt to run.
+LOCAL_SEND_TIMEOUT = timedelta(seconds=15)
+LOCAL_SEND_WINDOW = timedelta(seconds=20)
+ONE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -273,10 +288,9 @@ class AppointmentJourney:
     def _ended(self) -> bool:
         return self.s.stage in TERMINAL or (self.s.stage == "finished" and self.s.closed)
 
-    def _next_step(self, now: datetime) -> tuple[datetime | None, Callable[[], Awaitable[None]] | None]:
-        """The earliest due step (workflows/planner.py decides): (when, what to run)."""
+    def _plan(self, now: datetime) -> planner.Planned | None:
         s = self.s
-        planned = planner.next_step(
+        return planner.next_step(
             s,
             self.p,
             now,
@@ -286,6 +300,11 @@ class AppointmentJourney:
             notice_since=self._notice_since,
             fitted=s.asks_sent > 0 and not s.channel_dead and workflow.patched(CONTACTS_FITTED),
         )
+
+    def _next_step(self, now: datetime) -> tuple[datetime | None, Callable[[], Awaitable[None]] | None]:
+        """The earliest due step (workflows/planner.py decides): (when, what to run)."""
+        s = self.s
+        planned = self._plan(now)
         if s.stage == "booked" and s.unfitted_version != s.version and s.asks_sent > 0:
             unfitted = planner.unfitted_contacts(s, self.p)
             if unfitted and workflow.patched(CONTACTS_FITTED):
@@ -817,27 +836,52 @@ class AppointmentJourney:
         bounded = not_after is not None and workflow.patched(SEND_RACES_TIMERS)
         if bounded and not_after is not None and workflow.now() >= not_after:
             return SendResult("expired")
+        msg = OutboundMessage(
+            idempotency_key=key or self._key(step),
+            patient_id=self.inp.patient_id,
+            clinic_id=self.inp.clinic_id,
+            kind=kind,
+            subject_id=self.inp.appointment_id,
+            workflow_id=self.wid,
+            buttons=buttons or [],
+            question=question,
+            exclude_channels=exclude or [],
+            render=True,
+            facts=self._facts(),
+            render_kind=render_kind,
+            not_after=not_after if bounded else None,
+        )
+        if self._may_send_in_task(not_after if bounded else None):
+            try:
+                result: SendResult = await workflow.execute_local_activity_method(
+                    MessagingActivityStubs.send_patient_message,
+                    msg,
+                    schedule_to_close_timeout=LOCAL_SEND_TIMEOUT,
+                    retry_policy=ONE_ATTEMPT,
+                )
+                return result
+            except FailureError:
+                # Paced, provider trouble, too slow: the queued attempt below takes over. (A local
+                # activity's failure comes as an ApplicationError here, not an ActivityError.)
+                pass
         return await self._bounded_activity(
             workflow.execute_activity_method(
                 MessagingActivityStubs.send_patient_message,
-                OutboundMessage(
-                    idempotency_key=key or self._key(step),
-                    patient_id=self.inp.patient_id,
-                    clinic_id=self.inp.clinic_id,
-                    kind=kind,
-                    subject_id=self.inp.appointment_id,
-                    workflow_id=self.wid,
-                    buttons=buttons or [],
-                    question=question,
-                    exclude_channels=exclude or [],
-                    render=True,
-                    facts=self._facts(),
-                    render_kind=render_kind,
-                    not_after=not_after if bounded else None,
-                ),
+                msg,
                 **self._send_options(not_after if bounded else None),
             )
         )
+
+    def _may_send_in_task(self, not_after: datetime | None) -> bool:
+        """SENDS_LOCAL_FIRST: the first attempt may run inside this workflow task when neither
+        the message's own moment nor any timer of the journey comes within LOCAL_SEND_WINDOW."""
+        now = workflow.now()
+        if not_after is not None and not_after - now < LOCAL_SEND_WINDOW:
+            return False
+        planned = self._plan(now)
+        if planned is not None and planned[0] - now < LOCAL_SEND_WINDOW:
+            return False
+        return workflow.patched(SENDS_LOCAL_FIRST)
 
     async def _bounded_activity(self, call: Any) -> SendResult:
         """A send that ran out of time (schedule-to-close = the moment its message stops
