@@ -53,6 +53,7 @@ from core.logging import get_logger
 from models.conversation import OpenQuestion
 from models.core import Channel, MessageLog, Patient
 from providers import ProviderPaced, ProviderRejected, ProviderUnavailable, Sent
+from providers.pacing import PACER, Pace, max_wait
 from providers.sandbox import SandboxClient
 from providers.telegram import TelegramClient
 from providers.twilio import TwilioClient
@@ -83,6 +84,16 @@ class Delivery:
         self.sandbox = SandboxClient()
 
     # ------------------------------------------------------------------ planning
+    def _pace(self, channel: Channel) -> Pace | None:
+        """The sender a send on this channel is paced as (None: the sandbox is not paced)."""
+        if self.deps.settings.sandbox_providers:
+            return None
+        if channel == Channel.whatsapp:
+            return self.whatsapp.pace()
+        if channel == Channel.telegram:
+            return self.telegram.pace()
+        return self.twilio.pace("Calls" if channel == Channel.voice else "Messages")
+
     def channels_for(self, recipient: Patient, voice: bool) -> list[Channel]:
         sandbox = self.deps.settings.sandbox_providers
         if voice:
@@ -206,6 +217,12 @@ class Delivery:
         # earlier attempt wrote goes the long way below (its pending -> sending compare-and-set).
         ready = bool(planned) and not (patient.opted_out or recipient.opted_out)
         ready = ready and (not_after is None or datetime.now(UTC) < not_after)
+        if ready and (limit := max_wait()) is not None and (pace := self._pace(planned[0])) is not None:
+            if (wait := PACER.wait_for(pace)) > limit:
+                # An attempt that may not wait (a journey's first, inside its workflow task) and
+                # would: it writes nothing and leaves the message to a queued attempt.
+                log.info("paced: handed to a queued attempt", channel=planned[0].value, wait_s=round(wait, 2))
+                raise ApplicationError(f"paced: {pace.key} next slot in {wait:.2f} s", type="ProviderPaced")
         row, inserted = await self._claim(
             MessageLog(
                 idempotency_key=key,

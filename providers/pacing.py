@@ -37,6 +37,11 @@ class WouldWait(Exception):
         self.seconds = seconds
 
 
+def max_wait() -> float | None:
+    """How long a send here may wait for its slot (None: as long as it takes)."""
+    return _MAX_WAIT.get()
+
+
 @contextlib.contextmanager
 def waiting_at_most(seconds: float) -> Iterator[None]:
     """Sends in this block (this task and what it awaits) wait at most `seconds` for a slot."""
@@ -79,6 +84,11 @@ class Pacer:
             if self._held.get(pace.key, 0.0) <= time.monotonic():
                 return
             # A 429 arrived while this send waited for its slot: wait that out, take a new slot.
+
+    def wait_for(self, pace: Pace) -> float:
+        """Seconds until this sender's next free slot (0: now); reserves nothing."""
+        now = time.monotonic()
+        return max(0.0, self._held.get(pace.key, 0.0) - now, self._next.get(pace.key, 0.0) - now)
 
     def hold(self, key: str, seconds: float) -> None:
         until = time.monotonic() + min(max(seconds, 0.0), MAX_HOLD)

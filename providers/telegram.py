@@ -39,12 +39,15 @@ class TelegramClient:
     def _url(self, method: str) -> str:
         return f"{self.s.telegram_api_url.rstrip('/')}/bot{self.s.telegram_bot_token}/{method}"
 
+    def pace(self) -> Pace:
+        """This sender's pacing: per bot."""
+        return Pace(f"telegram:{self.s.telegram_bot_token.split(':', 1)[0]}", self.s.telegram_send_rate)
+
     async def send(self, chat_id: str, text: str, buttons: list[Button] | None = None) -> Sent:
         body: dict[str, Any] = {"chat_id": chat_id, "text": text}
         if buttons:
             body["reply_markup"] = {"inline_keyboard": keyboard(buttons)}
-        pace = Pace(f"telegram:{self.s.telegram_bot_token.split(':', 1)[0]}", self.s.telegram_send_rate)
-        data = await post(self.channel, self.http, self._url("sendMessage"), json=body, pace=pace)
+        data = await post(self.channel, self.http, self._url("sendMessage"), json=body, pace=self.pace())
         if not data.get("ok"):
             raise ProviderRejected(self.channel, str(data.get("description", "not ok")))
         return Sent(str(data["result"]["message_id"]))

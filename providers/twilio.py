@@ -45,6 +45,11 @@ class TwilioClient:
         q = f"?{urlencode(query)}" if query else ""
         return f"{self.s.public_base_url.rstrip('/')}{path}{q}"
 
+    def pace(self, resource: str = "Messages") -> Pace:
+        """This sender's pacing: per account, messages and calls apart."""
+        rate = self.s.twilio_call_rate if resource == "Calls" else self.s.twilio_send_rate
+        return Pace(f"twilio:{self.s.twilio_account_sid}:{resource}", rate)
+
     async def _create(self, channel: str, resource: str, form: dict[str, str]) -> Sent:
         data = await post(
             channel,
@@ -52,10 +57,7 @@ class TwilioClient:
             self._url(resource),
             data=form,
             auth=(self.s.twilio_account_sid, self.s.twilio_auth_token),
-            pace=Pace(
-                f"twilio:{self.s.twilio_account_sid}:{resource}",
-                self.s.twilio_call_rate if resource == "Calls" else self.s.twilio_send_rate,
-            ),
+            pace=self.pace(resource),
         )
         sid = data.get("sid")
         if not sid:

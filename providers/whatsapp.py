@@ -91,6 +91,10 @@ class WhatsAppClient:
         # patient answers in words or digits.
         return {**base, "type": "text", "text": {"preview_url": False, "body": text}}
 
+    def pace(self) -> Pace:
+        """This sender's pacing: per business phone number."""
+        return Pace(f"whatsapp:{self.s.whatsapp_phone_number_id}", self.s.whatsapp_send_rate)
+
     async def send(
         self,
         to: str,
@@ -107,7 +111,7 @@ class WhatsAppClient:
             f"{self.s.whatsapp_api_url.rstrip('/')}/{self.s.whatsapp_phone_number_id}/messages",
             json=body,
             headers={"Authorization": f"Bearer {self.s.whatsapp_access_token}"},
-            pace=Pace(f"whatsapp:{self.s.whatsapp_phone_number_id}", self.s.whatsapp_send_rate),
+            pace=self.pace(),
         )
         try:
             wamid = data["messages"][0]["id"]

@@ -16,11 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
+from contracts.common import OutboundMessage
 from core.deps import Deps
 from core.settings import Settings
-from models.core import Role
+from models.core import MessageLog, Role
 from providers import ProviderPaced, post
 from providers.pacing import PACER, Pace, WouldWait, waiting_at_most
 from tests.support.api import Api
@@ -137,6 +140,25 @@ async def test_a_paced_first_attempt_hands_the_message_to_a_queued_one(rig: Rig,
     assert scheduled.count("send_patient_message") == 1, scheduled  # the queued attempt waited
     assert _texts(rig, to) == (1, 1)  # the paced attempt never reached the provider
     await _cancel(rig, api, appt)
+
+    # Such an attempt looks at the sender's next slot before it writes anything.
+    PACER._next[key] = time.monotonic() + 3
+    msg = OutboundMessage(
+        idempotency_key=f"test-paced-{uuid.uuid4().hex}",
+        patient_id=appt["patient_id"],
+        clinic_id=appt["clinic_id"],
+        kind="booking_notice",
+        text="hello",
+    )
+    try:
+        with waiting_at_most(1.0), pytest.raises(ApplicationError) as e:
+            await rig.messaging._send_message(msg)
+    finally:
+        PACER._next.pop(key, None)
+    assert e.value.type == "ProviderPaced"
+    async with rig.deps.sessions() as s:
+        rows = (await s.exec(select(MessageLog).where(MessageLog.idempotency_key == msg.idempotency_key))).all()
+    assert rows == []
 
 
 async def test_a_refused_first_attempt_is_retried_by_a_queued_one_and_sent_once(
