@@ -19,6 +19,8 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from core.converter import JourneyPayloadConverter
+
 ENCODING = b"binary/encrypted"
 _NONCE = 12
 
@@ -64,10 +66,12 @@ class EncryptionCodec(PayloadCodec):
 
 
 def data_converter(keys: Iterable[tuple[str, bytes]]) -> DataConverter:
-    """The one converter for clients and workers: encrypted payloads, and failure
-    messages/stack traces moved into an encoded attribute so they are encrypted too."""
+    """The one converter for clients and workers: encrypted payloads, failure messages/stack
+    traces moved into an encoded attribute so they are encrypted too, and dataclasses decoded
+    with their field types resolved once per class (core/converter.py)."""
     return dataclasses.replace(
         DataConverter.default,
+        payload_converter_class=JourneyPayloadConverter,
         payload_codec=EncryptionCodec(list(keys)),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
