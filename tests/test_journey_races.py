@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -51,6 +52,7 @@ class Gated:
 
     hold_sync: str | None = None  # the sync whose last history event is this waits
     hold_send: str | None = None  # sends of this kind wait (heartbeating) for the gate
+    refuse_local: bool = False  # a send's in-task first attempt fails (as when paced out)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     held: asyncio.Event = field(default_factory=asyncio.Event)
     synced: list[AppointmentSnapshot] = field(default_factory=list)
@@ -79,6 +81,8 @@ class Gated:
 
         @activity.defn(name="send_patient_message")
         async def send(msg: OutboundMessage) -> SendResult:
+            if self.refuse_local and activity.info().is_local:
+                raise ApplicationError("paced", type="ProviderPaced")
             if msg.kind == self.hold_send:
                 await self._wait_gate()
             self.sent.append((datetime.now(UTC), msg.kind))
@@ -252,7 +256,7 @@ async def test_every_activity_of_the_journey_heartbeats_so_a_dead_worker_is_noti
     from activities.appointments import AppointmentActivities
     from activities.tasks import TaskActivities
 
-    fakes = Gated()
+    fakes = Gated(refuse_local=True)  # the notice's first attempt runs in the workflow task
     async with journey(client, fakes, timedelta(days=30), JourneyPolicy(quiet_hours=None)) as handle:
 
         async def notice_written() -> None:
@@ -269,7 +273,8 @@ async def test_every_activity_of_the_journey_heartbeats_so_a_dead_worker_is_noti
                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
             ]
             kinds = {a.activity_type.name for a in scheduled}
-            # (Its DB steps are local activities: they run inside its workflow tasks.)
+            # (Its DB steps, and a send's first attempt, are local activities: they run inside
+            # its workflow tasks. That attempt is refused here, so the queued send is seen.)
             assert {"send_patient_message", "create_operator_task", "cancel_operator_tasks"} <= kinds
 
         await eventually(all_kinds_scheduled, timeout=60, interval=0.5)
@@ -334,7 +339,7 @@ async def test_the_first_row_write_carries_the_booking_notice_and_news_is_not_he
     whose notice is due at once writes its row once, after the notice (was: once before it,
     once after). News meanwhile (a reply while the notice is still on its way) is written at
     once, not held until the notice is out."""
-    fakes = Gated()
+    fakes = Gated(refuse_local=True)  # the notice's first attempt runs in the workflow task
     async with journey(client, fakes, timedelta(days=30), JourneyPolicy(quiet_hours=None)) as handle:
 
         async def notice_written() -> None:
