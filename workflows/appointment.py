@@ -874,14 +874,15 @@ class AppointmentJourney:
 
     def _may_send_in_task(self, not_after: datetime | None) -> bool:
         """SENDS_LOCAL_FIRST: the first attempt may run inside this workflow task when neither
-        the message's own moment nor any timer of the journey comes within LOCAL_SEND_WINDOW."""
+        the message's own moment nor any timer of the journey comes within LOCAL_SEND_WINDOW.
+        (The patch is asked first: a journey from before it replays its old steps untouched.)"""
+        if not workflow.patched(SENDS_LOCAL_FIRST):
+            return False
         now = workflow.now()
         if not_after is not None and not_after - now < LOCAL_SEND_WINDOW:
             return False
         planned = self._plan(now)
-        if planned is not None and planned[0] - now < LOCAL_SEND_WINDOW:
-            return False
-        return workflow.patched(SENDS_LOCAL_FIRST)
+        return planned is None or planned[0] - now >= LOCAL_SEND_WINDOW
 
     async def _bounded_activity(self, call: Any) -> SendResult:
         """A send that ran out of time (schedule-to-close = the moment its message stops
