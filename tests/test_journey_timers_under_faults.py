@@ -17,7 +17,7 @@ from core.deps import Deps
 from core.settings import Settings
 from models.core import Role
 from tests.support.api import Api
-from tests.support.appointments import FAST, phone
+from tests.support.appointments import FAST, sms_clinic_at
 from tests.support.fake_providers import provider_rig
 from tests.support.live import eventually, running_worker
 from workflows.planner import plan_contacts
@@ -135,35 +135,17 @@ async def test_provider_outage_holds_no_timer_and_nothing_goes_out_late(
     tq = f"outage-{uuid.uuid4().hex[:8]}"
     async with provider_rig(settings, deps, client, task_queue=tq) as rig, running_worker(client, rig.deps, tq):
         http = httpx.AsyncClient(base_url=rig.api_url, timeout=30)
-        admin = api.headers(Role.admin)
         policy = {**FAST, "reminder_lead": 14, "reask_interval": 3, "reask_count": 2, "confirm_deadline": 6}
-        r = await http.post(
-            "/v1/clinics",
-            headers=admin,
-            json={"name": "Smile", "address": "Kyiv", "phone": "+380441234567", "policy": policy},
-        )
-        assert r.status_code == 201, r.text
-        clinic = r.json()
-        r = await http.post(
-            "/v1/doctors", headers=admin, json={"clinic_id": clinic["id"], "full_name": "Dr B", "specialty": "therapy"}
-        )
-        doctor = r.json()
-        to = phone()
-        r = await http.post(
-            "/v1/patients",
-            headers=admin,
-            json={"full_name": "Taras", "phone": to, "preferred_channel": "sms", "clinic_id": clinic["id"]},
-        )
-        patient = r.json()
+        clinic_id, doctor_id, patient_id, to = await sms_clinic_at(http, api, policy)
         rig.fake.down.add("twilio")  # the outage starts before the booking
         start = datetime.now(UTC) + timedelta(seconds=24)
         r = await http.post(
             "/v1/appointments",
             headers=api.headers(Role.front_desk),
             json={
-                "patient_id": patient["id"],
-                "clinic_id": clinic["id"],
-                "doctor_id": doctor["id"],
+                "patient_id": patient_id,
+                "clinic_id": clinic_id,
+                "doctor_id": doctor_id,
                 "starts_at": start.isoformat(),
                 "duration_minutes": 30,
                 "service": "Check-up",

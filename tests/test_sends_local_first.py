@@ -27,7 +27,7 @@ from models.core import MessageLog, Role
 from providers import ProviderPaced, post
 from providers.pacing import PACER, Pace, WouldWait, waiting_at_most
 from tests.support.api import Api
-from tests.support.appointments import FAST, phone
+from tests.support.appointments import FAST, sms_clinic_at
 from tests.support.fake_providers import Rig, provider_rig
 from tests.support.live import eventually, running_worker
 
@@ -45,32 +45,14 @@ async def rig(settings: Settings, deps: Deps, client: Client) -> AsyncIterator[R
 async def _book(rig: Rig, api: Api, policy: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """A clinic, doctor and SMS patient through the rig's API; a visit in 3 hours. (view, phone)"""
     async with httpx.AsyncClient(base_url=rig.api_url, timeout=30) as http:
-        admin = api.headers(Role.admin)
-        r = await http.post(
-            "/v1/clinics",
-            headers=admin,
-            json={"name": "Smile", "address": "Kyiv", "phone": "+380441234567", "policy": policy},
-        )
-        assert r.status_code == 201, r.text
-        clinic = r.json()
-        r = await http.post(
-            "/v1/doctors", headers=admin, json={"clinic_id": clinic["id"], "full_name": "Dr B", "specialty": "therapy"}
-        )
-        doctor = r.json()
-        to = phone()
-        r = await http.post(
-            "/v1/patients",
-            headers=admin,
-            json={"full_name": "Taras", "phone": to, "preferred_channel": "sms", "clinic_id": clinic["id"]},
-        )
-        patient = r.json()
+        clinic_id, doctor_id, patient_id, to = await sms_clinic_at(http, api, policy)
         r = await http.post(
             "/v1/appointments",
             headers=api.headers(Role.front_desk),
             json={
-                "patient_id": patient["id"],
-                "clinic_id": clinic["id"],
-                "doctor_id": doctor["id"],
+                "patient_id": patient_id,
+                "clinic_id": clinic_id,
+                "doctor_id": doctor_id,
                 "starts_at": (datetime.now(UTC) + timedelta(hours=3)).isoformat(),
                 "duration_minutes": 30,
                 "service": "Check-up",
