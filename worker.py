@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from activities import build_activities
 from activities.imports import ImportActivities
-from core import metrics
+from core import gc_policy, metrics
 from core.db import make_engine, session_factory
 from core.deps import Deps
 from core.imports import import_queue
@@ -122,11 +122,17 @@ async def run(settings: Settings) -> None:
             delay = min(delay * 2, 10)
     deps = make_deps(settings)
     workers = build_workers(client, deps)
+    collector = gc_policy.tune(settings.worker_gc_threshold)  # once built, before the first poll
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker started", task_queues=[w.task_queue for w in workers], workflows=[w.__name__ for w in WORKFLOWS])
+    log.info(
+        "worker started",
+        task_queues=[w.task_queue for w in workers],
+        workflows=[w.__name__ for w in WORKFLOWS],
+        **collector,
+    )
     async with contextlib.AsyncExitStack() as running:
         for w in workers:
             await running.enter_async_context(w)

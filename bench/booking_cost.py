@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import gc
 import os
 import shutil
 import subprocess
@@ -44,6 +43,7 @@ from sqlalchemy import event
 import api.repair
 from api.main import create_app
 from bench.__main__ import TEMPORAL_BIN, free_port, wait_port
+from bench.gctime import GcTimer
 from bench.sdk import start_appointment
 from contracts.policy import JourneyPolicy
 from core import search_attributes as sa
@@ -106,26 +106,6 @@ def _from(words: list[str]) -> str:
     except ValueError:
         return "(no FROM)"
     return "FROM " + " ".join(words[i + 1 : i + 2])
-
-
-class GcTimer:
-    """Time spent in the garbage collector (all generations) while `on`."""
-
-    def __init__(self) -> None:
-        self.on = False
-        self.seconds = 0.0
-        self.collections: collections.Counter[int] = collections.Counter()
-        self._t0 = 0.0
-        gc.callbacks.append(self._cb)
-
-    def _cb(self, phase: str, info: dict[str, int]) -> None:
-        if not self.on:
-            return
-        if phase == "start":
-            self._t0 = time.process_time()
-        else:
-            self.seconds += time.process_time() - self._t0
-            self.collections[info["generation"]] += 1
 
 
 GC = GcTimer()

@@ -22,6 +22,7 @@ import cProfile
 import io
 import pstats
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -36,9 +37,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from bench.gctime import GcTimer
 from bench.sdk import start_appointment
 from contracts.appointment import AppointmentSnapshot, appointment_workflow_id
 from contracts.policy import JourneyPolicy
+from core import gc_policy
 from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
@@ -49,6 +52,12 @@ from models.core import Channel, Clinic, Doctor, MessageLog, Patient
 TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 
 
+def phase(what: str) -> None:
+    """A phase's start and end on stderr as they happen (the report comes at the end), so a
+    profiler can be attached to one phase: `py-spy record --pid ...` between the two lines."""
+    print(f"phase: {what}", file=sys.stderr, flush=True)
+
+
 class Meter:
     """SQL statements (by verb) and commits on one engine, and this process's CPU time."""
 
@@ -56,6 +65,7 @@ class Meter:
         self.verbs: Counter[str] = Counter()
         self.commits = 0
         self.cpu0 = time.process_time()
+        self.gc = GcTimer()
         self.trace = False
         event.listen(engine.sync_engine, "before_cursor_execute", self._stmt)
         event.listen(engine.sync_engine, "commit", self._commit)
@@ -74,6 +84,8 @@ class Meter:
         self.verbs.clear()
         self.commits = 0
         self.cpu0 = time.process_time()
+        self.gc.on, self.gc.seconds = True, 0.0
+        self.gc.collections.clear()
 
     def report(self, what: str, n: int) -> str:
         cpu = (time.process_time() - self.cpu0) * 1000
@@ -81,7 +93,8 @@ class Meter:
         writes = sum(v for k, v in self.verbs.items() if k in ("INSERT", "UPDATE", "DELETE"))
         return (
             f"{what:<34} per journey: {stmts / n:5.1f} statements ({writes / n:4.1f} writes), "
-            f"{self.commits / n:4.1f} commits, {cpu / n:6.1f} ms CPU   [{dict(self.verbs)}]"
+            f"{self.commits / n:4.1f} commits, {cpu / n:6.1f} ms CPU (GC {self.gc.seconds * 1000 / n:4.2f})"
+            f"   [{dict(self.verbs)}; collections by generation {dict(sorted(self.gc.collections.items()))}]"
         )
 
     def quiet_since(self) -> tuple[int, int]:
@@ -185,6 +198,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
             s.add_all(patients)
             await s.commit()
         cid, did, pids = clinic.id, doctor.id, [p.id for p in patients]
+        gc_policy.tune(settings.worker_gc_threshold)  # as worker.run does once the worker is built
         meter = Meter(deps.engine)
         poll_engine = make_engine(settings.database_url)  # the harness's own reads are not counted
         polls = session_factory(poll_engine)
@@ -213,12 +227,14 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
         lines = []
         async with build_worker(client, deps, tq):
             meter.reset()
+            phase("notices start")
             prof = cProfile.Profile() if profile == "notice" else None
             if prof:
                 prof.enable()
             await wait_sent(polls, cid, "booking_notice", n)
             await until_quiet(meter)
             lines.append(meter.report("booking notice (context+row+send)", n))
+            phase("notices end")
             profiled(prof, "the booking notices")
             lines.append(f"  history events of a journey after its notice: {await events(client, aids[0])}")
             wait = (due - datetime.now(UTC)).total_seconds()
@@ -226,6 +242,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
                 lines.append(f"  (the asks fell due {-wait:.1f} s before the notices were quiet: counts mix)")
             await asyncio.sleep(max(0.0, wait - 1))
             meter.reset()
+            phase("asks start")
             prof = cProfile.Profile() if profile == "ask" else None
             if prof:
                 prof.enable()
@@ -235,6 +252,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
                 late = sorted((t.replace(tzinfo=UTC) - due).total_seconds() for t in (await s.exec(q)).all() if t)
             await until_quiet(meter)
             lines.append(meter.report("day-before ask (send+sync)", n))
+            phase("asks end")
             profiled(prof, "the asks")
             lines.append(
                 f"  asks due at one instant: p99 {late[int(0.99 * (len(late) - 1))]:.2f} s late,"
@@ -243,6 +261,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
             lines.append(f"  history events of a journey after its ask: {await events(client, aids[0])}")
 
             meter.reset()
+            phase("replies start")
             visible: list[float] = []
             routed: list[float] = []
             for aid, pid in zip(aids, pids, strict=True):
@@ -267,6 +286,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
                 visible.append((time.perf_counter() - t0) * 1000)
             await until_quiet(meter)
             lines.append(meter.report("reply (routing+signal+sync)", n))
+            phase("replies end")
             lines.append(
                 f"  reply -> confirmed in a query, in process: p50 {statistics.median(visible):.1f} ms,"
                 f" p90 {sorted(visible)[int(0.9 * (len(visible) - 1))]:.1f} ms"

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     worker_max_concurrent_local_activities: int = Field(
         default=100, ge=1, le=1000, alias="WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES"
     )
+    # The worker's garbage collector (core/gc_policy.py): start-up objects frozen and a young
+    # collection every this many net allocations (Python's default is 700); 0 = Python's defaults.
+    worker_gc_threshold: int = Field(default=10_000, ge=0, le=1_000_000, alias="WORKER_GC_THRESHOLD")
     # OpenTelemetry tracing: off unless the standard endpoint variable is set (OTLP over HTTP,
     # e.g. http://otel-collector:4318; spans go to <endpoint>/v1/traces).
     otel_exporter_otlp_endpoint: str = Field(default="", alias="OTEL_EXPORTER_OTLP_ENDPOINT")
