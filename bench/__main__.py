@@ -669,12 +669,17 @@ class Bench:
 
     async def reply(self, samples: int) -> None:
         ours: list[float] = []
+        posts: list[float] = []  # of which the reply's own request (routing, its row, the signal)
+        polls: list[int] = []  # GETs until `confirmed` showed
         for i in range(min(samples, len(self.burst_aids))):
             aid, pid = self.burst_aids[i], self.burst_pids[i]
             t0 = time.perf_counter()
             r = await self.http.post("/v1/sandbox/reply", json={"patient_id": pid, "text": "так"})
             r.raise_for_status()
+            posts.append((time.perf_counter() - t0) * 1000)
+            polls.append(0)
             while True:
+                polls[-1] += 1
                 g = await self.http.get(f"/v1/appointments/{aid}")
                 if g.json().get("stage") == "confirmed":
                     break
@@ -692,6 +697,10 @@ class Bench:
                 await asyncio.sleep(0.005)
             bare.append((time.perf_counter() - t0) * 1000)
         o, b = statistics.median(ours), statistics.median(bare)
+        self.notes.append(
+            f"reply: p50 {o:.1f} ms, of which the reply's request {statistics.median(posts):.1f} ms;"
+            f" {statistics.mean(polls):.1f} GETs until `confirmed` showed"
+        )
         self.add(
             "reply -> `confirmed` visible, p50",
             f"{o:.1f} ms",
