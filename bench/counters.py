@@ -198,7 +198,6 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
             s.add_all(patients)
             await s.commit()
         cid, did, pids = clinic.id, doctor.id, [p.id for p in patients]
-        gc_policy.tune(settings.worker_gc_threshold)  # as worker.run does once the worker is built
         meter = Meter(deps.engine)
         poll_engine = make_engine(settings.database_url)  # the harness's own reads are not counted
         polls = session_factory(poll_engine)
@@ -225,7 +224,9 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
             )
         )
         lines = []
-        async with build_worker(client, deps, tq):
+        worker = build_worker(client, deps, tq)
+        gc_policy.tune(settings.worker_gc_threshold)  # as worker.run does: once built, before it polls
+        async with worker:
             meter.reset()
             phase("notices start")
             prof = cProfile.Profile() if profile == "notice" else None
