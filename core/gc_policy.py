@@ -6,9 +6,9 @@ the process holds. A journey worker allocates fast (every activation decodes pay
 dataclasses and SQLAlchemy rows) while it holds a large heap that never dies: the modules, the
 ORM's mappers, the sandbox's restrictions, and every journey in the sticky cache. So it paid
 for many young collections and for full walks over that heap. Measured in `bench.counters`
-(N=300, one process, gc.callbacks timing every collection): 1.75 ms of collector time per
-day-before ask and 1.8 ms per booking notice, one full and nine middle collections in the asks
-alone.
+(N=300, one process, gc.callbacks timing every collection, five runs): 1.2-1.7 ms of collector
+time per day-before ask and 2.3-2.6 ms per booking notice; in the 300 asks alone one full and
+nine middle collections.
 
 `tune(threshold0)`, called once the worker is built and before it polls:
   * `gc.collect()` then `gc.freeze()`: everything alive at start-up (modules, classes, the
@@ -18,8 +18,8 @@ alone.
     Python's own thresholds relative to it.
 Garbage that only a collection frees (reference cycles) lives a little longer: at most the
 ~10k objects allocated since the last young collection. Everything freed by reference counting
-(almost all) is freed at once, as before. With the policy the same bench measured 0.18 ms per
-ask and 0.66 ms per notice.
+(almost all) is freed at once, as before. With the policy the same bench measured 0.14-0.23 ms
+per ask and 0.55-0.72 ms per notice, and no middle or full collection in the asks.
 
 `threshold0 = 0` leaves Python's defaults untouched (no freeze).
 """
