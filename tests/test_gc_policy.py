@@ -6,10 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from core import gc_policy
-from core.settings import PROJECT_ROOT, Settings
+from core.settings import Settings
+from tests.support.procs import Proc, process_env
 
 
 @pytest.fixture
@@ -66,40 +63,28 @@ def test_zero_leaves_python_defaults(restored_gc: None) -> None:
 
 async def test_the_worker_process_applies_it_once_built(settings: Settings, tmp_path: Path) -> None:
     """`python worker.py` as production runs it: its start-up line says what it applied."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_GC")}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if field.alias and value not in (None, ""):
-            env[field.alias] = ",".join(value) if isinstance(value, list) else str(value)
-    env |= {
-        "TEMPORAL_TASK_QUEUE": f"gc-{uuid.uuid4().hex[:8]}",
-        "WORKER_METRICS_PORT": "0",
-        "LOG_LEVEL": "INFO",
-        "LOG_JSON": "true",
-    }
-    log = tmp_path / "worker.log"
-    proc = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "worker.py")],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+    assert Settings.model_fields["worker_gc_threshold"].default == 10_000
+    env = process_env(
+        settings,
+        TEMPORAL_TASK_QUEUE=f"gc-{uuid.uuid4().hex[:8]}",
+        WORKER_METRICS_PORT="0",
+        LOG_LEVEL="INFO",
+        LOG_JSON="true",
     )
+    log = tmp_path / "worker.log"
+    worker = Proc("worker", env, log)
+    worker.start()
     try:
         started: dict[str, object] | None = None
         for _ in range(600):
             for line in log.read_text(errors="replace").splitlines():
                 if '"worker started"' in line:
                     started = json.loads(line)
-            if started is not None or proc.poll() is not None:
+            if started is not None or not worker.alive:
                 break
             await asyncio.sleep(0.1)
         assert started is not None, log.read_text(errors="replace")[-2000:]
-        assert started["gc_threshold0"] == 10_000
+        assert started["gc_threshold0"] == settings.worker_gc_threshold
         assert isinstance(started["gc_frozen"], int) and started["gc_frozen"] > 10_000
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        worker.stop()

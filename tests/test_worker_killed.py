@@ -5,7 +5,6 @@ skipped, and the patient's answer still lands."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -23,19 +22,12 @@ from tests.support.api import Api
 from tests.support.appointments import FAST, at, phone
 from tests.support.fake_providers import provider_rig
 from tests.support.live import eventually
+from tests.support.procs import process_env
 
 
 def _worker_env(settings: Settings, task_queue: str) -> dict[str, str]:
     """The worker process is configured by environment, as in production."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "TWILIO_", "TELEGRAM_"))}
-    for name, field in Settings.model_fields.items():
-        value = getattr(settings, name)
-        if value in (None, "") or field.alias is None:
-            continue
-        env[field.alias] = ",".join(value) if isinstance(value, list) else str(value)
-    env["TEMPORAL_TASK_QUEUE"] = task_queue
-    env["LOG_LEVEL"] = "WARNING"
-    return env
+    return process_env(settings, TEMPORAL_TASK_QUEUE=task_queue)
 
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
