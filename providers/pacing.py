@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 MAX_HOLD = 300.0  # seconds: a longer Retry-After is the retry policy's business
@@ -59,7 +59,18 @@ class Pace:
 
 
 class Pacer:
-    def __init__(self) -> None:
+    """`clock` and `sleep` are the process's monotonic clock and asyncio's sleep; a test gives
+    its own (a fake clock), never by swapping `time.monotonic` or `asyncio.sleep` for the whole
+    process: the event loop runs on that clock, and every other task on it would sleep on the
+    fake too."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
         self._next: dict[str, float] = {}  # the earliest free slot per sender
         self._held: dict[str, float] = {}  # a 429 holds the sender until then
 
@@ -69,29 +80,29 @@ class Pacer:
         stays free for a send that waits)."""
         limit = _MAX_WAIT.get()
         while True:
-            now = time.monotonic()
+            now = self._clock()
             held = self._held.get(pace.key, 0.0)
             slot = max(now, self._next.get(pace.key, 0.0))
             if limit is not None and max(held, slot) - now > limit:
                 raise WouldWait(pace.key, max(held, slot) - now)
             if held > now:
-                await asyncio.sleep(held - now)
+                await self._sleep(held - now)
                 continue
             if pace.rate > 0:
                 self._next[pace.key] = slot + 1.0 / pace.rate
             if slot > now:
-                await asyncio.sleep(slot - now)
-            if self._held.get(pace.key, 0.0) <= time.monotonic():
+                await self._sleep(slot - now)
+            if self._held.get(pace.key, 0.0) <= self._clock():
                 return
             # A 429 arrived while this send waited for its slot: wait that out, take a new slot.
 
     def wait_for(self, pace: Pace) -> float:
         """Seconds until this sender's next free slot (0: now); reserves nothing."""
-        now = time.monotonic()
+        now = self._clock()
         return max(0.0, self._held.get(pace.key, 0.0) - now, self._next.get(pace.key, 0.0) - now)
 
     def hold(self, key: str, seconds: float) -> None:
-        until = time.monotonic() + min(max(seconds, 0.0), MAX_HOLD)
+        until = self._clock() + min(max(seconds, 0.0), MAX_HOLD)
         self._held[key] = max(self._held.get(key, 0.0), until)
 
 

@@ -5,6 +5,7 @@ fake WhatsApp Cloud API answers 429 past its throughput, as the real one does.""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -60,8 +61,11 @@ async def test_429_holds_the_sender_for_its_retry_after(rig: Rig) -> None:
         PACER._held.clear()
 
 
-async def test_pacer_spaces_sends_and_waits_out_a_hold(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pacer's arithmetic on a fake clock (no real time involved)."""
+async def test_pacer_spaces_sends_and_waits_out_a_hold() -> None:
+    """The pacer's arithmetic on a fake clock (no real time involved). The clock and sleep are
+    the pacer's own: this test once swapped `time.monotonic` and `asyncio.sleep` for the whole
+    process, and the session's API server, sharing the event loop, spun on the fake sleep until
+    the suite's teardown timed out (a fresh-clone CI run)."""
     clock = [1000.0]
     slept: list[float] = []
 
@@ -69,9 +73,8 @@ async def test_pacer_spaces_sends_and_waits_out_a_hold(monkeypatch: pytest.Monke
         slept.append(round(d, 6))
         clock[0] += d
 
-    monkeypatch.setattr(pacing.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(pacing.asyncio, "sleep", sleep)
-    p, pace = Pacer(), Pace("whatsapp:1", 2.0)
+    real = (time.monotonic, asyncio.sleep)
+    p, pace = Pacer(clock=lambda: clock[0], sleep=sleep), Pace("whatsapp:1", 2.0)
     for _ in range(3):
         await p.wait(pace)
     assert slept == [0.5, 0.5]  # 2 per second: the 2nd and 3rd wait half a second each
@@ -83,3 +86,4 @@ async def test_pacer_spaces_sends_and_waits_out_a_hold(monkeypatch: pytest.Monke
     assert sum(slept) < 8
     assert pacing.retry_after("3") == 3 and pacing.retry_after("Wed, 21 Oct 2026 07:28:00 GMT") == 1.0
     assert pacing.retry_after("99999") == pacing.MAX_HOLD and pacing.retry_after(None, 2.5) == 2.5
+    assert (time.monotonic, asyncio.sleep) == real  # nothing outside the pacer saw the fake clock
