@@ -17,7 +17,7 @@ from core.deps import Deps
 from core.settings import Settings
 from models.core import Role
 from tests.support.api import Api
-from tests.support.appointments import FAST, sms_clinic_at
+from tests.support.appointments import FAST, make_clinic, phone
 from tests.support.fake_providers import provider_rig
 from tests.support.live import eventually, running_worker
 from workflows.planner import plan_contacts
@@ -136,7 +136,9 @@ async def test_provider_outage_holds_no_timer_and_nothing_goes_out_late(
     async with provider_rig(settings, deps, client, task_queue=tq) as rig, running_worker(client, rig.deps, tq):
         http = httpx.AsyncClient(base_url=rig.api_url, timeout=30)
         policy = {**FAST, "reminder_lead": 14, "reask_interval": 3, "reask_count": 2, "confirm_deadline": 6}
-        clinic_id, doctor_id, patient_id, to = await sms_clinic_at(http, api, policy)
+        to = phone()  # the rig's own API (its provider fakes), not the session's
+        clinic = await make_clinic(Api(http, api.tokens), patient={"phone": to}, **policy)
+        clinic_id, doctor_id, patient_id = clinic["id"], clinic["doctor_id"], clinic["patient_id"]
         rig.fake.down.add("twilio")  # the outage starts before the booking
         start = datetime.now(UTC) + timedelta(seconds=24)
         r = await http.post(

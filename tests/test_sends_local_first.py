@@ -27,7 +27,7 @@ from models.core import MessageLog, Role
 from providers import ProviderPaced, post
 from providers.pacing import PACER, Pace, WouldWait, waiting_at_most
 from tests.support.api import Api
-from tests.support.appointments import FAST, sms_clinic_at
+from tests.support.appointments import FAST, make_clinic, phone
 from tests.support.fake_providers import Rig, provider_rig
 from tests.support.live import eventually, running_worker
 
@@ -45,7 +45,9 @@ async def rig(settings: Settings, deps: Deps, client: Client) -> AsyncIterator[R
 async def _book(rig: Rig, api: Api, policy: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """A clinic, doctor and SMS patient through the rig's API; a visit in 3 hours. (view, phone)"""
     async with httpx.AsyncClient(base_url=rig.api_url, timeout=30) as http:
-        clinic_id, doctor_id, patient_id, to = await sms_clinic_at(http, api, policy)
+        to = phone()  # the rig's own API (its provider fakes), not the session's
+        clinic = await make_clinic(Api(http, api.tokens), patient={"phone": to}, **policy)
+        clinic_id, doctor_id, patient_id = clinic["id"], clinic["doctor_id"], clinic["patient_id"]
         r = await http.post(
             "/v1/appointments",
             headers=api.headers(Role.front_desk),

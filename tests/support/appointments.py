@@ -9,7 +9,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlmodel import col, select
 from temporalio.client import Client
 
@@ -74,32 +73,6 @@ async def add_patient(api: Api, clinic: dict[str, Any], name: str, channel: str 
     )
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
-
-
-async def sms_clinic_at(http: httpx.AsyncClient, api: Api, policy: dict[str, Any]) -> tuple[str, str, str, str]:
-    """A clinic with `policy`, its doctor and an SMS patient, made through the API that `http`
-    talks to (e.g. a provider rig's own): (clinic id, doctor id, patient id, patient's phone)."""
-    admin = api.headers(Role.admin)
-    r = await http.post(
-        "/v1/clinics",
-        headers=admin,
-        json={"name": "Smile", "address": "Kyiv", "phone": "+380441234567", "policy": policy},
-    )
-    assert r.status_code == 201, r.text
-    clinic_id = r.json()["id"]
-    r = await http.post(
-        "/v1/doctors", headers=admin, json={"clinic_id": clinic_id, "full_name": "Dr B", "specialty": "therapy"}
-    )
-    assert r.status_code == 201, r.text
-    doctor_id = r.json()["id"]
-    to = phone()
-    r = await http.post(
-        "/v1/patients",
-        headers=admin,
-        json={"full_name": "Taras", "phone": to, "preferred_channel": "sms", "clinic_id": clinic_id},
-    )
-    assert r.status_code == 201, r.text
-    return clinic_id, doctor_id, r.json()["id"], to
 
 
 def at(seconds: float) -> str:
