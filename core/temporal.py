@@ -12,6 +12,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from core import sandbox_code
 from core.codec import data_converter
+from core.sandbox_contexts import JourneySandbox
 from core.settings import Settings
 from core.telemetry import client_interceptors
 
@@ -56,9 +57,10 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     read no clock, randomness or I/O: the sandbox does not see its calls
     (tests/test_layering.py checks).
     The modules the sandbox does import afresh for each instance share one compiled copy of
-    their code per process (core/sandbox_code.py)."""
+    their code per process (core/sandbox_code.py), and the payload contexts the SDK asks for
+    around each activation are read without a trip into the sandbox (core/sandbox_contexts.py)."""
     sandbox_code.install()
     restrictions = SandboxRestrictions.default.with_passthrough_modules(
         "contracts", "core.search_attributes", "workflows.planner"
     )
-    return SandboxedWorkflowRunner(restrictions=restrictions)
+    return JourneySandbox(restrictions=restrictions)
