@@ -29,17 +29,15 @@ TRIPS = ("get_serialization_context", "get_external_store_context")
 
 
 class Compared(DirectContexts):
-    """Answers as DirectContexts does, checks that this made no trip into the sandbox, then asks
-    the sandbox the same question and keeps both answers."""
+    """Answers as DirectContexts does, then asks the sandbox the same question (one counted trip)
+    and keeps both answers. `_check` asserts afterwards, outside the SDK's payload walk."""
 
     def __init__(self, sandboxed: WorkflowInstance, seen: list[tuple[str, Any, Any, Any]], trips: list[str]) -> None:
         super().__init__(sandboxed)
         self.seen, self.trips = seen, trips
 
     def _both(self, what: str, ours: Callable[[Any], Any], command_info: Any) -> Any:
-        before = len(self.trips)
         answer = ours(command_info)
-        assert len(self.trips) == before, f"{what} went into the sandbox"
         theirs = getattr(self.sandboxed, what)(command_info)
         self.seen.append((what, command_info, answer, theirs))
         return answer
