@@ -17,6 +17,7 @@ the ratio and the issue's goal:
   burst         N day-before asks due at one instant: p99 lateness and drain vs N bare
                 workflows sleeping until one instant, then one activity      goal <= 1.2x / >= 0.9x
                 (--burst-rounds R: R bursts per side, alternating; the medians, and each round)
+                + our worker's sticky-cache misses and forced evictions per ask, each round
   reply         patient reply (sandbox webhook path) -> `confirmed` visible through the API
                 vs a bare signal + query                                      goal <= 1.2x
   memory        worker RSS per open journey vs the bare worker per open bare workflow; the
@@ -285,9 +286,19 @@ class Bench:
         self.db_idle = 0
         self.burst_aids: list[str] = []
         self.burst_pids: list[str] = []
+        self.burst_cache: list[tuple[float, float]] = []  # per round: misses, forced evictions per ask
 
     def add(self, what: str, ours: str, base: str, ratio: float | None, goal: str, ok: bool | None) -> None:
         self.rows.append((what, ours, base, ratio, goal, ok))
+
+    async def cache_counts(self) -> tuple[float, float]:
+        """Our worker's sticky-cache misses (a journey rebuilt from its history) and forced
+        evictions so far."""
+        url = self.s.worker_metrics
+        return (
+            await metric(self.http, url, "temporal_sticky_cache_miss"),
+            await metric(self.http, url, "temporal_sticky_cache_total_forced_eviction"),
+        )
 
     async def clinic(self, name: str) -> tuple[str, str]:
         r = await self.http.post(
@@ -479,8 +490,7 @@ class Bench:
         pids = await self.patients(cid, n)  # an MIS import's shape: one patient per visit
         policy = JourneyPolicy(quiet_hours=None)
         far = datetime.now(UTC) + timedelta(days=30)
-        cache = ("temporal_sticky_cache_miss", "temporal_sticky_cache_total_forced_eviction")
-        cache0 = [await metric(self.http, self.s.worker_metrics, m) for m in cache]
+        cache0 = await self.cache_counts()
         procs = ("server", "worker", "bare worker")
         c0 = self.cpu(*procs)
         t0 = datetime.now(UTC)
@@ -489,9 +499,7 @@ class Bench:
         times = await self.wait_sent(cid, "booking_notice", n, timeout=max(600, n * 2))
         ours = (max(times) - t0).total_seconds()
         c1 = self.cpu(*procs)
-        misses, evictions = [
-            await metric(self.http, self.s.worker_metrics, m) - c for m, c in zip(cache, cache0, strict=True)
-        ]
+        misses, evictions = (now - before for now, before in zip(await self.cache_counts(), cache0, strict=True))
         cached = await sticky_cache(self.http, self.s.worker_metrics)
         per_cached = (rss(self.s.worker.pid) - self.worker_idle) / max(cached, 1)
         self.notes.append(
@@ -563,6 +571,12 @@ class Bench:
                     f"{o[0]:.2f} s / {o[1]:.1f} : {b[0]:.2f} s / {b[1]:.1f}" for o, b in zip(ours, bare, strict=True)
                 )
             )
+        self.notes.append(
+            "burst, per ask of ours from its instant until every ask was sent: sticky-cache misses / forced"
+            " evictions "
+            + "; ".join(f"{m:.2f} / {e:.2f}" for m, e in self.burst_cache)
+            + f" (cache {self.s.settings.worker_max_cached_workflows})"
+        )
         # Memory: ours with every journey so far open; bare with its n sleepers open.
         per_ours = (mem_ours - self.worker_idle) / max(open_ours, 1)
         measurable = per_bare >= 1024  # a few KiB of growth over a few workflows is noise
@@ -620,7 +634,10 @@ class Bench:
         wait = (due - datetime.now(UTC)).total_seconds()
         if wait < 1:
             self.notes.append(f"burst: the asks' instant passed {-wait:.1f} s before setup ended (slow box)")
+        cache0 = await self.cache_counts()
         times = await self.wait_sent(cid, "reminder", n, timeout=max(600, n * 2))
+        misses, evictions = (now - before for now, before in zip(await self.cache_counts(), cache0, strict=True))
+        self.burst_cache.append((misses / n, evictions / n))
         late = [(t - due).total_seconds() for t in times]
         await self.settle()
         return pct(late, 0.99), n / max(1e-3, max(late) - min(0.0, min(late)))
