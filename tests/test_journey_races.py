@@ -28,7 +28,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 
 from contracts.appointment import (
     APPOINTMENT_REPLY_SIGNAL,
@@ -123,8 +123,9 @@ def _input(starts_in: timedelta, policy: JourneyPolicy) -> AppointmentInput:
 
 @asynccontextmanager
 async def journey(
-    client: Client, fakes: Gated, starts_in: timedelta, policy: JourneyPolicy
+    client: Client, fakes: Gated, starts_in: timedelta, policy: JourneyPolicy, runner: WorkflowRunner | None = None
 ) -> AsyncIterator[WorkflowHandle]:
+    """One journey on its own worker (`runner`: the worker's own by default)."""
     tq = f"races-{uuid.uuid4().hex[:8]}"
     inp = _input(starts_in, policy)
     async with Worker(
@@ -132,7 +133,7 @@ async def journey(
         task_queue=tq,
         workflows=[AppointmentJourney],
         activities=fakes.activities(),
-        workflow_runner=workflow_runner(),
+        workflow_runner=runner or workflow_runner(),
     ):
         handle = await client.start_workflow(
             AppointmentJourney.run, inp, id=appointment_workflow_id(inp.appointment_id), task_queue=tq

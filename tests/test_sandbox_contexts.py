@@ -7,22 +7,20 @@ then asked of the sandbox as well, for comparison only."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
-from temporalio.worker import Replayer, Worker, WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker import Replayer, WorkflowInstance, WorkflowInstanceDetails
 
-from contracts.appointment import appointment_workflow_id
 from contracts.policy import JourneyPolicy
 from core.sandbox_contexts import DirectContexts, JourneySandbox
 from core.temporal import workflow_runner
 from tests.support.live import eventually
 from tests.support.replay import HISTORIES, replay_converter
-from tests.test_journey_races import Gated, _input
+from tests.test_journey_races import Gated, journey
 from workflows.appointment import AppointmentJourney
 
 TRIPS = ("get_serialization_context", "get_external_store_context")
@@ -111,25 +109,13 @@ async def test_a_live_journey_gets_the_sandboxs_own_contexts_without_entering_it
     # Today's journey on the session's dev server, up to its booking notice: its context, send
     # and row write are local activities run inside the workflow task.
     fakes = Gated()
-    inp = _input(timedelta(days=30), JourneyPolicy(quiet_hours=None))
-    tq = f"contexts-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client,
-        task_queue=tq,
-        workflows=[AppointmentJourney],
-        activities=fakes.activities(),
-        workflow_runner=_recording(),
-    ):
-        handle = await client.start_workflow(
-            AppointmentJourney.run, inp, id=appointment_workflow_id(inp.appointment_id), task_queue=tq
-        )
+    async with journey(client, fakes, timedelta(days=30), JourneyPolicy(quiet_hours=None), _recording()):
 
         async def notice_written() -> None:
             assert [k for _, k in fakes.sent] == ["booking_notice"]
             assert fakes.synced and fakes.synced[-1].history[-1].event == "notice_sent"
 
         await eventually(notice_written, timeout=60)
-        await handle.terminate("test over")
     assert {"load_appointment_context", "send_patient_message", "sync_appointment"} <= _local(_check())
 
 
