@@ -291,13 +291,13 @@ class Bench:
     def add(self, what: str, ours: str, base: str, ratio: float | None, goal: str, ok: bool | None) -> None:
         self.rows.append((what, ours, base, ratio, goal, ok))
 
-    async def cache_counts(self) -> tuple[float, float]:
+    async def cache_counts(self, since: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
         """Our worker's sticky-cache misses (a journey rebuilt from its history) and forced
-        evictions so far."""
+        evictions so far, or since `since` (an earlier reading)."""
         url = self.s.worker_metrics
         return (
-            await metric(self.http, url, "temporal_sticky_cache_miss"),
-            await metric(self.http, url, "temporal_sticky_cache_total_forced_eviction"),
+            await metric(self.http, url, "temporal_sticky_cache_miss") - since[0],
+            await metric(self.http, url, "temporal_sticky_cache_total_forced_eviction") - since[1],
         )
 
     async def clinic(self, name: str) -> tuple[str, str]:
@@ -499,7 +499,7 @@ class Bench:
         times = await self.wait_sent(cid, "booking_notice", n, timeout=max(600, n * 2))
         ours = (max(times) - t0).total_seconds()
         c1 = self.cpu(*procs)
-        misses, evictions = (now - before for now, before in zip(await self.cache_counts(), cache0, strict=True))
+        misses, evictions = await self.cache_counts(since=cache0)
         cached = await sticky_cache(self.http, self.s.worker_metrics)
         per_cached = (rss(self.s.worker.pid) - self.worker_idle) / max(cached, 1)
         self.notes.append(
@@ -636,7 +636,7 @@ class Bench:
             self.notes.append(f"burst: the asks' instant passed {-wait:.1f} s before setup ended (slow box)")
         cache0 = await self.cache_counts()
         times = await self.wait_sent(cid, "reminder", n, timeout=max(600, n * 2))
-        misses, evictions = (now - before for now, before in zip(await self.cache_counts(), cache0, strict=True))
+        misses, evictions = await self.cache_counts(since=cache0)
         self.burst_cache.append((misses / n, evictions / n))
         late = [(t - due).total_seconds() for t in times]
         await self.settle()
