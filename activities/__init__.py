@@ -21,7 +21,7 @@ from core.deps import Deps
 def build_activities(deps: Deps) -> list[Callable[..., Any]]:
     tasks = TaskActivities(deps)
     messaging = MessagingActivities(deps)
-    appointments = AppointmentActivities(deps)
+    appointments = AppointmentActivities(deps, messaging)
     plans = TreatmentActivities(deps)
     reports = ReportActivities(deps)
     imports = ImportActivities(deps)
@@ -34,6 +34,7 @@ def build_activities(deps: Deps) -> list[Callable[..., Any]]:
         messaging.place_voice_call,
         appointments.load_appointment_context,
         appointments.sync_appointment,
+        appointments.send_appointment_message,
         plans.book_plan_appointment,
         plans.sync_treatment_plan,
         InvoiceActivities(deps).sync_invoice,

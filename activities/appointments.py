@@ -4,19 +4,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeats
-from contracts.appointment import AppointmentActivityStubs, AppointmentContext, AppointmentSnapshot, ContextRequest
+from activities.messaging import MessagingActivities
+from contracts.appointment import (
+    AppointmentActivityStubs,
+    AppointmentContext,
+    AppointmentSend,
+    AppointmentSnapshot,
+    ContextRequest,
+)
+from contracts.common import SendResult
 from conversations.questions import expire
 from core import metrics, waitlist
 from core.deps import Deps
 from core.links import page_url
 from core.logging import get_logger
-from models.appointment import Appointment, apply_confirmation_facts
+from models.appointment import Appointment, apply_confirmation_facts, confirmation_facts
 from models.core import Clinic, Doctor
 
 log = get_logger("activities.appointments")
@@ -72,9 +82,51 @@ async def record_freed(s: AsyncSession, row: Appointment, snap: AppointmentSnaps
     return False
 
 
+def row_columns(snap: AppointmentSnapshot) -> dict[str, Any]:
+    """The row's columns from a snapshot; a field the snapshot does not carry (None: an older
+    journey's input or snapshot) keeps the row's value."""
+    columns = snap.columns()
+    for name in ("source", "journey_revision"):
+        if columns.get(name) is None:
+            columns.pop(name, None)
+    return columns
+
+
+_ROW = Appointment.__table__.c  # type: ignore[attr-defined]
+
+
+async def write_beside(s: AsyncSession, snap: AppointmentSnapshot, was: int) -> bool:
+    """Write the journey's row as `snap` has it, in the caller's transaction, only if the row
+    still shows journey revision `was` (one conditional UPDATE: atomic on SQLite and
+    PostgreSQL alike). True if it did. For a change that moves nothing a full sync would act
+    on (stage, version and time as the row has them: an ask's count and history entry), so
+    the row's columns and its confirmation facts are all there is to write."""
+    values = row_columns(snap)
+    values.pop("id")
+    f = confirmation_facts((h.at, h.event) for h in snap.history)
+    values.update(
+        confirmation=f.confirmation,
+        confirmed_at=f.confirmed_at,
+        operator_confirmed=f.operator_confirmed,
+        survey_sent_at=f.survey_sent_at,
+        updated_at=datetime.now(UTC),
+    )
+    # The row as the journey last wrote it, with the stage, version and time this change keeps
+    # (a reschedule's new time, written by the API beside the journey, is not undone here).
+    same = (
+        _ROW.journey_revision == was,
+        _ROW.stage == snap.stage,
+        _ROW.version == snap.version,
+        _ROW.starts_at == snap.starts_at,
+    )
+    q = update(Appointment.__table__).where(_ROW.id == snap.appointment_id, *same).values(**values)  # type: ignore[attr-defined]
+    return (await s.exec(q)).rowcount == 1  # type: ignore[call-overload]
+
+
 class AppointmentActivities(AppointmentActivityStubs):
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, messaging: MessagingActivities | None = None) -> None:
         self.deps = deps
+        self.messaging = messaging or MessagingActivities(deps)
 
     @activity.defn(name="load_appointment_context")
     @heartbeats
@@ -97,12 +149,20 @@ class AppointmentActivities(AppointmentActivityStubs):
             link=page_url(st.public_base_url, st.link_secret, req.appointment_id),
         )
 
+    @activity.defn(name="send_appointment_message")
+    async def send_appointment_message(self, req: AppointmentSend) -> SendResult:
+        """`send_patient_message`, with the journey's row as it will be once the message is out
+        written in the commit that records the send (one transaction instead of two)."""
+
+        async def write(s: AsyncSession) -> bool:
+            return await write_beside(s, req.row, req.row_was)
+
+        return await self.messaging.send(req.message, on_sent=write)
+
     @activity.defn(name="sync_appointment")
     @heartbeats
     async def sync_appointment(self, snap: AppointmentSnapshot) -> None:
-        columns = snap.columns()
-        if columns.get("source") is None:
-            columns.pop("source", None)  # not carried (older journey input): the booking's value stays
+        columns = row_columns(snap)
         async with self.deps.sessions() as s:
             row = await s.get(Appointment, snap.appointment_id)
             entered = row is None or row.stage != snap.stage  # a new row counts its first stage too

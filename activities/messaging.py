@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeat import heartbeating
 from contracts.common import Button, MessageFacts, MessagingActivityStubs, OutboundMessage, SendResult, VoiceCall
-from conversations.delivery import DONE_OTHER, DONE_SENT, WHATSAPP_WINDOW, Delivery
+from conversations.delivery import DONE_OTHER, DONE_SENT, WHATSAPP_WINDOW, Delivery, OnSent
 from core.texts.compose import Composed, compose
 from providers.pacing import waiting_at_most
 
@@ -29,13 +29,18 @@ class MessagingActivities(Delivery, MessagingActivityStubs):
     # ------------------------------------------------------------------ activities
     @activity.defn(name="send_patient_message")
     async def send_patient_message(self, msg: OutboundMessage) -> SendResult:
+        return await self.send(msg)
+
+    async def send(self, msg: OutboundMessage, on_sent: OnSent | None = None) -> SendResult:
+        """`send_patient_message`'s body (also `send_appointment_message`'s, with `on_sent`
+        written in the commit that records the delivery: conversations.delivery)."""
         if activity.in_activity() and activity.info().is_local:
             with waiting_at_most(LOCAL_PACE_WAIT):
-                return await self._send_message(msg)
+                return await self._send_message(msg, on_sent)
         async with heartbeating():
-            return await self._send_message(msg)
+            return await self._send_message(msg, on_sent)
 
-    async def _send_message(self, msg: OutboundMessage) -> SendResult:
+    async def _send_message(self, msg: OutboundMessage, on_sent: OnSent | None = None) -> SendResult:
         text, buttons, template, template_language = msg.text, list(msg.buttons), msg.template, None
         language, people = None, None
         if msg.render:
@@ -64,6 +69,7 @@ class MessagingActivities(Delivery, MessagingActivityStubs):
             question=msg.question,
             exclude=list(msg.exclude_channels),
             not_after=msg.not_after,
+            on_sent=on_sent,
         )
 
     @activity.defn(name="place_voice_call")

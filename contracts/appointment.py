@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio import activity
 
-from contracts.common import PATIENT_REPLY_SIGNAL
+from contracts.common import PATIENT_REPLY_SIGNAL, OutboundMessage, SendResult
 from contracts.policy import JourneyPolicy
 
 # ------------------------------------------------------------------ names
@@ -166,6 +166,11 @@ class AppointmentSnapshot:
     # input. None: not carried (a plan's child journey, a journey started before the field existed;
     # sync_appointment then keeps the row's value).
     source: str | None = None
+    # The journey's state counter (JourneyState.revision) this snapshot shows: the row keeps
+    # it, so a row write made beside the journey (an ask's, in its send's own transaction:
+    # AppointmentSend) lands only on the row it was computed from. None: not carried (the
+    # row's value stays).
+    journey_revision: int | None = None
 
     @property
     def id(self) -> str:
@@ -181,6 +186,19 @@ class AppointmentSnapshot:
         out["id"] = self.appointment_id
         out["history"] = [{"at": h.at.isoformat(), "event": h.event, "stage": h.stage} for h in self.history]
         return out
+
+
+@dataclass
+class AppointmentSend:
+    """Activity `send_appointment_message` input: a journey's message and, when it goes out,
+    the row as the journey will then be (`row`, the journey's state after recording the send),
+    written in the transaction that records the message as sent, only if the row still shows
+    revision `row_was` (what the journey last wrote). The result's `row_written` says whether it
+    did; if not, the journey records the send and writes its row as usual."""
+
+    message: OutboundMessage
+    row: AppointmentSnapshot
+    row_was: int
 
 
 SNAPSHOT_COLUMNS = tuple(f for f in AppointmentSnapshot.__dataclass_fields__ if f != "appointment_id")
@@ -230,4 +248,8 @@ class AppointmentActivityStubs:
 
     @activity.defn(name="sync_appointment")
     async def sync_appointment(self, snap: AppointmentSnapshot) -> None:
+        raise NotImplementedError
+
+    @activity.defn(name="send_appointment_message")
+    async def send_appointment_message(self, req: AppointmentSend) -> SendResult:
         raise NotImplementedError

@@ -201,6 +201,8 @@ class SendResult:
     channel: str | None = None
     provider_message_id: str | None = None
     duplicate: bool = False  # the idempotency key was already used: nothing was sent again
+    # send_appointment_message: the journey's row was written in the send's own transaction
+    row_written: bool = False
 
 
 # ------------------------------------------------------------------ e-mail

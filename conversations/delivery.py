@@ -30,6 +30,7 @@ Temporal (a retryable ApplicationError).
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from contracts.common import (
@@ -60,6 +62,10 @@ from providers.twilio import TwilioClient
 from providers.whatsapp import WhatsAppClient
 
 log = get_logger("conversations.delivery")
+
+# A write that belongs with "the message went out" (a journey's row after the send): run in
+# the transaction that records the send, before its commit; True if it wrote.
+OnSent = Callable[[AsyncSession], Awaitable[bool]]
 
 WHATSAPP_WINDOW = timedelta(hours=24)
 # Leave a margin: a message queued at 23:59:59 would land outside the window.
@@ -137,13 +143,16 @@ class Delivery:
         async with self.deps.sessions() as s:
             return await insert_once(s, row, MessageLog.idempotency_key, row.idempotency_key)
 
-    async def _save(self, row: MessageLog, **changes: object) -> None:
+    async def _save(self, row: MessageLog, on_sent: OnSent | None = None, **changes: object) -> bool:
+        """The row's changes in one commit, with `on_sent`'s write when given (its result)."""
         for k, v in changes.items():
             setattr(row, k, v)
         row.updated_at = datetime.now(UTC)
         async with self.deps.sessions() as s:
             s.add(row)
+            written = await on_sent(s) if on_sent is not None else False
             await s.commit()
+        return written
 
     async def _deliver(self, people: tuple[Patient, Patient | None] | None = None, **kw: Any) -> SendResult:
         """`people`: the patient and guardian rows the caller just read (composing the text),
@@ -196,7 +205,10 @@ class Delivery:
         language: str | None = None,
         not_after: datetime | None = None,
         people: tuple[Patient, Patient | None] | None = None,
+        on_sent: OnSent | None = None,
     ) -> SendResult:
+        """`on_sent`: written in the commit that records this attempt's delivery (only then:
+        not for a send an earlier attempt made, nor for any other outcome)."""
         patient: Patient | None
         guardian: Patient | None
         if people is not None and people[0].id == patient_id:
@@ -328,7 +340,7 @@ class Delivery:
                 # policy's short first interval: a burst must not turn into a retry storm.
                 delay = timedelta(seconds=e.retry_after * (1 + random.random() / 5)) if e.retry_after else None
                 raise ApplicationError(str(e), type="ProviderUnavailable", next_retry_delay=delay) from e
-            await self._mark_sent(
+            written = await self._mark_sent(
                 row,
                 question,
                 patient,
@@ -338,6 +350,7 @@ class Delivery:
                 payload={**row.payload, **sent.raw},
                 error=None,
                 fresh=inserted,
+                on_sent=on_sent,
             )
             metrics.message_sent(channel, kind)
             log.info(
@@ -347,7 +360,7 @@ class Delivery:
                 recipient_is_guardian=recipient.id != patient.id,
                 **ctx,
             )
-            return SendResult("sent", channel.value, sent.provider_message_id)
+            return SendResult("sent", channel.value, sent.provider_message_id, row_written=written)
 
         await self._save(row, status="failed")
         metrics.message_failed(row.channel, kind, "undeliverable")
@@ -361,15 +374,16 @@ class Delivery:
         patient: Patient,
         recipient: Patient,
         fresh: bool = False,
+        on_sent: OnSent | None = None,
         **changes: object,
-    ) -> None:
-        """The provider took it: the row's outcome and the question it asks (if any) in one
-        transaction (one commit instead of three on the path every ask takes). `fresh`: this
-        attempt wrote the row, so no earlier one recorded the question (nothing to look up; one
-        recorded meanwhile by a concurrent attempt is found through the unique key below)."""
+    ) -> bool:
+        """The provider took it: the row's outcome, the question it asks (if any) and
+        `on_sent`'s write in one transaction (one commit instead of three on the path every ask
+        takes); returns whether `on_sent` wrote. `fresh`: this attempt wrote the row, so no
+        earlier one recorded the question (nothing to look up; one recorded meanwhile by a
+        concurrent attempt is found through the unique key below)."""
         if q is None:
-            await self._save(row, **changes)
-            return
+            return await self._save(row, on_sent, **changes)
         async with self.deps.sessions() as s:
             asked = select(OpenQuestion).where(OpenQuestion.message_key == row.idempotency_key)
             found = None if fresh else (await s.exec(asked)).first()
@@ -380,8 +394,10 @@ class Delivery:
                 setattr(row, k, v)
             s.add(row)
             try:
+                await s.flush()  # the question's unique key first, then the write beside it
+                written = await on_sent(s) if on_sent is not None else False
                 await s.commit()
-                return
+                return written
             except IntegrityError:  # another attempt recorded the question a moment ago
                 await s.rollback()
             await s.refresh(row)
@@ -389,7 +405,9 @@ class Delivery:
             for k, v in {**changes, "question_id": found.id, "updated_at": datetime.now(UTC)}.items():
                 setattr(row, k, v)
             s.add(row)
+            written = await on_sent(s) if on_sent is not None else False
             await s.commit()
+            return written
 
     async def _open_question(self, q: Question, row: MessageLog, patient: Patient, recipient: Patient) -> None:
         async with self.deps.sessions() as s:

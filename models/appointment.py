@@ -62,6 +62,10 @@ class Appointment(SQLModel, table=True):
     # False from the booking's commit until its journey is known to run: a booking whose API
     # died in between is found by api.repair and its journey started (no row without a journey).
     journey_started: bool = Field(default=True, index=True)
+    # The journey's state counter this row shows (AppointmentSnapshot.journey_revision): a row
+    # write made beside the journey lands only on the row it was computed from. 0: not yet
+    # written by a journey that carries it.
+    journey_revision: int = Field(default=0)
     created_at: datetime = TZ(nullable=False, default=utcnow)
     updated_at: datetime | None = TZ(nullable=True)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from contracts.appointment import (
     APPOINTMENT_REPLY_SIGNAL,
     AppointmentContext,
     AppointmentInput,
+    AppointmentSend,
     AppointmentSnapshot,
     ContextRequest,
     StaffAction,
@@ -57,6 +59,9 @@ class Gated:
     held: asyncio.Event = field(default_factory=asyncio.Event)
     synced: list[AppointmentSnapshot] = field(default_factory=list)
     sent: list[tuple[datetime, str]] = field(default_factory=list)
+    row_revision: int | None = None  # the journey revision the row shows (as the DB's condition)
+    keep_row: bool = False  # the row's revision stays `row_revision` (it moved on for good)
+    beside: list[bool] = field(default_factory=list)  # each row write offered with a send: written?
 
     async def _wait_gate(self) -> None:
         self.held.set()
@@ -78,6 +83,8 @@ class Gated:
                 self.hold_sync = None
                 await self._wait_gate()
             self.synced.append(snap)
+            if not self.keep_row:
+                self.row_revision = snap.journey_revision
 
         @activity.defn(name="send_patient_message")
         async def send(msg: OutboundMessage) -> SendResult:
@@ -87,6 +94,16 @@ class Gated:
                 await self._wait_gate()
             self.sent.append((datetime.now(UTC), msg.kind))
             return SendResult(status="sent", channel="sms", provider_message_id=uuid.uuid4().hex)
+
+        @activity.defn(name="send_appointment_message")
+        async def send_with_row(req: AppointmentSend) -> SendResult:
+            result = await send(req.message)
+            written = self.row_revision == req.row_was  # as the DB's conditional UPDATE
+            self.beside.append(written)
+            if written:
+                self.synced.append(req.row)
+                self.row_revision = req.row.journey_revision
+            return dataclasses.replace(result, row_written=written)
 
         @activity.defn(name="place_voice_call")
         async def call(c: VoiceCall) -> SendResult:
@@ -101,7 +118,7 @@ class Gated:
         async def cancel(c: CancelTasks) -> int:
             return 0
 
-        return [load_context, sync, send, call, task, cancel]
+        return [load_context, sync, send, send_with_row, call, task, cancel]
 
 
 def _input(starts_in: timedelta, policy: JourneyPolicy) -> AppointmentInput:
@@ -362,3 +379,59 @@ async def test_the_first_row_write_carries_the_booking_notice_and_news_is_not_he
 
         await eventually(row_confirmed, timeout=30)
         assert not stuck.sent  # the notice is still held
+
+
+# The ask falls due 3 s after the booking and nothing else for ten minutes: it goes out inside
+# the workflow task, carrying the row as it will be (ROW_WITH_ASK).
+ASK_SOON = JourneyPolicy(reminder_lead=3600 - 3, reask_interval=600, confirm_deadline=600, quiet_hours=None)
+
+
+async def test_an_asks_row_written_with_its_send_is_the_journeys_and_news_meanwhile_is_written_after(
+    client: Client,
+) -> None:
+    """Issue 14 (ROW_WITH_ASK). The ask's send writes the row (the journey writes nothing
+    after it) and that row is the journey's state. When the row cannot be written with the
+    send (it moved on), or a reply arrived while the ask was out (held past a workflow-task
+    heartbeat), the journey records the ask and writes its row itself, and the last row
+    written is the journey's state."""
+    fakes = Gated()
+    async with journey(client, fakes, timedelta(hours=1), ASK_SOON) as handle:
+
+        async def asked() -> None:
+            assert fakes.beside == [True]
+
+        await eventually(asked, timeout=60)
+        await asyncio.sleep(1)
+        view = await handle.query(AppointmentJourney.view)
+        assert fakes.synced[-1] == view and view.asks_sent == 1, [s.history for s in fakes.synced]
+
+    refused = Gated(row_revision=-1, keep_row=True)  # a row that moved on: never written with a send
+    async with journey(client, refused, timedelta(hours=1), ASK_SOON) as handle:
+
+        async def written_after() -> None:
+            view = await handle.query(AppointmentJourney.view)
+            assert refused.beside == [False] and view.asks_sent == 1
+            assert refused.synced and refused.synced[-1] == view
+
+        await eventually(written_after, timeout=60)
+
+    news = Gated(hold_send="reminder")
+    async with journey(client, news, timedelta(hours=1), ASK_SOON) as handle:
+        await asyncio.wait_for(news.held.wait(), 60)  # the ask is on its way (held)
+        await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sms", kind="text", text="Так, буду"))
+
+        async def confirmed_meanwhile() -> None:  # taken by the next workflow task (a heartbeat)
+            assert (await handle.query(AppointmentJourney.view)).stage == "confirmed"
+
+        await eventually(confirmed_meanwhile, timeout=30)
+        news.gate.set()
+
+        async def both_written() -> None:
+            view = await handle.query(AppointmentJourney.view)
+            # Offered with the send (written or not, as the reply's own write came first or
+            # not): either way the journey's state after both is what the row shows last.
+            assert view.asks_sent == 1 and len(news.beside) == 1
+            assert news.synced[-1] == view and view.stage == "confirmed"
+            assert [h.event for h in view.history][-1] == "ask_sent", view.history
+
+        await eventually(both_written, timeout=30)

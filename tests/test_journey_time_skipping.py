@@ -8,6 +8,7 @@ Java); scripts/bootstrap.sh installs it and its launcher .tools/bin/temporal-tes
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from contracts.appointment import (
     AppointmentContext,
     AppointmentInput,
     AppointmentOutcome,
+    AppointmentSend,
     AppointmentSnapshot,
     ContextRequest,
     StaffAction,
@@ -67,6 +69,7 @@ class Fakes:
     calls: list[datetime] = field(default_factory=list)
     tasks: list[tuple[datetime, str]] = field(default_factory=list)
     synced: list[AppointmentSnapshot] = field(default_factory=list)
+    row_revision: int | None = None  # the journey revision the row shows (as the DB's condition)
 
     def activities(self) -> list[object]:
         @activity.defn(name="load_appointment_context")
@@ -76,11 +79,20 @@ class Fakes:
         @activity.defn(name="sync_appointment")
         async def sync(snap: AppointmentSnapshot) -> None:
             self.synced.append(snap)
+            self.row_revision = snap.journey_revision
 
         @activity.defn(name="send_patient_message")
         async def send(msg: OutboundMessage) -> SendResult:
             self.sent.append((await self.env.get_current_time(), msg.kind))
             return SendResult(status="sent", channel="sms", provider_message_id=uuid.uuid4().hex)
+
+        @activity.defn(name="send_appointment_message")
+        async def send_with_row(req: AppointmentSend) -> SendResult:
+            result = await send(req.message)
+            if self.row_revision != req.row_was:  # the row moved on: not written
+                return result
+            await sync(req.row)
+            return dataclasses.replace(result, row_written=True)
 
         @activity.defn(name="place_voice_call")
         async def call(c: VoiceCall) -> SendResult:
@@ -96,7 +108,7 @@ class Fakes:
         async def cancel(c: CancelTasks) -> int:
             return 0
 
-        return [load_context, sync, send, call, task, cancel]
+        return [load_context, sync, send, send_with_row, call, task, cancel]
 
     def kinds(self) -> list[str]:
         return [k for _, k in self.sent]

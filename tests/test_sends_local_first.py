@@ -8,6 +8,8 @@ that window)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,10 +21,13 @@ import pytest
 from sqlmodel import select
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
 
 from contracts.common import OutboundMessage
 from core.deps import Deps
 from core.settings import Settings
+from core.temporal import workflow_runner
+from models.appointment import Appointment
 from models.core import MessageLog, Role
 from providers import ProviderPaced, post
 from providers.pacing import PACER, Pace, WouldWait, waiting_at_most
@@ -30,6 +35,7 @@ from tests.support.api import Api
 from tests.support.appointments import FAST, make_clinic, phone
 from tests.support.fake_providers import Rig, provider_rig
 from tests.support.live import eventually, running_worker
+from workflows.appointment import AppointmentJourney
 
 # Nothing but the notice is due for an hour: the ask comes 1 h before a visit in 3 h.
 CALM = {**FAST, "reminder_lead": 3600, "confirm_deadline": 1800}
@@ -169,3 +175,67 @@ async def test_a_send_that_may_not_wait_is_refused_without_taking_the_slot(rig: 
     assert not e.value.maybe_sent and e.value.retry_after and e.value.retry_after > 1
     assert PACER._next[pace.key] == slot  # nothing reserved: a send that waits gets that slot
     assert not [x for x in rig.fake.requests if x.path.endswith("/nowhere")]
+
+
+# The ask falls due 8 s after the booking, and nothing else for a minute after it: it goes out
+# inside the workflow task (the notice, with the ask so close, through the queue).
+ASK_SOON = {
+    **FAST,
+    "reminder_lead": 3 * 3600 - 8,
+    "reask_interval": 60,
+    "voice_call_after": 60,
+    "confirm_deadline": 3600,
+}
+
+
+async def _local_activities(client: Client, workflow_id: str) -> list[str]:
+    """The activity type of each local activity the journey ran, in order (its markers)."""
+    out = []
+    async for e in client.get_workflow_handle(workflow_id).fetch_history_events():
+        m = e.marker_recorded_event_attributes
+        if e.HasField("marker_recorded_event_attributes") and m.marker_name == "core_local_activity":
+            out.append(json.loads(m.details["data"].payloads[0].data)["activity_type"])
+    return out
+
+
+async def test_an_ask_sent_inside_the_workflow_task_writes_the_row_in_the_sends_own_transaction(
+    rig: Rig, api: Api, client: Client
+) -> None:
+    """Issue 14 (ROW_WITH_ASK): the ask's row write (asks_sent, its history entry) is made by
+    the send itself, in the transaction that records the message as sent, and the journey
+    then has nothing left to write: one local activity and one transaction fewer per ask. The
+    row and the journey agree to the entry's timestamp, the patient gets each message once,
+    and the history replays."""
+    appt, to = await _book(rig, api, ASK_SOON)
+    wid = appt["workflow_id"]
+
+    async def asked() -> None:
+        async with rig.deps.sessions() as s:
+            row = await s.get(Appointment, appt["id"])
+        assert row is not None and row.asks_sent == 1, row and row.history
+
+    await eventually(asked, timeout=60)
+    await asyncio.sleep(1)  # nothing else is due: no further write
+    ran = await _local_activities(client, wid)
+    assert "send_appointment_message" in ran, ran
+    assert ran[ran.index("send_appointment_message") + 1 :] == [], ran  # no row write after it
+    live = await client.get_workflow_handle(wid).query(AppointmentJourney.view)
+    async with rig.deps.sessions() as s:
+        row = await s.get(Appointment, appt["id"])
+    assert row is not None
+    assert row.history == [{"at": h.at.isoformat(), "event": h.event, "stage": h.stage} for h in live.history]
+    assert live.history[-1].event == "ask_sent" and row.asks_sent == live.asks_sent == 1
+    assert row.journey_revision == live.journey_revision
+    assert _texts(rig, to) == (2, 2)  # the notice and the ask, once each
+    await _cancel(rig, api, appt)
+
+    async def cancelled() -> None:  # the next change is written as before
+        async with rig.deps.sessions() as s:
+            row = await s.get(Appointment, appt["id"])
+        assert row is not None and row.stage == "cancelled"
+
+    await eventually(cancelled, timeout=30)
+    history = await client.get_workflow_handle(wid).fetch_history()
+    await Replayer(
+        workflows=[AppointmentJourney], workflow_runner=workflow_runner(), data_converter=client.data_converter
+    ).replay_workflow(history)

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         AppointmentActivityStubs,
         AppointmentInput,
         AppointmentOutcome,
+        AppointmentSend,
         AppointmentSnapshot,
         CancelRequest,
         ContextRequest,
@@ -120,6 +121,12 @@ REPLY_SHOWN_BEFORE_SYNC = "reply-shown-before-sync"
 # never holds a timer. If it fails for any reason, the same message (same key: sent at most
 # once) goes to a queued activity beside the loop, with its retries, as before.
 SENDS_LOCAL_FIRST = "sends-local-first"
+# Issue 14: an ask sent inside the workflow task (SENDS_LOCAL_FIRST) carries the row as it will
+# be once the ask is out (asks_sent + 1, the `ask_sent` entry), written in the transaction that
+# records the send, only onto the row the journey last wrote (its journey_revision). The journey
+# then takes that very state and has nothing left to write: one transaction and one local
+# activity per ask instead of two. Anything that changed meanwhile: recorded and written as before.
+ROW_WITH_ASK = "row-with-ask"
 LEGACY_MEMO_KEYWORDS = (
     "implant",
     "extraction",
@@ -335,6 +342,19 @@ class AppointmentJourney:
         await self._send("booking_notice" if first else "reschedule_notice", "notice", not_after=self._start())
         self._record("notice_sent" if first else "reschedule_notice_sent")
 
+    def _row_after_ask(self, event: str) -> tuple[AppointmentSnapshot, int] | None:
+        """ROW_WITH_ASK: (the row as it will be once this ask is out, the revision the row
+        shows now), for the send to write beside its own record, when the row holds everything
+        the journey knows (nothing left to write) and the journey is from after the patch."""
+        s = self.s
+        if s.synced_revision != s.revision or not workflow.patched(ROW_WITH_ASK):
+            return None
+        row = self.view()
+        row.asks_sent += 1
+        row.history = [*row.history, HistoryEntry(at=workflow.now(), event=event, stage=s.stage)][-HISTORY_LIMIT:]
+        row.journey_revision = s.revision + 1
+        return row, s.revision
+
     def _ask_message(self) -> tuple[list[Button], Question]:
         buttons = [  # titles in the patient's language come from templates button.confirm/decline
             Button(id=button_id("confirm", self.inp.appointment_id), title=""),
@@ -358,8 +378,10 @@ class AppointmentJourney:
         buttons, question = self._ask_message()
         step = "ask" if first else f"reask-{s.asks_sent}"
         version = s.version
+        event = "ask_sent" if first else "reask_sent"
+        then = self._row_after_ask(event)
         result = await self._send(
-            "reminder" if first else "reask", step, buttons, question=question, not_after=self._deadline()
+            "reminder" if first else "reask", step, buttons, question=question, not_after=self._deadline(), then=then
         )
         if s.version != version:
             return  # rescheduled meanwhile: this ask was about the old time
@@ -368,7 +390,12 @@ class AppointmentJourney:
             self._record("ask_expired")
         elif result.status == "sent":
             s.asks_sent += 1
-            self._record("ask_sent" if first else "reask_sent")
+            if then is not None and result.row_written and s.revision == then[1]:
+                # Nothing changed while it went out: the row holds exactly this state now.
+                self._add(then[0].history[-1])
+                s.synced_revision = s.revision
+            else:
+                self._record(event)
         elif result.status == "opted_out":
             s.opted_out = True
             self._record("opted_out")
@@ -763,6 +790,7 @@ class AppointmentJourney:
             history=list(s.history),
             service_code=i.service_code,
             source=i.source,
+            journey_revision=s.revision,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -780,7 +808,10 @@ class AppointmentJourney:
         return f"{self.wid}:v{self.s.version}:{step}"
 
     def _record(self, event: str) -> None:
-        self.s.history.append(HistoryEntry(at=workflow.now(), event=event, stage=self.s.stage))
+        self._add(HistoryEntry(at=workflow.now(), event=event, stage=self.s.stage))
+
+    def _add(self, entry: HistoryEntry) -> None:
+        self.s.history.append(entry)
         if len(self.s.history) > HISTORY_LIMIT:
             self.s.history = self.s.history[-HISTORY_LIMIT:]
         self.s.revision += 1
@@ -829,10 +860,13 @@ class AppointmentJourney:
         key: str | None = None,
         render_kind: str | None = None,
         not_after: datetime | None = None,
+        then: tuple[AppointmentSnapshot, int] | None = None,
     ) -> SendResult:
         """Send kind K about this visit: the activity renders the clinic's template. A message
         with `not_after` (an ask: the deadline; anything before the visit: its start) is never
-        delivered after that moment: the activity refuses it then, and the send gives up."""
+        delivered after that moment: the activity refuses it then, and the send gives up.
+        `then` (ROW_WITH_ASK): the row to write with the send's record when it goes out, by the
+        attempt inside the workflow task only (a queued one may run much later)."""
         bounded = not_after is not None and workflow.patched(SEND_RACES_TIMERS)
         if bounded and not_after is not None and workflow.now() >= not_after:
             return SendResult("expired")
@@ -853,7 +887,15 @@ class AppointmentJourney:
         )
         if self._may_send_in_task(not_after if bounded else None):
             try:
-                result: SendResult = await workflow.execute_local_activity_method(
+                if then is not None:
+                    result: SendResult = await workflow.execute_local_activity_method(
+                        AppointmentActivityStubs.send_appointment_message,
+                        AppointmentSend(message=msg, row=then[0], row_was=then[1]),
+                        schedule_to_close_timeout=LOCAL_SEND_TIMEOUT,
+                        retry_policy=ONE_ATTEMPT,
+                    )
+                    return result
+                result = await workflow.execute_local_activity_method(
                     MessagingActivityStubs.send_patient_message,
                     msg,
                     schedule_to_close_timeout=LOCAL_SEND_TIMEOUT,
