@@ -103,14 +103,7 @@ async def write_beside(s: AsyncSession, snap: AppointmentSnapshot, was: int) -> 
     the row's columns and its confirmation facts are all there is to write."""
     values = row_columns(snap)
     values.pop("id")
-    f = confirmation_facts((h.at, h.event) for h in snap.history)
-    values.update(
-        confirmation=f.confirmation,
-        confirmed_at=f.confirmed_at,
-        operator_confirmed=f.operator_confirmed,
-        survey_sent_at=f.survey_sent_at,
-        updated_at=datetime.now(UTC),
-    )
+    values.update(confirmation_facts((h.at, h.event) for h in snap.history).columns(), updated_at=datetime.now(UTC))
     # The row as the journey last wrote it, with the stage, version and time this change keeps
     # (a reschedule's new time, written by the API beside the journey, is not undone here).
     same = (

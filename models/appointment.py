@@ -5,7 +5,7 @@ journeys are served from the database."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
@@ -352,6 +352,10 @@ class ConfirmationFacts:
     operator_confirmed: bool = False
     survey_sent_at: datetime | None = None
 
+    def columns(self) -> dict[str, Any]:
+        """The `appointment` columns these facts fill (the field names are theirs)."""
+        return asdict(self)
+
 
 _FIRST_ANSWER = {"patient_confirmed": "confirmed", "patient_declined": "declined", "deadline_unconfirmed": "no_answer"}
 
@@ -377,6 +381,5 @@ def confirmation_facts(history: Iterable[tuple[datetime, str]]) -> ConfirmationF
 
 
 def apply_confirmation_facts(row: Appointment, history: Iterable[tuple[datetime, str]]) -> None:
-    f = confirmation_facts(history)
-    row.confirmation, row.confirmed_at = f.confirmation, f.confirmed_at
-    row.operator_confirmed, row.survey_sent_at = f.operator_confirmed, f.survey_sent_at
+    for name, value in confirmation_facts(history).columns().items():
+        setattr(row, name, value)

@@ -887,17 +887,14 @@ class AppointmentJourney:
         )
         if self._may_send_in_task(not_after if bounded else None):
             try:
-                if then is not None:
-                    result: SendResult = await workflow.execute_local_activity_method(
-                        AppointmentActivityStubs.send_appointment_message,
-                        AppointmentSend(message=msg, row=then[0], row_was=then[1]),
-                        schedule_to_close_timeout=LOCAL_SEND_TIMEOUT,
-                        retry_policy=ONE_ATTEMPT,
-                    )
-                    return result
-                result = await workflow.execute_local_activity_method(
-                    MessagingActivityStubs.send_patient_message,
-                    msg,
+                method: Any = MessagingActivityStubs.send_patient_message
+                arg: Any = msg
+                if then is not None:  # the same send, with the row to write beside its record
+                    method = AppointmentActivityStubs.send_appointment_message
+                    arg = AppointmentSend(message=msg, row=then[0], row_was=then[1])
+                result: SendResult = await workflow.execute_local_activity_method(
+                    method,
+                    arg,
                     schedule_to_close_timeout=LOCAL_SEND_TIMEOUT,
                     retry_policy=ONE_ATTEMPT,
                 )
