@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import statistics
 import subprocess
@@ -141,6 +142,7 @@ class Stack:
     worker_metrics: str
     client: Client
     data: Path
+    server_metrics: str = ""
 
     def stop(self) -> None:
         for p in (self.api, self.worker, self.bare, self.server):
@@ -169,9 +171,10 @@ async def wait_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout
 
 async def start_stack(database_url: str | None, api_procs: int) -> Stack:
     data = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
-    tport, aport, mport = free_port(), free_port(), free_port()
+    tport, aport, mport, sport = free_port(), free_port(), free_port(), free_port()
     server = subprocess.Popen(
         [str(TEMPORAL_BIN), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(tport), "--headless"]
+        + ["--metrics-port", str(sport)]
         + ["--db-filename", str(data / "temporal.db"), "--log-level", "error", *sa.cli_args()],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -224,6 +227,7 @@ async def start_stack(database_url: str | None, api_procs: int) -> Stack:
         f"http://127.0.0.1:{mport}/metrics",
         client,
         data,
+        f"http://127.0.0.1:{sport}/metrics",
     )
 
 
@@ -265,6 +269,32 @@ async def metric(http: httpx.AsyncClient, url: str, name: str) -> float:
         for line in text.splitlines()
         if line.split("{", 1)[0].split(" ", 1)[0] in (name, name + "_total")
     )
+
+
+async def server_ops(http: httpx.AsyncClient, url: str) -> collections.Counter[str]:
+    """The dev server's requests so far by kind: its API calls (`service_requests`, the
+    frontend's and the history service's) and its persistence operations (each a read or a
+    write of its database), as "api Op" / "db Op" -> count."""
+    out: collections.Counter[str] = collections.Counter()
+    if not url:
+        return out
+    try:
+        text = (await http.get(url)).text
+    except httpx.HTTPError:
+        return out
+    kinds = {"service_requests": "api", "persistence_requests": "db"}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name not in kinds:
+            continue
+        labels, _, value = rest.rpartition("} ")
+        op = next((kv.split("=", 1)[1].strip('"') for kv in labels.split(",") if kv.startswith("operation=")), "?")
+        out[f"{kinds[name]} {op}"] += float(value)
+    return out
+
+
+def per_each(after: collections.Counter[str], before: collections.Counter[str], n: int) -> dict[str, float]:
+    return {k: (after[k] - before[k]) / max(n, 1) for k in after if after[k] > before[k]}
 
 
 async def sticky_cache(http: httpx.AsyncClient, url: str) -> float:
@@ -398,11 +428,13 @@ class Bench:
 
         procs = ("server", "worker", "API")
         spent: list[tuple[int, dict[str, float]]] = []  # per side: bookings, CPU seconds by process
+        ops: list[dict[str, float]] = []  # per side: the dev server's requests per booking, by kind
 
         async def run(fn: Callable[[int, int], Awaitable[None]]) -> float:
             stop = time.monotonic() + seconds
             done = 0
             c0 = self.cpu(*procs)
+            o0 = await server_ops(self.http, self.s.server_metrics)
 
             async def client(c: int) -> None:
                 nonlocal done
@@ -416,6 +448,7 @@ class Bench:
             await asyncio.gather(*(client(c) for c in range(clients)))
             rate = done / (time.monotonic() - t0)
             spent.append((done, {k: v - c0[k] for k, v in self.cpu(*procs).items()}))
+            ops.append(per_each(await server_ops(self.http, self.s.server_metrics), o0, done))
             return rate
 
         async def sdk(c: int, k: int) -> None:
@@ -459,6 +492,27 @@ class Bench:
             f"bookings, CPU ms per booking, API side / SDK side: {each}; all {all_api:.1f} / {all_sdk:.1f}"
             f" -> {cores} cores allow {cores * 1000 / all_api:.0f} / {cores * 1000 / all_sdk:.0f} per s"
         )
+        # What the server did per booking on each side (its API calls and its database's reads
+        # and writes): the kinds the two sides differ in by 0.05 or more.
+        o_api, o_sdk = ops[1], ops[0]
+        totals = {
+            kind: (
+                sum(v for k, v in o_api.items() if k.startswith(kind)),
+                sum(v for k, v in o_sdk.items() if k.startswith(kind)),
+            )
+            for kind in ("api ", "db ")
+        }
+        differ = sorted(
+            (k for k in set(o_api) | set(o_sdk) if abs(o_api.get(k, 0) - o_sdk.get(k, 0)) >= 0.05),
+            key=lambda k: -abs(o_api.get(k, 0) - o_sdk.get(k, 0)),
+        )
+        if totals["api "] != (0, 0):
+            self.notes.append(
+                "bookings, the dev server's work per booking, API side / SDK side: "
+                f"API calls {totals['api '][0]:.1f} / {totals['api '][1]:.1f}, "
+                f"database operations {totals['db '][0]:.1f} / {totals['db '][1]:.1f}; differing: "
+                + ", ".join(f"{k} {o_api.get(k, 0):.2f} / {o_sdk.get(k, 0):.2f}" for k in differ[:12])
+            )
         await self.settle()
 
     def cpu(self, *names: str) -> dict[str, float]:

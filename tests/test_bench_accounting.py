@@ -100,3 +100,31 @@ def test_a_metric_sums_its_label_sets_and_nothing_else() -> None:
     assert asyncio.run(read("temporal_sticky_cache_miss")) == 7
     assert asyncio.run(read("temporal_sticky_cache_size")) == 5
     assert asyncio.run(read("temporal_sticky_cache_total_forced_eviction")) == 0
+
+
+def test_the_servers_work_is_counted_by_operation_and_per_booking() -> None:
+    import httpx
+
+    from bench.__main__ import per_each, server_ops
+
+    def page(starts: int, writes: int) -> str:
+        return "\n".join(
+            [
+                "# TYPE service_requests counter",
+                f'service_requests{{ns="default",operation="StartWorkflowExecution",service_name="frontend"}} {starts}',
+                f'service_requests{{ns="default",operation="StartWorkflowExecution",service_name="history"}} {starts}',
+                f'persistence_requests{{ns="default",operation="UpdateWorkflowExecution",service_name="x"}} {writes}',
+                'persistence_requests_total_bogus{operation="UpdateWorkflowExecution"} 999',
+                'service_latency_count{operation="StartWorkflowExecution"} 999',
+            ]
+        )
+
+    async def read(text: str) -> object:
+        transport = httpx.MockTransport(lambda _request: httpx.Response(200, text=text))
+        async with httpx.AsyncClient(transport=transport) as http:
+            return await server_ops(http, "http://server/metrics")
+
+    before, after = asyncio.run(read(page(10, 30))), asyncio.run(read(page(30, 90)))
+    assert before == {"api StartWorkflowExecution": 20, "db UpdateWorkflowExecution": 30}
+    assert per_each(after, before, 20) == {"api StartWorkflowExecution": 2.0, "db UpdateWorkflowExecution": 3.0}
+    assert asyncio.run(read("")) == {}
