@@ -289,7 +289,7 @@ async def server_ops(http: httpx.AsyncClient, url: str) -> collections.Counter[s
             continue
         labels, _, value = rest.rpartition("} ")
         op = next((kv.split("=", 1)[1].strip('"') for kv in labels.split(",") if kv.startswith("operation=")), "?")
-        out[f"{kinds[name]} {op}"] += float(value)
+        out[f"{kinds[name]} {op}"] += int(float(value))  # counters: whole requests
     return out
 
 

@@ -27,9 +27,11 @@ async def start_appointment(
     service: str = "Check-up",
     timezone: str = "Europe/Kyiv",
     booked_at: datetime | None = None,
+    appointment_id: str | None = None,
 ) -> str:
-    """Start one 30-minute visit's journey; returns its appointment id (a fresh uuid)."""
-    aid = uuid.uuid4().hex
+    """Start one 30-minute visit's journey; returns its appointment id (`appointment_id`, the
+    id of a row booked beforehand, or a fresh uuid: a journey with no row)."""
+    aid = appointment_id or uuid.uuid4().hex
     await client.start_workflow(
         APPOINTMENT_WORKFLOW,
         AppointmentInput(

@@ -435,3 +435,45 @@ async def test_an_asks_row_written_with_its_send_is_the_journeys_and_news_meanwh
             assert [h.event for h in view.history][-1] == "ask_sent", view.history
 
         await eventually(both_written, timeout=30)
+
+
+async def test_a_booking_notice_writes_the_journeys_first_row_onto_the_booked_one_and_news_meanwhile_after(
+    client: Client,
+) -> None:
+    """Issue 14 (ROW_WITH_NOTICE). The booking wrote the row (journey revision 0): the notice's
+    send writes the journey's first row onto it (booked, notice_sent) and the journey writes
+    nothing after. With news while the notice is out (a reply, taken by the workflow task's
+    heartbeat), the journey records the notice after the reply and writes its row itself:
+    whichever write came first, the last row written is the journey's state."""
+    fakes = Gated(row_revision=0)
+    async with journey(client, fakes, timedelta(days=30), JourneyPolicy(quiet_hours=None)) as handle:
+
+        async def noticed() -> None:
+            assert fakes.beside == [True]
+
+        await eventually(noticed, timeout=60)
+        await asyncio.sleep(1)  # nothing else is due: no further write
+        view = await handle.query(AppointmentJourney.view)
+        assert fakes.synced == [view], [[h.event for h in s.history] for s in fakes.synced]
+        assert [h.event for h in view.history] == ["booked", "notice_sent"] and view.journey_revision == 2
+
+    news = Gated(row_revision=0, hold_send="booking_notice")
+    async with journey(client, news, timedelta(days=30), JourneyPolicy(quiet_hours=None)) as handle:
+        await asyncio.wait_for(news.held.wait(), 60)  # the notice is on its way (held)
+        await handle.signal(APPOINTMENT_REPLY_SIGNAL, PatientReply(source="sms", kind="text", text="Так, буду"))
+
+        async def confirmed_meanwhile() -> None:
+            assert (await handle.query(AppointmentJourney.view)).stage == "confirmed"
+
+        await eventually(confirmed_meanwhile, timeout=30)
+        news.gate.set()
+
+        async def both_written() -> None:
+            view = await handle.query(AppointmentJourney.view)
+            # Offered with the send (written or not, as the reply's own write came first or
+            # not): either way the journey's state after both is what the row shows last.
+            assert len(news.beside) == 1 and [k for _, k in news.sent] == ["booking_notice"]
+            assert news.synced[-1] == view and view.stage == "confirmed"
+            assert [h.event for h in view.history][-1] == "notice_sent", view.history
+
+        await eventually(both_written, timeout=30)

@@ -239,3 +239,44 @@ async def test_an_ask_sent_inside_the_workflow_task_writes_the_row_in_the_sends_
     await Replayer(
         workflows=[AppointmentJourney], workflow_runner=workflow_runner(), data_converter=client.data_converter
     ).replay_workflow(history)
+
+
+async def test_a_booking_notice_sent_inside_the_workflow_task_writes_the_journeys_first_row_with_it(
+    rig: Rig, api: Api, client: Client
+) -> None:
+    """Issue 14 (ROW_WITH_NOTICE): the booking wrote the row as the journey starts; the notice
+    carries the journey's first row (its `booked` entry and `notice_sent`) onto that row, in
+    the transaction that records the notice as sent. No row write follows: the journey's
+    first workflow task runs two local activities (its context, the notice), not three. The row
+    and the journey agree to the timestamp, the next change is written as before, and the
+    history replays."""
+    appt, to = await _book(rig, api, CALM)
+    wid = appt["workflow_id"]
+
+    async def noticed() -> None:
+        async with rig.deps.sessions() as s:
+            row = await s.get(Appointment, appt["id"])
+        assert row is not None and [h["event"] for h in row.history] == ["booked", "notice_sent"], row and row.history
+
+    await eventually(noticed, timeout=60)
+    await asyncio.sleep(1)  # nothing else is due for an hour: no further write
+    assert await _local_activities(client, wid) == ["load_appointment_context", "send_appointment_message"]
+    live = await client.get_workflow_handle(wid).query(AppointmentJourney.view)
+    async with rig.deps.sessions() as s:
+        row = await s.get(Appointment, appt["id"])
+    assert row is not None
+    assert row.history == [{"at": h.at.isoformat(), "event": h.event, "stage": h.stage} for h in live.history]
+    assert row.journey_revision == live.journey_revision == 2
+    assert _texts(rig, to) == (1, 1)
+    await _cancel(rig, api, appt)
+
+    async def cancelled() -> None:
+        async with rig.deps.sessions() as s:
+            row = await s.get(Appointment, appt["id"])
+        assert row is not None and row.stage == "cancelled" and row.journey_revision > 2
+
+    await eventually(cancelled, timeout=30)
+    history = await client.get_workflow_handle(wid).fetch_history()
+    await Replayer(
+        workflows=[AppointmentJourney], workflow_runner=workflow_runner(), data_converter=client.data_converter
+    ).replay_workflow(history)

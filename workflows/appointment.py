@@ -127,6 +127,11 @@ SENDS_LOCAL_FIRST = "sends-local-first"
 # then takes that very state and has nothing left to write: one transaction and one local
 # activity per ask instead of two. Anything that changed meanwhile: recorded and written as before.
 ROW_WITH_ASK = "row-with-ask"
+# Issue 14: the booking notice likewise, when nothing but the booking has happened: the row the
+# booking wrote (journey_revision 0) stands for the journey's first state, so the notice carries
+# the journey's row with its `notice_sent` entry onto exactly that row (a row the API moved,
+# cancelled or never wrote is left alone: the journey writes its own as before).
+ROW_WITH_NOTICE = "row-with-notice"
 LEGACY_MEMO_KEYWORDS = (
     "implant",
     "extraction",
@@ -339,8 +344,23 @@ class AppointmentJourney:
         s = self.s
         first = s.version == self.inp.version
         s.notice_version = s.version
-        await self._send("booking_notice" if first else "reschedule_notice", "notice", not_after=self._start())
-        self._record("notice_sent" if first else "reschedule_notice_sent")
+        event = "notice_sent" if first else "reschedule_notice_sent"
+        then = self._row_after_notice(event) if first else None
+        result = await self._send(
+            "booking_notice" if first else "reschedule_notice", "notice", not_after=self._start(), then=then
+        )
+        if not self._took_row(then, result):
+            self._record(event)
+
+    def _row_after_notice(self, event: str) -> tuple[AppointmentSnapshot, int] | None:
+        """ROW_WITH_NOTICE: (the row once the booking notice is out, 0: the booking's row),
+        when nothing but the booking has happened and no run of the journey has written it."""
+        s = self.s
+        if self.inp.carried is not None or s.synced_revision != 0 or s.revision != 1:
+            return None
+        if not workflow.patched(ROW_WITH_NOTICE):
+            return None
+        return self._row_after(event), 0
 
     def _row_after_ask(self, event: str) -> tuple[AppointmentSnapshot, int] | None:
         """ROW_WITH_ASK: (the row as it will be once this ask is out, the revision the row
@@ -349,11 +369,28 @@ class AppointmentJourney:
         s = self.s
         if s.synced_revision != s.revision or not workflow.patched(ROW_WITH_ASK):
             return None
+        return self._row_after(event, asks=1), s.revision
+
+    def _row_after(self, event: str, asks: int = 0) -> AppointmentSnapshot:
+        """The journey's row as it will be once `event` is recorded (its next revision)."""
+        s = self.s
         row = self.view()
-        row.asks_sent += 1
+        row.asks_sent += asks
         row.history = [*row.history, HistoryEntry(at=workflow.now(), event=event, stage=s.stage)][-HISTORY_LIMIT:]
         row.journey_revision = s.revision + 1
-        return row, s.revision
+        return row
+
+    def _took_row(self, then: tuple[AppointmentSnapshot, int] | None, result: SendResult) -> bool:
+        """The send wrote `then`'s row with its record and nothing changed while it was out:
+        the journey takes that very entry, and the row holds everything it knows."""
+        s = self.s
+        if then is None or result.status != "sent" or not result.row_written:
+            return False
+        if then[0].journey_revision != s.revision + 1:
+            return False  # news meanwhile: recorded after it, and written by the loop
+        self._add(then[0].history[-1])
+        s.synced_revision = s.revision
+        return True
 
     def _ask_message(self) -> tuple[list[Button], Question]:
         buttons = [  # titles in the patient's language come from templates button.confirm/decline
@@ -390,11 +427,7 @@ class AppointmentJourney:
             self._record("ask_expired")
         elif result.status == "sent":
             s.asks_sent += 1
-            if then is not None and result.row_written and s.revision == then[1]:
-                # Nothing changed while it went out: the row holds exactly this state now.
-                self._add(then[0].history[-1])
-                s.synced_revision = s.revision
-            else:
+            if not self._took_row(then, result):
                 self._record(event)
         elif result.status == "opted_out":
             s.opted_out = True
@@ -865,8 +898,9 @@ class AppointmentJourney:
         """Send kind K about this visit: the activity renders the clinic's template. A message
         with `not_after` (an ask: the deadline; anything before the visit: its start) is never
         delivered after that moment: the activity refuses it then, and the send gives up.
-        `then` (ROW_WITH_ASK): the row to write with the send's record when it goes out, by the
-        attempt inside the workflow task only (a queued one may run much later)."""
+        `then` (ROW_WITH_ASK, ROW_WITH_NOTICE): the row to write with the send's record when it
+        goes out, and the revision the row must show; by the attempt inside the workflow task
+        only (a queued one may run much later)."""
         bounded = not_after is not None and workflow.patched(SEND_RACES_TIMERS)
         if bounded and not_after is not None and workflow.now() >= not_after:
             return SendResult("expired")
