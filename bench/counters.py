@@ -8,10 +8,10 @@ show whether a change made the worker do less, where the bench's ratios are nois
 One process: a Temporal dev server, a fresh SQLite database, the real worker (worker.build_worker)
 in this process with SQLAlchemy's engine events counting. Each phase starts with the journeys
 already waiting (started before the worker runs, or due at one instant), then counts from there
-until the worker is quiet: the booking notices (context, row, notice; each visit's row booked first, as
-the API does), the asks (the send and its
-sync), the replies (the API's inbound routing, the signal, the journey's sync), the last also
-timing reply -> `confirmed` visible through a query.
+until the worker is quiet: the booking notices (context, row, notice; each visit's row booked
+first, as the API does), the asks (the send and its sync), the replies (the API's inbound
+routing, the signal, the journey's sync), the last also timing reply -> `confirmed` visible
+through a query.
 """
 
 from __future__ import annotations
