@@ -107,7 +107,8 @@ async def test_a_replayed_visit_gets_the_sandboxs_own_contexts_without_entering_
 
 async def test_a_live_journey_gets_the_sandboxs_own_contexts_without_entering_it(client: Client) -> None:
     # Today's journey on the session's dev server, up to its booking notice: its context, send
-    # and row write are local activities run inside the workflow task.
+    # and row write are local activities run inside the workflow task. (The notice's send offers
+    # the row with it, ROW_WITH_NOTICE; these fakes have no booked row, so the journey writes it.)
     fakes = Gated()
     async with journey(client, fakes, timedelta(days=30), JourneyPolicy(quiet_hours=None), _recording()):
 
@@ -116,7 +117,7 @@ async def test_a_live_journey_gets_the_sandboxs_own_contexts_without_entering_it
             assert fakes.synced and fakes.synced[-1].history[-1].event == "notice_sent"
 
         await eventually(notice_written, timeout=60)
-    assert {"load_appointment_context", "send_patient_message", "sync_appointment"} <= _local(_check())
+    assert {"load_appointment_context", "send_appointment_message", "sync_appointment"} <= _local(_check())
 
 
 class _Opaque(WorkflowInstance):
