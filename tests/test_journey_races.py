@@ -471,8 +471,10 @@ async def test_a_booking_notice_writes_the_journeys_first_row_onto_the_booked_on
         async def both_written() -> None:
             view = await handle.query(AppointmentJourney.view)
             # Offered with the send (written or not, as the reply's own write came first or
-            # not): either way the journey's state after both is what the row shows last.
-            assert len(news.beside) == 1 and [k for _, k in news.sent] == ["booking_notice"]
+            # not; on a box slow enough to hold it past LOCAL_SEND_TIMEOUT, the queued attempt
+            # sends it without the row): either way the journey's state after both is what the
+            # row shows last, and the notice went out once.
+            assert len(news.beside) <= 1 and [k for _, k in news.sent] == ["booking_notice"]
             assert news.synced[-1] == view and view.stage == "confirmed"
             assert [h.event for h in view.history][-1] == "notice_sent", view.history
 
