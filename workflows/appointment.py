@@ -262,8 +262,7 @@ class AppointmentJourney:
         """Nothing has happened since the booking but the notice, which is due now or on its
         way: the row the booking wrote is still true, so its first write waits for the notice
         (FIRST_SYNC_WITH_NOTICE)."""
-        s = self.s
-        if self.inp.carried is not None or s.synced_revision != 0 or s.revision != 1 or self._effects:
+        if not self._only_booked() or self._effects:
             return False
         if self._notice is None:
             now = workflow.now()
@@ -355,12 +354,15 @@ class AppointmentJourney:
     def _row_after_notice(self, event: str) -> tuple[AppointmentSnapshot, int] | None:
         """ROW_WITH_NOTICE: (the row once the booking notice is out, 0: the booking's row),
         when nothing but the booking has happened and no run of the journey has written it."""
-        s = self.s
-        if self.inp.carried is not None or s.synced_revision != 0 or s.revision != 1:
-            return None
-        if not workflow.patched(ROW_WITH_NOTICE):
+        if not self._only_booked() or not workflow.patched(ROW_WITH_NOTICE):
             return None
         return self._row_after(event), 0
+
+    def _only_booked(self) -> bool:
+        """Nothing but the booking has happened and no run of the journey has written its row:
+        the row the booking committed still holds the journey's state."""
+        s = self.s
+        return self.inp.carried is None and s.synced_revision == 0 and s.revision == 1
 
     def _row_after_ask(self, event: str) -> tuple[AppointmentSnapshot, int] | None:
         """ROW_WITH_ASK: (the row as it will be once this ask is out, the revision the row
