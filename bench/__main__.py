@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -258,17 +258,23 @@ async def results(handles: list[Any]) -> list[Any]:
     return await bounded(len(handles), RESULT_WAITS, lambda i: handles[i].result())
 
 
+def samples(text: str) -> Iterator[tuple[str, str, float]]:
+    """The samples of a Prometheus text page: (metric name, its labels as written, value)."""
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        yield name, labels.removesuffix("}"), float(value)
+
+
 async def metric(http: httpx.AsyncClient, url: str, name: str) -> float:
     """The sum of a Prometheus metric's samples (every label set; `name` or `name_total`) at `url`."""
     try:
         text = (await http.get(url)).text
     except httpx.HTTPError:
         return float("nan")
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.split("{", 1)[0].split(" ", 1)[0] in (name, name + "_total")
-    )
+    return sum(v for n, _, v in samples(text) if n in (name, name + "_total"))
 
 
 async def server_ops(http: httpx.AsyncClient, url: str) -> collections.Counter[str]:
@@ -283,13 +289,11 @@ async def server_ops(http: httpx.AsyncClient, url: str) -> collections.Counter[s
     except httpx.HTTPError:
         return out
     kinds = {"service_requests": "api", "persistence_requests": "db"}
-    for line in text.splitlines():
-        name, _, rest = line.partition("{")
+    for name, labels, value in samples(text):
         if name not in kinds:
             continue
-        labels, _, value = rest.rpartition("} ")
         op = next((kv.split("=", 1)[1].strip('"') for kv in labels.split(",") if kv.startswith("operation=")), "?")
-        out[f"{kinds[name]} {op}"] += int(float(value))  # counters: whole requests
+        out[f"{kinds[name]} {op}"] += int(value)  # counters: whole requests
     return out
 
 
