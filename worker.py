@@ -35,7 +35,7 @@ def build_worker(client: Client, deps: Deps, task_queue: str | None = None) -> W
         client,
         task_queue=task_queue or s.temporal_task_queue,
         workflows=WORKFLOWS,
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(s.workflow_sandbox),
         activities=build_activities(deps),
         # Activities are async; the executor only serves sync ones, if any are added (its
         # threads start on demand; the SDK wants room for as many as run at once).
@@ -58,7 +58,7 @@ def build_import_worker(client: Client, deps: Deps, task_queue: str | None = Non
         client,
         task_queue=import_queue(task_queue or s.temporal_task_queue),
         workflows=[MisImport],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(s.workflow_sandbox),
         activities=[acts.prepare_import, acts.apply_import_batch, acts.finish_import],
         max_concurrent_activities=s.worker_max_concurrent_activities,
         interceptors=[JourneyMetrics()],

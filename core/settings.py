@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     # Journeys kept in the worker's memory between tasks (sticky cache). Size it to the journeys
     # in flight at once (each costs roughly 0.5 MB): a journey evicted is rebuilt from history.
     worker_max_cached_workflows: int = Field(default=2000, ge=0, le=100_000, alias="WORKER_MAX_CACHED_WORKFLOWS")
+    # Run the journeys inside Temporal's Python workflow sandbox (core.temporal.workflow_runner).
+    # Off by default: a journey built in the sandbox costs twice the CPU to rebuild from its
+    # history and more memory to keep; determinism is checked before the code runs instead
+    # (tests/test_layering.py, the replay tests under both runners). On while writing workflow
+    # code, to have a forbidden call fail at once.
+    workflow_sandbox: bool = Field(default=False, alias="WORKFLOW_SANDBOX")
     # Which queues this worker process serves: `all` (the journeys' queue and the MIS imports'
     # queue beside it), or only `journeys` / only `imports` (run one process of each so a big
     # import gets its own CPU instead of sharing one with the journeys it starts).

@@ -8,7 +8,8 @@ from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from core import sandbox_code
 from core.codec import data_converter
@@ -48,17 +49,28 @@ def exit_without_teardown(code: int = 0) -> NoReturn:
     os._exit(code)
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox every worker and replayer runs the journeys in. The `contracts` package
-    (pure dataclasses and names) passes through whole: its classes are the host's, so the
-    payload converter can resolve their type hints however a workflow module imported them.
-    `workflows.planner` (the appointment journey's pure planning functions) passes through too:
-    re-running it for every journey instance cost ~1 ms of the ~8. What passes through must
-    read no clock, randomness or I/O: the sandbox does not see its calls
-    (tests/test_layering.py checks).
-    The modules the sandbox does import afresh for each instance share one compiled copy of
-    their code per process (core/sandbox_code.py), and the payload contexts the SDK asks for
-    around each activation are read without a trip into the sandbox (core/sandbox_contexts.py)."""
+def workflow_runner(sandbox: bool = False) -> WorkflowRunner:
+    """The runner every worker and replayer runs the journeys in (WORKFLOW_SANDBOX).
+
+    Unsandboxed by default. The sandbox re-imports a journey's module for every workflow instance
+    it builds (a new journey, and every journey rebuilt from its history after the sticky cache
+    evicted it), and that re-import (mostly `@workflow.defn` re-inspecting the fresh class) was
+    half of a rebuild's CPU and a fifth of a cached journey's memory (`python -m
+    bench.cache_cost`). In a burst larger than the cache nearly every due journey is rebuilt, so
+    that half set the burst's drain. What the sandbox catches at run time, a clock, randomness or
+    I/O in workflow code, and module state shared between journeys, is checked before the code
+    runs instead: tests/test_layering.py over every module the journeys import, and the saved
+    histories replay under both runners (tests/support/replay.py).
+
+    `sandbox=True`: Temporal's sandbox. The `contracts` package (pure dataclasses and names)
+    passes through whole: its classes are the host's, so the payload converter can resolve their
+    type hints however a workflow module imported them. `workflows.planner` (the appointment
+    journey's pure planning functions) passes through too. The modules the sandbox does import
+    afresh for each instance share one compiled copy of their code per process
+    (core/sandbox_code.py), and the payload contexts the SDK asks for around each activation are
+    read without a trip into the sandbox (core/sandbox_contexts.py)."""
+    if not sandbox:
+        return UnsandboxedWorkflowRunner()
     sandbox_code.install()
     restrictions = SandboxRestrictions.default.with_passthrough_modules(
         "contracts", "core.search_attributes", "workflows.planner"
