@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,15 +42,17 @@ SOURCES = ("desk", "import", "plan", "waitlist")
 STAGES = ("booked", "confirmed", "needs_clarification", "checked_in", "finished", "no_show", "cancelled")
 OPEN_STAGES = ("booked", "confirmed", "needs_clarification", "checked_in")
 BEFORE_VISIT = ("booked", "confirmed", "needs_clarification")
-FHIR_STATUS = {
-    "booked": "booked",
-    "confirmed": "booked",
-    "needs_clarification": "booked",
-    "checked_in": "checked-in",
-    "finished": "fulfilled",
-    "no_show": "noshow",
-    "cancelled": "cancelled",
-}
+FHIR_STATUS = MappingProxyType(
+    {
+        "booked": "booked",
+        "confirmed": "booked",
+        "needs_clarification": "booked",
+        "checked_in": "checked-in",
+        "finished": "fulfilled",
+        "no_show": "noshow",
+        "cancelled": "cancelled",
+    }
+)
 
 
 # ------------------------------------------------------------------ state

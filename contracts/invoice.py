@@ -10,9 +10,11 @@ answer. Pure: no I/O library is imported. Add fields with defaults; never rename
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -49,32 +51,40 @@ PAID_STATES = (
 
 # Whose move it is in each open state. "initiator" is a person, not a role: the staff member
 # who submitted (admins may stand in for anyone).
-STEP_OWNER: dict[str, str] = {
-    InvoiceState.submitted: "deputy_director",
-    InvoiceState.returned_for_rework: "initiator",
-    InvoiceState.approved: "accountant",
-    InvoiceState.paid: "initiator",
-    InvoiceState.awaiting_closing_documents: "initiator",
-    InvoiceState.documents_submitted: "accountant",
-}
+STEP_OWNER: Mapping[str, str] = MappingProxyType(
+    {
+        InvoiceState.submitted: "deputy_director",
+        InvoiceState.returned_for_rework: "initiator",
+        InvoiceState.approved: "accountant",
+        InvoiceState.paid: "initiator",
+        InvoiceState.awaiting_closing_documents: "initiator",
+        InvoiceState.documents_submitted: "accountant",
+    }
+)
 
 # action -> (states it fits, state it leads to, who may do it)
-ACTIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "approve": ((InvoiceState.submitted,), InvoiceState.approved, "deputy_director"),
-    "reject": ((InvoiceState.submitted,), InvoiceState.rejected, "deputy_director"),
-    "return": ((InvoiceState.submitted,), InvoiceState.returned_for_rework, "deputy_director"),
-    "resubmit": ((InvoiceState.returned_for_rework,), InvoiceState.submitted, "initiator"),
-    "pay": ((InvoiceState.approved,), InvoiceState.paid, "accountant"),
-    # `paid` moves on to `awaiting_closing_documents` by itself once the e-mails are out;
-    # documents that arrive in between are accepted all the same.
-    "closing_documents": (
-        (InvoiceState.paid, InvoiceState.awaiting_closing_documents),
-        InvoiceState.documents_submitted,
-        "initiator",
-    ),
-    "verify": ((InvoiceState.documents_submitted,), InvoiceState.completed, "accountant"),
-    "return_documents": ((InvoiceState.documents_submitted,), InvoiceState.awaiting_closing_documents, "accountant"),
-}
+ACTIONS: Mapping[str, tuple[tuple[str, ...], str, str]] = MappingProxyType(
+    {
+        "approve": ((InvoiceState.submitted,), InvoiceState.approved, "deputy_director"),
+        "reject": ((InvoiceState.submitted,), InvoiceState.rejected, "deputy_director"),
+        "return": ((InvoiceState.submitted,), InvoiceState.returned_for_rework, "deputy_director"),
+        "resubmit": ((InvoiceState.returned_for_rework,), InvoiceState.submitted, "initiator"),
+        "pay": ((InvoiceState.approved,), InvoiceState.paid, "accountant"),
+        # `paid` moves on to `awaiting_closing_documents` by itself once the e-mails are out;
+        # documents that arrive in between are accepted all the same.
+        "closing_documents": (
+            (InvoiceState.paid, InvoiceState.awaiting_closing_documents),
+            InvoiceState.documents_submitted,
+            "initiator",
+        ),
+        "verify": ((InvoiceState.documents_submitted,), InvoiceState.completed, "accountant"),
+        "return_documents": (
+            (InvoiceState.documents_submitted,),
+            InvoiceState.awaiting_closing_documents,
+            "accountant",
+        ),
+    }
+)
 
 
 def local_date(moment: datetime, timezone: str) -> date:

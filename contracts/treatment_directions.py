@@ -18,8 +18,10 @@ Pure module (no I/O): the treatment-plan workflow imports it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -202,7 +204,9 @@ THERAPY = _direction(
     ),
 )
 
-DIRECTIONS: dict[str, Direction] = {d.key: d for d in (IMPLANTOLOGY, ORTHODONTICS, ORTHOPEDICS, GNATHOLOGY, THERAPY)}
+DIRECTIONS: Mapping[str, Direction] = MappingProxyType(
+    {d.key: d for d in (IMPLANTOLOGY, ORTHODONTICS, ORTHOPEDICS, GNATHOLOGY, THERAPY)}
+)
 
 
 def direction(key: str) -> Direction:

@@ -17,7 +17,7 @@ TREATMENT_PLAN_WORKFLOW = "TreatmentPlanJourney"
 STATE_QUERY = "state"
 ADVANCE_UPDATE = "advance"
 CANCEL_UPDATE = "cancel"
-PLAN_TASK_KINDS = ["plan_callback", "plan_rebook"]
+PLAN_TASK_KINDS = ("plan_callback", "plan_rebook")
 
 
 def plan_workflow_id(plan_id: str) -> str:

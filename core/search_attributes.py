@@ -3,6 +3,7 @@ tests and workflow code. Only opaque ids, stages, dates and categories: no patie
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from temporalio.common import SearchAttributeKey
@@ -15,7 +16,7 @@ TREATMENT_STAGE = SearchAttributeKey.for_keyword("TreatmentStage")
 INVOICE_STATE = SearchAttributeKey.for_keyword("InvoiceState")
 EXPENSE_CATEGORY = SearchAttributeKey.for_keyword("ExpenseCategory")
 
-ALL: list[SearchAttributeKey[Any]] = [
+ALL: tuple[SearchAttributeKey[Any], ...] = (
     CLINIC_ID,
     APPOINTMENT_STAGE,
     APPOINTMENT_START,
@@ -23,17 +24,19 @@ ALL: list[SearchAttributeKey[Any]] = [
     TREATMENT_STAGE,
     INVOICE_STATE,
     EXPENSE_CATEGORY,
-]
+)
 
-_CLI_TYPE = {
-    "KEYWORD": "Keyword",
-    "DATETIME": "Datetime",
-    "TEXT": "Text",
-    "INT": "Int",
-    "DOUBLE": "Double",
-    "BOOL": "Bool",
-    "KEYWORD_LIST": "KeywordList",
-}
+_CLI_TYPE = MappingProxyType(
+    {
+        "KEYWORD": "Keyword",
+        "DATETIME": "Datetime",
+        "TEXT": "Text",
+        "INT": "Int",
+        "DOUBLE": "Double",
+        "BOOL": "Bool",
+        "KEYWORD_LIST": "KeywordList",
+    }
+)
 
 
 def cli_args() -> list[str]:

@@ -8,8 +8,8 @@
     api/         the HTTP edge; never imports activities (their internals); it may name the
                  (pure) workflow classes for typed calls: handle.execute_update(Journey.cancel, ...)
     core/        shared infrastructure; never imports api, activities or the CLI
-    passed through the workflow sandbox (contracts, workflows.planner, ...): no clock,
-                 randomness or I/O, in them or anything of ours they import
+    what the journeys run (workflows/, what the sandbox passes through, what they import):
+                 no clock, randomness or I/O, and no state shared between journeys
 
 A violation names the file, the line and the import, so the fix is obvious.
 """
@@ -137,16 +137,24 @@ def test_layer_imports(rule: Rule) -> None:
     assert violations(rule) == []
 
 
-# Our modules the workflow sandbox passes through (core.temporal.workflow_runner) are not
-# re-imported for each journey, so the sandbox does not see their calls: they, and every project
-# module they import, must read no clock or randomness and do no I/O.
-NOT_PASSED_THROUGH = IO_LIBRARIES | {"asyncio", "random", "time", "uuid", "secrets"}
+# What the journeys run: every module under workflows/, the modules of ours passed through the
+# sandbox when it is on (core.temporal.workflow_runner), and every project module they import.
+# The journeys run unsandboxed by default, and a module passed through the sandbox is not
+# re-imported per journey, so nothing at run time catches a clock, randomness or I/O in them,
+# or state one journey leaves for the next: this rule does, before the code runs. Time, ids and
+# randomness come from `workflow.now()`, `workflow.uuid4()` and `workflow.random()`; asyncio is
+# the journey's own deterministic loop (locks, gather, wait_for), and `uuid.uuid5` is a hash.
+NOT_IN_JOURNEYS = IO_LIBRARIES | {"random", "time", "secrets"}
 CLOCK_METHODS = frozenset({"now", "utcnow", "today", "fromtimestamp"})  # datetime.now(), date.today()...
-IO_FUNCTIONS = frozenset({"open", "input"})
+RANDOM_CALLS = frozenset({"uuid1", "uuid4", "urandom", "getrandbits"})
+LOOP_CALLS = frozenset({"get_event_loop", "get_running_loop", "new_event_loop", "to_thread", "run_in_executor"})
+IO_FUNCTIONS = frozenset({"open", "input", "print", "breakpoint"})
+MUTABLE_FACTORIES = frozenset({"list", "dict", "set", "bytearray", "defaultdict", "deque", "OrderedDict", "Counter"})
+MUTABLE_DISPLAYS = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
 
 
-def passed_through_files(modules: set[str], root: Path = ROOT) -> dict[str, Path]:
-    """Our files under the passed-through names, and every project file they import."""
+def journey_files(modules: set[str], root: Path = ROOT) -> dict[str, Path]:
+    """Our files under the given names, and every project file they import."""
     files: dict[str, Path] = {}
     todo = sorted(modules)
     while todo:
@@ -162,44 +170,102 @@ def passed_through_files(modules: set[str], root: Path = ROOT) -> dict[str, Path
     return files
 
 
-def passthrough_violations(modules: set[str], root: Path = ROOT) -> list[str]:
+def _mutable(value: ast.expr | None) -> bool:
+    if isinstance(value, MUTABLE_DISPLAYS):
+        return True
+    if isinstance(value, ast.Call):
+        f = value.func
+        return (isinstance(f, ast.Name) and f.id in MUTABLE_FACTORIES) or (
+            isinstance(f, ast.Attribute) and f.attr in MUTABLE_FACTORIES
+        )
+    return False
+
+
+def _shared_state(rel: str, tree: ast.Module) -> list[str]:
+    """A mutable value bound at module or class level (every journey in the process shares it),
+    or a `global` statement."""
     found = []
-    for rel, path in passed_through_files(modules, root).items():
-        found += [f"{rel}:{line} imports {name}" for line, name in _imports(path) if _matches(name, NOT_PASSED_THROUGH)]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call):
-                f = node.func
-                if isinstance(f, ast.Attribute) and f.attr in CLOCK_METHODS:
-                    found.append(f"{rel}:{node.lineno} calls .{f.attr}()")
-                elif isinstance(f, ast.Name) and f.id in IO_FUNCTIONS:
-                    found.append(f"{rel}:{node.lineno} calls {f.id}()")
+    scopes: list[ast.Module | ast.ClassDef] = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef))]
+    for scope in scopes:
+        for node in scope.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and _mutable(node.value):
+                target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+                if isinstance(target, ast.Name) and target.id == "__all__":
+                    continue  # read by `import *` only
+                found.append(f"{rel}:{node.lineno} binds a mutable {ast.unparse(target)} every journey shares")
+    found += [f"{rel}:{n.lineno} writes a global" for n in ast.walk(tree) if isinstance(n, ast.Global)]
     return found
 
 
-def test_modules_passed_through_the_sandbox_read_no_clock_randomness_or_io() -> None:
+def journey_violations(modules: set[str], root: Path = ROOT) -> list[str]:
+    found = []
+    for rel, path in journey_files(modules, root).items():
+        found += [f"{rel}:{line} imports {name}" for line, name in _imports(path) if _matches(name, NOT_IN_JOURNEYS)]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # A module's `if __name__ == "__main__":` block runs as a script, never in a journey.
+        tree.body = [n for n in tree.body if not (isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            if isinstance(f, ast.Attribute):
+                if isinstance(f.value, ast.Name) and f.value.id == "workflow":
+                    continue  # workflow.now(), workflow.uuid4(), workflow.random(): the journey's own
+                if f.attr in CLOCK_METHODS | RANDOM_CALLS | LOOP_CALLS:
+                    found.append(f"{rel}:{node.lineno} calls .{f.attr}()")
+            elif isinstance(f, ast.Name) and f.id in IO_FUNCTIONS | RANDOM_CALLS | LOOP_CALLS:
+                found.append(f"{rel}:{node.lineno} calls {f.id}()")
+        found += _shared_state(rel, tree)
+    return found
+
+
+def journey_modules() -> set[str]:
     from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
     from core.temporal import workflow_runner
 
-    ours = workflow_runner().restrictions.passthrough_modules - SandboxRestrictions.default.passthrough_modules
-    assert {"contracts", "workflows.planner"} <= ours
-    assert "models/quiet_hours.py" in passed_through_files(ours)  # the planner's own import
-    assert passthrough_violations(ours) == []
+    sandboxed = workflow_runner(sandbox=True)
+    return {"workflows"} | (
+        sandboxed.restrictions.passthrough_modules - SandboxRestrictions.default.passthrough_modules
+    )
 
 
-def test_the_passthrough_rule_catches_clocks_and_io_behind_an_import(tmp_path: Path) -> None:
+def test_what_the_journeys_run_reads_no_clock_or_randomness_does_no_io_and_shares_no_state() -> None:
+    modules = journey_modules()
+    assert {"workflows", "contracts", "workflows.planner"} <= modules
+    files = journey_files(modules)
+    assert {"models/quiet_hours.py", "contracts/common.py", "workflows/appointment.py"} <= set(files)
+    assert journey_violations(modules) == []
+
+
+def test_the_journey_rule_catches_clocks_randomness_io_and_shared_state(tmp_path: Path) -> None:
     (tmp_path / "workflows").mkdir()
     (tmp_path / "workflows" / "planner.py").write_text(
-        "from datetime import datetime, time\nfrom models.hours import h\n\ndef f():\n"
-        "    return datetime.now(), time(8)\n"
+        "import asyncio\nimport uuid\nfrom datetime import datetime, time\nfrom temporalio import workflow\n"
+        "from models.hours import h\n\nSEEN = []\nKINDS = ('a', 'b')\n\n"
+        "class Journey:\n    pending: dict[str, int] = {}\n\n"
+        "def f():\n    global KINDS\n    workflow.now(), workflow.uuid4(), uuid.uuid5(uuid.NAMESPACE_URL, 'x')\n"
+        "    asyncio.get_running_loop()\n    return datetime.now(), time(8), uuid.uuid4()\n"
     )
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "hours.py").write_text("import random\n\ndef h():\n    return open('x')\n")
-    assert passthrough_violations({"workflows.planner"}, tmp_path) == [
-        "workflows/planner.py:5 calls .now()",
-        "models/hours.py:1 imports random",
-        "models/hours.py:4 calls open()",
-    ]
+    (tmp_path / "models" / "hours.py").write_text(
+        "import random\nimport time\n\ndef h():\n    print('x')\n    return open('x')\n\n"
+        "__all__ = ['h']\n\nif __name__ == '__main__':\n    print(h())\n"  # neither is a journey's
+    )
+    assert sorted(journey_violations({"workflows"}, tmp_path)) == sorted(
+        [
+            "workflows/planner.py:7 binds a mutable SEEN every journey shares",
+            "workflows/planner.py:11 binds a mutable pending every journey shares",
+            "workflows/planner.py:14 writes a global",
+            "workflows/planner.py:16 calls .get_running_loop()",
+            "workflows/planner.py:17 calls .now()",
+            "workflows/planner.py:17 calls .uuid4()",
+            "models/hours.py:1 imports random",
+            "models/hours.py:2 imports time",
+            "models/hours.py:5 calls print()",
+            "models/hours.py:6 calls open()",
+        ]
+    )
 
 
 def test_the_rule_catches_leaks(tmp_path: Path) -> None:

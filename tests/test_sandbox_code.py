@@ -46,7 +46,7 @@ async def _replay_twice() -> None:
             yield WorkflowHistory.from_json(f"shared-code-{i}", text)
 
     replayer = Replayer(
-        workflows=[AppointmentJourney], workflow_runner=workflow_runner(), data_converter=replay_converter()
+        workflows=[AppointmentJourney], workflow_runner=workflow_runner(sandbox=True), data_converter=replay_converter()
     )
     async with replayer.workflow_replay_iterator(histories()) as results:
         async for r in results:

@@ -8,19 +8,23 @@ then asked of the sandbox as well, for comparison only."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
-from temporalio.worker import Replayer, WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowInstance, WorkflowInstanceDetails
 
 from contracts.policy import JourneyPolicy
+from core.deps import Deps
 from core.sandbox_contexts import DirectContexts, JourneySandbox
+from core.settings import Settings
 from core.temporal import workflow_runner
 from tests.support.live import eventually
 from tests.support.replay import HISTORIES, replay_converter
 from tests.test_journey_races import Gated, journey
+from worker import build_workers
 from workflows.appointment import AppointmentJourney
 
 TRIPS = ("get_serialization_context", "get_external_store_context")
@@ -66,8 +70,21 @@ class Recording(JourneySandbox):
         return Compared(sandboxed, self.seen, self.trips)
 
 
-def test_the_workers_runner_answers_contexts_directly() -> None:
-    assert isinstance(workflow_runner(), JourneySandbox)
+def test_the_sandboxed_runner_answers_contexts_directly() -> None:
+    assert isinstance(workflow_runner(sandbox=True), JourneySandbox)
+
+
+async def test_workflow_sandbox_picks_every_workers_runner(deps: Deps, client: Client) -> None:
+    """WORKFLOW_SANDBOX: the journeys run unsandboxed unless it is on; then in our sandbox."""
+    for on, runner in ((False, UnsandboxedWorkflowRunner), (True, JourneySandbox)):
+        tq = f"runner-check-{on}"  # one worker per queue and client: a queue of its own each
+        settings = deps.settings.model_copy(update={"workflow_sandbox": on, "temporal_task_queue": tq})
+        workers = build_workers(client, replace(deps, settings=settings))
+        assert len(workers) == 2  # the journeys' queue and the imports'
+        for w in workers:
+            assert type(w.config()["workflow_runner"]) is runner, (on, w.task_queue)
+    assert Settings(_env_file=None).workflow_sandbox is False
+    assert Settings(_env_file=None, WORKFLOW_SANDBOX="true").workflow_sandbox is True
 
 
 def _check() -> list[Any]:
@@ -89,7 +106,7 @@ def _local(contexts: list[Any]) -> set[str]:
 def _recording() -> Recording:
     Recording.seen.clear()
     Recording.trips.clear()
-    return Recording(restrictions=workflow_runner().restrictions)
+    return Recording(restrictions=workflow_runner(sandbox=True).restrictions)
 
 
 async def test_a_replayed_visit_gets_the_sandboxs_own_contexts_without_entering_it() -> None:

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from temporalio import workflow
@@ -73,14 +74,16 @@ with workflow.unsafe.imports_passed_through():
 
 # ------------------------------------------------------------------ stages and rules
 TERMINAL = ("no_show", "cancelled")  # "finished" still runs the after-visit part
-CAN = {  # which update fits which stage
-    "reschedule": BEFORE_VISIT,
-    "cancel": BEFORE_VISIT,
-    "confirm": ("booked", "needs_clarification"),
-    "check_in": BEFORE_VISIT,
-    "finish": ("checked_in", "confirmed"),
-    "no_show": BEFORE_VISIT,
-}
+CAN = MappingProxyType(
+    {  # which update fits which stage
+        "reschedule": BEFORE_VISIT,
+        "cancel": BEFORE_VISIT,
+        "confirm": ("booked", "needs_clarification"),
+        "check_in": BEFORE_VISIT,
+        "finish": ("checked_in", "confirmed"),
+        "no_show": BEFORE_VISIT,
+    }
+)
 HISTORY_LIMIT = 300  # entries kept in state (the oldest are dropped beyond this)
 
 # Patient texts are templates rendered by the messaging activity (core/texts): the journey

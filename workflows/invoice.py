@@ -55,7 +55,7 @@ EMAIL_RETRY = RetryPolicy(
     maximum_attempts=20,
     non_retryable_error_types=["AttachmentMissing"],
 )
-REMINDER_KINDS = ["invoice_reminder", "invoice_escalation"]
+REMINDER_KINDS = ("invoice_reminder", "invoice_escalation")
 ADMIN = "admin"
 RESUBMIT_FIELDS = ("category", "expense_type", "amount", "currency", "invoice_file_id", "comment")
 # Issue 15: one handler pattern across journeys (as the appointment and the treatment plan).
@@ -123,7 +123,9 @@ class InvoiceApproval:
         if raised:
             await workflow.execute_activity_method(
                 TaskActivityStubs.cancel_operator_tasks,
-                CancelTasks(subject_id=self.snap.id, kinds=REMINDER_KINDS, reason=f"invoice moved on from {state}"),
+                CancelTasks(
+                    subject_id=self.snap.id, kinds=list(REMINDER_KINDS), reason=f"invoice moved on from {state}"
+                ),
                 start_to_close_timeout=TASK_TIMEOUT,
                 retry_policy=DB_RETRY,
             )

@@ -17,7 +17,7 @@ from workflows.monthly_report import MonthlyExpenseReport
 from workflows.slot_offer import SlotOfferJourney
 from workflows.treatment_plan import TreatmentPlanJourney
 
-WORKFLOWS: list[type] = [
+WORKFLOWS: tuple[type, ...] = (
     AppointmentJourney,  # SPEC §3
     TreatmentPlanJourney,  # SPEC §4, books visits as child AppointmentJourneys
     InvoiceApproval,  # SPEC §5
@@ -28,4 +28,4 @@ WORKFLOWS: list[type] = [
     CampaignRun,  # SPEC §6 recall / bonus / birthday (issue 12), started by each clinic's Schedules
     CampaignJourney,  # one patient's invitation, started by CampaignRun
     SlotOfferJourney,  # issue 12: a freed slot offered to the waiting list
-]
+)

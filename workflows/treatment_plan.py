@@ -583,7 +583,7 @@ class TreatmentPlanJourney:
     async def _close_plan_tasks(self, reason: str) -> None:
         await workflow.execute_activity_method(
             TaskActivityStubs.cancel_operator_tasks,
-            CancelTasks(subject_id=self.s.plan_id, kinds=PLAN_TASK_KINDS, reason=reason),
+            CancelTasks(subject_id=self.s.plan_id, kinds=list(PLAN_TASK_KINDS), reason=reason),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
         )

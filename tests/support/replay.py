@@ -31,14 +31,20 @@ def replay_converter() -> DataConverter:
 
 
 async def replay_saved(pattern: str, workflows: Sequence[type], at_least: int = 1) -> None:
-    """Replay every saved history matching `pattern`; a non-determinism error fails the test."""
+    """Replay every saved history matching `pattern`; a non-determinism error fails the test.
+    Each replays with the workers' runner (unsandboxed, the default) and in Temporal's sandbox
+    (WORKFLOW_SANDBOX), whose restrictions then fail any clock, randomness or I/O the code
+    reaches on that history's path."""
     files = sorted(HISTORIES.glob(pattern))
     assert len(files) >= at_least, f"expected {at_least}+ histories {pattern} in {HISTORIES}"
-    replayer = Replayer(workflows=list(workflows), workflow_runner=workflow_runner(), data_converter=replay_converter())
-    for f in files:
-        history = WorkflowHistory.from_json(f.stem, f.read_text())
-        result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
-        assert result.replay_failure is None, f.name
+    for sandbox in (False, True):
+        replayer = Replayer(
+            workflows=list(workflows), workflow_runner=workflow_runner(sandbox), data_converter=replay_converter()
+        )
+        for f in files:
+            history = WorkflowHistory.from_json(f.stem, f.read_text())
+            result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+            assert result.replay_failure is None, f"{f.name} ({'sandboxed' if sandbox else 'unsandboxed'})"
 
 
 @contextlib.asynccontextmanager
