@@ -563,7 +563,8 @@ class Bench:
         self.notes.append(
             f"notices: per journey until its notice, {misses / n:.2f} sticky-cache misses (a journey rebuilt"
             f" from its history) and {evictions / n:.2f} forced evictions;"
-            f" cache {self.s.settings.worker_max_cached_workflows}, {cached:.0f} cached then,"
+            f" cache {self.s.settings.worker_max_cached_workflows}, {cached:.0f} cached then"
+            f" ({'sandboxed' if self.s.settings.workflow_sandbox else 'unsandboxed'}: WORKFLOW_SANDBOX),"
             f" worker RSS over idle {per_cached / 1024:.0f} KiB per cached journey"
         )
         await self.settle()

@@ -56,7 +56,7 @@ from contracts.appointment import (
 from contracts.common import CancelTasks, OutboundMessage, SendResult, TaskRef, TaskRequest, VoiceCall
 from contracts.policy import JourneyPolicy
 from core import search_attributes as sa
-from core.temporal import DEV_SERVER_ARGS, workflow_runner
+from core.temporal import DEV_SERVER_ARGS, exit_without_teardown, workflow_runner
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
@@ -304,12 +304,12 @@ def cli() -> None:
     if args.side:
         out = asyncio.run(side(args.side, args.address, args.n, args.trace, args.top, args.cprofile))
         print(json.dumps(out))
-        sys.stdout.flush()
-        os._exit(0)
+        exit_without_teardown(0)
     for s in args.sides.split(","):
         if s not in SIDES:
             p.error(f"unknown side {s!r}: one of {', '.join(SIDES)}")
     asyncio.run(main(args))
+    exit_without_teardown(0)  # the dev server's client threads may outlive the loop
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field(default="127.0.0.1", alias="WORKER_METRICS_HOST")
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535, alias="WORKER_METRICS_PORT")
     # Journeys kept in the worker's memory between tasks (sticky cache). Size it to the journeys
-    # in flight at once (each costs roughly 0.5 MB): a journey evicted is rebuilt from history.
+    # in flight at once (each costs ~0.25 MB of RSS): a journey evicted is rebuilt from history.
     worker_max_cached_workflows: int = Field(default=2000, ge=0, le=100_000, alias="WORKER_MAX_CACHED_WORKFLOWS")
     # Run the journeys inside Temporal's Python workflow sandbox (core.temporal.workflow_runner).
     # Off by default: a journey built in the sandbox costs twice the CPU to rebuild from its

@@ -128,3 +128,25 @@ def test_the_servers_work_is_counted_by_operation_and_per_booking() -> None:
     assert before == {"api StartWorkflowExecution": 20, "db UpdateWorkflowExecution": 30}
     assert per_each(after, before, 20) == {"api StartWorkflowExecution": 2.0, "db UpdateWorkflowExecution": 3.0}
     assert asyncio.run(read("")) == {}
+
+
+def test_cache_cost_measures_each_runner_on_journeys_that_sent_their_notice_once() -> None:
+    """`python -m bench.cache_cost` (a cached journey's memory and a rebuild's CPU, by runner)
+    runs end to end at a small size: every side reports, and each journey of ours sent exactly
+    one booking notice (the fakes count sends by idempotency key) before it was measured."""
+    from bench.__main__ import PROJECT_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cache_cost", "--n", "8", "--sides", "bare,ours,ours-sandboxed"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    sides = [line.split()[0] for line in lines if "RSS +" in line]
+    assert sides == ["bare", "ours", "ours-sandboxed"], done.stdout
+    assert sum("16 notices" in line for line in lines) == 2, done.stdout  # 8 warm-up journeys + 8
+    assert sum("rebuilt from history" in line for line in lines) == 3, done.stdout
