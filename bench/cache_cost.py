@@ -37,7 +37,6 @@ import time
 import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -45,7 +44,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowRunner
 
+from bench.__main__ import PROJECT_ROOT, TEMPORAL_BIN, bounded
 from bench.bare import BareInput, BareWorkflow, bench_tick
+from bench.counters import until_still
 from contracts.appointment import (
     APPOINTMENT_STATE_QUERY,
     AppointmentContext,
@@ -58,8 +59,6 @@ from contracts.policy import JourneyPolicy
 from core import search_attributes as sa
 from core.temporal import DEV_SERVER_ARGS, exit_without_teardown, workflow_runner
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 SIDES = ("bare", "ours", "ours-sandboxed")
 
 
@@ -111,29 +110,6 @@ class Fakes:
             return 0
 
         return [load_context, sync, send, send_with_row, call, task, cancel]
-
-
-async def quiet(read: Any, quiet_for: float = 3.0, timeout: float = 900) -> None:
-    """Until `read()` has not moved for `quiet_for` seconds."""
-    last, since, deadline = read(), time.monotonic(), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        await asyncio.sleep(0.25)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_for:
-            return
-    raise TimeoutError("the worker did not settle")
-
-
-async def bounded(n: int, limit: int, fn: Any) -> None:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(i: int) -> None:
-        async with sem:
-            await fn(i)
-
-    await asyncio.gather(*(one(i) for i in range(n)))
 
 
 def heap_by_file(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: int, top: int) -> list[str]:
@@ -208,7 +184,7 @@ async def side(name: str, address: str, n: int, trace: bool, top: int, profile: 
     ):
         warm = min(20, n)  # the first instances load modules the rest share: not per journey
         await bounded(warm, 20, start)
-        await quiet(lambda: fakes.calls)
+        await until_still(lambda: fakes.calls, quiet_for=3.0, timeout=900)
         gc.collect()
         if trace:
             tracemalloc.start(1)
@@ -216,7 +192,7 @@ async def side(name: str, address: str, n: int, trace: bool, top: int, profile: 
         r0 = rss()
         t0 = time.monotonic()
         await bounded(n, 50, lambda i: start(warm + i))
-        await quiet(lambda: fakes.calls)
+        await until_still(lambda: fakes.calls, quiet_for=3.0, timeout=900)
         took = time.monotonic() - t0
         gc.collect()
         r1 = rss()

@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -104,11 +105,16 @@ class Meter:
 
 
 async def until_quiet(meter: Meter, quiet_for: float = 1.5, timeout: float = 300) -> None:
+    await until_still(meter.quiet_since, quiet_for, timeout)
+
+
+async def until_still(read: Callable[[], object], quiet_for: float, timeout: float) -> None:
+    """Until `read()` has not changed for `quiet_for` seconds (the worker has gone quiet)."""
     deadline = time.monotonic() + timeout
-    last, since = meter.quiet_since(), time.monotonic()
+    last, since = read(), time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(0.25)
-        now = meter.quiet_since()
+        now = read()
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet_for:
