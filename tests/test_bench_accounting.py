@@ -9,12 +9,19 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from bench.__main__ import _family, cpu_seconds, rss
 
-BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\ntime.sleep(60)\n"
+
+def burning(done: Path) -> str:
+    """Python source that burns 0.4 s of its own CPU, creates `done`, and sleeps."""
+    return (
+        "import pathlib, time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+        f"pathlib.Path({str(done)!r}).touch()\ntime.sleep(60)\n"
+    )
 
 
 def spawning(code: str) -> str:
@@ -22,18 +29,25 @@ def spawning(code: str) -> str:
     return f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {code!r}])\ntime.sleep(60)\n"
 
 
-def test_cpu_and_memory_count_the_grandchildren() -> None:
+def test_cpu_and_memory_count_the_grandchildren(tmp_path: Path) -> None:
     # parent (sleeps) -> child (sleeps) -> grandchild (burns 0.4 s of CPU, then sleeps)
-    parent = subprocess.Popen([sys.executable, "-c", spawning(spawning(BURN))])
+    done = tmp_path / "burnt"
+    parent = subprocess.Popen([sys.executable, "-c", spawning(spawning(burning(done)))])
+    # /proc counts utime and stime in whole clock ticks, each rounded down
+    rounding = 2 / os.sysconf("SC_CLK_TCK")
     try:
         deadline = time.monotonic() + 30
-        while len(_family(parent.pid)) < 3 or cpu_seconds(parent.pid) < 0.4:
+        while len(_family(parent.pid)) < 3 or not done.exists():
             assert parent.poll() is None
             assert time.monotonic() < deadline, f"family {_family(parent.pid)}, CPU {cpu_seconds(parent.pid)}"
             time.sleep(0.1)
         family = _family(parent.pid)
         assert family[0] == parent.pid and len(family) == 3
-        assert cpu_seconds(family[1]) >= 0.4  # the child's figure holds its child's
+        child_alone = own_cpu_seconds(family[1])
+        assert child_alone < 0.4 <= cpu_seconds(family[2]) + rounding
+        # the child's figure holds its child's burn, and the parent's holds both
+        assert cpu_seconds(family[1]) >= 0.4 - rounding + child_alone
+        assert cpu_seconds(family[0]) >= cpu_seconds(family[1])
         assert _family(family[2]) == [family[2]]
         assert rss(family[0]) > rss(family[1]) > rss(family[2]) > 0
     finally:
@@ -43,6 +57,12 @@ def test_cpu_and_memory_count_the_grandchildren() -> None:
             except ProcessLookupError:
                 pass
         parent.wait()
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """One process's own user + system CPU seconds, its children left out."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_a_gone_process_counts_nothing() -> None:
