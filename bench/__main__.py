@@ -56,14 +56,12 @@ from bench.bare import BARE_WORKFLOW, BareInput
 from bench.sdk import start_appointment
 from contracts.appointment import APPOINTMENT_WORKFLOW
 from contracts.policy import JourneyPolicy
-from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import connect
+from core.temporal import connect, dev_server_command
 from models.core import Channel, MessageLog, Patient, Role
 
-TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 GiB = 1024**3
 
 
@@ -173,9 +171,7 @@ async def start_stack(database_url: str | None, api_procs: int) -> Stack:
     data = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
     tport, aport, mport, sport = free_port(), free_port(), free_port(), free_port()
     server = subprocess.Popen(
-        [str(TEMPORAL_BIN), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(tport), "--headless"]
-        + ["--metrics-port", str(sport)]
-        + ["--db-filename", str(data / "temporal.db"), "--log-level", "error", *sa.cli_args()],
+        dev_server_command(tport, data / "temporal.db", "--metrics-port", str(sport)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -42,16 +42,15 @@ from sqlalchemy import event
 
 import api.repair
 from api.main import create_app
-from bench.__main__ import TEMPORAL_BIN, free_port, wait_port
+from bench.__main__ import free_port, wait_port
 from bench.gctime import GcTimer
 from bench.sdk import start_appointment
 from contracts.policy import JourneyPolicy
-from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.security import create_token, hash_password
 from core.settings import Settings
-from core.temporal import DEV_SERVER_ARGS
+from core.temporal import dev_server_command
 from models.core import Channel, Clinic, Doctor, Patient, Role, StaffUser
 
 
@@ -152,8 +151,7 @@ async def main(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="journeys-booking-cost-"))
     tport = free_port()
     server = subprocess.Popen(
-        [str(TEMPORAL_BIN), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(tport), "--headless"]
-        + ["--db-filename", str(data / "temporal.db"), "--log-level", "error", *DEV_SERVER_ARGS, *sa.cli_args()],
+        dev_server_command(tport, data / "temporal.db"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

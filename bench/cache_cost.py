@@ -41,10 +41,9 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker, WorkflowRunner
 
-from bench.__main__ import PROJECT_ROOT, TEMPORAL_BIN, bounded
+from bench.__main__ import PROJECT_ROOT, bounded
 from bench.bare import BareInput, BareWorkflow, bench_tick
 from bench.counters import until_still
 from contracts.appointment import (
@@ -56,8 +55,7 @@ from contracts.appointment import (
 )
 from contracts.common import CancelTasks, OutboundMessage, SendResult, TaskRef, TaskRequest, VoiceCall
 from contracts.policy import JourneyPolicy
-from core import search_attributes as sa
-from core.temporal import DEV_SERVER_ARGS, exit_without_teardown, workflow_runner
+from core.temporal import exit_without_teardown, start_dev_server, workflow_runner
 
 SIDES = ("bare", "ours", "ours-sandboxed")
 
@@ -125,6 +123,27 @@ def heap_by_file(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, n: i
     return out
 
 
+async def settled(client: Client, ids: list[str], fakes: Fakes) -> None:
+    """Until every started workflow has completed its first workflow task (its instance built,
+    in the cache and waiting) and the fakes have stood still for 3 s (our journeys' notices sent).
+    The bare floor calls no fake before its sleep, so the first condition is its only signal."""
+
+    async def unbuilt(some: list[str]) -> list[str]:
+        described = await bounded(len(some), 50, lambda i: client.get_workflow_handle(some[i]).describe())
+        # started, task scheduled, task started, task completed: the first task is done
+        return [w for w, d in zip(some, described, strict=True) if d.history_length < 4]
+
+    deadline = time.monotonic() + 900
+    waiting = list(ids)
+    while waiting:
+        waiting = await unbuilt(waiting)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(waiting)} workflows never completed their first task")
+        if waiting:
+            await asyncio.sleep(0.5)
+    await until_still(lambda: fakes.calls, quiet_for=3.0, timeout=900)
+
+
 async def side(name: str, address: str, n: int, trace: bool, top: int, profile: str | None) -> dict[str, Any]:
     client = await Client.connect(address)
     tq = f"cache-{name}-{uuid.uuid4().hex[:6]}"
@@ -184,7 +203,7 @@ async def side(name: str, address: str, n: int, trace: bool, top: int, profile: 
     ):
         warm = min(20, n)  # the first instances load modules the rest share: not per journey
         await bounded(warm, 20, start)
-        await until_still(lambda: fakes.calls, quiet_for=3.0, timeout=900)
+        await settled(client, ids, fakes)
         gc.collect()
         if trace:
             tracemalloc.start(1)
@@ -192,7 +211,7 @@ async def side(name: str, address: str, n: int, trace: bool, top: int, profile: 
         r0 = rss()
         t0 = time.monotonic()
         await bounded(n, 50, lambda i: start(warm + i))
-        await until_still(lambda: fakes.calls, quiet_for=3.0, timeout=900)
+        await settled(client, ids, fakes)
         took = time.monotonic() - t0
         gc.collect()
         r1 = rss()
@@ -230,12 +249,7 @@ async def main(args: argparse.Namespace) -> None:
     # Byte-compiled, as the image and the bench's worker run it (PYTHONDONTWRITEBYTECODE may be
     # set here): the sandbox would otherwise compile the journey's source for every instance.
     compileall.compile_dir(PROJECT_ROOT / "workflows", quiet=1)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        search_attributes=sa.ALL,
-        dev_server_log_level="error",
-        dev_server_extra_args=DEV_SERVER_ARGS,
-    )
+    env = await start_dev_server()
     try:
         address = env.client.service_client.config.target_host
         results = []

@@ -37,22 +37,18 @@ from sqlalchemy import event, func
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from bench.gctime import GcTimer
 from bench.sdk import start_appointment
 from contracts.appointment import AppointmentSnapshot, appointment_workflow_id
 from contracts.policy import JourneyPolicy
 from core import gc_policy
-from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import DEV_SERVER_ARGS, connect
+from core.temporal import connect, start_dev_server
 from models.appointment import Appointment
 from models.core import Channel, Clinic, Doctor, MessageLog, Patient
-
-TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 
 
 def phase(what: str) -> None:
@@ -189,12 +185,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
     # Byte-compiled, as the image and the bench's worker run it (PYTHONDONTWRITEBYTECODE may be
     # set here): the sandbox would otherwise compile the journey's source for every instance.
     compileall.compile_dir(PROJECT_ROOT / "workflows", quiet=1)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        search_attributes=sa.ALL,
-        dev_server_log_level="error",
-        dev_server_extra_args=DEV_SERVER_ARGS,
-    )
+    env = await start_dev_server()
     data = Path(tempfile.mkdtemp(prefix="journeys-counters-"))
     try:
         settings = Settings(

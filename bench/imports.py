@@ -30,7 +30,6 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from activities.imports import IN_FLIGHT
 from bench.__main__ import env_for
@@ -41,11 +40,10 @@ from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import connect
+from core.temporal import connect, start_dev_server
 from models.core import Clinic, Doctor, MessageLog, Patient, policy_from_json
 from models.imports import ImportKind, ImportRun
 
-TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 DOCTORS = 50
 SLOTS_PER_DAY = 24  # 30-minute visits, 08:00-20:00
 # SDK starts in flight at once: IN_FLIGHT, what an import worker process allows (activities.imports).
@@ -89,9 +87,7 @@ async def phases(handle: WorkflowHandle) -> str:
 
 
 async def main(rows: int, database_url: str | None, journeys: str = "running") -> None:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN), search_attributes=sa.ALL, dev_server_log_level="error"
-    )
+    env = await start_dev_server()
     data = Path(tempfile.mkdtemp(prefix="journeys-bench-imports-"))
     settings = Settings(
         DATA_DIR=data,

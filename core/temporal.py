@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
@@ -12,14 +13,49 @@ from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from core import sandbox_code
+from core import search_attributes as sa
 from core.codec import data_converter
 from core.sandbox_contexts import JourneySandbox
-from core.settings import Settings
+from core.settings import PROJECT_ROOT, Settings
 from core.telemetry import client_interceptors
+
+if TYPE_CHECKING:
+    from temporalio.testing import WorkflowEnvironment
 
 # Dev server flags: long polls renewed every 10 s (default 60 s), so the task queue's poller
 # last-access time shows a dead worker within seconds (/health, HEALTH_POLLER_WINDOW).
 DEV_SERVER_ARGS = ["--dynamic-config-value", 'matching.longPollExpirationInterval="10s"']
+
+# The Temporal CLI (dev server + Web UI), built from Go modules by scripts/bootstrap.sh.
+TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
+
+
+def dev_server_command(port: int, db_file: Path, *extra: str) -> list[str]:
+    """`temporal server start-dev` on loopback, headless, its history in `db_file`, with our
+    search attributes and DEV_SERVER_ARGS: the benches' and the chaos test's server, run as a
+    process of their own so they can kill it and measure it (`make run` passes the same flags)."""
+    return [
+        str(TEMPORAL_BIN),
+        *("server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)),
+        *("--db-filename", str(db_file), "--log-level", "error"),
+        *DEV_SERVER_ARGS,
+        *sa.cli_args(),
+        *extra,
+    ]
+
+
+async def start_dev_server(port: int | None = None) -> WorkflowEnvironment:
+    """The same dev server in memory, started and stopped by the SDK (`await env.shutdown()`):
+    the tests' shared server and the in-process benches'. `port`: a fixed one (default: free)."""
+    from temporalio.testing import WorkflowEnvironment  # the SDK's test harness: tests and benches only
+
+    return await WorkflowEnvironment.start_local(
+        port=port,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        search_attributes=sa.ALL,
+        dev_server_log_level="error",
+        dev_server_extra_args=DEV_SERVER_ARGS,
+    )
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None, service: str = "journeys") -> Client:

@@ -48,9 +48,8 @@ import httpx
 from sqlmodel import col, select
 
 from core.db import make_engine, migrate, session_factory
-from core.search_attributes import cli_args
-from core.settings import PROJECT_ROOT, Settings
-from core.temporal import DEV_SERVER_ARGS
+from core.settings import Settings
+from core.temporal import dev_server_command
 from models.appointment import Appointment
 from models.core import Clinic, Doctor, MessageLog, Patient, Role, StaffUser
 from tests.support.fake_providers import FakeProviders
@@ -106,22 +105,7 @@ class Temporal:
 
     def start(self) -> None:
         self.p = subprocess.Popen(
-            [
-                str(PROJECT_ROOT / ".tools" / "bin" / "temporal"),
-                "server",
-                "start-dev",
-                "--headless",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--db-filename",
-                str(self.db),
-                "--log-level",
-                "error",
-                *DEV_SERVER_ARGS,
-                *cli_args(),
-            ],
+            dev_server_command(self.port, self.db),
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )

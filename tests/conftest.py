@@ -20,13 +20,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from core import search_attributes
 from core.db import migrate
 from core.deps import Deps
 from core.settings import Settings
-from core.temporal import DEV_SERVER_ARGS, connect
+from core.temporal import TEMPORAL_BIN, connect, start_dev_server
 from models.core import Role
-from tests.support.api import TEMPORAL_BIN, Api
+from tests.support.api import Api
 from tests.support.live import free_port, running_worker, serve
 
 ROLE_PASSWORD = "pw-{role}-12345"
@@ -39,12 +38,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        search_attributes=search_attributes.ALL,
-        dev_server_log_level="error",
-        dev_server_extra_args=DEV_SERVER_ARGS,
-    )
+    env = await start_dev_server()
     try:
         yield env
     finally:

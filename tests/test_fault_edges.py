@@ -375,12 +375,9 @@ async def test_health_sees_the_only_worker_gone_within_seconds(settings: Setting
 async def test_api_started_while_temporal_is_down_recovers_by_itself(settings: Settings, api: Api) -> None:
     """The API comes up with Temporal unreachable: journey calls are 503 + Retry-After (not
     500), and once a Temporal server appears at the address the same process books again."""
-    from temporalio.testing import WorkflowEnvironment
 
     from api.main import create_app
-    from core import search_attributes
-    from core.temporal import DEV_SERVER_ARGS
-    from tests.support.api import TEMPORAL_BIN
+    from core.temporal import start_dev_server
     from tests.support.live import free_port, serve
 
     clinic = await make_clinic(api, reminder_lead=3600)
@@ -402,13 +399,7 @@ async def test_api_started_while_temporal_is_down_recovers_by_itself(settings: S
         assert r.status_code == 503 and r.headers.get("retry-after"), r.text
         r = await http.get("/v1/appointments", params={"doctor_id": clinic["doctor_id"]}, headers=headers)
         assert r.json() == []  # nothing half-written
-        env = await WorkflowEnvironment.start_local(
-            port=temporal_port,
-            dev_server_existing_path=str(TEMPORAL_BIN),
-            search_attributes=search_attributes.ALL,
-            dev_server_log_level="error",
-            dev_server_extra_args=DEV_SERVER_ARGS,
-        )
+        env = await start_dev_server(temporal_port)
         try:
 
             async def books() -> None:

@@ -10,7 +10,6 @@ import httpx
 from core.settings import PROJECT_ROOT
 from models.core import Role
 
-TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 TEST_SERVER_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal-test-server"
 
 
