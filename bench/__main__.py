@@ -59,7 +59,7 @@ from contracts.policy import JourneyPolicy
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import connect, dev_server_command
+from core.temporal import connect, dev_server_command, exit_without_teardown
 from models.core import Channel, MessageLog, Patient, Role
 
 GiB = 1024**3
@@ -877,3 +877,4 @@ if __name__ == "__main__":
     p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     p.add_argument("--only", default="", help="some figures only: bookings,notices,burst,reply (profiling)")
     asyncio.run(main(p.parse_args()))
+    exit_without_teardown(0)  # the Temporal client's threads may outlive the loop

@@ -50,7 +50,7 @@ from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.security import create_token, hash_password
 from core.settings import Settings
-from core.temporal import dev_server_command
+from core.temporal import dev_server_command, exit_without_teardown
 from models.core import Channel, Clinic, Doctor, Patient, Role, StaffUser
 
 
@@ -308,3 +308,4 @@ if __name__ == "__main__":
     parsed = p.parse_args()
     CLIENTS = parsed.clients
     asyncio.run(main(parsed))
+    exit_without_teardown(0)  # the Temporal client's threads may outlive the loop

@@ -46,7 +46,7 @@ from core import gc_policy
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import connect, start_dev_server
+from core.temporal import connect, exit_without_teardown, start_dev_server
 from models.appointment import Appointment
 from models.core import Channel, Clinic, Doctor, MessageLog, Patient
 
@@ -288,6 +288,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
 
             meter.reset()
             phase("replies start")
+            prof = cProfile.Profile() if profile == "reply" else None
             visible: list[float] = []
             routed: list[float] = []
             for aid, pid in zip(aids, pids, strict=True):
@@ -301,7 +302,11 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
                     text="так",
                     received_at=datetime.now(UTC),
                 )
+                if prof:  # the routing only (and whatever the worker runs meanwhile in this thread)
+                    prof.enable()
                 await route_inbound(deps.sessions, client, msg)
+                if prof:
+                    prof.disable()
                 routed.append((time.perf_counter() - t0) * 1000)
                 h = client.get_workflow_handle(appointment_workflow_id(aid))
                 while True:
@@ -313,6 +318,7 @@ async def main(n: int, trace: bool, profile: str | None = None) -> None:
             await until_quiet(meter)
             lines.append(meter.report("reply (routing+signal+sync)", n))
             phase("replies end")
+            profiled(prof, "the replies' inbound routing")
             lines.append(
                 f"  reply -> confirmed in a query, in process: p50 {statistics.median(visible):.1f} ms,"
                 f" p90 {sorted(visible)[int(0.9 * (len(visible) - 1))]:.1f} ms"
@@ -332,8 +338,9 @@ if __name__ == "__main__":
     p.add_argument("--trace", action="store_true", help="print every statement and commit (use with --n 1)")
     p.add_argument(
         "--cprofile",
-        choices=("notice", "ask"),
+        choices=("notice", "ask", "reply"),
         help="profile one phase in process (cProfile: its own overhead inflates the CPU figures)",
     )
     a = p.parse_args()
     asyncio.run(main(a.n, a.trace, a.cprofile))
+    exit_without_teardown(0)  # the Temporal client's threads may outlive the loop

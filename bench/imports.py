@@ -40,7 +40,7 @@ from core import search_attributes as sa
 from core.db import make_engine, migrate, session_factory
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings
-from core.temporal import connect, start_dev_server
+from core.temporal import connect, exit_without_teardown, start_dev_server
 from models.core import Clinic, Doctor, MessageLog, Patient, policy_from_json
 from models.imports import ImportKind, ImportRun
 
@@ -266,3 +266,4 @@ if __name__ == "__main__":
     )
     args = p.parse_args()
     asyncio.run(main(args.rows, args.database_url, args.journeys))
+    exit_without_teardown(0)  # the Temporal client's threads may outlive the loop
