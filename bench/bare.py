@@ -39,8 +39,9 @@ class BareWorkflow:
             delay = inp.wake_at - workflow.now().timestamp()
             if delay > 0:
                 await workflow.sleep(delay)
-        # 10 s, not 60: an attempt lost on its way to the worker is retried after this timeout,
-        # and one such loss in 300 held the floor's last result to ~62 s (its others by ~23 s).
+        # 10 s, not 60: in 3 of 7 runs of 300, one result came ~60 s after the others (62-65 s
+        # against ~23 s), the shape of an attempt lost on its way to the worker and retried only
+        # when this timeout ran out. A no-op needs milliseconds; the floor must not wait a minute.
         ran = await workflow.execute_activity(bench_tick, start_to_close_timeout=timedelta(seconds=10))
         if inp.wait_for_poke:
             await workflow.wait_condition(lambda: self.poked)
