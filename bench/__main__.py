@@ -107,16 +107,19 @@ def _family(pid: int) -> list[int]:
     return out
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds one process has used, its children left out, from /proc
+    (in whole clock ticks, utime and stime each rounded down); 0 for a process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (stat's 14, 15)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process and its live descendants have used, from /proc."""
-    total = 0
-    for p in _family(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(own_cpu_seconds(p) for p in _family(pid))
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import _family, cpu_seconds, rss
+from bench.__main__ import _family, cpu_seconds, own_cpu_seconds, rss
 
 
 def burning(done: Path) -> str:
@@ -57,12 +57,6 @@ def test_cpu_and_memory_count_the_grandchildren(tmp_path: Path) -> None:
             except ProcessLookupError:
                 pass
         parent.wait()
-
-
-def own_cpu_seconds(pid: int) -> float:
-    """One process's own user + system CPU seconds, its children left out."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_a_gone_process_counts_nothing() -> None:
