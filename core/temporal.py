@@ -33,7 +33,8 @@ TEMPORAL_BIN = PROJECT_ROOT / ".tools" / "bin" / "temporal"
 def dev_server_command(port: int, db_file: Path, *extra: str) -> list[str]:
     """`temporal server start-dev` on loopback, headless, its history in `db_file`, with our
     search attributes and DEV_SERVER_ARGS: the benches' and the chaos test's server, run as a
-    process of their own so they can kill it and measure it (`make run` passes the same flags)."""
+    process of their own so they can kill it and measure it (`make run` passes the same
+    DEV_SERVER_ARGS and search attributes)."""
     return [
         str(TEMPORAL_BIN),
         *("server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port)),
