@@ -8,6 +8,8 @@ the ratio and the issue's goal:
 
   bookings      C clients for D seconds: POST /v1/appointments (API processes) vs the SDK's
                 start_workflow of the same journey                           goal >= 0.9x
+                (--booking-rounds R, default 3: R rounds, the side that goes first
+                alternating; the median of the rounds' ratios, and each round)
                 + where the cores went: CPU ms per booking of the dev server, the worker,
                 the API processes and the bench's own client, on each side, and the rate
                 that total allows on this many cores
@@ -420,7 +422,7 @@ class Bench:
             await asyncio.sleep(0.5)
 
     # -------------------------------------------------------------------------- figures
-    async def bookings(self, clients: int, seconds: float, api_procs: int) -> None:
+    async def bookings(self, clients: int, seconds: float, api_procs: int, rounds: int = 1) -> None:
         cid, _ = await self.clinic("Bench bookings")
         docs = await self.doctors(cid, clients)
         # One patient per booking, as at a clinic's desk (one patient with every booking would
@@ -430,10 +432,14 @@ class Bench:
         policy = JourneyPolicy(quiet_hours=None)
 
         procs = ("server", "worker", "API")
-        spent: list[tuple[int, dict[str, float]]] = []  # per side: bookings, CPU seconds by process
-        ops: list[dict[str, float]] = []  # per side: the dev server's requests per booking, by kind
+        # Per side (0: SDK, 1: API), summed over the rounds: bookings, CPU seconds by process,
+        # and the dev server's requests by kind.
+        done_by: list[int] = [0, 0]
+        cpu_by: list[collections.Counter[str]] = [collections.Counter(), collections.Counter()]
+        ops_by: list[collections.Counter[str]] = [collections.Counter(), collections.Counter()]
+        slots = [0] * clients  # each client's next slot, kept across rounds (never the same one twice)
 
-        async def run(fn: Callable[[int, int], Awaitable[None]]) -> float:
+        async def run(side: int, fn: Callable[[int, int], Awaitable[None]]) -> float:
             stop = time.monotonic() + seconds
             done = 0
             c0 = self.cpu(*procs)
@@ -441,17 +447,19 @@ class Bench:
 
             async def client(c: int) -> None:
                 nonlocal done
-                k = 0
                 while time.monotonic() < stop:
+                    k = slots[c]
+                    slots[c] += 1
                     await fn(c, k)
-                    k += 1
                     done += 1
 
             t0 = time.monotonic()
             await asyncio.gather(*(client(c) for c in range(clients)))
             rate = done / (time.monotonic() - t0)
-            spent.append((done, {k: v - c0[k] for k, v in self.cpu(*procs).items()}))
-            ops.append(per_each(await server_ops(self.http, self.s.server_metrics), o0, done))
+            done_by[side] += done
+            cpu_by[side].update({k: v - c0[k] for k, v in self.cpu(*procs).items()})
+            ops_by[side].update(per_each(await server_ops(self.http, self.s.server_metrics), o0, 1))
+            await self.settle()
             return rate
 
         async def sdk(c: int, k: int) -> None:
@@ -473,21 +481,35 @@ class Bench:
             )
             r.raise_for_status()
 
-        sdk_rate = await run(sdk)
-        await self.settle()
-        api_rate = await run(api)
-        ratio = api_rate / sdk_rate
+        # Rounds alternate which side goes first (SDK, API; API, SDK; ...), so a drift of the
+        # box or of the growing server state (every booking leaves an open journey) favours
+        # neither side; the figure is the median of the rounds' ratios.
+        pairs: list[tuple[float, float]] = []  # per round: SDK rate, API rate
+        for r in range(rounds):
+            if r % 2 == 0:
+                sdk_rate = await run(0, sdk)
+                api_rate = await run(1, api)
+            else:
+                api_rate = await run(1, api)
+                sdk_rate = await run(0, sdk)
+            pairs.append((sdk_rate, api_rate))
+        ratio = statistics.median(a / s for s, a in pairs)
         self.add(
-            f"bookings/s, {clients} clients x {seconds:.0f} s",
-            f"API {api_rate:.1f}/s ({api_procs} procs)",
-            f"SDK start {sdk_rate:.1f}/s",
+            f"bookings/s, {clients} clients x {seconds:.0f} s" + (f", median of {rounds}" if rounds > 1 else ""),
+            f"API {statistics.median(a for _, a in pairs):.1f}/s ({api_procs} procs)",
+            f"SDK start {statistics.median(s for s, _ in pairs):.1f}/s",
             ratio,
             ">= 0.9x",
             ratio >= 0.9,
         )
+        if rounds > 1:
+            self.notes.append(
+                "bookings, each round (API / SDK per s, ratio): "
+                + "; ".join(f"{a:.1f} / {s:.1f}, {a / s:.2f}x" for s, a in pairs)
+            )
         # Where the two cores went while each side ran (the journeys' own first steps, run by the
         # worker meanwhile, count on both sides): CPU ms per booking, and the rate that total allows.
-        (n_sdk, c_sdk), (n_api, c_api) = spent
+        (n_sdk, c_sdk), (n_api, c_api) = zip(done_by, cpu_by, strict=True)
         cores = os.cpu_count() or 1
         each = ", ".join(f"{k} {c_api[k] * 1000 / n_api:.1f} / {c_sdk[k] * 1000 / n_sdk:.1f}" for k in c_api)
         all_api, all_sdk = sum(c_api.values()) * 1000 / n_api, sum(c_sdk.values()) * 1000 / n_sdk
@@ -497,7 +519,7 @@ class Bench:
         )
         # What the server did per booking on each side (its API calls and its database's reads
         # and writes): the kinds the two sides differ in by 0.05 or more.
-        o_api, o_sdk = ops[1], ops[0]
+        o_api, o_sdk = (per_each(ops_by[side], collections.Counter(), done_by[side]) for side in (1, 0))
         totals = {
             kind: (
                 sum(v for k, v in o_api.items() if k.startswith(kind)),
@@ -516,7 +538,6 @@ class Bench:
                 f"database operations {totals['db '][0]:.1f} / {totals['db '][1]:.1f}; differing: "
                 + ", ".join(f"{k} {o_api.get(k, 0):.2f} / {o_sdk.get(k, 0):.2f}" for k in differ[:12])
             )
-        await self.settle()
 
     def cpu(self, *names: str) -> dict[str, float]:
         """CPU seconds so far of the named stack processes (each with its children), and the
@@ -756,7 +777,12 @@ class Bench:
         ours: list[float] = []
         posts: list[float] = []  # of which the reply's own request (routing, its row, the signal)
         polls: list[int] = []  # GETs until `confirmed` showed
-        for i in range(min(samples, len(self.burst_aids))):
+        bare: list[float] = []
+        n = min(samples, len(self.burst_aids))
+        handles = await bounded(n, 10, lambda i: self.start_bare(BareInput(wait_for_poke=True)))
+        await asyncio.sleep(1)
+
+        async def one_of_ours(i: int) -> None:
             aid, pid = self.burst_aids[i], self.burst_pids[i]
             t0 = time.perf_counter()
             r = await self.http.post("/v1/sandbox/reply", json={"patient_id": pid, "text": "так"})
@@ -772,15 +798,23 @@ class Bench:
                     raise RuntimeError(f"reply to {aid} not visible after 60 s")
                 await asyncio.sleep(0.005)
             ours.append((time.perf_counter() - t0) * 1000)
-        handles = await bounded(samples, 10, lambda i: self.start_bare(BareInput(wait_for_poke=True)))
-        await asyncio.sleep(1)
-        bare: list[float] = []
-        for h in handles:
+
+        async def one_bare(i: int) -> None:
+            h = handles[i]
             t0 = time.perf_counter()
             await h.signal("poke")
             while not await h.query("poked"):
                 await asyncio.sleep(0.005)
             bare.append((time.perf_counter() - t0) * 1000)
+
+        # The samples alternate (ours, bare; bare, ours; ...), so a slow moment of the box lands
+        # on both sides alike, and each side's sample follows the other's as often as not.
+        for i in range(n):
+            for f in (one_of_ours, one_bare) if i % 2 == 0 else (one_bare, one_of_ours):
+                await f(i)
+                # Apart, so neither side's sample meets the other's after-work (our journey's row
+                # sync after a reply takes tens of milliseconds).
+                await asyncio.sleep(0.5)
         o, b = statistics.median(ours), statistics.median(bare)
         self.notes.append(
             f"reply: p50 {o:.1f} ms, of which the reply's request {statistics.median(posts):.1f} ms;"
@@ -828,7 +862,7 @@ async def main(args: argparse.Namespace) -> None:
         extra: list[str] = []
         if "bookings" in only:
             progress("bookings")
-            await b.bookings(args.clients, args.seconds, args.api_procs)
+            await b.bookings(args.clients, args.seconds, args.api_procs, args.booking_rounds)
         start_rate, per_notice = 10.0, 1.0
         if "notices" in only:
             progress("journeys -> booking notices")
@@ -871,7 +905,10 @@ if __name__ == "__main__":
     p.add_argument("--large", action="store_true", help="10k journeys per figure and 100k open journeys")
     p.add_argument("--n", type=int, default=0, help="journeys per figure (default 300; --large 10,000)")
     p.add_argument("--clients", type=int, default=20, help="concurrent booking clients")
-    p.add_argument("--seconds", type=float, default=15, help="booking measurement per side")
+    p.add_argument("--seconds", type=float, default=10, help="booking measurement per side and round")
+    p.add_argument(
+        "--booking-rounds", type=int, default=3, help="booking rounds, sides alternating first; the median ratio"
+    )
     p.add_argument("--api-procs", type=int, default=2, help="API processes (uvicorn --workers)")
     p.add_argument("--reply-samples", type=int, default=20)
     p.add_argument(
