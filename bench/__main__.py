@@ -778,7 +778,7 @@ class Bench:
         )
         await self.settle(quiet_for=5)
 
-    async def reply(self, samples: int) -> None:
+    async def reply(self, samples: int, gap: float = 0.5) -> None:
         ours: list[float] = []
         posts: list[float] = []  # of which the reply's own request (routing, its row, the signal)
         polls: list[int] = []  # GETs until `confirmed` showed
@@ -819,7 +819,7 @@ class Bench:
                 await f(i)
                 # Apart, so neither side's sample meets the other's after-work (our journey's row
                 # sync after a reply takes tens of milliseconds).
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(gap)
         o, b = statistics.median(ours), statistics.median(bare)
         self.notes.append(
             f"reply: p50 {o:.1f} ms, of which the reply's request {statistics.median(posts):.1f} ms;"
@@ -877,7 +877,7 @@ async def main(args: argparse.Namespace) -> None:
             extra = await b.burst(start_rate, per_notice, args.burst_rounds)
         if "reply" in only:
             progress("reply -> visible")
-            await b.reply(args.reply_samples)
+            await b.reply(args.reply_samples, args.reply_gap)
         if "bookings" in only:
             # Last: its rounds leave thousands of journeys open (booked months ahead), which
             # would fill the worker's sticky cache before the figures above if they ran first.
@@ -918,6 +918,7 @@ if __name__ == "__main__":
     )
     p.add_argument("--api-procs", type=int, default=2, help="API processes (uvicorn --workers)")
     p.add_argument("--reply-samples", type=int, default=20)
+    p.add_argument("--reply-gap", type=float, default=0.5, help="seconds between reply samples (ours, bare alternate)")
     p.add_argument(
         "--burst-rounds", type=int, default=1, help="bursts per side, alternating; the table gives the medians"
     )
