@@ -9,7 +9,8 @@ booking:
   * CPU ms (time.process_time: this process's every thread, the SQLite driver's and the
     Temporal client's included), and how much of it the kernel spent (os.times: the system
     calls, the database's fsyncs among them),
-  * SQL statements and commits (SQLAlchemy engine events),
+  * SQL statements and commits (SQLAlchemy engine events), and on SQLite the trips to the
+    driver's thread (each a hand-off and a wake-up of the event loop: core.sqlite_gate),
 
 beside the SDK's `start_workflow` of the same journey input in the same run (CPU ms per start)
 and the driver's own share (the same client against an ASGI app that only answers 201).
@@ -17,6 +18,7 @@ No worker runs: a start only records the workflow; the journey's own work is not
 
 Usage: .venv/bin/python -m bench.booking_cost [--n 300] [--role front_desk|operator|admin]
          [--keys] [--statements] [--clients C] [--cprofile FILE] [--database-url URL]
+         [--loop uvloop|asyncio]
   --keys: an Idempotency-Key on every booking; --statements: the SQL per booking by kind;
   --clients C: C bookings in flight (wall ms is then 1/throughput; CPU stays per booking).
 """
@@ -37,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import httpx
 from sqlalchemy import event
 
@@ -63,25 +66,37 @@ class Cost:
     commits: float
     gc_ms: float
     gcs: dict[int, int]
+    trips: float = 0.0
 
     def line(self, what: str) -> str:
         return (
             f"{what:<30} {self.cpu_ms:6.2f} ms CPU ({self.sys_ms:5.2f} in the kernel)  {self.wall_ms:6.2f} ms wall"
             f"  {self.statements:4.1f} SQL  {self.commits:3.1f} commits"
-            f"  (GC {self.gc_ms:.2f} ms; collections by generation {self.gcs})"
+            + (f"  {self.trips:4.1f} trips" if self.trips else "")
+            + f"  (GC {self.gc_ms:.2f} ms; collections by generation {self.gcs})"
         )
 
 
 class SqlCounter:
-    """Statements (by their first words) and commits on one engine while `on`."""
+    """Statements (by their first words) and commits on one engine while `on`, and the trips
+    every SQLite connection of the process makes to its driver's thread."""
 
     def __init__(self, engine: Any) -> None:
         self.on = False
         self.statements = 0
         self.commits = 0
+        self.trips = 0
         self.kinds: collections.Counter[str] = collections.Counter()
         event.listen(engine.sync_engine, "before_cursor_execute", self._stmt)
         event.listen(engine.sync_engine, "commit", self._commit)
+        handed = aiosqlite.Connection._execute  # what every trip of core.sqlite_gate ends in
+
+        async def counted(conn: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.on:
+                self.trips += 1
+            return await handed(conn, fn, *args, **kwargs)
+
+        setattr(aiosqlite.Connection, "_execute", counted)  # noqa: B010 - patched for the count
 
     def _stmt(self, _conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
         if self.on:
@@ -95,7 +110,7 @@ class SqlCounter:
             self.commits += 1
 
     def reset(self) -> None:
-        self.statements = self.commits = 0
+        self.statements = self.commits = self.trips = 0
         self.kinds.clear()
 
 
@@ -143,6 +158,7 @@ async def measure(n: int, fn: Any, counter: SqlCounter | None) -> Cost:
         counter.commits / n if counter else 0.0,
         GC.seconds * 1000 / n,
         dict(GC.collections),
+        counter.trips / n if counter else 0.0,
     )
 
 
@@ -305,7 +321,17 @@ if __name__ == "__main__":
     p.add_argument("--clients", type=int, default=1, help="bookings in flight at once (wall ms then = 1/throughput)")
     p.add_argument("--cprofile", default="", help="also write a cProfile of N bookings to this file")
     p.add_argument("--database-url", default="", help="default: the SQLite file under a temp DATA_DIR")
+    p.add_argument(
+        "--loop",
+        default="uvloop",
+        choices=["uvloop", "asyncio"],
+        help="the event loop (default uvloop: what uvicorn serves the API on when it is installed)",
+    )
     parsed = p.parse_args()
     CLIENTS = parsed.clients
+    if parsed.loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
     asyncio.run(main(parsed))
     exit_without_teardown(0)  # the Temporal client's threads may outlive the loop

@@ -30,6 +30,11 @@ one by one (four thread hand-offs and wake-ups of the event loop), and SQLAlchem
 does all four for every statement. `OneTripCursor` runs them together and hands the adapter
 the rows, description, rowcount and lastrowid it reads afterwards. (No code here streams a
 result with a server-side cursor; one would still be correct, with its rows read at once.)
+
+A commit or rollback with no transaction open makes no trip at all. sqlite3 does nothing for
+either then, but SQLAlchemy asks for both around every read: the session's rollback at its
+close and the pool's reset when the connection goes back, two hand-offs to the thread for a
+request that only read (on this box ~0.1-0.2 ms of CPU each, against ~2 µs for the read itself).
 """
 
 from __future__ import annotations
@@ -157,6 +162,11 @@ class GatedConnection(aiosqlite.Connection):
         self._database = database
         self._busy_timeout = busy_timeout
         self._gate: asyncio.Lock | None = None  # set while this connection holds it
+        # Trips handed to the connection's thread, and trips it has finished: each counter is
+        # written by one thread only. A trip whose awaiting task was cancelled still counts
+        # until the thread has run it.
+        self._handed = 0
+        self._finished = 0
 
     def cursor(self) -> _Ready:  # type: ignore[override]
         return _Ready(OneTripCursor(self))
@@ -164,6 +174,36 @@ class GatedConnection(aiosqlite.Connection):
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # aiosqlite's own calls (connect, commit, rollback, close, connection.execute...)
         return await self._trip(partial(fn, *args, **kwargs) if args or kwargs else fn, args[0] if args else None)
+
+    async def commit(self) -> None:
+        if not self._nothing_to_end():
+            await super().commit()
+
+    async def rollback(self) -> None:
+        if not self._nothing_to_end():
+            await super().rollback()
+
+    def _nothing_to_end(self) -> bool:
+        """Whether sqlite3's commit or rollback would be a no-op now: no transaction open, and
+        no trip queued or running that could open one (nor a gate held, which a trip hands on)."""
+        if self._handed != self._finished or self._gate is not None:
+            return False
+        try:
+            return not self._conn.in_transaction
+        except (ValueError, sqlite3.ProgrammingError):  # closed: aiosqlite's own call says so
+            return False
+
+    async def _hand(self, fn: Callable[[], Any]) -> Any:
+        """`fn` to the connection's thread, counted."""
+
+        def counted() -> Any:
+            try:
+                return fn()
+            finally:
+                self._finished += 1
+
+        self._handed += 1  # (refused by a closed connection, it stays uneven: never skipped again)
+        return await super()._execute(counted)
 
     async def _trip(self, fn: Callable[[], Any], sql: object) -> Any:
         """Run `fn` in the connection's thread; a write first takes the gate, which is handed
@@ -177,7 +217,7 @@ class GatedConnection(aiosqlite.Connection):
                 raise sqlite3.OperationalError("database is locked") from None
             self._gate = gate
         if self._gate is None:
-            return await super()._execute(fn)
+            return await self._hand(fn)
         conn = self._conn
 
         def call_and_report() -> tuple[Any, BaseException | None, bool]:
@@ -192,7 +232,7 @@ class GatedConnection(aiosqlite.Connection):
                 open_ = False
             return result, error, open_
 
-        result, error, open_ = await super()._execute(call_and_report)
+        result, error, open_ = await self._hand(call_and_report)
         if not open_:
             self._release()
         if error is not None:

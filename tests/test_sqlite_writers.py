@@ -141,3 +141,43 @@ async def test_a_statement_makes_one_trip_to_the_drivers_thread(
             await c.commit()
     finally:
         await engine.dispose()
+
+
+async def test_a_read_makes_no_trip_to_end_a_transaction_it_never_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ORM session that only reads: SQLAlchemy rolls back at the session's close and again
+    when the pool takes the connection back; with no transaction open both are sqlite3
+    no-ops, and neither may cost a hand-off to the driver's thread. With one open, both
+    still happen: an uncommitted write is rolled back and the gate handed on."""
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}", sqlite_busy_timeout=2)
+    await _table(engine)
+    trips = 0
+    base = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await base(self, fn, *args, **kwargs)
+
+    try:
+        async with engine.connect() as c:  # the pool's connection is open before counting
+            await c.execute(text("SELECT 1"))
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        async with AsyncSession(engine) as s:
+            assert (await s.exec(text("SELECT count(*) FROM visits"))).one() == (0,)  # type: ignore[call-overload]
+            await s.commit()  # nothing open: no trip either
+        assert trips == 1  # the statement's own
+
+        trips = 0
+        async with AsyncSession(engine) as s:  # a write left uncommitted
+            await s.exec(text("INSERT INTO visits (id, n) VALUES (1, 1)"))  # type: ignore[call-overload]
+        assert trips == 2  # the statement, the session's rollback (then nothing is open)
+        async with engine.begin() as c:  # the gate was handed on, and the row is gone
+            await asyncio.wait_for(c.execute(text("INSERT INTO visits (id, n) VALUES (2, 1)")), 1)
+        async with engine.connect() as c:
+            assert (await c.execute(text("SELECT id FROM visits"))).scalars().all() == [2]
+    finally:
+        await engine.dispose()
