@@ -39,12 +39,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import httpx
 from sqlalchemy import event
 
 import api.repair
 from api.main import create_app
+from bench import trips
 from bench.__main__ import free_port, wait_port
 from bench.gctime import GcTimer
 from bench.sdk import start_appointment
@@ -85,18 +85,11 @@ class SqlCounter:
         self.on = False
         self.statements = 0
         self.commits = 0
-        self.trips = 0
         self.kinds: collections.Counter[str] = collections.Counter()
         event.listen(engine.sync_engine, "before_cursor_execute", self._stmt)
         event.listen(engine.sync_engine, "commit", self._commit)
-        handed = aiosqlite.Connection._execute  # what every trip of core.sqlite_gate ends in
-
-        async def counted(conn: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-            if self.on:
-                self.trips += 1
-            return await handed(conn, fn, *args, **kwargs)
-
-        setattr(aiosqlite.Connection, "_execute", counted)  # noqa: B010 - patched for the count
+        trips.install()
+        self._trips0 = trips.made()
 
     def _stmt(self, _conn: Any, _cur: Any, statement: str, *_a: Any) -> None:
         if self.on:
@@ -110,8 +103,13 @@ class SqlCounter:
             self.commits += 1
 
     def reset(self) -> None:
-        self.statements = self.commits = self.trips = 0
+        self.statements = self.commits = 0
+        self._trips0 = trips.made()
         self.kinds.clear()
+
+    @property
+    def trips(self) -> int:
+        return trips.made() - self._trips0
 
 
 def _from(words: list[str]) -> str:

@@ -38,6 +38,7 @@ from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from bench import trips
 from bench.gctime import GcTimer
 from bench.sdk import start_appointment
 from contracts.appointment import AppointmentSnapshot, appointment_workflow_id
@@ -66,6 +67,8 @@ class Meter:
         self.cpu0 = time.process_time()
         self.gc = GcTimer()
         self.trace = False
+        trips.install()
+        self.trips0 = trips.made()
         event.listen(engine.sync_engine, "before_cursor_execute", self._stmt)
         event.listen(engine.sync_engine, "commit", self._commit)
 
@@ -82,6 +85,7 @@ class Meter:
     def reset(self) -> None:
         self.verbs.clear()
         self.commits = 0
+        self.trips0 = trips.made()
         self.cpu0 = time.process_time()
         self.gc.on, self.gc.seconds = True, 0.0
         self.gc.collections.clear()
@@ -92,7 +96,8 @@ class Meter:
         writes = sum(v for k, v in self.verbs.items() if k in ("INSERT", "UPDATE", "DELETE"))
         return (
             f"{what:<34} per journey: {stmts / n:5.1f} statements ({writes / n:4.1f} writes), "
-            f"{self.commits / n:4.1f} commits, {cpu / n:6.1f} ms CPU (GC {self.gc.seconds * 1000 / n:4.2f})"
+            f"{self.commits / n:4.1f} commits, {(trips.made() - self.trips0) / n:4.1f} trips to the SQLite"
+            f" driver's thread, {cpu / n:6.1f} ms CPU (GC {self.gc.seconds * 1000 / n:4.2f})"
             f"   [{dict(self.verbs)}; collections by generation {dict(sorted(self.gc.collections.items()))}]"
         )
 

@@ -164,3 +164,29 @@ def test_cache_cost_measures_each_runner_on_journeys_that_sent_their_notice_once
     assert sides == ["bare", "ours", "ours-sandboxed"], done.stdout
     assert sum("16 notices" in line for line in lines) == 2, done.stdout  # 8 warm-up journeys + 8
     assert sum("rebuilt from history" in line for line in lines) == 3, done.stdout
+
+
+async def test_trips_to_the_sqlite_thread_are_counted_one_per_hand_off(tmp_path: Path) -> None:
+    """bench.trips, as booking_cost and counters read it: a statement is one trip, a commit
+    of a write one more, and the no-op commit of a read none (core.sqlite_gate)."""
+    from sqlalchemy import text
+
+    from bench import trips
+    from core.db import make_engine
+
+    trips.install()
+    trips.install()  # a second install must not count twice
+    engine = make_engine(f"sqlite:///{tmp_path / 't.db'}")
+    try:
+        async with engine.begin() as c:
+            await c.execute(text("CREATE TABLE t (n INTEGER)"))
+        before = trips.made()
+        async with engine.begin() as c:
+            await c.execute(text("INSERT INTO t (n) VALUES (1)"))
+        assert trips.made() - before == 2  # the statement, its commit
+        before = trips.made()
+        async with engine.begin() as c:
+            assert (await c.execute(text("SELECT n FROM t"))).scalar_one() == 1
+        assert trips.made() - before == 1  # the statement; nothing open to commit
+    finally:
+        await engine.dispose()
