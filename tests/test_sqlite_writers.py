@@ -8,12 +8,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import trips
 from core.db import make_engine
 
 
@@ -112,69 +112,52 @@ async def test_a_failed_or_rolled_back_write_hands_the_gate_on(tmp_path: Path) -
         await engine.dispose()
 
 
-async def test_a_statement_makes_one_trip_to_the_drivers_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_statement_makes_one_trip_to_the_drivers_thread(tmp_path: Path) -> None:
     """aiosqlite's own cursor makes four (create, execute, fetch, close); each is a hand-off
     to the connection's thread and a wake-up of the event loop."""
     engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
     await _table(engine)
-    trips = 0
-    base = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal trips
-        trips += 1
-        return await base(self, fn, *args, **kwargs)
-
+    trips.install()
     try:
         async with engine.connect() as c:
             await c.execute(text("SELECT 1"))  # the connection is open and in the pool's hands
-            monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+            before = trips.made()
             inserted = await c.execute(text("INSERT INTO visits (n) VALUES (7) RETURNING id, n"))
             assert inserted.one() == (1, 7)
             updated = await c.execute(text("UPDATE visits SET n = 8"))
             assert updated.rowcount == 1
             rows = await c.execute(text("SELECT id, n FROM visits"))
             assert rows.all() == [(1, 8)]
-            assert trips == 3
+            assert trips.made() - before == 3
             await c.commit()
     finally:
         await engine.dispose()
 
 
-async def test_a_read_makes_no_trip_to_end_a_transaction_it_never_opened(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_read_makes_no_trip_to_end_a_transaction_it_never_opened(tmp_path: Path) -> None:
     """An ORM session that only reads: SQLAlchemy rolls back at the session's close and again
     when the pool takes the connection back; with no transaction open both are sqlite3
-    no-ops, and neither may cost a hand-off to the driver's thread. With one open, both
-    still happen: an uncommitted write is rolled back and the gate handed on."""
+    no-ops, and neither may cost a hand-off to the driver's thread. With one open, the
+    session's rollback still happens: an uncommitted write is rolled back and the gate handed
+    on (and the pool's reset then finds nothing open)."""
     from sqlmodel.ext.asyncio.session import AsyncSession
 
     engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}", sqlite_busy_timeout=2)
     await _table(engine)
-    trips = 0
-    base = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal trips
-        trips += 1
-        return await base(self, fn, *args, **kwargs)
-
+    trips.install()
     try:
         async with engine.connect() as c:  # the pool's connection is open before counting
             await c.execute(text("SELECT 1"))
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        before = trips.made()
         async with AsyncSession(engine) as s:
             assert (await s.exec(text("SELECT count(*) FROM visits"))).one() == (0,)  # type: ignore[call-overload]
             await s.commit()  # nothing open: no trip either
-        assert trips == 1  # the statement's own
+        assert trips.made() - before == 1  # the statement's own
 
-        trips = 0
+        before = trips.made()
         async with AsyncSession(engine) as s:  # a write left uncommitted
             await s.exec(text("INSERT INTO visits (id, n) VALUES (1, 1)"))  # type: ignore[call-overload]
-        assert trips == 2  # the statement, the session's rollback (then nothing is open)
+        assert trips.made() - before == 2  # the statement, the session's rollback (then nothing is open)
         async with engine.begin() as c:  # the gate was handed on, and the row is gone
             await asyncio.wait_for(c.execute(text("INSERT INTO visits (id, n) VALUES (2, 1)")), 1)
         async with engine.connect() as c:
